@@ -1,0 +1,1 @@
+"""lkplug: plugin-based processing of raw media from LiveKit rooms and files."""

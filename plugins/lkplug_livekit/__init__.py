@@ -1,0 +1,1 @@
+"""LiveKit rooms: participant tracks as sources and sinks, and a local dev server."""
