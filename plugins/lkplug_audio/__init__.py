@@ -1,1 +1,72 @@
-"""placeholder"""
+"""Built-in audio plugin: the ``tone`` source, ``gain``, ``resample`` and ``remix`` processors and the
+``null`` sink. soxr is imported only when a resampler is built, so listing stays fast."""
+
+from lkplug import Component, Param, hookimpl
+
+from .basic import Gain, NullSink, Remix
+from .resample import Resampler
+from .tone import ToneSource
+
+
+@hookimpl
+def lkplug_sources():
+    return [
+        Component(
+            "tone",
+            ToneSource,
+            "Test signal: sine, white noise or silence",
+            params=(
+                Param("freq", float, 440.0, "sine frequency in Hz", min=0.0, max=96000.0),
+                Param("wave", str, "sine", "signal shape", choices=("sine", "noise", "silence")),
+                Param("amplitude", float, -6.0, "peak level in dBFS", min=-150.0, max=0.0),
+                Param("rate", int, 48000, "sample rate in Hz", min=1000, max=384000),
+                Param("channels", int, 1, "channel count (the same signal in each)", min=1, max=32),
+                Param("duration", float, 5.0, "length in seconds (0: endless)", min=0.0),
+                Param("frame_ms", float, 20.0, "frame duration in ms", min=1.0, max=1000.0),
+                Param("format", str, "s16", "sample format", choices=("s16", "flt")),
+            ),
+            positional="freq",
+        )
+    ]
+
+
+@hookimpl
+def lkplug_processors():
+    return [
+        Component(
+            "gain",
+            Gain,
+            "Change the level by decibels or by a linear factor (float math, clipped to s16)",
+            params=(
+                Param("db", float, 0.0, "gain in dB (-6 halves the amplitude)", min=-150.0, max=60.0),
+                Param("factor", float, None, "linear factor instead of db", min=0.0, max=1000.0),
+            ),
+            positional="db",
+        ),
+        Component(
+            "resample",
+            Resampler,
+            "Change the sample rate with soxr (stateful stream, no seams between frames)",
+            params=(
+                Param("rate", int, help="output sample rate in Hz", min=1000, max=384000),
+                Param(
+                    "quality", str, "hq", "soxr quality",
+                    choices=("quick", "lq", "mq", "hq", "vhq"),
+                ),
+            ),
+            positional="rate",
+            converts=("rate",),
+        ),
+        Component(
+            "remix",
+            Remix,
+            "Change the channel count: standard downmix (5.1 folds to stereo) or upmix",
+            params=(Param("channels", int, help="output channel count", min=1, max=32),),
+            positional="channels",
+        ),
+    ]
+
+
+@hookimpl
+def lkplug_sinks():
+    return [Component("null", NullSink, "Discard every frame (for benchmarks and tests)")]

@@ -1,0 +1,299 @@
+"""The ``lkplug`` command line: ``list``, ``inspect``, ``run``, plus commands that plugins add.
+
+Errors are one line on stderr (the traceback only with ``--debug``). Exit codes: 0 ok, 1 runtime
+error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import traceback
+
+import click
+
+from . import __version__
+from .engine import Pipeline, build
+from .errors import LkplugError, UsageError
+from .progress import StatusLine
+from .registry import ROLES, Registry
+
+EXIT_INTERRUPTED = 130
+EPILOG = """\b
+Specs are NAME, NAME:VALUE or NAME:KEY=VALUE,KEY=VALUE:
+  file:in.flac   gain:db=-6   resample:rate=16000,quality=vhq   wav:out.wav
+"""
+
+
+def plugin_option(command):
+    return click.option(
+        "-p", "--plugin", "plugins", multiple=True, metavar="MODULE|FILE.py|no:NAME",
+        help="Load hooks from a module or a .py file; no:NAME disables the plugin NAME. Repeatable.",
+    )(command)
+
+
+def debug_option(command):
+    # read by main() from argv; declared here so --help documents it and click accepts it
+    return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(command)
+
+
+def load_registry(plugins) -> Registry:
+    registry = Registry.load(plugins)
+    failed = [info for info in registry.broken() if info.origin != "entry point"]
+    if failed:
+        info = failed[0]
+        raise UsageError(f"cannot load plugin {info.name!r} ({info.origin}): {info.error}")
+    return registry
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Examples:\n\n\b\n  lkplug list\n  lkplug inspect gain\n"
+    "  lkplug run --source tone:440 --proc gain:db=-6 --sink wav:out.wav\n"
+    "  lkplug run --source file:in.flac --proc resample:rate=16000 --proc remix:1 --sink wav:out.wav",
+)
+@click.version_option(__version__, prog_name="lkplug")
+def cli():
+    """Process raw audio and video from LiveKit rooms and media files with plugins.
+
+    A run reads frames from one source, passes them through processors in order and hands every
+    result to each sink. Sources, processors and sinks come from plugins: `lkplug list` shows what
+    is installed, `lkplug inspect NAME` what a component takes.
+    """
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@plugin_option
+@debug_option
+def list_command(as_json, plugins, debug):
+    """List every source, processor and sink, and plugins that failed to load."""
+    registry = Registry.load(plugins)
+    rows = [
+        {
+            "name": e.name,
+            "role": e.role,
+            "plugin": e.plugin.name,
+            "distribution": e.plugin.dist,
+            "version": e.plugin.version,
+            "summary": e.component.summary,
+        }
+        for role in ROLES
+        for e in sorted(registry.entries(role), key=lambda e: e.name)
+    ]
+    broken = [
+        {"plugin": i.name, "distribution": i.dist, "version": i.version, "origin": i.origin, "error": i.error}
+        for i in registry.broken()
+    ]
+    duplicates = [
+        {"name": group[0].name, "role": group[0].role, "providers": [e.plugin.provider for e in group]}
+        for group in registry.duplicates()
+    ]
+    if as_json:
+        click.echo(json.dumps({"components": rows, "broken": broken, "duplicates": duplicates}, indent=2))
+        return
+    width = max([len(r["name"]) for r in rows] + [4])
+    provider_width = max([len(e.plugin.provider) for e in registry.entries()] + [8])
+    click.echo(f"{'NAME':<{width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
+    for row, entry in zip(rows, [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)]):
+        click.echo(f"{row['name']:<{width}}  {row['role']:<9}  {entry.plugin.provider:<{provider_width}}  {row['summary']}")
+    for item in broken:
+        where = f"{item['distribution']} {item['version']}" if item["distribution"] else item["origin"]
+        click.echo(f"\nbroken plugin {item['plugin']!r} ({where}): {item['error']}")
+    for item in duplicates:
+        click.echo(f"\nduplicate {item['role']} {item['name']!r}: {' and '.join(item['providers'])}")
+
+
+@cli.command("inspect")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@plugin_option
+@debug_option
+def inspect_command(name, as_json, plugins, debug):
+    """Show a component's parameters, frame contract and the package that provides it."""
+    registry = load_registry(plugins)
+    entries = registry.find(name)
+    if as_json:
+        click.echo(json.dumps([_describe(e) for e in entries], indent=2))
+        return
+    for entry in entries:
+        click.echo(_inspect_text(entry))
+
+
+def _describe(entry) -> dict:
+    component = entry.component
+    return {
+        "name": component.name,
+        "role": entry.role,
+        "summary": component.summary,
+        "plugin": entry.plugin.name,
+        "distribution": entry.plugin.dist,
+        "version": entry.plugin.version,
+        "positional": component.positional,
+        "converts": list(component.converts),
+        "params": [
+            {
+                "name": p.name,
+                "type": p.type.__name__,
+                "default": None if p.required else p.default,
+                "required": p.required,
+                "range": p.range_text or None,
+                "help": p.help,
+            }
+            for p in component.params
+        ],
+        "accepts": {kind: c.describe() for kind, c in component.accepts.items()},
+        "emits": component.emits,
+    }
+
+
+def _inspect_text(entry) -> str:
+    info = _describe(entry)
+    lines = [
+        f"{info['name']} ({info['role']})",
+        f"  {info['summary']}",
+        "",
+        f"Provided by:  plugin {info['plugin']!r}, {entry.plugin.provider}",
+    ]
+    usage = f"{info['name']}:KEY=VALUE,..."
+    if info["positional"]:
+        usage = f"{info['name']}:{info['positional'].upper()}  or  " + usage
+    lines.append(f"Spec:         {usage}")
+    if info["converts"]:
+        lines.append(f"Converts:     {', '.join(info['converts'])} (inserted automatically where needed)")
+    lines += ["", "Parameters:"]
+    if not info["params"]:
+        lines.append("  (none)")
+    for p in info["params"]:
+        default = "required" if p["required"] else f"default {p['default']!r}"
+        lines.append(f"  {p['name']:<12} {p['type']:<6} {default:<22} {p['range'] or '':<22} {p['help']}")
+    if entry.role != "source":
+        lines += ["", "Accepts:"]
+        lines += [f"  {kind}: {text}" for kind, text in info["accepts"].items()] or ["  (nothing)"]
+    lines += ["", "Emits:", f"  {info['emits'] or 'frames (format known once it runs)'}", ""]
+    return "\n".join(lines)
+
+
+def _parse_pace(text: str) -> float | None | str:
+    text = text.strip().lower()
+    if text in ("auto", "max"):
+        return text
+    try:
+        value = float(text[:-1] if text.endswith("x") else text)
+    except ValueError:
+        raise click.BadParameter("expected auto, max, or a speed such as 1x or 2x") from None
+    if value <= 0:
+        raise click.BadParameter("the speed must be above 0")
+    return value
+
+
+@cli.command("run")
+@click.option("--source", "source", required=True, metavar="SPEC", help="Where frames come from, e.g. file:in.flac or tone:440.")
+@click.option("--proc", "procs", multiple=True, metavar="SPEC", help="A processor, e.g. gain:db=-6. Repeat; applied in order.")
+@click.option("--sink", "sinks", multiple=True, metavar="SPEC", help="Where results go, e.g. wav:out.wav. Repeat: each sink gets every frame.")
+@click.option("--pace", default="auto", metavar="auto|max|1x|2x", help="Speed: max = as fast as possible; auto = real time only when a sink is live.")
+@click.option("--explain", is_flag=True, help="Print the negotiated plan, converters included, and exit without running.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
+@plugin_option
+@debug_option
+def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug):
+    """Run SOURCE through PROCs into SINKs.
+
+    \b
+    lkplug run --source file:in.flac --proc gain:db=-6 --proc resample:rate=16000 \\
+               --proc remix:channels=1 --sink wav:out.wav
+    lkplug run --source tone:freq=440,duration=10 --sink wav:tone.wav --sink null
+
+    Converters (sample rate, channels, sample format, frame size) are inserted where a stage needs
+    them; --explain shows where. Ctrl-C stops the source, flushes and closes every output.
+    """
+    pace_value = _parse_pace(pace)
+    if not sinks and not explain:
+        raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
+    registry = load_registry(plugins)
+    pipeline = Pipeline(
+        build(registry, "source", source),
+        [build(registry, "processor", p) for p in procs],
+        [build(registry, "sink", s) for s in sinks],
+        registry,
+    )
+    if pace_value == "auto":
+        pipeline.pace = 1.0 if pipeline.realtime_sinks else None
+    elif pace_value != "max":
+        pipeline.pace = pace_value
+    if explain:
+        click.echo(pipeline.explain())
+        return
+    status = None if quiet or not sys.stderr.isatty() else StatusLine(sys.stderr)
+    report = asyncio.run(_run_with_signals(pipeline, status))
+    for warning in report.warnings:
+        click.echo(f"lkplug: warning: {warning}", err=True)
+    if not quiet:
+        speed = report.seconds / report.wall if report.wall > 0 else 0.0
+        click.echo(
+            f"lkplug: {report.seconds:.2f} s of media in {report.wall:.2f} s ({speed:.1f}x real time)"
+            + (", stopped by signal" if report.stopped else ""),
+            err=True,
+        )
+    if report.stopped:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+async def _run_with_signals(pipeline: Pipeline, status):
+    """The first Ctrl-C or SIGTERM stops cleanly; a second Ctrl-C aborts at once."""
+    loop = asyncio.get_running_loop()
+
+    def stop():
+        pipeline.stop()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C raises KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    duration = getattr(pipeline.source.obj, "duration", None)
+    try:
+        if status is not None:
+            status.start(duration)
+        return await pipeline.run(status.update if status else None)
+    finally:
+        if status is not None:
+            status.finish()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def make_cli() -> click.Group:
+    """The CLI with every command that plugins add (``lkplug_register_commands``)."""
+    registry = Registry.load()
+    registry.register_commands(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("LKPLUG_DEBUG"))
+    try:
+        make_cli().main(args, prog_name="lkplug", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("lkplug: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except LkplugError as exc:
+        _report(exc, debug)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug, ours or a plugin's: still one line unless --debug
+        _report(exc, debug, prefix=f"unexpected {type(exc).__name__}: ")
+        sys.exit(1)
+
+
+def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
+    if debug:
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"lkplug: error: {prefix}{message}", err=True)

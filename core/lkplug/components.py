@@ -1,0 +1,198 @@
+"""What a plugin declares: components, their parameters and their frame contracts.
+
+A plugin's hooks return :class:`Component` records. The engine builds each component once per run
+(``component.factory(**params)``) and from then on calls the object directly: frames never pass
+through pluggy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParamError
+
+REQUIRED = object()  # default of a parameter the user must give
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a component, as `lkplug inspect` shows it and the spec parser reads it."""
+
+    name: str
+    type: type = str  # int, float, str or bool
+    default: Any = REQUIRED
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def parse(self, text: str, component: str = "") -> Any:
+        """Turn the text of a spec into a checked value; raise ParamError saying what was expected."""
+        where = f"{component}:{self.name}" if component else self.name
+        try:
+            if self.type is bool:
+                value = _parse_bool(text)
+            elif self.type in (int, float):
+                value = self.type(text)
+            else:
+                value = self.type(text)
+        except ValueError:
+            raise ParamError(f"{where}={text!r}: expected {self.type_name}") from None
+        return self.check(value, where)
+
+    def check(self, value: Any, where: str | None = None) -> Any:
+        where = where or self.name
+        if self.choices is not None and value not in self.choices:
+            raise ParamError(f"{where}={value!r}: expected one of {', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min or self.max is not None and value > self.max:
+            raise ParamError(f"{where}={value!r}: expected a value in {self.range_text}")
+        return value
+
+    @property
+    def type_name(self) -> str:
+        return {int: "an integer", float: "a number", bool: "true or false"}.get(self.type, "text")
+
+    @property
+    def range_text(self) -> str:
+        if self.choices is not None:
+            return " | ".join(map(str, self.choices))
+        if self.min is None and self.max is None:
+            return ""
+        low = "-inf" if self.min is None else f"{self.min:g}"
+        high = "inf" if self.max is None else f"{self.max:g}"
+        return f"[{low}, {high}]"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+@dataclass(frozen=True)
+class AudioContract:
+    """What a stage accepts of audio; None means "anything"."""
+
+    rates: tuple[int, ...] | None = None
+    channels: tuple[int, ...] | None = None
+    sample_formats: tuple[str, ...] | None = None
+    frame_ms: float | None = None  # fixed frame duration, e.g. 10 ms for WebRTC's APM
+
+    def describe(self) -> str:
+        def one(values, unit=""):
+            return "any" if values is None else "/".join(f"{v}{unit}" for v in values)
+
+        frames = "any length" if self.frame_ms is None else f"{self.frame_ms:g} ms"
+        return (
+            f"rate {one(self.rates, ' Hz')}, channels {one(self.channels)}, "
+            f"format {one(self.sample_formats)}, frames {frames}"
+        )
+
+
+@dataclass(frozen=True)
+class Component:
+    """A named source, processor or sink that a plugin provides.
+
+    ``factory(**params)`` builds the runtime object. ``positional`` names the parameter that the short
+    spec form ``name:value`` sets (``file:in.flac`` sets ``path``). ``converts`` lists the conversions
+    the engine may insert this component for when contracts do not match (e.g. ``("rate",)``).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    summary: str
+    params: tuple[Param, ...] = ()
+    positional: str | None = None
+    converts: tuple[str, ...] = ()
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def accepts(self) -> Mapping[str, Any]:
+        return getattr(self.factory, "accepts", {})
+
+    @property
+    def emits(self) -> str:
+        return getattr(self.factory, "emits", "")
+
+
+# Base classes for the runtime objects. Plugins may subclass them or just match their shape.
+
+
+class Stage:
+    """Shared by processors and sinks: which kinds (and formats) they accept."""
+
+    #: kind -> contract; kinds missing here pass through a processor untouched
+    accepts: Mapping[str, Any] = {"audio": AudioContract()}
+    #: one line for `lkplug inspect`
+    emits: str = "the format it takes"
+
+    def bind(self, context: RunContext) -> None:
+        """Called once before the run with run-wide settings (e.g. room credentials)."""
+
+
+class Processor(Stage):
+    """Transforms frames. ``process`` may also be ``async def``."""
+
+    def output_format(self, fmt):
+        """The format this stage emits for input ``fmt`` (same by default)."""
+        return fmt
+
+    def process(self, frame) -> list:
+        raise NotImplementedError
+
+    def flush(self) -> list:
+        """End of stream: return any frames still held (a resampler's tail, buffered samples)."""
+        return []
+
+
+class Sink(Stage):
+    """Consumes frames. ``write`` and ``close`` may also be ``async def``."""
+
+    emits = "nothing (consumes frames)"
+
+    def start(self, formats: Mapping[str, Any]) -> None:
+        """Called before the first frame with the negotiated format per kind (None if not yet known)."""
+
+    def write(self, frame) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finalise the output; called on every exit path, also after errors and Ctrl-C."""
+
+
+class Source:
+    """Produces frames through ``frames()``, an async iterator."""
+
+    #: estimated length in seconds, for progress only (None when unknown or live)
+    duration: float | None = None
+
+    def bind(self, context: RunContext) -> None:
+        """Called once before the run with run-wide settings."""
+
+    def probe(self) -> dict[str, Any]:
+        """kind -> format the source will emit (None when known only once frames flow). Cheap."""
+        raise NotImplementedError
+
+    def frames(self):
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what ``frames()`` opened; called on every exit path."""
+
+
+@dataclass
+class RunContext:
+    """Run-wide settings that the engine hands to every component through ``bind``."""
+
+    options: dict[str, Any] = field(default_factory=dict)

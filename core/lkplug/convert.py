@@ -1,0 +1,138 @@
+"""Conversions the engine inserts between stages whose audio contracts differ.
+
+Sample format, channel layout and frame size are plain numpy and live here; sample-rate conversion
+needs a real resampler and comes from whichever plugin declares ``converts=("rate",)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .components import Processor
+from .frames import AudioFormat, AudioFrame
+
+S16_SCALE = 32768.0
+_DB3 = 0.7071067811865476  # -3 dB, the usual weight of centre and surrounds in a downmix
+
+
+def to_float(data: np.ndarray) -> np.ndarray:
+    if data.dtype == np.float32:
+        return data
+    return data.astype(np.float32) * np.float32(1.0 / S16_SCALE)
+
+
+def to_s16(data: np.ndarray) -> np.ndarray:
+    """Float full scale 1.0 to int16, rounded and clipped (never wrapped)."""
+    if data.dtype == np.int16:
+        return data
+    scaled = np.rint(data * np.float32(S16_SCALE))
+    return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
+
+
+def convert_sample_format(data: np.ndarray, sample_format: str) -> np.ndarray:
+    return to_s16(data) if sample_format == "s16" else to_float(data)
+
+
+class SampleFormatConverter(Processor):
+    def __init__(self, sample_format: str):
+        self.sample_format = sample_format
+        self.label = f"format:{sample_format}"
+
+    def output_format(self, fmt: AudioFormat) -> AudioFormat:
+        return AudioFormat(fmt.rate, fmt.channels, self.sample_format, fmt.frame_size)
+
+    def process(self, frame: AudioFrame) -> list:
+        return [frame.replace(data=convert_sample_format(frame.data, self.sample_format))]
+
+
+def remix_matrix(inputs: int, outputs: int) -> np.ndarray:
+    """The (inputs, outputs) matrix of a standard downmix or upmix, scaled so it cannot clip.
+
+    Mono is copied to every output; anything to mono is the average; 5.1 (L R C LFE Ls Rs) and 7.1
+    fold centre and surrounds into the front pair at -3 dB and drop LFE, like FFmpeg's swresample.
+    """
+    matrix = np.zeros((inputs, outputs), dtype=np.float32)
+    if inputs == 1:
+        matrix[0, :] = 1.0
+        return matrix
+    if outputs == 1:
+        matrix[:, 0] = 1.0 / inputs
+        return matrix
+    if outputs == 2 and inputs in (6, 8):
+        matrix[0, 0] = matrix[1, 1] = 1.0
+        matrix[2, :] = _DB3  # centre
+        for left in range(4, inputs, 2):  # Ls/Rs, then Lb/Rb for 7.1
+            matrix[left, 0] = matrix[left + 1, 1] = _DB3
+    else:
+        for channel in range(inputs):
+            matrix[channel, channel % outputs] = 1.0
+    return matrix / max(1.0, float(matrix.sum(axis=0).max()))
+
+
+class ChannelConverter(Processor):
+    def __init__(self, inputs: int, outputs: int):
+        self.outputs = outputs
+        self.matrix = remix_matrix(inputs, outputs)
+        self.label = f"remix:{inputs}->{outputs}"
+
+    def output_format(self, fmt: AudioFormat) -> AudioFormat:
+        return AudioFormat(fmt.rate, self.outputs, fmt.sample_format, fmt.frame_size)
+
+    def process(self, frame: AudioFrame) -> list:
+        mixed = to_float(frame.data) @ self.matrix
+        return [frame.replace(data=convert_sample_format(mixed, frame.sample_format))]
+
+
+class Rechunker(Processor):
+    """Regroups samples into frames of exactly ``frame_size`` samples; the tail is padded with
+    silence on flush, because stages that need fixed frames (WebRTC's APM) accept nothing else."""
+
+    def __init__(self, frame_size: int):
+        self.frame_size = frame_size
+        self.label = f"rechunk:{frame_size}"
+        self._pending: list[np.ndarray] = []
+        self._held = 0
+        self._next_timestamp: int | None = None
+        self._rate = 0
+
+    def output_format(self, fmt: AudioFormat) -> AudioFormat:
+        return AudioFormat(fmt.rate, fmt.channels, fmt.sample_format, self.frame_size)
+
+    def process(self, frame: AudioFrame) -> list:
+        if self._next_timestamp is None:
+            self._next_timestamp = frame.timestamp
+        self._rate = frame.sample_rate
+        self._pending.append(frame.data)
+        self._held += frame.samples
+        if self._held < self.frame_size:
+            return []
+        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        whole = self._held // self.frame_size * self.frame_size
+        out = [self._frame(data[start : start + self.frame_size]) for start in range(0, whole, self.frame_size)]
+        rest = data[whole:]
+        self._pending, self._held = ([rest], len(rest)) if len(rest) else ([], 0)
+        return out
+
+    def flush(self) -> list:
+        if not self._held:
+            return []
+        data = np.concatenate(self._pending)
+        padded = np.zeros((self.frame_size, data.shape[1]), dtype=data.dtype)
+        padded[: len(data)] = data
+        self._pending, self._held = [], 0
+        return [self._frame(padded)]
+
+    def _frame(self, data: np.ndarray) -> AudioFrame:
+        frame = AudioFrame(data, self._rate, self._next_timestamp)
+        self._next_timestamp += len(data)
+        return frame
+
+
+def pick(allowed: tuple | None, current: int) -> int:
+    """The allowed value to convert ``current`` to: itself if allowed, else the nearest above (or,
+    failing that, the largest), so conversions lose as little as they can."""
+    if allowed is None or current in allowed:
+        return current
+    above = sorted(v for v in allowed if v > current)
+    return above[0] if above else max(allowed)
+

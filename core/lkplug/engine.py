@@ -1,0 +1,284 @@
+"""The engine: a source, chains of processors per media kind, and sinks, run on asyncio.
+
+The source runs as its own task feeding a bounded queue (backpressure: a fast file decoder waits for
+the chain). Chains are planned when the first frame of a kind arrives (or from the source's probe for
+``--explain``) and re-planned if the stream's format changes. Stopping (Ctrl-C) ends the source,
+flushes every chain and closes every sink, so outputs hold every processed frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chain import Built, Chain
+from .components import Component, RunContext
+from .errors import LkplugError, ParamError, PluginError
+from .registry import Entry, Registry
+from .spec import Spec, format_spec, parse_spec
+
+QUEUE_FRAMES = 8
+_END = object()  # end of the source's frames
+
+
+def resolve_params(component: Component, spec: Spec) -> dict[str, Any]:
+    """Check a spec's parameters against the component's schema; fill in defaults."""
+    given = dict(spec.params)
+    if spec.value is not None:
+        if component.positional is None:
+            names = ", ".join(p.name for p in component.params) or "none"
+            raise ParamError(f"{component.name} takes no bare value; use key=value (parameters: {names})")
+        if component.positional in given:
+            raise ParamError(f"{component.name}: {component.positional} is given twice")
+        given = {component.positional: spec.value, **given}
+    values = {}
+    for key, text in given.items():
+        param = component.param(key)
+        if param is None:
+            known = [p.name for p in component.params]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ParamError(
+                f"{component.name} has no parameter {key!r}; {hint}`lkplug inspect {component.name}` lists them"
+            )
+        values[key] = param.parse(text, component.name)
+    for param in component.params:
+        if param.name not in values:
+            if param.required:
+                raise ParamError(f"{component.name} needs {param.name}= ({param.help or param.type_name})")
+            values[param.name] = param.default
+    return values
+
+
+def build(registry: Registry, role: str, spec_text: str) -> Built:
+    """Build the runtime object for a spec such as ``gain:db=-6``."""
+    spec = parse_spec(spec_text)
+    entry = registry.get(role, spec.name)
+    return build_entry(entry, spec)
+
+
+def build_entry(entry: Entry, spec: Spec) -> Built:
+    params = resolve_params(entry.component, spec)
+    built = Built(format_spec(spec), None, entry.plugin.provider)
+    try:
+        built.obj = entry.component.factory(**params)
+    except LkplugError:
+        raise
+    except Exception as exc:
+        raise PluginError(built.describe_failure(exc)) from exc
+    return built
+
+
+@dataclass
+class RunReport:
+    seconds: float = 0.0  # media time that left the source
+    frames: int = 0
+    stopped: bool = False  # ended by stop() (Ctrl-C), not by the source
+    wall: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """``source -> processors -> sinks``; build it from spec strings or from built objects."""
+
+    def __init__(
+        self,
+        source: Built,
+        processors: Sequence[Built] = (),
+        sinks: Sequence[Built] = (),
+        registry: Registry | None = None,
+        pace: float | None = None,
+        context: RunContext | None = None,
+    ):
+        self.source = source
+        self.processors = list(processors)
+        self.sinks = list(sinks)
+        self.registry = registry
+        self.pace = pace  # None: as fast as possible; 1.0: real time
+        self.context = context or RunContext()
+        self._producer: asyncio.Task | None = None
+        self._stopping = False
+        self._chains: dict[str, Chain] = {}
+        self._tails: dict[tuple[int, str], Chain] = {}
+
+    @classmethod
+    def from_specs(
+        cls,
+        source: str,
+        processors: Sequence[str] = (),
+        sinks: Sequence[str] = (),
+        registry: Registry | None = None,
+        **options,
+    ) -> Pipeline:
+        registry = registry or Registry.load()
+        return cls(
+            build(registry, "source", source),
+            [build(registry, "processor", p) for p in processors],
+            [build(registry, "sink", s) for s in sinks],
+            registry,
+            **options,
+        )
+
+    @property
+    def realtime_sinks(self) -> bool:
+        return any(getattr(s.obj, "realtime", False) for s in self.sinks)
+
+    # planning -------------------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        for built in [self.source, *self.processors, *self.sinks]:
+            built.obj.bind(self.context)
+
+    def _plan(self, kind: str, fmt: Any) -> Chain:
+        chain = Chain.plan(kind, fmt, self.processors, self.registry)
+        self._chains[kind] = chain
+        for index, sink in enumerate(self.sinks):
+            self._tails[(index, kind)] = Chain.plan(kind, chain.out_format, [], self.registry, sink)
+        return chain
+
+    def explain(self) -> str:
+        """The negotiated plan, converters included, without running anything."""
+        self._bind()
+        formats = self.source.obj.probe()
+        lines = [f"source  {self.source.label}  ({self.source.provider})"]
+        for kind, fmt in formats.items():
+            lines.append(f"  {kind}: {fmt if fmt is not None else 'format known once frames flow'}")
+            chain = self._plan(kind, fmt)
+            for label, out in chain.describe():
+                lines.append(f"    -> {label:<40} {out}")
+        for index, sink in enumerate(self.sinks):
+            lines.append(f"sink    {sink.label}  ({sink.provider})")
+            for kind in formats:
+                for label, out in self._tails[(index, kind)].describe():
+                    lines.append(f"    -> {label:<40} {out}")
+        if self.pace:
+            lines.append(f"pace    {self.pace:g}x real time")
+        return "\n".join(lines)
+
+    # running --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to end: the source stops, chains flush, sinks close. Safe from a signal."""
+        self._stopping = True
+        if self._producer is not None:
+            self._producer.cancel()
+
+    async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
+        report = RunReport()
+        started = time.monotonic()
+        self._bind()
+        formats = self.source.obj.probe()
+        for kind, fmt in formats.items():
+            self._plan(kind, fmt)
+        queue: asyncio.Queue = asyncio.Queue(QUEUE_FRAMES)
+        self._producer = asyncio.create_task(self._produce(queue))
+        if self._stopping:  # stop() came before the task existed
+            self._producer.cancel()
+        error: BaseException | None = None
+        try:
+            for index, sink in enumerate(self.sinks):
+                await _maybe_await(sink.obj.start({k: self._tails[(index, k)].out_format for k in formats}))
+            while not (queue.empty() and self._producer.done()):
+                frame = await queue.get()
+                if frame is _END:
+                    break
+                if self.pace:
+                    await self._wait_for_pace(frame, started)
+                await self._handle(frame)
+                report.frames += 1
+                report.seconds = max(report.seconds, frame.time + getattr(frame, "duration", 0.0))
+                if on_progress is not None:
+                    on_progress(report.seconds)
+            if self._producer.done() and not self._producer.cancelled():
+                self._producer.result()  # a source error surfaces here
+            for kind in list(self._chains):
+                await self._deliver(kind, await self._chains[kind].flush())
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if not self._producer.done():
+                self._producer.cancel()
+            await asyncio.gather(self._producer, return_exceptions=True)
+            await self._finish(error)
+            report.stopped = self._stopping
+            report.wall = time.monotonic() - started
+            report.warnings += list(getattr(self.source.obj, "warnings", ()))
+        return report
+
+    async def _produce(self, queue: asyncio.Queue) -> None:
+        source = self.source
+        try:
+            async for frame in source.obj.frames():
+                await queue.put(frame)
+        except (LkplugError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise PluginError(source.describe_failure(exc)) from exc
+        finally:
+            try:
+                queue.put_nowait(_END)
+            except asyncio.QueueFull:
+                pass  # the consumer drains the queue, then sees that this task is done
+
+    async def _wait_for_pace(self, frame, started: float) -> None:
+        due = started + frame.time / self.pace
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _handle(self, frame) -> None:
+        kind = frame.kind
+        chain = self._chains.get(kind)
+        if chain is None or not chain.accepts_frame(frame):
+            if chain is not None and chain.in_format is not None:
+                await self._deliver(kind, await chain.flush())  # format changed mid-stream
+            chain = self._plan(kind, frame.format)
+        await self._deliver(kind, await chain.push(frame))
+
+    async def _deliver(self, kind: str, frames: list) -> None:
+        if not frames:
+            return
+        for index, sink in enumerate(self.sinks):
+            tail = self._tails[(index, kind)]
+            out = await tail.push_all(frames) if tail.steps else frames
+            for frame in out:
+                await _call(sink, sink.obj.write, frame)
+
+    async def _finish(self, error: BaseException | None) -> None:
+        """Flush sink converters and close every sink, whatever happened before."""
+        for (index, kind), tail in self._tails.items():
+            if error is None and tail.steps:
+                sink = self.sinks[index]
+                for frame in await tail.flush():
+                    await _call(sink, sink.obj.write, frame)
+        first_failure = None
+        for sink in self.sinks:
+            try:
+                await _call(sink, sink.obj.close)
+            except Exception as exc:
+                first_failure = first_failure or exc
+        try:
+            await self.source.obj.aclose()
+        except Exception as exc:
+            first_failure = first_failure or exc
+        if first_failure is not None and error is None:
+            raise first_failure
+
+
+async def _maybe_await(result):
+    return await result if inspect.isawaitable(result) else result
+
+
+async def _call(built: Built, method, *args):
+    try:
+        return await _maybe_await(method(*args))
+    except LkplugError:
+        raise
+    except Exception as exc:
+        raise PluginError(built.describe_failure(exc)) from exc

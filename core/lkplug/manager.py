@@ -1,0 +1,127 @@
+"""Finding and loading plugins: entry points, ``-p`` modules and files, ``-p no:NAME`` blocking.
+
+Each plugin loads inside its own ``try``: one broken plugin is recorded with its error and every
+other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "lkplug"
+ENV_PLUGINS = "LKPLUG_PLUGINS"
+
+
+@dataclass
+class PluginInfo:
+    """Where a plugin came from, and why it is broken if it is."""
+
+    name: str
+    dist: str | None = None  # the distribution that ships it; None for -p modules and files
+    version: str | None = None
+    origin: str = "entry point"  # or "-p", or the environment variable
+    error: str | None = None
+    detail: str | None = None  # the traceback behind ``error``, for --debug
+
+    @property
+    def provider(self) -> str:
+        return f"{self.dist} {self.version}" if self.dist else f"{self.name} ({self.origin})"
+
+
+def make_plugin_manager(
+    plugins: Iterable[str] = (), load_entrypoints: bool = True
+) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+    """A fresh plugin manager with every plugin loaded.
+
+    ``plugins`` are ``-p`` arguments: a module name, a path to a ``.py`` file, or ``no:NAME`` to
+    block the plugin NAME. ``$LKPLUG_PLUGINS`` adds more, comma-separated.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    requested = [p for p in (os.environ.get(ENV_PLUGINS, "").split(",")) if p.strip()]
+    origins = {p: ENV_PLUGINS for p in requested}
+    for arg in plugins:
+        requested.append(arg)
+        origins[arg] = "-p"
+    blocked = {arg[3:] for arg in requested if arg.startswith("no:")}
+    for name in blocked:
+        pm.set_blocked(name)
+    infos: list[PluginInfo] = []
+    if load_entrypoints:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or pm.has_plugin(ep.name):
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, dist and dist.name, dist and dist.version)
+            _load(pm, info, ep.load)
+            infos.append(info)
+    for arg in requested:
+        if arg.startswith("no:"):
+            continue
+        arg = arg.strip()
+        info = PluginInfo(_local_name(arg), origin=origins[arg])
+        if info.name in blocked:
+            continue
+        _load(pm, info, lambda arg=arg: _import_local(arg))
+        infos.append(info)
+    return pm, infos
+
+
+def _load(pm: pluggy.PluginManager, info: PluginInfo, load) -> None:
+    try:
+        plugin = load()
+        _check_hook_names(plugin)
+        pm.register(plugin, name=info.name)
+    except Exception as exc:  # any failure in third-party code becomes a listed error
+        record_failure(info, exc)
+
+
+def record_failure(info: PluginInfo, exc: BaseException) -> None:
+    info.error = f"{type(exc).__name__}: {exc}"
+    info.detail = "".join(traceback.format_exception(exc))
+
+
+def _check_hook_names(plugin) -> None:
+    """A misspelled hook would be silently ignored; make it an error instead."""
+    known = {name for name in dir(hookspecs) if name.startswith("lkplug_")}
+    for name in dir(plugin):
+        if name.startswith("lkplug_") and name not in known and callable(getattr(plugin, name)):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise pluggy.PluginValidationError(plugin, f"unknown hook {name!r}{hint}")
+
+
+def _local_name(arg: str) -> str:
+    return Path(arg).stem if arg.endswith(".py") else arg
+
+
+def _import_local(arg: str):
+    """Import ``-p`` argument: a ``.py`` file by path, else a module by name."""
+    if not arg.endswith(".py"):
+        return importlib.import_module(arg)
+    path = Path(arg).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such plugin file: {arg}")
+    module_name = f"lkplug_local_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
