@@ -30,7 +30,11 @@ Specs are NAME, NAME:VALUE or NAME:KEY=VALUE,KEY=VALUE:
 
 def plugin_option(command):
     return click.option(
-        "-p", "--plugin", "plugins", multiple=True, metavar="MODULE|FILE.py|no:NAME",
+        "-p",
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="MODULE|FILE.py|no:NAME",
         help="Load hooks from a module or a .py file; no:NAME disables the plugin NAME. Repeatable.",
     )(command)
 
@@ -98,8 +102,12 @@ def list_command(as_json, plugins, debug):
     width = max([len(r["name"]) for r in rows] + [4])
     provider_width = max([len(e.plugin.provider) for e in registry.entries()] + [8])
     click.echo(f"{'NAME':<{width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
-    for row, entry in zip(rows, [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)]):
-        click.echo(f"{row['name']:<{width}}  {row['role']:<9}  {entry.plugin.provider:<{provider_width}}  {row['summary']}")
+    for row, entry in zip(
+        rows, [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)], strict=False
+    ):
+        click.echo(
+            f"{row['name']:<{width}}  {row['role']:<9}  {entry.plugin.provider:<{provider_width}}  {row['summary']}"
+        )
     for item in broken:
         where = f"{item['distribution']} {item['version']}" if item["distribution"] else item["origin"]
         click.echo(f"\nbroken plugin {item['plugin']!r} ({where}): {item['error']}")
@@ -191,11 +199,38 @@ def _parse_pace(text: str) -> float | None | str:
 
 
 @cli.command("run")
-@click.option("--source", "source", required=True, metavar="SPEC", help="Where frames come from, e.g. file:in.flac or tone:440.")
-@click.option("--proc", "procs", multiple=True, metavar="SPEC", help="A processor, e.g. gain:db=-6. Repeat; applied in order.")
-@click.option("--sink", "sinks", multiple=True, metavar="SPEC", help="Where results go, e.g. wav:out.wav. Repeat: each sink gets every frame.")
-@click.option("--pace", default="auto", metavar="auto|max|1x|2x", help="Speed: max = as fast as possible; auto = real time only when a sink is live.")
-@click.option("--explain", is_flag=True, help="Print the negotiated plan, converters included, and exit without running.")
+@click.option(
+    "--source",
+    "source",
+    required=True,
+    metavar="SPEC",
+    help="Where frames come from, e.g. file:in.flac or tone:440.",
+)
+@click.option(
+    "--proc",
+    "procs",
+    multiple=True,
+    metavar="SPEC",
+    help="A processor, e.g. gain:db=-6. Repeat; applied in order.",
+)
+@click.option(
+    "--sink",
+    "sinks",
+    multiple=True,
+    metavar="SPEC",
+    help="Where results go, e.g. wav:out.wav. Repeat: each sink gets every frame.",
+)
+@click.option(
+    "--pace",
+    default="auto",
+    metavar="auto|max|1x|2x",
+    help="Speed: max = as fast as possible; auto = real time only when a sink is live.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Print the negotiated plan, converters included, and exit without running.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
 @plugin_option
 @debug_option

@@ -108,7 +108,9 @@ class Rechunker(Processor):
             return []
         data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         whole = self._held // self.frame_size * self.frame_size
-        out = [self._frame(data[start : start + self.frame_size]) for start in range(0, whole, self.frame_size)]
+        out = [
+            self._frame(data[start : start + self.frame_size]) for start in range(0, whole, self.frame_size)
+        ]
         rest = data[whole:]
         self._pending, self._held = ([rest], len(rest)) if len(rest) else ([], 0)
         return out
@@ -135,4 +137,3 @@ def pick(allowed: tuple | None, current: int) -> int:
         return current
     above = sorted(v for v in allowed if v > current)
     return above[0] if above else max(allowed)
-

@@ -252,7 +252,7 @@ class Pipeline:
 
     async def _finish(self, error: BaseException | None) -> None:
         """Flush sink converters and close every sink, whatever happened before."""
-        for (index, kind), tail in self._tails.items():
+        for (index, _kind), tail in self._tails.items():
             if error is None and tail.steps:
                 sink = self.sinks[index]
                 for frame in await tail.flush():

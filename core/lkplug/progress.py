@@ -42,7 +42,9 @@ class StatusLine:
             # the header's duration can be wrong; never show more than 100 %
             done = min(self.position / self.duration, 1.0)
             bar = "#" * int(done * BAR_WIDTH)
-            return f"[{bar:<{BAR_WIDTH}}] {done:4.0%} {clock(self.position)} / ~{clock(self.duration)} {speed}"
+            return (
+                f"[{bar:<{BAR_WIDTH}}] {done:4.0%} {clock(self.position)} / ~{clock(self.duration)} {speed}"
+            )
         return f"{clock(self.position)} {speed}"
 
     def finish(self) -> None:

@@ -50,7 +50,10 @@ def lkplug_processors():
             params=(
                 Param("rate", int, help="output sample rate in Hz", min=1000, max=384000),
                 Param(
-                    "quality", str, "hq", "soxr quality",
+                    "quality",
+                    str,
+                    "hq",
+                    "soxr quality",
                     choices=("quick", "lq", "mq", "hq", "vhq"),
                 ),
             ),

@@ -10,8 +10,17 @@ from lkplug.convert import to_s16
 
 
 class ToneSource(Source):
-    def __init__(self, freq=440.0, wave="sine", amplitude=-6.0, rate=48000, channels=1,
-                 duration=5.0, frame_ms=20.0, format="s16"):
+    def __init__(
+        self,
+        freq=440.0,
+        wave="sine",
+        amplitude=-6.0,
+        rate=48000,
+        channels=1,
+        duration=5.0,
+        frame_ms=20.0,
+        format="s16",
+    ):
         self.freq, self.wave, self.rate, self.channels = freq, wave, rate, channels
         self.peak = 10.0 ** (amplitude / 20.0)
         self.total = round(duration * rate) if duration > 0 else None

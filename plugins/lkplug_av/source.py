@@ -112,8 +112,11 @@ class FileSource(Source):
         rate = 0
         for decoded in self._decoded():
             samples = to_samples(decoded)
-            if block and (decoded.sample_rate != rate or samples.shape[1] != block[0].shape[1]
-                          or samples.dtype != block[0].dtype):
+            if block and (
+                decoded.sample_rate != rate
+                or samples.shape[1] != block[0].shape[1]
+                or samples.dtype != block[0].dtype
+            ):
                 yield self._frame(block, rate, position)
                 position += held
                 block, held = [], 0

@@ -28,7 +28,9 @@ class WavSink(Sink):
         if self._file is None:
             self._open(frame)
         elif frame.format != self._format:
-            raise MediaError(f"{self.path}: audio format changed mid-stream ({self._format} -> {frame.format})")
+            raise MediaError(
+                f"{self.path}: audio format changed mid-stream ({self._format} -> {frame.format})"
+            )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
             data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
