@@ -76,38 +76,35 @@ def cli():
 def list_command(as_json, plugins, debug):
     """List every source, processor and sink, and plugins that failed to load."""
     registry = Registry.load(plugins)
-    rows = [
-        {
-            "name": e.name,
-            "role": e.role,
-            "plugin": e.plugin.name,
-            "distribution": e.plugin.dist,
-            "version": e.plugin.version,
-            "summary": e.component.summary,
-        }
-        for role in ROLES
-        for e in sorted(registry.entries(role), key=lambda e: e.name)
-    ]
+    entries = [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)]
     broken = [
         {"plugin": i.name, "distribution": i.dist, "version": i.version, "origin": i.origin, "error": i.error}
         for i in registry.broken()
     ]
     duplicates = [
-        {"name": group[0].name, "role": group[0].role, "providers": [e.plugin.provider for e in group]}
-        for group in registry.duplicates()
+        {"name": g[0].name, "role": g[0].role, "providers": [e.plugin.provider for e in g]}
+        for g in registry.duplicates()
     ]
     if as_json:
+        rows = [
+            {
+                "name": e.name,
+                "role": e.role,
+                "plugin": e.plugin.name,
+                "distribution": e.plugin.dist,
+                "version": e.plugin.version,
+                "summary": e.component.summary,
+            }
+            for e in entries
+        ]
         click.echo(json.dumps({"components": rows, "broken": broken, "duplicates": duplicates}, indent=2))
         return
-    width = max([len(r["name"]) for r in rows] + [4])
-    provider_width = max([len(e.plugin.provider) for e in registry.entries()] + [8])
-    click.echo(f"{'NAME':<{width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
-    for row, entry in zip(
-        rows, [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)], strict=False
-    ):
-        click.echo(
-            f"{row['name']:<{width}}  {row['role']:<9}  {entry.plugin.provider:<{provider_width}}  {row['summary']}"
-        )
+    name_width = max([len(e.name) for e in entries] + [4])
+    provider_width = max([len(e.plugin.provider) for e in entries] + [8])
+    click.echo(f"{'NAME':<{name_width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
+    for e in entries:
+        provider, summary = e.plugin.provider, e.component.summary
+        click.echo(f"{e.name:<{name_width}}  {e.role:<9}  {provider:<{provider_width}}  {summary}")
     for item in broken:
         where = f"{item['distribution']} {item['version']}" if item["distribution"] else item["origin"]
         click.echo(f"\nbroken plugin {item['plugin']!r} ({where}): {item['error']}")

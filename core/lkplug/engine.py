@@ -44,7 +44,8 @@ def resolve_params(component: Component, spec: Spec) -> dict[str, Any]:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ParamError(
-                f"{component.name} has no parameter {key!r}; {hint}`lkplug inspect {component.name}` lists them"
+                f"{component.name} has no parameter {key!r}; {hint}"
+                f"`lkplug inspect {component.name}` lists them"
             )
         values[key] = param.parse(text, component.name)
     for param in component.params:
@@ -171,18 +172,19 @@ class Pipeline:
     async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
         report = RunReport()
         started = time.monotonic()
-        self._bind()
-        formats = self.source.obj.probe()
-        for kind, fmt in formats.items():
-            self._plan(kind, fmt)
         queue: asyncio.Queue = asyncio.Queue(QUEUE_FRAMES)
-        self._producer = asyncio.create_task(self._produce(queue))
-        if self._stopping:  # stop() came before the task existed
-            self._producer.cancel()
         error: BaseException | None = None
         try:
+            self._bind()
+            formats = self.source.obj.probe()
+            for kind, fmt in formats.items():
+                self._plan(kind, fmt)
             for index, sink in enumerate(self.sinks):
-                await _maybe_await(sink.obj.start({k: self._tails[(index, k)].out_format for k in formats}))
+                start = sink.obj.start({k: self._tails[(index, k)].out_format for k in formats})
+                await _maybe_await(start)
+            self._producer = asyncio.create_task(self._produce(queue))
+            if self._stopping:  # stop() came before the task existed
+                self._producer.cancel()
             while not (queue.empty() and self._producer.done()):
                 frame = await queue.get()
                 if frame is _END:
@@ -194,7 +196,8 @@ class Pipeline:
                 report.seconds = max(report.seconds, frame.time + getattr(frame, "duration", 0.0))
                 if on_progress is not None:
                     on_progress(report.seconds)
-            if self._producer.done() and not self._producer.cancelled():
+            await asyncio.wait({self._producer})  # it has put its last frame; let it finish
+            if not self._producer.cancelled():
                 self._producer.result()  # a source error surfaces here
             for kind in list(self._chains):
                 await self._deliver(kind, await self._chains[kind].flush())
@@ -202,9 +205,9 @@ class Pipeline:
             error = exc
             raise
         finally:
-            if not self._producer.done():
+            if self._producer is not None:
                 self._producer.cancel()
-            await asyncio.gather(self._producer, return_exceptions=True)
+                await asyncio.gather(self._producer, return_exceptions=True)
             await self._finish(error)
             report.stopped = self._stopping
             report.wall = time.monotonic() - started

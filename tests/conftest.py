@@ -1,0 +1,50 @@
+"""Fixtures shared by the suite: the CLI as a real subprocess, generated media, ../shared/media."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """The real-world media beside the checkout; tests that use it skip when it is absent."""
+    if not (SHARED_MEDIA / "expect.json").is_file():
+        pytest.skip(f"{SHARED_MEDIA} is absent (it is material beside the checkout, not part of it)")
+    return SHARED_MEDIA
+
+
+def run_lkplug(
+    *args: str, env: dict | None = None, timeout: float = 120, cwd=None
+) -> subprocess.CompletedProcess:
+    """Run the installed CLI in a child process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "lkplug", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def lkplug_cli():
+    return run_lkplug
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
+    """A failure as users should see it: non-zero exit, one line on stderr, no traceback."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lkplug: error: "), lines[0]
+    return lines[0]

@@ -1,0 +1,166 @@
+"""The command line end to end, in child processes, as users run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import assert_one_line_error, run_lkplug
+from signals import dominant_frequency, rms_db, sine, to_int16, write_flac
+
+
+@pytest.fixture(scope="module")
+def flac_48k_stereo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("media") / "in.flac"
+    data = to_int16(sine(997, 3.0, 48000, channels=2, dbfs=-10))
+    write_flac(path, data, 48000)
+    return path, data
+
+
+def test_file_gain_resample_remix_to_wav(flac_48k_stereo, tmp_path):
+    path, original = flac_48k_stereo
+    out = tmp_path / "out.wav"
+    args = [
+        "--source",
+        f"file:{path}",
+        "--proc",
+        "gain:db=-6",
+        "--proc",
+        "resample:rate=16000",
+        "--proc",
+        "remix:channels=1",
+        "--sink",
+        f"wav:{out}",
+    ]
+    result = run_lkplug("run", *args)
+    assert result.returncode == 0, result.stderr
+    data, rate = soundfile.read(out, dtype="int16")
+    info = soundfile.info(out)
+    assert (rate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert abs(len(data) / rate - len(original) / 48000) <= 0.010
+    assert abs(rms_db(data) - rms_db(original) + 6.0) <= 0.1
+    assert abs(dominant_frequency(data, rate) - 997) < 2
+
+
+def test_explain_prints_the_plan_without_running(flac_48k_stereo, tmp_path):
+    path, _ = flac_48k_stereo
+    out = tmp_path / "never.wav"
+    result = run_lkplug(
+        "run",
+        "--source",
+        f"file:{path}",
+        "--proc",
+        "resample:rate=16000",
+        "--sink",
+        f"wav:{out},subtype=float",
+        "--explain",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "audio 48000 Hz, 2 ch, s16" in result.stdout
+    assert "resample:rate=16000" in result.stdout and "audio 16000 Hz, 2 ch, s16" in result.stdout
+    assert "format:flt  [inserted]" in result.stdout  # the float WAV sink wants float samples
+    assert not out.exists()
+
+
+def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
+    out = tmp_path / "long.wav"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lkplug",
+            "run",
+            "--pace",
+            "1x",
+            "--source",
+            "tone:duration=3600",
+            "--proc",
+            "gain:db=-6",
+            "--sink",
+            f"wav:{out}",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (out.exists() and out.stat().st_size > 48000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = [line for line in stderr.splitlines() if "s of media" in line][0]
+    processed = float(summary.split()[1])
+    info = soundfile.info(out)  # libsndfile checks the header against the data
+    assert info.frames > 0 and abs(info.frames / 48000 - processed) <= 0.01
+    data, _ = soundfile.read(out, dtype="int16")
+    assert abs(rms_db(data) - (-6 - 6.02 - 3.01)) < 0.1  # gain applied to every frame written
+
+
+@pytest.mark.parametrize(
+    "args, expected, code",
+    [
+        (["--source", "file:/no/such/file.flac", "--sink", "null"], "no such file: /no/such/file.flac", 1),
+        (["--source", "file:{here}", "--sink", "null"], "not a media file FFmpeg can open", 1),
+        (["--source", "tone", "--proc", "gian", "--sink", "null"], "did you mean 'gain'?", 2),
+        (
+            ["--source", "tone", "--proc", "gain:db=loud", "--sink", "null"],
+            "gain:db='loud': expected a number",
+            2,
+        ),
+        (
+            ["--source", "tone", "--proc", "gain:db=-500", "--sink", "null"],
+            "expected a value in [-150, 60]",
+            2,
+        ),
+        (["--source", "tone", "--proc", "resample", "--sink", "null"], "resample needs rate=", 2),
+        (["--source", "tone", "--proc", "gain:dbb=3", "--sink", "null"], "did you mean 'db'?", 2),
+        (["--source", "tone", "--sink", "wav:/no/such/dir/x.wav"], "folder /no/such/dir does not exist", 1),
+        (["--source", "tone"], "give at least one --sink", 2),
+        (["--source", "tone:wave=square", "--sink", "null"], "expected one of sine, noise, silence", 2),
+    ],
+)
+def test_bad_input_is_one_line_and_a_non_zero_exit(args, expected, code):
+    args = [a.replace("{here}", __file__) for a in args]
+    result = run_lkplug("run", *args)
+    assert expected in assert_one_line_error(result)
+    assert result.returncode == code
+
+
+def test_debug_shows_the_traceback():
+    result = run_lkplug("run", "--source", "file:/no/such.flac", "--sink", "null", "--debug")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_list_and_inspect(lkplug_cli):
+    listing = lkplug_cli("list")
+    assert listing.returncode == 0
+    for name in ("tone", "file", "gain", "resample", "remix", "wav", "null"):
+        assert any(line.split()[0] == name and "lkplug" in line for line in listing.stdout.splitlines()[1:])
+    text = lkplug_cli("inspect", "gain").stdout
+    assert "Parameters:" in text and "db" in text and "[-150, 60]" in text and "Accepts:" in text
+    described = json.loads(lkplug_cli("inspect", "resample", "--json").stdout)[0]
+    quality = next(p for p in described["params"] if p["name"] == "quality")
+    assert quality["default"] == "hq" and "vhq" in quality["range"]
+    assert described["converts"] == ["rate"] and described["distribution"] == "lkplug"
+
+
+def test_help_teaches_with_examples(lkplug_cli):
+    text = lkplug_cli("run", "--help").stdout
+    assert "--source" in text and "wav:out.wav" in text and "--explain" in text
+
+
+def test_silence_is_written_as_digital_silence(tmp_path):
+    out = tmp_path / "s.wav"
+    assert (
+        run_lkplug("run", "--source", "tone:wave=silence,duration=0.5", "--sink", f"wav:{out}").returncode
+        == 0
+    )
+    assert not np.any(soundfile.read(out, dtype="int16")[0])

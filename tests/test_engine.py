@@ -1,0 +1,142 @@
+"""The engine: converters from contracts, flushing, stopping, errors, kinds, async stages."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import lkplug
+import numpy as np
+import pytest
+import soundfile
+from lkplug import NegotiationError, Pipeline, PluginError, Registry
+from signals import rms_db, sine, to_int16
+
+HOOKS = str(Path(__file__).with_name("engine_hooks.py"))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.load([HOOKS])
+
+
+def pipeline(registry, source, procs=(), sinks=("collect",), **options):
+    return Pipeline.from_specs(source, procs, sinks, registry=registry, **options)
+
+
+async def test_converters_are_inserted_for_a_16k_mono_processor_after_48k_stereo(registry):
+    run = pipeline(registry, "tone:rate=48000,channels=2,duration=1", ["probe16k"])
+    plan = run.explain()
+    # downmix first (less to resample), then soxr, then s16 -> float
+    assert plan.index("remix:2->1  [inserted]") < plan.index("resample:rate=16000  [inserted]")
+    assert plan.index("resample:rate=16000  [inserted]") < plan.index("format:flt  [inserted]")
+    assert plan.index("format:flt  [inserted]") < plan.index("probe16k")
+    await run.run()
+    assert set(run.processors[0].obj.seen) == {lkplug.AudioFormat(16000, 1, "flt")}
+    collected = run.sinks[0].obj.frames
+    assert sum(f.samples for f in collected) == 16000  # the resampler's tail was flushed
+
+
+async def test_a_resampler_tail_reaches_the_sink(registry, tmp_path):
+    out = tmp_path / "r.wav"
+    run = pipeline(registry, "tone:duration=1,rate=44100", ["resample:rate=16000"], [f"wav:{out}"])
+    await run.run()
+    info = soundfile.info(out)
+    assert info.samplerate == 16000 and info.frames == 16000
+
+
+async def test_fixed_frame_contract_gets_exact_frames_and_a_padded_tail(registry):
+    run = pipeline(registry, "tone:duration=0.1,frame_ms=7", ["needs10ms"])
+    assert "rechunk:480  [inserted]" in run.explain()
+    await run.run()
+    sizes = run.processors[0].obj.sizes
+    assert set(sizes) == {480} and len(sizes) == 10  # 4800 samples, exact
+    run = pipeline(registry, "tone:duration=0.105,frame_ms=7", ["needs10ms"])
+    await run.run()
+    assert run.processors[0].obj.sizes == [480] * 11  # 5040 samples: the last 240 are padded
+
+
+async def test_without_a_rate_converter_negotiation_fails_naming_the_stage():
+    registry = Registry.load(["no:audio", HOOKS])
+    run = Pipeline.from_specs("ratechange", ["probe16k"], ["collect"], registry=registry)
+    with pytest.raises(NegotiationError, match=r"probe16k needs 16000 Hz .* no loaded plugin converts rate"):
+        await run.run()
+    assert run.sinks[0].obj.closed  # sinks are closed on every exit path
+
+
+async def test_a_format_change_mid_stream_replans_the_converters(registry):
+    run = pipeline(registry, "ratechange", ["wants48k"])
+    await run.run()
+    frames = run.sinks[0].obj.frames
+    assert {f.sample_rate for f in frames} == {48000}
+    assert abs(sum(f.samples for f in frames) - 96000) <= 48  # 1 s native + 1 s resampled up
+
+
+async def test_stop_ends_the_source_flushes_and_leaves_a_valid_wav(registry, tmp_path):
+    out = tmp_path / "stopped.wav"
+    run = pipeline(registry, "tone:duration=0", ["resample:rate=16000"], [f"wav:{out}"])
+
+    def progress(seconds):
+        if seconds >= 1.0:
+            run.stop()
+
+    report = await asyncio.wait_for(run.run(progress), 30)
+    assert report.stopped
+    data, rate = soundfile.read(out, dtype="int16")
+    assert rate == 16000
+    # every processed frame is in the file, including the resampler's flushed tail
+    assert abs(len(data) - report.seconds * 16000) <= 1
+
+
+async def test_an_exception_in_a_plugin_names_the_plugin(registry, tmp_path):
+    out = tmp_path / "partial.wav"
+    run = pipeline(registry, "tone:duration=1", ["explode:after=3"], [f"wav:{out}"])
+    with pytest.raises(
+        PluginError, match=r"explode:after=3 \(from engine_hooks \(-p\)\) failed: ValueError: kaboom"
+    ):
+        await run.run()
+    assert soundfile.info(out).frames == 3 * 960  # what was processed before the failure is kept, valid
+
+
+async def test_frames_of_other_kinds_pass_processors_untouched(registry):
+    run = pipeline(registry, "withdata", ["gain:db=-6"])
+    await run.run()
+    kinds = [f.kind for f in run.sinks[0].obj.frames]
+    assert kinds.count("data") == 3 and kinds.count("audio") == 3
+    payloads = [f.payload for f in run.sinks[0].obj.frames if f.kind == "data"]
+    assert payloads == [b"x0", b"x1", b"x2"]
+
+
+async def test_async_processors_and_sinks(registry):
+    run = pipeline(registry, "tone:duration=0.5,amplitude=-6", ["asynchalf"])
+    await run.run()
+    data = np.concatenate([f.data for f in run.sinks[0].obj.frames])
+    assert abs(rms_db(data) - (-6 - 3.01 - 6.02)) < 0.05  # sine rms is peak - 3.01 dB
+
+
+def test_gain_clips_s16_instead_of_wrapping():
+    loud = to_int16(sine(100, 0.1, 48000, dbfs=-1))
+    out, _ = lkplug.process(loud, 48000, "gain:db=20")
+    assert out.dtype == np.int16
+    peaks = np.argmax(loud[:, 0])
+    assert out[peaks, 0] == 32767  # wrapped values would be negative here
+    assert np.all(np.sign(out[:, 0]) == np.sign(loud[:, 0]))
+
+
+def test_python_api_numpy_in_numpy_out():
+    data = sine(440, 1.0, 48000, channels=2, dbfs=-10)
+    out, rate = lkplug.process(data, 48000, "gain:db=-6", "resample:rate=16000", "remix:channels=1")
+    assert rate == 16000 and out.shape == (16000, 1) and out.dtype == np.float32
+    assert abs(rms_db(out) - (rms_db(data) - 6)) < 0.05
+
+
+def test_python_api_push_frames():
+    chain = lkplug.open_chain("resample:rate=8000")
+    frames = []
+    for i in range(10):
+        block = to_int16(sine(300, 0.1, 48000))
+        frames += chain.push(lkplug.AudioFrame(block, 48000, i * 4800))
+    frames += chain.flush()
+    assert sum(f.samples for f in frames) == 8000
+    stamps = [f.timestamp for f in frames]
+    assert stamps == sorted(stamps) and stamps[0] == 0
