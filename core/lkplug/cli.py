@@ -16,6 +16,7 @@ import traceback
 import click
 
 from . import __version__
+from .components import RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
 from .progress import StatusLine
@@ -182,6 +183,12 @@ def _inspect_text(entry) -> str:
     return "\n".join(lines)
 
 
+def _notifier(quiet: bool):
+    if quiet:
+        return lambda message: None
+    return lambda message: click.echo(f"lkplug: {message}", err=True)
+
+
 def _parse_pace(text: str) -> float | None | str:
     text = text.strip().lower()
     if text in ("auto", "max"):
@@ -231,7 +238,7 @@ def _parse_pace(text: str) -> float | None | str:
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
 @plugin_option
 @debug_option
-def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug):
+def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug, **plugin_options):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -251,6 +258,7 @@ def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug):
         [build(registry, "processor", p) for p in procs],
         [build(registry, "sink", s) for s in sinks],
         registry,
+        context=RunContext(options=plugin_options, notify=_notifier(quiet)),
     )
     if pace_value == "auto":
         pipeline.pace = 1.0 if pipeline.realtime_sinks else None
@@ -297,9 +305,12 @@ async def _run_with_signals(pipeline: Pipeline, status):
 
 
 def make_cli() -> click.Group:
-    """The CLI with every command that plugins add (``lkplug_register_commands``)."""
+    """The CLI with the commands (``lkplug_register_commands``) and ``run`` options
+    (``lkplug_run_options``) that installed plugins add."""
     registry = Registry.load()
     registry.register_commands(cli)
+    known = {param.name for param in run_command.params}
+    run_command.params += [option for option in registry.run_options() if option.name not in known]
     return cli
 
 

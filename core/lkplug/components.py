@@ -193,6 +193,13 @@ class Source:
 
 @dataclass
 class RunContext:
-    """Run-wide settings that the engine hands to every component through ``bind``."""
+    """Run-wide settings that the engine hands to every component through ``bind``.
+
+    ``options`` holds the values of plugin-added ``lkplug run`` options; ``shared`` lets the
+    components of one plugin share a resource in a run (one room connection for a source and a sink).
+    """
 
     options: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    #: tells the user what a live component is doing ("waiting for alice…"); the CLI prints it
+    notify: Callable[[str], None] = lambda message: None

@@ -63,3 +63,12 @@ def lkplug_register_commands(cli: click.Group) -> None:
 
     :param cli: the top-level click group; call ``cli.add_command(...)``.
     """
+
+
+@hookspec
+def lkplug_run_options() -> Iterable[click.Option]:
+    """Return extra options for ``lkplug run`` (e.g. ``--room`` and credentials for a service).
+
+    Their values reach every component through ``bind(context)`` as ``context.options[name]``, where
+    ``name`` is the option's parameter name (``--api-key`` gives ``api_key``).
+    """

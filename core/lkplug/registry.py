@@ -93,12 +93,25 @@ class Registry:
         return next((e for e in self.entries("processor") if conversion in e.component.converts), None)
 
     def register_commands(self, cli) -> None:
-        for impl in self.pm.hook.lkplug_register_commands.get_hookimpls():
+        for function in self._hook_functions("lkplug_register_commands"):
+            function(cli=cli)
+
+    def run_options(self) -> list:
+        return [option for function in self._hook_functions("lkplug_run_options") for option in function()]
+
+    def _hook_functions(self, hook: str):
+        """Each plugin's implementation of ``hook``, wrapped so a failure marks only that plugin."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             info = next(i for i in self.plugins if i.name == impl.plugin_name)
-            try:
-                impl.function(cli=cli)
-            except Exception as exc:
-                record_failure(info, exc)
+
+            def call(*args, _impl=impl, _info=info, **kwargs):
+                try:
+                    return _impl.function(*args, **kwargs) or ()
+                except Exception as exc:
+                    record_failure(_info, exc)
+                    return ()
+
+            yield call
 
     def _unknown_message(self, role: str, name: str) -> str:
         names = sorted({e.name for e in self.entries(None if role == "component" else role)})

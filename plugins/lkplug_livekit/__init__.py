@@ -1,1 +1,75 @@
-"""LiveKit rooms: participant tracks as sources and sinks, and a local dev server."""
+"""LiveKit rooms: participant tracks as sources (``track:alice``) and sinks (``track:NAME``), and a
+local LiveKit-protocol server for tests and demos (``lkplug devserver``).
+
+The livekit SDK is imported only when a room is joined, so listing plugins stays fast."""
+
+from __future__ import annotations
+
+import click
+
+from lkplug import Component, Param, hookimpl
+
+from .selector import SOURCES
+from .sink import TrackSink
+from .source import TrackSource
+
+
+@hookimpl
+def lkplug_sources():
+    return [
+        Component(
+            "track",
+            TrackSource,
+            "A participant's track in a LiveKit room (alice, alice/camera, alice/name=music)",
+            params=(
+                Param(
+                    "selector",
+                    str,
+                    help="IDENTITY[/microphone|camera|screen_share|screen_share_audio"
+                    "|name=NAME|TR_sid][?kind=audio|video]",
+                ),
+                Param(
+                    "wait", float, 0.0, "seconds to wait for the participant and track (0: forever)", min=0.0
+                ),
+                Param("follow", bool, False, "when the participant leaves, wait for them to come back"),
+                Param("rate", int, 0, "ask the SDK for this sample rate (0: 48000)", min=0, max=192000),
+                Param("channels", int, 0, "ask the SDK for this many channels (0: 1)", min=0, max=8),
+            ),
+            positional="selector",
+        )
+    ]
+
+
+@hookimpl
+def lkplug_sinks():
+    return [
+        Component(
+            "track",
+            TrackSink,
+            "Publish as a track of lkplug's participant in a LiveKit room",
+            params=(
+                Param("name", str, help="track name"),
+                Param("source", str, "microphone", "track source kind", choices=tuple(SOURCES)),
+                Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+            ),
+            positional="name",
+        )
+    ]
+
+
+@hookimpl
+def lkplug_run_options():
+    return [
+        click.Option(["--url"], envvar="LIVEKIT_URL", help="LiveKit server URL [env LIVEKIT_URL]."),
+        click.Option(["--api-key"], envvar="LIVEKIT_API_KEY", help="API key [env LIVEKIT_API_KEY]."),
+        click.Option(
+            ["--api-secret"], envvar="LIVEKIT_API_SECRET", help="API secret [env LIVEKIT_API_SECRET]."
+        ),
+        click.Option(
+            ["--token"], envvar="LIVEKIT_TOKEN", help="A ready access token instead of key and secret."
+        ),
+        click.Option(["--room"], envvar="LIVEKIT_ROOM", help="Room to join [env LIVEKIT_ROOM]."),
+        click.Option(
+            ["--identity"], default="lkplug", show_default=True, help="lkplug's participant identity."
+        ),
+    ]

@@ -1,0 +1,114 @@
+"""One room connection per run, shared by lkplug's track sources and sinks.
+
+lkplug mints its own token with only the grants the pipeline needs: subscribe for a source, publish for
+a sink (a publishing-only participant that can subscribe is what gets GStreamer's LiveKit sink dropped).
+Secrets never appear in messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+
+from lkplug import MediaError, UsageError
+
+SHARED_KEY = "livekit.connection"
+CONNECT_TIMEOUT = 20.0
+
+
+class RoomConnection:
+    """Connects at the first ``acquire`` (after every component said what it needs) and disconnects
+    when the last user releases it."""
+
+    def __init__(self, options: dict):
+        self.url = options.get("url")
+        self.api_key = options.get("api_key")
+        self.api_secret = options.get("api_secret")
+        self.token = options.get("token")
+        self.room_name = options.get("room")
+        self.identity = options.get("identity") or "lkplug"
+        self.can_subscribe = False
+        self.can_publish = False
+        self.room = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def shared(cls, context) -> RoomConnection:
+        connection = context.shared.get(SHARED_KEY)
+        if connection is None:
+            connection = context.shared[SHARED_KEY] = cls(context.options)
+        return connection
+
+    def check(self) -> None:
+        """Fail before anything runs when the settings cannot work."""
+        if not self.url:
+            raise UsageError("no LiveKit server: give --url or set LIVEKIT_URL (e.g. ws://127.0.0.1:7880)")
+        if not self.token:
+            if not (self.api_key and self.api_secret):
+                raise UsageError(
+                    "no credentials: give --token, or --api-key and --api-secret "
+                    "(or LIVEKIT_API_KEY and LIVEKIT_API_SECRET)"
+                )
+            if not self.room_name:
+                raise UsageError("no room: give --room NAME (or set LIVEKIT_ROOM)")
+
+    def describe(self) -> str:
+        grants = [g for g, on in (("subscribe", self.can_subscribe), ("publish", self.can_publish)) if on]
+        room = self.room_name or "(from token)"
+        return f"room {room} at {self.url} as {self.identity!r}, grants: {', '.join(grants) or 'none'}"
+
+    def mint_token(self) -> str:
+        from livekit import api
+
+        grants = api.VideoGrants(
+            room_join=True,
+            room=self.room_name,
+            can_subscribe=self.can_subscribe,
+            can_publish=self.can_publish,
+            can_publish_data=False,
+        )
+        return (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(self.identity)
+            .with_name(self.identity)
+            .with_grants(grants)
+            .with_ttl(datetime.timedelta(hours=6))
+            .to_jwt()
+        )
+
+    async def acquire(self):
+        from livekit import rtc
+
+        async with self._lock:
+            self._users += 1
+            if self.room is None:
+                self.check()
+                room = rtc.Room()
+                try:
+                    await asyncio.wait_for(
+                        room.connect(
+                            self.url, self.token or self.mint_token(), rtc.RoomOptions(auto_subscribe=False)
+                        ),
+                        CONNECT_TIMEOUT,
+                    )
+                except (rtc.ConnectError, asyncio.TimeoutError, OSError) as exc:
+                    self._users -= 1
+                    reason = getattr(exc, "message", None) or str(exc) or "timed out"
+                    raise MediaError(f"cannot join {self.describe()}: {_redact(reason, self)}") from None
+                self.room = room
+            return self.room
+
+    async def release(self) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users <= 0 and self.room is not None:
+                room, self.room = self.room, None
+                await room.disconnect()
+
+
+def _redact(text: str, connection: RoomConnection) -> str:
+    for secret in (connection.api_secret, connection.token):
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split())

@@ -1,0 +1,148 @@
+"""The ``track`` source: a participant's track, subscribed with the real SDK (``AudioStream``).
+
+It waits for the participant and the track, re-subscribes after an unpublish/republish or an SDK
+reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from lkplug import AudioFrame, MediaError, Source, UsageError
+
+from .connection import RoomConnection
+from .selector import TrackSelector
+
+ROOM_EVENTS = (
+    "participant_connected",
+    "participant_disconnected",
+    "track_published",
+    "track_unpublished",
+    "track_subscribed",
+    "track_unsubscribed",
+    "reconnected",
+    "disconnected",
+)
+
+
+class TrackSource(Source):
+    def __init__(
+        self, selector: str, wait: float = 0.0, follow: bool = False, rate: int = 0, channels: int = 0
+    ):
+        self.selector = TrackSelector.parse(selector)
+        if self.selector.fans_out:
+            raise UsageError(
+                f"track:{selector}: one pipeline per matching track (fan-out) is not supported yet"
+            )
+        if self.selector.kind == "video":
+            raise UsageError(f"track:{selector}: video tracks as a source are not supported yet")
+        self.wait, self.follow = wait, follow
+        self.rate, self.channels = rate or 48000, channels or 1
+        self.connection: RoomConnection | None = None
+        self._joined = False
+        self._changed = asyncio.Event()
+        self._notify = print
+
+    def bind(self, context) -> None:
+        self.connection = RoomConnection.shared(context)
+        self.connection.can_subscribe = True
+        self._notify = context.notify
+
+    def probe(self) -> dict:
+        self.connection.check()
+        return {self.selector.kind: None}  # the track's format is known once it is subscribed
+
+    def _poke(self, *args) -> None:
+        self._changed.set()
+
+    async def frames(self):
+        room = await self.connection.acquire()
+        self._joined = True
+        for event in ROOM_EVENTS:
+            room.on(event, self._poke)
+        try:
+            position = 0
+            while True:
+                found = await self._subscribe(room)
+                if found is None:
+                    return
+                participant, publication = found
+                self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
+                async for samples, rate in self._receive(participant, publication):
+                    yield AudioFrame(samples, rate, position)
+                    position += len(samples)
+                left = participant.identity not in {p.identity for p in room.remote_participants.values()}
+                if left and not self.follow:
+                    self._notify(f"{participant.identity} left the room")
+                    return
+        finally:
+            for event in ROOM_EVENTS:
+                room.off(event, self._poke)
+
+    def _find(self, room):
+        for participant in room.remote_participants.values():
+            if self.selector.matches(participant.identity):
+                publication = self.selector.pick(list(participant.track_publications.values()))
+                if publication is not None:
+                    return participant, publication
+        return None
+
+    async def _subscribe(self, room):
+        """Wait (up to ``wait`` seconds, 0 = forever) until the selected track is subscribed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait if self.wait else None
+        told = False
+        while True:
+            self._changed.clear()
+            found = self._find(room)
+            if found is not None:
+                participant, publication = found
+                if publication.track is not None and publication.subscribed:
+                    return found
+                if not publication.subscribed:
+                    publication.set_subscribed(True)
+            elif not told:
+                self._notify(f"waiting for {self.selector} in room {room.name}")
+                told = True
+            timeout = None if deadline is None else deadline - loop.time()
+            if timeout is not None and timeout <= 0:
+                raise MediaError(f"{self.selector} did not appear in room {room.name} within {self.wait:g} s")
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                continue
+
+    async def _receive(self, participant, publication):
+        """Frames until the track goes away (unpublished, participant left, reconnect)."""
+        from livekit import rtc
+
+        track = publication.track
+        stream = rtc.AudioStream(track, sample_rate=self.rate, num_channels=self.channels)
+        frames = aiter(stream)
+        try:
+            while True:
+                next_frame = asyncio.ensure_future(anext(frames))
+                while not next_frame.done():
+                    self._changed.clear()
+                    changed = asyncio.ensure_future(self._changed.wait())
+                    await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
+                    changed.cancel()
+                    if not next_frame.done() and publication.track is not track:
+                        next_frame.cancel()
+                        return  # unsubscribed or replaced: subscribe again
+                try:
+                    event = next_frame.result()
+                except (StopAsyncIteration, asyncio.CancelledError):
+                    return
+                audio = event.frame
+                samples = np.frombuffer(audio.data, dtype=np.int16).reshape(-1, audio.num_channels)
+                yield samples.copy(), audio.sample_rate  # copied: the SDK owns its buffer
+        finally:
+            await stream.aclose()
+
+    async def aclose(self) -> None:
+        if self._joined:
+            self._joined = False
+            await self.connection.release()
