@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import lkplug
 import numpy as np
 import pytest
 import soundfile
-from lkplug import NegotiationError, Pipeline, PluginError, Registry
 from signals import rms_db, sine, to_int16
+
+import lkplug
+from lkplug import NegotiationError, Pipeline, PluginError, Registry
 
 HOOKS = str(Path(__file__).with_name("engine_hooks.py"))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import soundfile
 from conftest import assert_one_line_error, run_lkplug
+
 from lkplug import Registry, UnknownComponentError, UsageError, __version__
 
 GOOD = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lkplug import Processor, Sink, UsageError
 from lkplug.convert import ChannelConverter, to_s16
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lkplug import AudioFrame, Processor
 
 SOXR_QUALITY = {"quick": "QQ", "lq": "LQ", "mq": "MQ", "hq": "HQ", "vhq": "VHQ"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+
 from lkplug import AudioFormat, AudioFrame, Source
 from lkplug.convert import to_s16
 

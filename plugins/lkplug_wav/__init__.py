@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from lkplug import AudioContract, Component, MediaError, Param, Sink, hookimpl
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
