@@ -164,3 +164,54 @@ def test_silence_is_written_as_digital_silence(tmp_path):
         == 0
     )
     assert not np.any(soundfile.read(out, dtype="int16")[0])
+
+
+def test_progress_shows_on_a_terminal_only(flac_48k_stereo, tmp_path):
+    import os
+    import pty
+
+    path, _ = flac_48k_stereo
+    args = [sys.executable, "-m", "lkplug", "run", "--source", f"file:{path}", "--sink", "null"]
+    master, slave = pty.openpty()
+    process = subprocess.Popen(args, stderr=slave, stdout=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=30)
+    os.close(master)
+    shown = b"".join(chunks).decode()
+    assert "100%" in shown and "00:03.0 / ~00:03.0" in shown and "x real time" in shown
+    piped = run_lkplug("run", "--source", f"file:{path}", "--sink", "null")
+    assert "%" not in piped.stderr  # no bar when stderr is not a terminal
+
+
+def test_sigterm_stops_cleanly_too(tmp_path):
+    out = tmp_path / "term.wav"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lkplug",
+            "run",
+            "-q",
+            "--pace",
+            "1x",
+            "--source",
+            "tone:duration=60",
+            "--sink",
+            f"wav:{out}",
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while not (out.exists() and out.stat().st_size > 4800) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 130
+    assert soundfile.info(out).frames > 0

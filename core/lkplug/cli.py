@@ -292,10 +292,9 @@ async def _run_with_signals(pipeline: Pipeline, status):
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    duration = getattr(pipeline.source.obj, "duration", None)
     try:
         if status is not None:
-            status.start(duration)
+            status.start(pipeline.source.obj)
         return await pipeline.run(status.update if status else None)
     finally:
         if status is not None:

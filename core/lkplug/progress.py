@@ -18,13 +18,14 @@ def clock(seconds: float) -> str:
 class StatusLine:
     def __init__(self, stream):
         self.stream = stream
-        self.duration: float | None = None
+        self.source = None
         self.started = 0.0
         self.next_draw = 0.0
         self.position = 0.0
 
-    def start(self, duration: float | None) -> None:
-        self.duration = duration
+    def start(self, source) -> None:
+        """``source.duration`` is read at each redraw: a file learns it when it is opened."""
+        self.source = source
         self.started = time.monotonic()
 
     def update(self, position: float) -> None:
@@ -38,13 +39,12 @@ class StatusLine:
     def render(self, now: float) -> str:
         elapsed = now - self.started
         speed = f"{self.position / elapsed:6.1f}x" if elapsed > 0 else "     -"
-        if self.duration:
+        duration = getattr(self.source, "duration", None)
+        if duration:
             # the header's duration can be wrong; never show more than 100 %
-            done = min(self.position / self.duration, 1.0)
+            done = min(self.position / duration, 1.0)
             bar = "#" * int(done * BAR_WIDTH)
-            return (
-                f"[{bar:<{BAR_WIDTH}}] {done:4.0%} {clock(self.position)} / ~{clock(self.duration)} {speed}"
-            )
+            return f"[{bar:<{BAR_WIDTH}}] {done:4.0%} {clock(self.position)} / ~{clock(duration)} {speed}"
         return f"{clock(self.position)} {speed}"
 
     def finish(self) -> None:

@@ -1,0 +1,111 @@
+"""The built-in audio components, measured on generated signals."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import lkplug
+from conftest import run_lkplug
+from lkplug.convert import remix_matrix
+from signals import dominant_frequency, rms_db, sine
+
+
+def test_stereo_to_mono_is_the_average():
+    left, right = sine(300, 0.1, 48000, dbfs=-6), sine(500, 0.1, 48000, dbfs=-12)
+    out, _ = lkplug.process(np.hstack([left, right]), 48000, "remix:1")
+    np.testing.assert_allclose(out[:, 0], (left[:, 0] + right[:, 0]) / 2, atol=1e-6)
+
+
+def test_mono_to_stereo_copies():
+    mono = sine(300, 0.1, 48000)
+    out, _ = lkplug.process(mono, 48000, "remix:channels=2")
+    np.testing.assert_array_equal(out[:, 0], out[:, 1])
+    np.testing.assert_array_equal(out[:, 0], mono[:, 0])
+
+
+def test_five_one_folds_centre_and_surrounds_at_minus_3_db_without_clipping():
+    matrix = remix_matrix(6, 2)  # L R C LFE Ls Rs
+    assert matrix[3].tolist() == [0.0, 0.0]  # LFE dropped
+    assert matrix[2, 0] == matrix[2, 1] == pytest.approx(matrix[0, 0] * 0.7071, rel=1e-4)
+    assert matrix[4, 0] == pytest.approx(matrix[0, 0] * 0.7071, rel=1e-4) and matrix[4, 1] == 0
+    assert matrix.sum(axis=0).max() <= 1.0 + 1e-6  # full-scale input on every channel cannot clip
+
+
+@pytest.mark.parametrize("quality", ["quick", "lq", "mq", "hq", "vhq"])
+def test_resample_keeps_the_frequency_and_the_length(quality):
+    data = sine(1000, 1.0, 44100)
+    out, rate = lkplug.process(data, 44100, f"resample:rate=16000,quality={quality}")
+    assert rate == 16000 and len(out) == 16000
+    assert abs(dominant_frequency(out, 16000) - 1000) < 2
+
+
+def test_resampling_in_small_frames_equals_resampling_at_once():
+    """A stateful stream: no seams where frames meet."""
+    data = sine(440, 1.0, 48000)
+    whole, _ = lkplug.process(data, 48000, "resample:rate=16000")
+    chain = lkplug.open_chain("resample:rate=16000")
+    pieces = [
+        f.data
+        for i in range(0, 48000, 480)
+        for f in chain.push(lkplug.AudioFrame(data[i : i + 480], 48000, i))
+    ]
+    pieces += [f.data for f in chain.flush()]
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)
+
+
+def test_gain_by_db_and_by_factor():
+    data = sine(440, 0.5, 48000, dbfs=-20)
+    for spec, expected in (("gain:db=-6", -6.0), ("gain:factor=0.5", -6.0206), ("gain:12", 12.0)):
+        out, _ = lkplug.process(data, 48000, spec)
+        assert rms_db(out) - rms_db(data) == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(lkplug.UsageError, match="not both"):
+        lkplug.process(data, 48000, "gain:db=-6,factor=2")
+
+
+def test_tone_levels():
+    registry = lkplug.Registry.load([str(Path(__file__).with_name("engine_hooks.py"))])
+    for spec, level in (("tone:amplitude=-6", -6 - 3.0103), ("tone:wave=noise,amplitude=-6", -6 - 4.771)):
+        run = lkplug.Pipeline.from_specs(spec + ",duration=2,format=flt", [], ["collect"], registry=registry)
+        asyncio.run(run.run())
+        data = np.concatenate([f.data for f in run.sinks[0].obj.frames])
+        assert len(data) == 96000 and rms_db(data) == pytest.approx(level, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "subtype, libsndfile", [("pcm16", "PCM_16"), ("pcm24", "PCM_24"), ("float", "FLOAT")]
+)
+def test_wav_subtypes(tmp_path, subtype, libsndfile):
+    out = tmp_path / f"{subtype}.wav"
+    result = run_lkplug(
+        "run", "--source", "tone:1000,duration=0.5,amplitude=-3", "--sink", f"wav:{out},subtype={subtype}"
+    )
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(out)
+    assert (info.subtype, info.frames, info.samplerate) == (libsndfile, 24000, 48000)
+    data, _ = soundfile.read(out)
+    assert rms_db(data) == pytest.approx(-3 - 3.0103, abs=0.01)
+
+
+def test_a_pipeline_writes_to_several_sinks(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    result = run_lkplug(
+        "run",
+        "--source",
+        "tone:duration=0.3",
+        "--proc",
+        "resample:8000",
+        "--sink",
+        f"wav:{a}",
+        "--sink",
+        f"wav:{b},subtype=float",
+    )
+    assert result.returncode == 0, result.stderr
+    da, _ = soundfile.read(a)
+    db, _ = soundfile.read(b)
+    assert len(da) == len(db) == 2400
+    np.testing.assert_allclose(da, db, atol=1 / 32768)
