@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import run_lkplug
+from signals import dominant_frequency, rms_db, sine
 
 import lkplug
-from conftest import run_lkplug
 from lkplug.convert import remix_matrix
-from signals import dominant_frequency, rms_db, sine
 
 
 def test_stereo_to_mono_is_the_average():
