@@ -127,6 +127,31 @@ class Collect(Sink):
         self.closed = True
 
 
+class Tones(Source):
+    """Fans out: one short tone stream per frequency, as track:* does per participant."""
+
+    fans_out = True
+    fields = ("identity", "freq")
+
+    def __init__(self, freqs: str, fail: str = ""):
+        self.freqs = [f for f in freqs.split("+") if f]
+        self.fail = fail
+
+    async def instances(self):
+        from lkplug_audio.tone import ToneSource
+
+        for freq in self.freqs:
+            tone = ToneSource(float(freq), duration=0.5)
+            if freq == self.fail:
+                tone.frames = _failing_frames
+            yield {"identity": f"t{freq}", "freq": freq}, tone
+
+
+async def _failing_frames():
+    raise OSError("stream broke")
+    yield  # an async generator
+
+
 @hookimpl
 def lkplug_processors():
     return [
@@ -143,6 +168,13 @@ def lkplug_sources():
     return [
         Component("ratechange", RateChange, "48 kHz then 16 kHz"),
         Component("withdata", WithData, "audio and data frames"),
+        Component(
+            "tones",
+            Tones,
+            "one tone stream per frequency (fan-out)",
+            params=(Param("freqs", str), Param("fail", str, "")),
+            positional="freqs",
+        ),
     ]
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,15 @@ def test_sigterm_stops_cleanly_too(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 130
     assert soundfile.info(out).frames > 0
+
+
+def test_fan_out_from_the_command_line(tmp_path):
+    hooks = str(Path(__file__).with_name("engine_hooks.py"))
+    template = f"wav:{tmp_path}/rec-{{identity}}.wav"
+    explained = run_lkplug("run", "-p", hooks, "--source", "tones:440+660", "--sink", template, "--explain")
+    assert explained.returncode == 0, explained.stderr
+    assert "one pipeline per matching stream" in explained.stdout
+    result = run_lkplug("run", "-p", hooks, "--source", "tones:440+660", "--sink", template)
+    assert result.returncode == 0, result.stderr
+    assert "t440 -> wav:" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec-t440.wav", "rec-t660.wav"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from signals import rms_db, sine, to_int16
+from signals import dominant_frequency, rms_db, sine, to_int16
 
 import lkplug
 from lkplug import NegotiationError, Pipeline, PluginError, Registry
@@ -141,3 +142,52 @@ def test_python_api_push_frames():
     assert sum(f.samples for f in frames) == 8000
     stamps = [f.timestamp for f in frames]
     assert stamps == sorted(stamps) and stamps[0] == 0
+
+
+async def test_fan_out_runs_one_pipeline_per_stream_with_templated_sinks(registry, tmp_path):
+    from lkplug.fanout import FanOut
+
+    fan = FanOut(
+        lkplug.build(registry, "source", "tones:440+660"),
+        ["gain:db=-6"],
+        [f"wav:{tmp_path}/{{identity}}-{{freq}}.wav"],
+        registry,
+    )
+    report = await fan.run()
+    assert report.seconds == pytest.approx(1.0)
+    for freq in (440, 660):
+        data, rate = soundfile.read(tmp_path / f"t{freq}-{freq}.wav")
+        assert len(data) == rate // 2
+        assert dominant_frequency(data, rate) == pytest.approx(freq, abs=2)
+        assert rms_db(data) == pytest.approx(-6.0 - 3.01 - 6.0, abs=0.1)
+
+
+async def test_fan_out_reports_a_failed_stream_and_finishes_the_others(registry, tmp_path):
+    from lkplug.fanout import FanOut
+
+    fan = FanOut(
+        lkplug.build(registry, "source", "tones:freqs=440+660,fail=440"),
+        [],
+        [f"wav:{tmp_path}/{{identity}}.wav"],
+        registry,
+    )
+    with pytest.raises(lkplug.LkplugError, match="1 of 2 streams failed; first: t440: .*stream broke"):
+        await fan.run()
+    assert len(soundfile.read(tmp_path / "t660.wav")[0]) == 24000
+    assert not (tmp_path / "t440.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "sink, message",
+    [
+        ("wav:same.wav", "give each its own output, e.g. --sink 'wav:rec/{identity}-{source}.wav'"),
+        ("wav:{who}.wav", "unknown field {who}; known fields: {identity}, {freq}"),
+        ("wav:{identity.wav", "bad template"),
+        ("wav:{identity}.wav,subtype=pcm9", "subtype"),
+    ],
+)
+def test_fan_out_sink_templates_are_checked_before_running(registry, sink, message):
+    from lkplug.fanout import FanOut
+
+    with pytest.raises(lkplug.UsageError, match=re.escape(message)):
+        FanOut(lkplug.build(registry, "source", "tones:440"), [], [sink], registry)

@@ -19,6 +19,7 @@ from . import __version__
 from .components import RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
+from .fanout import FanOut
 from .progress import StatusLine
 from .registry import ROLES, Registry
 
@@ -253,21 +254,29 @@ def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug, **pl
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
     registry = load_registry(plugins)
-    pipeline = Pipeline(
-        build(registry, "source", source),
-        [build(registry, "processor", p) for p in procs],
-        [build(registry, "sink", s) for s in sinks],
-        registry,
-        context=RunContext(options=plugin_options, notify=_notifier(quiet)),
-    )
+    context = RunContext(options=plugin_options, notify=_notifier(quiet))
+    built_source = build(registry, "source", source)
+    if getattr(built_source.obj, "fans_out", False):
+        pipeline = FanOut(built_source, procs, sinks, registry, context=context)
+    else:
+        pipeline = Pipeline(
+            built_source,
+            [build(registry, "processor", p) for p in procs],
+            [build(registry, "sink", s) for s in sinks],
+            registry,
+            context=context,
+        )
     if pace_value == "auto":
-        pipeline.pace = 1.0 if pipeline.realtime_sinks else None
+        # a file published to a room goes at real time; a live source sets its own pace
+        live = getattr(built_source.obj, "live", False)
+        pipeline.pace = 1.0 if pipeline.realtime_sinks and not live else None
     elif pace_value != "max":
         pipeline.pace = pace_value
     if explain:
         click.echo(pipeline.explain())
         return
-    status = None if quiet or not sys.stderr.isatty() else StatusLine(sys.stderr)
+    quiet_status = quiet or not sys.stderr.isatty() or isinstance(pipeline, FanOut)
+    status = None if quiet_status else StatusLine(sys.stderr)
     report = asyncio.run(_run_with_signals(pipeline, status))
     for warning in report.warnings:
         click.echo(f"lkplug: warning: {warning}", err=True)

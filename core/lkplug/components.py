@@ -176,6 +176,11 @@ class Source:
 
     #: estimated length in seconds, for progress only (None when unknown or live)
     duration: float | None = None
+    #: frames arrive at real time by themselves (a room track): ``--pace auto`` never slows them
+    live: bool = False
+    #: stands for many streams (``track:*``): the engine runs one pipeline per stream that
+    #: ``instances()`` yields, instead of calling ``frames()``
+    fans_out: bool = False
 
     def bind(self, context: RunContext) -> None:
         """Called once before the run with run-wide settings."""
@@ -187,8 +192,13 @@ class Source:
     def frames(self):
         raise NotImplementedError
 
+    def instances(self):
+        """Fan-out sources only: an async iterator of ``(fields, source)``, one per stream found;
+        ``fields`` fill the sink templates (``wav:rec/{identity}.wav``)."""
+        raise NotImplementedError
+
     async def aclose(self) -> None:
-        """Release what ``frames()`` opened; called on every exit path."""
+        """Release what ``frames()`` or ``instances()`` opened; called on every exit path."""
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""Fan-out: one pipeline per stream that a source finds (``track:*``, ``track:guest-*``).
+
+The processors are built afresh for every stream (they keep state) and the sink specs are templates
+filled from the stream's fields, as LiveKit Egress names its files: ``wav:rec/{identity}-{source}.wav``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import string
+from collections.abc import Callable, Sequence
+
+from .chain import Built
+from .components import RunContext
+from .engine import Pipeline, RunReport, build
+from .errors import LkplugError, UsageError
+from .registry import Registry
+from .spec import parse_spec
+
+# characters that must not reach a path from a participant's identity
+_UNSAFE = re.compile(r"[^\w.@+=-]")
+
+
+def render(template: str, fields: dict[str, str]) -> str:
+    """Fill ``{field}`` placeholders; values are made safe to use in a file name."""
+    safe = {key: _UNSAFE.sub("_", str(value)) or "_" for key, value in fields.items()}
+    try:
+        return template.format_map(safe)
+    except KeyError as exc:
+        raise UsageError(
+            f"{template}: unknown field {{{exc.args[0]}}}; known fields: {field_list(fields)}"
+        ) from None
+    except (ValueError, IndexError) as exc:
+        raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
+
+
+def field_list(fields) -> str:
+    return ", ".join(f"{{{name}}}" for name in fields)
+
+
+def template_fields(template: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
+
+
+class FanOut:
+    """Runs like a :class:`Pipeline` (``explain``, ``run``, ``stop``) but starts one pipeline per
+    stream; a stream that fails is reported and the others go on."""
+
+    def __init__(
+        self,
+        source: Built,
+        processors: Sequence[str],
+        sinks: Sequence[str],
+        registry: Registry,
+        pace: float | None = None,
+        context: RunContext | None = None,
+    ):
+        self.source = source
+        self.processor_specs = list(processors)
+        self.sink_templates = list(sinks)
+        self.registry = registry
+        self.pace = pace
+        self.context = context or RunContext()
+        self.fields: tuple[str, ...] = tuple(getattr(source.obj, "fields", ("identity",)))
+        self._check_templates()
+        self._pipelines: set[Pipeline] = set()
+        self._stopping = False
+        self._finder: asyncio.Task | None = None
+
+    def _check_templates(self) -> None:
+        example = {field: field for field in self.fields}
+        for template in self.sink_templates:
+            used = template_fields(template)
+            spec = parse_spec(render(template, example))
+            if (spec.value is not None or spec.params) and not used & {"identity", "sid"}:
+                raise UsageError(
+                    f"{self.source.label} runs one pipeline per track: give each its own output, "
+                    f"e.g. --sink 'wav:rec/{{identity}}-{{source}}.wav' (fields: {field_list(self.fields)})"
+                )
+        # fail on unknown components and bad parameters now, not when the first track shows up
+        self._build(example)
+
+    def _build(self, fields: dict[str, str]) -> tuple[list[Built], list[Built]]:
+        processors = [build(self.registry, "processor", spec) for spec in self.processor_specs]
+        sinks = [build(self.registry, "sink", render(t, fields)) for t in self.sink_templates]
+        return processors, sinks
+
+    @property
+    def realtime_sinks(self) -> bool:
+        return False  # live streams arrive at real time by themselves
+
+    def explain(self) -> str:
+        self.source.obj.bind(self.context)
+        lines = [
+            f"source  {self.source.label}  ({self.source.provider})",
+            "  one pipeline per matching stream; for each:",
+        ]
+        for spec in self.processor_specs:
+            lines.append(f"    -> {spec}")
+        for template in self.sink_templates:
+            lines.append(f"sink    {template}  (fields: {field_list(self.fields)})")
+        return "\n".join(lines)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._finder is not None:
+            self._finder.cancel()
+        for pipeline in self._pipelines:
+            pipeline.stop()
+
+    async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
+        """Until the source finds no more streams and every pipeline ended (or ``stop()``);
+        ``on_progress`` is not called: streams come and go."""
+        report = RunReport()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        runs: set[asyncio.Task] = set()
+        failures: list[str] = []
+        self.source.obj.bind(self.context)
+
+        async def one(label: str, pipeline: Pipeline) -> None:
+            try:
+                result = await pipeline.run()
+            except LkplugError as exc:
+                failures.append(f"{label}: {exc}")
+                self.context.notify(f"{label} failed: {exc}")
+                return
+            finally:
+                self._pipelines.discard(pipeline)
+            report.frames += result.frames
+            report.seconds += result.seconds
+            report.warnings += [f"{label}: {w}" for w in result.warnings]
+            self.context.notify(f"{label} ended after {result.seconds:.1f} s")
+
+        async def find() -> None:
+            async for fields, source in self.source.obj.instances():
+                processors, sinks = self._build(fields)
+                label = fields.get("stream") or render("{identity}", fields)
+                built = Built(label, source, self.source.provider)
+                pipeline = Pipeline(built, processors, sinks, self.registry, self.pace, self.context)
+                self._pipelines.add(pipeline)
+                self.context.notify(f"{label} -> " + ", ".join(s.label for s in sinks))
+                runs.add(asyncio.create_task(one(label, pipeline)))
+
+        self._finder = asyncio.create_task(find())
+        if self._stopping:
+            self._finder.cancel()
+        try:
+            await self._finder
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            for pipeline in list(self._pipelines):
+                if self._stopping:
+                    pipeline.stop()
+            if runs:
+                await asyncio.gather(*runs, return_exceptions=True)
+            await self.source.obj.aclose()
+            report.stopped = self._stopping
+            report.wall = loop.time() - started
+        if failures:
+            raise LkplugError(f"{len(failures)} of {len(runs)} streams failed; first: {failures[0]}")
+        return report
