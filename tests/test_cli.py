@@ -228,3 +228,10 @@ def test_fan_out_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "t440 -> wav:" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec-t440.wav", "rec-t660.wav"]
+
+
+def test_duration_cuts_an_endless_source_exactly(tmp_path):
+    out = tmp_path / "five.wav"
+    result = run_lkplug("run", "--source", "tone:duration=0", "--sink", f"wav:{out}", "--duration", "1.5")
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(out).frames == 72000

@@ -236,10 +236,17 @@ def _parse_pace(text: str) -> float | None | str:
     is_flag=True,
     help="Print the negotiated plan, converters included, and exit without running.",
 )
+@click.option(
+    "-t",
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after this much media, like ffmpeg -t (e.g. to record a live track for 10 s).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
 @plugin_option
 @debug_option
-def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug, **plugin_options):
+def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -272,6 +279,7 @@ def run_command(source, procs, sinks, pace, explain, quiet, plugins, debug, **pl
         pipeline.pace = 1.0 if pipeline.realtime_sinks and not live else None
     elif pace_value != "max":
         pipeline.pace = pace_value
+    pipeline.duration = duration
     if explain:
         click.echo(pipeline.explain())
         return

@@ -95,6 +95,7 @@ class Pipeline:
         registry: Registry | None = None,
         pace: float | None = None,
         context: RunContext | None = None,
+        duration: float | None = None,
     ):
         self.source = source
         self.processors = list(processors)
@@ -102,6 +103,7 @@ class Pipeline:
         self.registry = registry
         self.pace = pace  # None: as fast as possible; 1.0: real time
         self.context = context or RunContext()
+        self.duration = duration  # stop after this many seconds of media, like ffmpeg's -t
         self._producer: asyncio.Task | None = None
         self._stopping = False
         self._chains: dict[str, Chain] = {}
@@ -159,6 +161,8 @@ class Pipeline:
                     lines.append(f"    -> {label:<40} {out}")
         if self.pace:
             lines.append(f"pace    {self.pace:g}x real time")
+        if self.duration is not None:
+            lines.append(f"stop    after {self.duration:g} s of media")
         return "\n".join(lines)
 
     # running --------------------------------------------------------------------------------
@@ -189,6 +193,11 @@ class Pipeline:
                 frame = await queue.get()
                 if frame is _END:
                     break
+                if self.duration is not None:
+                    frame = frame.until(self.duration)
+                    if frame is None:  # long enough: end as if the source had ended
+                        self._producer.cancel()
+                        break
                 if self.pace:
                     await self._wait_for_pace(frame, started)
                 await self._handle(frame)

@@ -65,6 +65,7 @@ class FanOut:
         self.registry = registry
         self.pace = pace
         self.context = context or RunContext()
+        self.duration: float | None = None  # per stream
         self.fields: tuple[str, ...] = tuple(getattr(source.obj, "fields", ("identity",)))
         self._check_templates()
         self._pipelines: set[Pipeline] = set()
@@ -141,7 +142,9 @@ class FanOut:
                 processors, sinks = self._build(fields)
                 label = fields.get("stream") or render("{identity}", fields)
                 built = Built(label, source, self.source.provider)
-                pipeline = Pipeline(built, processors, sinks, self.registry, self.pace, self.context)
+                pipeline = Pipeline(
+                    built, processors, sinks, self.registry, self.pace, self.context, self.duration
+                )
                 self._pipelines.add(pipeline)
                 self.context.notify(f"{label} -> " + ", ".join(s.label for s in sinks))
                 runs.add(asyncio.create_task(one(label, pipeline)))

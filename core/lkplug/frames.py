@@ -30,6 +30,10 @@ class Frame:
     def replace(self, **changes):
         return replace(self, **changes)
 
+    def until(self, end: float):
+        """The part of this frame before ``end`` seconds, or None (for ``--duration``)."""
+        return self if self.time < end else None
+
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
@@ -87,3 +91,9 @@ class AudioFrame(Frame):
     @property
     def format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.data.shape[1], self.sample_format)
+
+    def until(self, end: float):
+        keep = round(end * self.sample_rate) - self.timestamp
+        if keep <= 0:
+            return None
+        return self if keep >= len(self.data) else self.replace(data=self.data[:keep])
