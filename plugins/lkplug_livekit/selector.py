@@ -17,6 +17,16 @@ SOURCES = {
 }
 
 
+def source_word(track_source) -> str:
+    """``microphone`` for ``rtc.TrackSource.SOURCE_MICROPHONE``: the word selectors and templates use."""
+    from livekit import rtc
+
+    for word, (name, _) in SOURCES.items():
+        if getattr(rtc.TrackSource, name) == track_source:
+            return word
+    return "unknown"
+
+
 @dataclass(frozen=True)
 class TrackSelector:
     identity: str

@@ -7,13 +7,14 @@ reconnect (the output continues), and ends when the participant leaves, unless `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import numpy as np
 
 from lkplug import AudioFrame, MediaError, Source, UsageError
 
 from .connection import RoomConnection
-from .selector import TrackSelector
+from .selector import TrackSelector, source_word
 
 ROOM_EVENTS = (
     "participant_connected",
@@ -28,24 +29,33 @@ ROOM_EVENTS = (
 
 
 class TrackSource(Source):
+    live = True
+    # what a fan-out sink template may use: wav:rec/{identity}-{source}.wav
+    fields = ("identity", "source", "name", "sid", "kind", "room")
+
     def __init__(
-        self, selector: str, wait: float = 0.0, follow: bool = False, rate: int = 0, channels: int = 0
+        self,
+        selector: str | TrackSelector,
+        wait: float = 0.0,
+        follow: bool = False,
+        rate: int = 0,
+        channels: int = 0,
     ):
-        self.selector = TrackSelector.parse(selector)
-        if self.selector.fans_out:
-            raise UsageError(
-                f"track:{selector}: one pipeline per matching track (fan-out) is not supported yet"
-            )
+        self.selector = selector if isinstance(selector, TrackSelector) else TrackSelector.parse(selector)
+        self.fans_out = self.selector.fans_out
         if self.selector.kind == "video":
             raise UsageError(f"track:{selector}: video tracks as a source are not supported yet")
         self.wait, self.follow = wait, follow
         self.rate, self.channels = rate or 48000, channels or 1
         self.connection: RoomConnection | None = None
+        self.context = None
+        self.ended = False
         self._joined = False
         self._changed = asyncio.Event()
         self._notify = print
 
     def bind(self, context) -> None:
+        self.context = context
         self.connection = RoomConnection.shared(context)
         self.connection.can_subscribe = True
         self._notify = context.notify
@@ -57,6 +67,56 @@ class TrackSource(Source):
     def _poke(self, *args) -> None:
         self._changed.set()
 
+    async def instances(self):
+        """Fan-out: one stream per matching participant, for the whole run (a participant who leaves
+        and comes back continues into the same outputs). Ends when every stream has ended and no new
+        one appeared for ``wait`` seconds (``wait=0``: runs until stopped)."""
+        room = await self.connection.acquire()
+        self._joined = True
+        for event in ROOM_EVENTS:
+            room.on(event, self._poke)
+        loop = asyncio.get_running_loop()
+        streams: dict[str, TrackSource] = {}
+        quiet_since = loop.time()
+        try:
+            while True:
+                self._changed.clear()
+                for participant in list(room.remote_participants.values()):
+                    identity = participant.identity
+                    if identity in streams or not self.selector.matches(identity):
+                        continue
+                    publication = self.selector.pick(list(participant.track_publications.values()))
+                    if publication is None:
+                        continue
+                    selector = dataclasses.replace(self.selector, identity=identity)
+                    stream = TrackSource(selector, self.wait, True, self.rate, self.channels)
+                    stream.bind(self.context)
+                    streams[identity] = stream
+                    yield self._fields(room, participant, publication), stream
+                if any(not s.ended for s in streams.values()):
+                    quiet_since = loop.time()
+                elif self.wait and loop.time() - quiet_since > self.wait:
+                    return
+                try:  # streams end without a room event: look again now and then
+                    await asyncio.wait_for(self._changed.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for event in ROOM_EVENTS:
+                room.off(event, self._poke)
+
+    def _fields(self, room, participant, publication) -> dict[str, str]:
+        source = source_word(publication.source)
+        return {
+            "identity": participant.identity,
+            "source": source,
+            "name": publication.name or source,
+            "sid": publication.sid,
+            "kind": self.selector.kind,
+            "room": room.name,
+            "stream": f"{participant.identity}/{publication.name or source}",
+        }
+
     async def frames(self):
         room = await self.connection.acquire()
         self._joined = True
@@ -65,7 +125,7 @@ class TrackSource(Source):
         try:
             position = 0
             while True:
-                found = await self._subscribe(room)
+                found = await self._subscribe(room, received=position > 0)
                 if found is None:
                     return
                 participant, publication = found
@@ -78,6 +138,7 @@ class TrackSource(Source):
                     self._notify(f"{participant.identity} left the room")
                     return
         finally:
+            self.ended = True
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
 
@@ -89,8 +150,9 @@ class TrackSource(Source):
                     return participant, publication
         return None
 
-    async def _subscribe(self, room):
-        """Wait (up to ``wait`` seconds, 0 = forever) until the selected track is subscribed."""
+    async def _subscribe(self, room, received: bool):
+        """Wait (up to ``wait`` seconds, 0 = forever) until the selected track is subscribed; None
+        when a participant followed after leaving did not come back within ``wait``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait if self.wait else None
         told = False
@@ -108,6 +170,9 @@ class TrackSource(Source):
                 told = True
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
+                if received:
+                    self._notify(f"{self.selector} did not come back within {self.wait:g} s")
+                    return None
                 raise MediaError(f"{self.selector} did not appear in room {room.name} within {self.wait:g} s")
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
@@ -143,6 +208,7 @@ class TrackSource(Source):
             await stream.aclose()
 
     async def aclose(self) -> None:
+        self.ended = True
         if self._joined:
             self._joined = False
             await self.connection.release()

@@ -1,0 +1,545 @@
+"""A small LiveKit-protocol server for tests and demos: signalling over a WebSocket (protobuf
+``SignalRequest``/``SignalResponse``), media and data through aiortc peer connections.
+
+It is not an SFU: every subscriber gets the publisher's media decoded and encoded again (aiortc's
+``MediaRelay``), there is one room per name, no simulcast, no resume. It listens on 127.0.0.1 only and
+gathers only loopback ICE candidates; no STUN or TURN server is ever contacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import candidate_from_sdp
+from livekit import api
+from livekit.protocol import models, rtc
+
+log = logging.getLogger("lkplug.devserver")
+
+PING_INTERVAL, PING_TIMEOUT = 10, 30  # seconds, sent to clients in the join response
+SERVER_VERSION = "1.9.0"  # what we tell clients; the features we speak are those of that server
+
+
+def make_sid(prefix: str) -> str:
+    """LiveKit ids: a type prefix (clients parse it strictly) and 12 random characters."""
+    return prefix + secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
+
+
+def loopback_only() -> None:
+    """aiortc (through aioice) gathers a candidate per host address; keep only 127.0.0.1 so nothing is
+    ever sent off the machine. The SDK's own candidates (its host addresses) reach us through the
+    kernel's local routing."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+def check_host_addresses() -> None:
+    """libwebrtc gathers no loopback candidates: with only ``lo`` the SDK has nothing to offer."""
+    import ifaddr
+
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if ip.is_IPv4 and not ip.ip.startswith("127."):
+                return
+    raise RuntimeError(
+        "this host has no network interface besides loopback; the LiveKit SDK (libwebrtc) offers only "
+        "host-interface ICE candidates, so it could not reach the dev server. Add one, e.g. "
+        "`ip link add dummy0 type dummy && ip addr add 192.0.2.2/24 dev dummy0 && ip link set dummy0 up`"
+    )
+
+
+@dataclass
+class Track:
+    info: models.TrackInfo
+    owner: Participant
+    media: object = None  # the aiortc track received from the publisher, once it arrives
+
+
+@dataclass(eq=False)
+class Participant:
+    identity: str
+    name: str
+    sid: str
+    ws: web.WebSocketResponse
+    auto_subscribe: bool
+    grants: object
+    joined_at: int = field(default_factory=lambda: int(time.time()))
+    publisher: RTCPeerConnection | None = None
+    subscriber: RTCPeerConnection | None = None
+    channels: dict = field(default_factory=dict)  # "_reliable"/"_lossy" on the subscriber PC
+    pending: dict = field(default_factory=dict)  # cid -> TrackInfo announced by add_track
+    tracks: dict = field(default_factory=dict)  # sid -> Track
+    senders: dict = field(default_factory=dict)  # track sid -> RTCRtpSender on our subscriber PC
+    changes: dict = field(default_factory=dict)  # track sid -> Track to add, None to remove, next offer
+    candidates: dict = field(default_factory=lambda: {0: [], 1: []})  # queued until a description is set
+    offered: dict = field(default_factory=dict)  # the publisher's last offer: mid -> (direction, port, cid)
+    need_offer: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list = field(default_factory=list)
+    gone: bool = False
+
+    def info(self) -> models.ParticipantInfo:
+        return models.ParticipantInfo(
+            sid=self.sid,
+            identity=self.identity,
+            name=self.name,
+            state=models.ParticipantInfo.State.DISCONNECTED if self.gone else models.ParticipantInfo.ACTIVE,
+            tracks=[t.info for t in self.tracks.values()],
+            joined_at=self.joined_at,
+            is_publisher=bool(self.tracks),
+            permission=models.ParticipantPermission(
+                can_subscribe=self.grants.can_subscribe is not False,
+                can_publish=self.grants.can_publish is not False,
+                can_publish_data=self.grants.can_publish_data is not False,
+            ),
+        )
+
+    async def send(self, **message) -> None:
+        if not self.ws.closed:
+            try:
+                await self.ws.send_bytes(rtc.SignalResponse(**message).SerializeToString())
+            except ConnectionError:
+                pass  # the socket went away; its reader cleans up
+
+
+class Room:
+    def __init__(self, name: str):
+        self.name = name
+        self.sid = make_sid("RM_")
+        self.participants: dict[str, Participant] = {}
+        self.relay = MediaRelay()
+
+    def info(self) -> models.Room:
+        return models.Room(
+            sid=self.sid,
+            name=self.name,
+            num_participants=len(self.participants),
+            creation_time=int(time.time()),
+        )
+
+    def others(self, participant: Participant) -> list[Participant]:
+        return [p for p in self.participants.values() if p is not participant]
+
+    def find_track(self, sid: str) -> Track | None:
+        return next((p.tracks[sid] for p in self.participants.values() if sid in p.tracks), None)
+
+    async def broadcast_update(self, changed: Participant) -> None:
+        update = rtc.ParticipantUpdate(participants=[changed.info()])
+        for other in self.others(changed):
+            await other.send(update=update)
+
+
+class DevServer:
+    """``await DevServer().start()``; then ``url``, ``api_key``, ``api_secret`` and ``token()``."""
+
+    def __init__(self, port: int = 0, api_key: str = "devkey", api_secret: str = "secret" * 6):
+        self.port = port
+        self.api_key, self.api_secret = api_key, api_secret
+        self.rooms: dict[str, Room] = {}
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def token(self, identity: str, room: str = "test", name: str | None = None, **grants) -> str:
+        """A token for ``identity`` in ``room``; grants default to join, publish and subscribe."""
+        video = api.VideoGrants(room_join=True, room=room, **grants)
+        return (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(identity)
+            .with_name(name or identity)
+            .with_grants(video)
+            .to_jwt()
+        )
+
+    async def start(self) -> DevServer:
+        check_host_addresses()
+        loopback_only()
+        app = web.Application()
+        app.router.add_get("/rtc/v1", self._not_here)  # newer clients try this first, then /rtc
+        app.router.add_get("/rtc", self._signal)
+        app.router.add_get("/rtc/validate", self._validate)
+        app.router.add_get("/rtc/v1/validate", self._not_here)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        return self
+
+    async def stop(self) -> None:
+        for room in list(self.rooms.values()):
+            for participant in list(room.participants.values()):
+                await self._remove(room, participant)
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def restart(self) -> None:
+        """Fault injection: every client loses its connection, then the server is back on the same port."""
+        await self.stop()
+        self.rooms.clear()
+        await self.start()
+
+    async def drop_signal(self, identity: str) -> None:
+        """Fault injection: close a participant's signalling socket, as a network failure would."""
+        for room in self.rooms.values():
+            participant = room.participants.get(identity)
+            if participant is not None:
+                await participant.ws.close()
+                return
+        raise KeyError(identity)
+
+    # HTTP ------------------------------------------------------------------------------------
+
+    async def _not_here(self, request: web.Request) -> web.Response:
+        return web.Response(status=404, text="not found")
+
+    def _claims(self, request: web.Request):
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
+        try:
+            claims = api.TokenVerifier(self.api_key, self.api_secret).verify(token)
+        except Exception:
+            return None
+        if not (claims.video and claims.video.room_join and claims.video.room and claims.identity):
+            return None
+        return claims
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        if self._claims(request) is None:
+            return web.Response(status=401, text="invalid token")
+        return web.Response(text="success")
+
+    async def _signal(self, request: web.Request) -> web.StreamResponse:
+        claims = self._claims(request)
+        if claims is None:
+            return web.Response(status=401, text="invalid token")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            if request.query.get("reconnect") == "1":
+                # no resume: ask the client to join again from scratch (it then republishes)
+                leave = rtc.LeaveRequest(can_reconnect=True, action=rtc.LeaveRequest.RECONNECT)
+                await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
+                return ws
+            room = self.rooms.setdefault(claims.video.room, Room(claims.video.room))
+            auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
+            participant = await self._join(room, claims, ws, auto_subscribe)
+            try:
+                async for message in ws:
+                    if message.type == WSMsgType.BINARY:
+                        request_message = rtc.SignalRequest()
+                        request_message.ParseFromString(message.data)
+                        try:
+                            await self._handle(room, participant, request_message)
+                        except Exception:  # one bad request must not end the session
+                            log.exception("%s: failed to handle %s", participant.identity, request_message)
+            finally:
+                await self._remove(room, participant)
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    # joining and leaving ----------------------------------------------------------------------
+
+    async def _join(self, room: Room, claims, ws, auto_subscribe: bool) -> Participant:
+        old = room.participants.get(claims.identity)
+        if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
+            await self._remove(room, old)
+            await old.ws.close()
+        participant = Participant(
+            claims.identity, claims.name or claims.identity, make_sid("PA_"), ws, auto_subscribe, claims.video
+        )
+        room.participants[participant.identity] = participant
+        log.info("%s joined room %s", participant.identity, room.name)
+        join = rtc.JoinResponse(
+            room=room.info(),
+            participant=participant.info(),
+            other_participants=[p.info() for p in room.others(participant)],
+            server_version=SERVER_VERSION,
+            subscriber_primary=True,
+            fast_publish=False,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+        )
+        await participant.send(join=join)
+        await room.broadcast_update(participant)
+        await self._open_subscriber(room, participant)
+        return participant
+
+    async def _remove(self, room: Room, participant: Participant) -> None:
+        if participant.gone:
+            return
+        participant.gone = True
+        if room.participants.get(participant.identity) is participant:
+            del room.participants[participant.identity]
+        log.info("%s left room %s", participant.identity, room.name)
+        for sid in list(participant.tracks):
+            await self._unpublish(room, participant, sid, tell_owner=False)
+        await room.broadcast_update(participant)
+        for task in participant.tasks:
+            task.cancel()
+        for pc in (participant.publisher, participant.subscriber):
+            if pc is not None:
+                await pc.close()
+        if not room.participants:
+            self.rooms.pop(room.name, None)
+
+    # the subscriber peer connection (we offer) -------------------------------------------------
+
+    async def _open_subscriber(self, room: Room, participant: Participant) -> None:
+        pc = participant.subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+        @pc.on("connectionstatechange")
+        def _state():
+            log.debug("%s subscriber PC %s", participant.identity, pc.connectionState)
+            if pc.connectionState == "connected":
+                participant.connected.set()
+            else:
+                participant.connected.clear()
+
+        # the first offer carries the data channels only; tracks come in later offers
+        participant.channels = {
+            "_reliable": pc.createDataChannel("_reliable", ordered=True),
+            "_lossy": pc.createDataChannel("_lossy", ordered=False, maxRetransmits=0),
+        }
+        await self._send_offer(participant)
+        participant.tasks.append(asyncio.create_task(self._renegotiate(room, participant)))
+        if participant.auto_subscribe:
+            for other in room.others(participant):
+                for track in other.tracks.values():
+                    self._subscribe(room, participant, track)
+
+    async def _send_offer(self, participant: Participant) -> None:
+        pc = participant.subscriber
+        participant.answered.clear()
+        await pc.setLocalDescription(await pc.createOffer())
+        await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
+        log.debug("offered %s: %s", participant.identity, pc.localDescription.sdp)
+
+    async def _renegotiate(self, room: Room, participant: Participant) -> None:
+        """One offer at a time, and none while the PC is still connecting: aiortc would leave the new
+        transceivers out (or give them a transport of their own that never connects) and the
+        subscriber would hear silence. Subscription changes wait here until the PC is ready."""
+        while True:
+            await participant.need_offer.wait()
+            await participant.answered.wait()
+            await participant.connected.wait()
+            participant.need_offer.clear()
+            pc = participant.subscriber
+            for sid, change in list(participant.changes.items()):
+                del participant.changes[sid]
+                sender = participant.senders.pop(sid, None)
+                if sender is not None:
+                    pc.removeTrack(sender)
+                if change is not None and change.media is not None:
+                    media = room.relay.subscribe(change.media, buffered=False)
+                    media._id = sid  # the SDK reads the track sid from a=msid
+                    sender = pc.addTransceiver(media, direction="sendonly").sender
+                    sender._stream_id = f"{change.owner.sid}|{sid}"
+                    participant.senders[sid] = sender
+            await self._send_offer(participant)
+
+    def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
+        if participant.gone or track.info.sid in participant.senders:
+            return
+        participant.changes[track.info.sid] = track
+        participant.need_offer.set()
+        log.info("%s subscribed to %s/%s", participant.identity, track.owner.identity, track.info.name)
+
+    def _unsubscribe(self, participant: Participant, sid: str) -> None:
+        if not participant.gone and (sid in participant.senders or sid in participant.changes):
+            participant.changes[sid] = None
+            participant.need_offer.set()
+
+    # the publisher peer connection (the client offers) -----------------------------------------
+
+    async def _on_publisher_offer(self, room: Room, participant: Participant, sdp: str) -> None:
+        pc = participant.publisher
+        if pc is None:
+            pc = participant.publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc.on("datachannel", lambda channel: self._on_data_channel(room, participant, channel))
+            pc.on("track", lambda media: self._on_track(room, participant, media))
+        participant.offered = parse_media(sdp)  # read by _on_track, which fires inside the next line
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
+        # a re-offer with an m-line made inactive (or rejected) is how a track is unpublished
+        for mid, (direction, port, _) in participant.offered.items():
+            if direction == "inactive" or port == 0:
+                for sid, track in list(participant.tracks.items()):
+                    if track.info.mid == mid:
+                        await self._unpublish(room, participant, sid)
+
+    def _on_track(self, room: Room, participant: Participant, media) -> None:
+        pc = participant.publisher
+        transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is media)
+        cid = participant.offered.get(transceiver.mid, (None, None, None))[2]
+        info = participant.pending.pop(cid, None)
+        if info is None:
+            log.warning("%s sent media for an unknown track (mid %s)", participant.identity, transceiver.mid)
+            return
+        info.mid = transceiver.mid
+        track = Track(info, participant, media)
+        participant.tracks[info.sid] = track
+        log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
+        # announce the track before offering it, so subscribers know whose it is when it arrives
+        asyncio.ensure_future(self._announce(room, participant, track))
+
+    async def _announce(self, room: Room, participant: Participant, track: Track) -> None:
+        await room.broadcast_update(participant)
+        for other in room.others(participant):
+            if other.auto_subscribe and other.grants.can_subscribe is not False:
+                self._subscribe(room, other, track)
+
+    async def _unpublish(self, room: Room, participant: Participant, sid: str, tell_owner=True) -> None:
+        track = participant.tracks.pop(sid, None)
+        if track is None:
+            return
+        log.info("%s unpublished %s", participant.identity, track.info.name)
+        for other in room.others(participant):
+            self._unsubscribe(other, sid)
+        if tell_owner:
+            await participant.send(track_unpublished=rtc.TrackUnpublishedResponse(track_sid=sid))
+            await room.broadcast_update(participant)
+
+    # data --------------------------------------------------------------------------------------
+
+    def _on_data_channel(self, room: Room, participant: Participant, channel) -> None:
+        @channel.on("message")
+        def _forward(message):
+            if not isinstance(message, bytes):
+                return
+            packet = models.DataPacket()
+            packet.ParseFromString(message)
+            packet.participant_identity = participant.identity
+            packet.participant_sid = participant.sid
+            if packet.HasField("user"):
+                packet.user.participant_identity = participant.identity
+                packet.user.participant_sid = participant.sid
+            wanted = set(packet.destination_identities) or set(packet.user.destination_identities)
+            data = packet.SerializeToString()
+            for other in room.others(participant):
+                out = other.channels.get(channel.label)
+                if out is not None and out.readyState == "open" and (not wanted or other.identity in wanted):
+                    out.send(data)
+
+    # signalling requests -----------------------------------------------------------------------
+
+    async def _handle(self, room: Room, participant: Participant, request: rtc.SignalRequest) -> None:
+        which = request.WhichOneof("message")
+        if which == "offer":
+            await self._on_publisher_offer(room, participant, request.offer.sdp)
+        elif which == "answer":
+            pc = participant.subscriber
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=request.answer.sdp, type="answer"))
+            await self._add_queued_candidates(participant, rtc.SignalTarget.SUBSCRIBER)
+            participant.answered.set()
+        elif which == "trickle":
+            participant.candidates[request.trickle.target].append(request.trickle.candidateInit)
+            await self._add_queued_candidates(participant, request.trickle.target)
+        elif which == "add_track":
+            await self._add_track(participant, request.add_track)
+        elif which == "subscription":
+            for sid in [*request.subscription.track_sids] + [
+                s for pt in request.subscription.participant_tracks for s in pt.track_sids
+            ]:
+                track = room.find_track(sid)
+                if request.subscription.subscribe and track is not None:
+                    self._subscribe(room, participant, track)
+                elif not request.subscription.subscribe:
+                    self._unsubscribe(participant, sid)
+        elif which == "mute":
+            track = participant.tracks.get(request.mute.sid)
+            if track is not None:
+                track.info.muted = request.mute.muted
+                await room.broadcast_update(participant)
+        elif which == "leave":
+            await self._remove(room, participant)
+            await participant.ws.close()
+        elif which == "ping_req":
+            pong = rtc.Pong(last_ping_timestamp=request.ping_req.timestamp, timestamp=int(time.time() * 1000))
+            await participant.send(pong_resp=pong)
+        elif which == "ping":
+            await participant.send(pong=int(time.time() * 1000))
+
+    async def _add_track(self, participant: Participant, request: rtc.AddTrackRequest) -> None:
+        if participant.grants.can_publish is False:
+            log.warning("%s may not publish", participant.identity)
+            return
+        info = models.TrackInfo(
+            sid=make_sid("TR_"),
+            type=request.type,
+            name=request.name,
+            source=request.source,
+            width=request.width,
+            height=request.height,
+            muted=request.muted,
+            stereo=request.stereo,
+            mime_type="audio/opus" if request.type == models.TrackType.AUDIO else "video/vp8",
+        )
+        participant.pending[request.cid] = info
+        await participant.send(track_published=rtc.TrackPublishedResponse(cid=request.cid, track=info))
+
+    async def _add_queued_candidates(self, participant: Participant, target: int) -> None:
+        pc = participant.publisher if target == rtc.SignalTarget.PUBLISHER else participant.subscriber
+        if pc is None or pc.remoteDescription is None:
+            return  # kept until the matching offer/answer is applied
+        queued, participant.candidates[target] = participant.candidates[target], []
+        for text in queued:
+            init = json.loads(text)
+            line = init.get("candidate", "")
+            if not line:
+                continue
+            candidate = candidate_from_sdp(line.split(":", 1)[1])
+            candidate.sdpMid = init.get("sdpMid")
+            candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+            try:
+                await pc.addIceCandidate(candidate)
+            except Exception as exc:  # a candidate for a transport we do not have is harmless
+                log.debug("ignored candidate %s: %s", line, exc)
+
+
+def parse_media(sdp: str) -> dict[str, tuple[str, int, str | None]]:
+    """mid -> (direction, port, track id from a=msid) for each m-line of an SDP."""
+    sections: dict[str, tuple[str, int, str | None]] = {}
+    port, mid, direction, track_id = 0, None, "sendrecv", None
+
+    def close():
+        if mid is not None:
+            sections[mid] = (direction, port, track_id)
+
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            close()
+            port, mid, direction, track_id = int(line.split()[1]), None, "sendrecv", None
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.strip() in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            direction = line.strip()[2:]
+        elif line.startswith("a=msid:"):
+            parts = line[7:].split()
+            track_id = parts[1] if len(parts) > 1 else None
+    close()
+    return sections
