@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# the local LiveKit-protocol server and its participants (livekit_server, livekit_join)
+pytest_plugins = ["lkplug_livekit.devserver.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError
 
 BLOCK_SECONDS = 0.1  # decoded frames are gathered into blocks: fewer, larger frames downstream

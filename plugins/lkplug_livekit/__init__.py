@@ -58,8 +58,20 @@ def lkplug_sinks():
 
 
 @hookimpl
+def lkplug_register_commands(cli):
+    from .devserver.cli import devserver_command
+
+    cli.add_command(devserver_command)
+
+
+@hookimpl
 def lkplug_run_options():
     return [
+        click.Option(
+            ["--devserver"],
+            is_flag=True,
+            help="Run against a local dev server with demo participant alice (no LiveKit server needed).",
+        ),
         click.Option(["--url"], envvar="LIVEKIT_URL", help="LiveKit server URL [env LIVEKIT_URL]."),
         click.Option(["--api-key"], envvar="LIVEKIT_API_KEY", help="API key [env LIVEKIT_API_KEY]."),
         click.Option(

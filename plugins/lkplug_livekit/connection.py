@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 
 from lkplug import MediaError, UsageError
 
@@ -20,13 +21,16 @@ class RoomConnection:
     """Connects at the first ``acquire`` (after every component said what it needs) and disconnects
     when the last user releases it."""
 
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, notify=lambda message: None):
+        self._options = options
+        self._notify = notify
         self.url = options.get("url")
         self.api_key = options.get("api_key")
         self.api_secret = options.get("api_secret")
         self.token = options.get("token")
         self.room_name = options.get("room")
         self.identity = options.get("identity") or "lkplug"
+        self.devserver = None  # with --devserver: the local server this run started
         self.can_subscribe = False
         self.can_publish = False
         self.room = None
@@ -37,11 +41,13 @@ class RoomConnection:
     def shared(cls, context) -> RoomConnection:
         connection = context.shared.get(SHARED_KEY)
         if connection is None:
-            connection = context.shared[SHARED_KEY] = cls(context.options)
+            connection = context.shared[SHARED_KEY] = cls(context.options, context.notify)
         return connection
 
     def check(self) -> None:
         """Fail before anything runs when the settings cannot work."""
+        if self.wants_devserver:
+            return
         if not self.url:
             raise UsageError("no LiveKit server: give --url or set LIVEKIT_URL (e.g. ws://127.0.0.1:7880)")
         if not self.token:
@@ -77,13 +83,33 @@ class RoomConnection:
             .to_jwt()
         )
 
+    @property
+    def wants_devserver(self) -> bool:
+        return self.devserver is not None or self._options.get("devserver", False)
+
+    async def _start_devserver(self) -> None:
+        """``--devserver``: the demo room of a local dev server (a child process, stopped at the end)."""
+        from .devserver.process import DevServerProcess
+
+        try:
+            self.devserver = await DevServerProcess(demo=True).start()
+        except RuntimeError as exc:
+            raise MediaError(str(exc)) from None
+        self.url, self.room_name, self.token = self.devserver.url, self.devserver.room, None
+        self.api_key, self.api_secret = self.devserver.api_key, self.devserver.api_secret
+        self._notify(f"started a local dev server at {self.url}, room {self.room_name!r}")
+
     async def acquire(self):
         from livekit import rtc
 
         async with self._lock:
             self._users += 1
             if self.room is None:
+                if self.wants_devserver and self.devserver is None:
+                    await self._start_devserver()
                 self.check()
+                # the SDK warns about routine events (e.g. falling back from /rtc/v1): errors only
+                logging.getLogger("livekit").setLevel(logging.ERROR)
                 room = rtc.Room()
                 try:
                     await asyncio.wait_for(
@@ -94,6 +120,8 @@ class RoomConnection:
                     )
                 except (rtc.ConnectError, asyncio.TimeoutError, OSError) as exc:
                     self._users -= 1
+                    if self.devserver is not None:
+                        await self.devserver.stop()
                     reason = getattr(exc, "message", None) or str(exc) or "timed out"
                     raise MediaError(f"cannot join {self.describe()}: {_redact(reason, self)}") from None
                 self.room = room
@@ -105,6 +133,8 @@ class RoomConnection:
             if self._users <= 0 and self.room is not None:
                 room, self.room = self.room, None
                 await room.disconnect()
+            if self._users <= 0 and self.devserver is not None:
+                await self.devserver.stop()
 
 
 def _redact(text: str, connection: RoomConnection) -> str:

@@ -186,6 +186,7 @@ class TrackSource(Source):
         track = publication.track
         stream = rtc.AudioStream(track, sample_rate=self.rate, num_channels=self.channels)
         frames = aiter(stream)
+        next_frame = None
         try:
             while True:
                 next_frame = asyncio.ensure_future(anext(frames))
@@ -205,6 +206,8 @@ class TrackSource(Source):
                 samples = np.frombuffer(audio.data, dtype=np.int16).reshape(-1, audio.num_channels)
                 yield samples.copy(), audio.sample_rate  # copied: the SDK owns its buffer
         finally:
+            if next_frame is not None and not next_frame.done():
+                next_frame.cancel()  # stopped while waiting for a frame
             await stream.aclose()
 
     async def aclose(self) -> None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 from livekit import api
@@ -34,6 +34,18 @@ def make_sid(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
 
 
+def make_token(api_key: str, api_secret: str, identity: str, room: str = "test", **grants) -> str:
+    """A token for ``identity`` in ``room``; grants default to join, publish and subscribe."""
+    video = api.VideoGrants(room_join=True, room=room, **grants)
+    return (
+        api.AccessToken(api_key, api_secret)
+        .with_identity(identity)
+        .with_name(identity)
+        .with_grants(video)
+        .to_jwt()
+    )
+
+
 def loopback_only() -> None:
     """aiortc (through aioice) gathers a candidate per host address; keep only 127.0.0.1 so nothing is
     ever sent off the machine. The SDK's own candidates (its host addresses) reach us through the
@@ -41,6 +53,12 @@ def loopback_only() -> None:
     import aioice.ice
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    """No ICE servers (aiortc would otherwise ask a public STUN server); one transport for everything,
+    as LiveKit clients bundle every m-line (aiortc's default bundles per media kind)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 def check_host_addresses() -> None:
@@ -154,16 +172,8 @@ class DevServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def token(self, identity: str, room: str = "test", name: str | None = None, **grants) -> str:
-        """A token for ``identity`` in ``room``; grants default to join, publish and subscribe."""
-        video = api.VideoGrants(room_join=True, room=room, **grants)
-        return (
-            api.AccessToken(self.api_key, self.api_secret)
-            .with_identity(identity)
-            .with_name(name or identity)
-            .with_grants(video)
-            .to_jwt()
-        )
+    def token(self, identity: str, room: str = "test", **grants) -> str:
+        return make_token(self.api_key, self.api_secret, identity, room, **grants)
 
     async def start(self) -> DevServer:
         check_host_addresses()
@@ -173,6 +183,9 @@ class DevServer:
         app.router.add_get("/rtc", self._signal)
         app.router.add_get("/rtc/validate", self._validate)
         app.router.add_get("/rtc/v1/validate", self._not_here)
+        # fault injection for tests, for holders of a room_admin token
+        app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
+        app.router.add_post("/devserver/restart", self._admin_restart)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -223,6 +236,26 @@ class DevServer:
         if not (claims.video and claims.video.room_join and claims.video.room and claims.identity):
             return None
         return claims
+
+    async def _admin(self, request: web.Request) -> bool:
+        claims = self._claims(request)
+        return claims is not None and bool(claims.video.room_admin)
+
+    async def _admin_drop_signal(self, request: web.Request) -> web.Response:
+        if not await self._admin(request):
+            return web.Response(status=401, text="needs a room_admin token")
+        try:
+            await self.drop_signal(request.match_info["identity"])
+        except KeyError:
+            return web.Response(status=404, text="no such participant")
+        return web.Response(text="dropped")
+
+    async def _admin_restart(self, request: web.Request) -> web.Response:
+        if not await self._admin(request):
+            return web.Response(status=401, text="needs a room_admin token")
+        # answer first: the restart closes this very connection
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.restart()))
+        return web.Response(text="restarting")
 
     async def _validate(self, request: web.Request) -> web.Response:
         if self._claims(request) is None:
@@ -308,7 +341,7 @@ class DevServer:
     # the subscriber peer connection (we offer) -------------------------------------------------
 
     async def _open_subscriber(self, room: Room, participant: Participant) -> None:
-        pc = participant.subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = participant.subscriber = new_peer_connection()
 
         @pc.on("connectionstatechange")
         def _state():
@@ -377,7 +410,7 @@ class DevServer:
     async def _on_publisher_offer(self, room: Room, participant: Participant, sdp: str) -> None:
         pc = participant.publisher
         if pc is None:
-            pc = participant.publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc = participant.publisher = new_peer_connection()
             pc.on("datachannel", lambda channel: self._on_data_channel(room, participant, channel))
             pc.on("track", lambda media: self._on_track(room, participant, media))
         participant.offered = parse_media(sdp)  # read by _on_track, which fires inside the next line
@@ -385,9 +418,9 @@ class DevServer:
         await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
         await pc.setLocalDescription(await pc.createAnswer())
         await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
-        # a re-offer with an m-line made inactive (or rejected) is how a track is unpublished
+        # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
-            if direction == "inactive" or port == 0:
+            if direction in ("recvonly", "inactive") or port == 0:
                 for sid, track in list(participant.tracks.items()):
                     if track.info.mid == mid:
                         await self._unpublish(room, participant, sid)

@@ -1,0 +1,49 @@
+"""Fixtures for testing against a local LiveKit-protocol server. Opt in from a conftest.py::
+
+    pytest_plugins = ["lkplug_livekit.devserver.pytest_plugin"]
+
+    async def test_hears_alice(livekit_server, livekit_join):
+        alice = await livekit_join("alice")
+        await alice.publish_sine(440)
+        bob = await livekit_join("bob")
+        audio = await bob.receive_audio("alice", seconds=1.0)
+
+``livekit_server`` is the dev server in a child process on a free port of 127.0.0.1 (``url``, ``api_key``,
+``api_secret``, ``token(identity, room=...)``, ``drop_signal(identity)``, ``restart()``);
+``livekit_join(identity, room="test", auto_subscribe=True, **grants)`` returns a joined :class:`Peer`.
+Everything is shut down after the test.
+"""
+
+from __future__ import annotations
+
+import pytest_asyncio
+
+from .peers import Peer
+from .process import DevServerProcess
+
+
+@pytest_asyncio.fixture
+async def livekit_server():
+    server = await DevServerProcess().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture
+async def livekit_join(livekit_server):
+    peers: list[Peer] = []
+
+    async def join(identity: str, room: str = "test", auto_subscribe: bool = True, **grants) -> Peer:
+        peer = await Peer.join(
+            livekit_server.url, livekit_server.token(identity, room, **grants), auto_subscribe
+        )
+        peers.append(peer)
+        return peer
+
+    try:
+        yield join
+    finally:
+        for peer in reversed(peers):
+            await peer.close()

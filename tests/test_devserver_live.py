@@ -1,0 +1,108 @@
+"""The local LiveKit-protocol server with the real SDK on both sides, over WebSocket and WebRTC on
+127.0.0.1: audio, video, both directions, late joiners, unpublish, leave, data, bad tokens, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from livekit import rtc
+from signals import dominant_frequency, rms_db
+
+from lkplug_livekit.devserver.peers import BARS, RATE, bar_colours
+
+pytestmark = pytest.mark.live
+SINE_RMS_DB = -6.0 - 3.01  # a sine with a -6 dBFS peak
+
+
+def assert_sine(audio: np.ndarray, freq: float) -> None:
+    steady = audio[len(audio) // 4 :]  # past the decoder's fade-in
+    assert dominant_frequency(steady, RATE) == pytest.approx(freq, abs=2)
+    assert rms_db(steady) == pytest.approx(SINE_RMS_DB, abs=1.0)  # Opus is lossy
+
+
+async def events(room: rtc.Room, name: str) -> asyncio.Queue:
+    queue: asyncio.Queue = asyncio.Queue()
+    room.on(name, lambda *args: queue.put_nowait(args))
+    return queue
+
+
+async def test_a_subscriber_hears_the_publisher_and_a_late_joiner_gets_existing_tracks(livekit_join):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    bob = await livekit_join("bob")  # joins after alice published: a late joiner
+    assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+    carol = await livekit_join("carol")
+    assert_sine(await carol.receive_audio("alice", seconds=1.0), 440)
+
+
+async def test_both_directions(livekit_join):
+    alice = await livekit_join("alice")
+    bob = await livekit_join("bob")
+    await alice.publish_sine(440)
+    await bob.publish_sine(660)
+    heard_by_bob, heard_by_alice = await asyncio.gather(
+        bob.receive_audio("alice", seconds=2.0), alice.receive_audio("bob", seconds=2.0)
+    )
+    assert_sine(heard_by_bob, 440)
+    assert_sine(heard_by_alice, 660)
+
+
+async def test_video_arrives_with_its_colours(livekit_join):
+    alice = await livekit_join("alice")
+    await alice.publish_bars()
+    bob = await livekit_join("bob")
+    images = await bob.receive_video("alice", frames=20)
+    last = images[-1]
+    assert last.shape == (240, 320, 4)
+    for got, want in zip(bar_colours(last), BARS, strict=True):
+        assert np.abs(np.subtract(got, want)).max() < 40, (got, want)
+
+
+async def test_unpublish_and_leave_reach_the_others(livekit_join):
+    alice = await livekit_join("alice")
+    bob = await livekit_join("bob")
+    unpublished = await events(bob.room, "track_unpublished")
+    left = await events(bob.room, "participant_disconnected")
+    publication = await alice.publish_sine(440)
+    await bob.remote_track("alice")
+    await alice.room.local_participant.unpublish_track(publication.sid)
+    remote_publication, participant = await asyncio.wait_for(unpublished.get(), 10)
+    assert (remote_publication.sid, participant.identity) == (publication.sid, "alice")
+    await alice.room.disconnect()
+    (participant,) = await asyncio.wait_for(left.get(), 10)
+    assert participant.identity == "alice"
+
+
+async def test_data_packets_arrive_with_the_sender(livekit_join):
+    alice = await livekit_join("alice")
+    bob = await livekit_join("bob")
+    received = await events(bob.room, "data_received")
+    for reliable in (True, False):
+        # the lossy channel may drop a packet: send a few, one must arrive
+        for _ in range(5):
+            await alice.room.local_participant.publish_data(b"hello", reliable=reliable, topic="t")
+            await asyncio.sleep(0.05)
+        (packet,) = await asyncio.wait_for(received.get(), 10)
+        assert (packet.data, packet.topic, packet.participant.identity) == (b"hello", "t", "alice")
+        while not received.empty():
+            received.get_nowait()
+
+
+async def test_a_bad_token_is_refused_clearly(livekit_server):
+    room = rtc.Room()
+    forged = livekit_server.token("mallory").rsplit(".", 1)[0] + ".forged"
+    with pytest.raises(rtc.ConnectError):
+        await asyncio.wait_for(room.connect(livekit_server.url, forged), 20)
+
+
+async def test_after_a_dropped_signalling_socket_media_flows_again(livekit_server, livekit_join):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    bob = await livekit_join("bob")
+    assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+    reconnected = await events(bob.room, "reconnected")
+    await livekit_server.drop_signal("bob")
+    await asyncio.wait_for(reconnected.get(), 30)
+    assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
