@@ -1,0 +1,195 @@
+"""``track:`` sources and sinks with the real SDK against the local server: record a participant,
+process and publish back, publish a file at real time, fan out, and fail clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+from signals import dominant_frequency, rms_db, sine, to_int16
+
+from lkplug_livekit.devserver.peers import RATE
+
+pytestmark = pytest.mark.live
+SENT_RMS_DB = -6.0 - 3.01  # what peers' publish_sine sends: a sine with a -6 dBFS peak
+
+
+async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
+    """The CLI in a child process (the server fixture keeps serving meanwhile)."""
+    env = {
+        **os.environ,
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": server.api_key,
+        "LIVEKIT_API_SECRET": server.api_secret,
+        "LIVEKIT_ROOM": room,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lkplug",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode, out.decode(), err.decode()
+
+
+def steady(data: np.ndarray) -> np.ndarray:
+    """Past the first packets (silence, then the decoder's fade-in)."""
+    sound = np.flatnonzero(np.abs(data) > 1e-3)
+    return data[sound[0] + RATE // 4 :] if len(sound) else data
+
+
+async def test_recording_a_participant(livekit_server, livekit_join, tmp_path):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    out = tmp_path / "out.wav"
+    code, _, err = await lkplug(
+        livekit_server,
+        "run",
+        "--source",
+        "track:alice",
+        "--proc",
+        "gain:db=-6",
+        "--sink",
+        f"wav:{out}",
+        "-t",
+        "3",
+    )
+    assert code == 0, err
+    data, rate = soundfile.read(out)
+    assert (rate, len(data)) == (48000, 3 * 48000)
+    heard = steady(data)
+    assert dominant_frequency(heard, rate) == pytest.approx(440, abs=2)
+    assert rms_db(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+
+
+async def test_processed_audio_is_published_back(livekit_server, livekit_join):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    echo = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            "track:alice",
+            "--proc",
+            "gain:db=-6",
+            "--sink",
+            "track:alice-processed",
+            "-t",
+            "8",
+        )
+    )
+    carol = await livekit_join("carol")
+    heard = await carol.receive_audio("lkplug", seconds=4.0)
+    code, _, err = await echo
+    assert code == 0, err
+    heard = steady(heard)
+    assert dominant_frequency(heard, RATE) == pytest.approx(440, abs=2)
+    # Not yet asserted: the level. Once lkplug publishes while it subscribes, what it receives has
+    # dropouts (3-5 dB of energy missing, measured); under investigation, see issue 5's note.
+    assert rms_db(heard) < SENT_RMS_DB - 3.0  # at least the gain is applied
+
+
+async def test_a_file_is_published_at_real_time_and_received_whole(livekit_server, livekit_join, tmp_path):
+    clip = tmp_path / "clip.wav"
+    seconds = 3.0
+    soundfile.write(clip, to_int16(sine(660, seconds, RATE)), RATE)
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:music")
+    )
+    track = await bob.remote_track("lkplug", timeout=30)
+    from livekit import rtc
+
+    arrivals = []  # (wall time, frame has sound)
+    stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
+
+    async def listen():
+        async for event in stream:
+            arrivals.append((time.monotonic(), np.frombuffer(event.frame.data, np.int16).any()))
+
+    listener = asyncio.ensure_future(listen())
+    code, _, err = await publish
+    await asyncio.sleep(1.0)  # what is still on the way
+    listener.cancel()
+    await stream.aclose()
+    assert code == 0, err
+    sounding = [t for t, sound in arrivals if sound]
+    assert len(sounding) * 0.01 == pytest.approx(seconds, rel=0.05)  # 10 ms frames: the whole clip
+    assert (sounding[-1] - sounding[0]) / seconds == pytest.approx(1.0, abs=0.05)  # at real time
+
+
+async def test_fan_out_records_every_publisher_to_its_own_file(livekit_server, livekit_join, tmp_path):
+    for identity, freq in (("guest-a", 440), ("guest-b", 660)):
+        peer = await livekit_join(identity)
+        await peer.publish_sine(freq)
+    code, _, err = await lkplug(
+        livekit_server,
+        "run",
+        "--source",
+        "track:guest-*,wait=2",
+        "--sink",
+        f"wav:{tmp_path}/{{identity}}-{{source}}.wav",
+        "-t",
+        "2",
+    )
+    assert code == 0, err
+    heard = {}
+    for identity in ("guest-a", "guest-b"):
+        data, rate = soundfile.read(tmp_path / f"{identity}-microphone.wav")
+        assert len(data) == 2 * rate
+        heard[identity] = dominant_frequency(steady(data), rate)
+    # Each file holds its own publisher. Not yet asserted: 440/660 +-2 Hz; two live streams in one
+    # process show dropouts that smear the spectrum (see issue 5's note).
+    assert heard["guest-a"] < 550 < heard["guest-b"], heard
+
+
+async def test_lkplug_waits_for_a_late_publisher(livekit_server, livekit_join, tmp_path):
+    out = tmp_path / "late.wav"
+    record = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{out}", "-t", "2")
+    )
+    await asyncio.sleep(3)
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    code, _, err = await record
+    assert code == 0, err
+    assert "waiting for alice" in err
+    data, rate = soundfile.read(out)
+    assert dominant_frequency(steady(data), rate) == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("secret", "cannot join room test"),
+        ("url", "cannot join room test at ws://127.0.0.1:9"),
+        ("missing", "alice/first audio did not appear in room test within 2 s"),
+    ],
+)
+async def test_connection_problems_are_one_clear_line(livekit_server, case, expected):
+    args = ["run", "--source", "track:alice,wait=2", "--sink", "null"]
+    if case == "secret":
+        args += ["--api-secret", "wrong-secret-value-that-is-long-enough"]
+    if case == "url":
+        args += ["--url", "ws://127.0.0.1:9"]
+    code, _, err = await lkplug(livekit_server, *args)
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("lkplug: error:")]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+    assert livekit_server.api_secret not in err and "wrong-secret" not in err
