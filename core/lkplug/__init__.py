@@ -19,6 +19,7 @@ from .components import (
     Sink,
     Source,
     Stage,
+    VideoContract,
 )
 from .engine import Pipeline, RunReport, build
 from .errors import (
@@ -31,7 +32,7 @@ from .errors import (
     UnknownComponentError,
     UsageError,
 )
-from .frames import AudioFormat, AudioFrame, Frame
+from .frames import PIXEL_FORMATS, AudioFormat, AudioFrame, Frame, VideoFormat, VideoFrame
 from .hookspecs import hookimpl, hookspec
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -42,6 +43,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "PIXEL_FORMATS",
     "REQUIRED",
     "AudioContract",
     "AudioFormat",
@@ -69,6 +71,9 @@ __all__ = [
     "Stage",
     "UnknownComponentError",
     "UsageError",
+    "VideoContract",
+    "VideoFormat",
+    "VideoFrame",
     "build",
     "format_spec",
     "hookimpl",

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .components import AudioContract
+from .components import AudioContract, VideoContract
 from .convert import ChannelConverter, Rechunker, SampleFormatConverter, pick
 from .errors import LkplugError, NegotiationError, PluginError
-from .frames import AudioFormat
+from .frames import AudioFormat, VideoFormat
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Step:
         self.is_async = inspect.iscoroutinefunction(self.built.obj.process)
 
 
-# kind -> function(fmt, contract, why, make_converter) -> list[Built]; the files plugin adds "video".
+# kind -> function(fmt, contract, why, make_converter) -> list[Built]
 CONVERTER_PLANNERS: dict[str, Callable[..., list[Built]]] = {}
 
 
@@ -182,3 +182,15 @@ def plan_audio_converters(fmt: AudioFormat, contract: AudioContract, why: str, m
 
 
 CONVERTER_PLANNERS["audio"] = plan_audio_converters
+
+
+def plan_video_converters(fmt: VideoFormat, contract: VideoContract, why: str, make) -> list[Built]:
+    """A pixel format the stage takes, from whichever plugin converts ``pixel_format``."""
+    formats = contract.pixel_formats
+    if not formats or fmt.pixel_format in formats:
+        return []
+    target = formats[0]
+    return [make("pixel_format", f"{target} (stream is {fmt.pixel_format})", pixel_format=target)]
+
+
+CONVERTER_PLANNERS["video"] = plan_video_converters

@@ -99,6 +99,18 @@ class AudioContract:
 
 
 @dataclass(frozen=True)
+class VideoContract:
+    """What a stage accepts of video; None means "anything". Frame rate is not part of it: the
+    ``fps`` processor changes it when a user asks."""
+
+    pixel_formats: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        formats = "any" if self.pixel_formats is None else "/".join(self.pixel_formats)
+        return f"pixel format {formats}, any size"
+
+
+@dataclass(frozen=True)
 class Component:
     """A named source, processor or sink that a plugin provides.
 
@@ -213,3 +225,6 @@ class RunContext:
     shared: dict[str, Any] = field(default_factory=dict)
     #: tells the user what a live component is doing ("waiting for alice…"); the CLI prints it
     notify: Callable[[str], None] = lambda message: None
+    #: the media kinds some processor or sink takes (set by the engine), so a source can skip
+    #: decoding what nobody wants; None: not known (a source alone)
+    kinds: frozenset[str] | None = None

@@ -134,6 +134,8 @@ class Pipeline:
     # planning -------------------------------------------------------------------------------
 
     def _bind(self) -> None:
+        stages = [*self.processors, *self.sinks]
+        self.context.kinds = frozenset(kind for built in stages for kind in built.obj.accepts)
         for built in [self.source, *self.processors, *self.sinks]:
             built.obj.bind(self.context)
 

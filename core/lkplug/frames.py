@@ -3,17 +3,22 @@
 Audio is (samples, channels), interleaved like LiveKit's and soundfile's frames, in one of two sample
 formats named as FFmpeg names them: ``s16`` (int16) and ``flt`` (float32, full scale is 1.0).
 Every frame knows its media ``kind`` and its start ``time`` in seconds, so a muxer can interleave kinds.
+
+Video is a numpy array in FFmpeg's layout for its pixel format (what PyAV's ``to_ndarray`` gives):
+``yuv420p`` and ``nv12`` are (height * 3 / 2, width) uint8 planes stacked, ``rgb24`` (height, width, 3),
+``rgba``/``bgra`` (height, width, 4), ``gray`` (height, width).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
 
 SAMPLE_FORMATS = {"s16": np.dtype(np.int16), "flt": np.dtype(np.float32)}
 DTYPE_TO_FORMAT = {dtype: name for name, dtype in SAMPLE_FORMATS.items()}
+PIXEL_FORMATS = ("yuv420p", "nv12", "rgb24", "rgba", "bgra", "gray")
 
 
 class Frame:
@@ -97,3 +102,58 @@ class AudioFrame(Frame):
         if keep <= 0:
             return None
         return self if keep >= len(self.data) else self.replace(data=self.data[:keep])
+
+
+def video_shape(pixel_format: str, width: int, height: int) -> tuple[int, ...]:
+    """The array shape of one picture in ``pixel_format``."""
+    if pixel_format in ("yuv420p", "nv12"):
+        return (height * 3 // 2, width)
+    if pixel_format == "rgb24":
+        return (height, width, 3)
+    if pixel_format in ("rgba", "bgra"):
+        return (height, width, 4)
+    return (height, width)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFormat:
+    """What a video stream carries. ``fps`` is the nominal rate (None: unknown or variable); it
+    informs encoders but is not part of the contract, since timestamps carry the timing."""
+
+    width: int
+    height: int
+    pixel_format: str = "yuv420p"
+    fps: float | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        fps = f", {self.fps:g} fps" if self.fps else ""
+        return f"video {self.width}x{self.height} {self.pixel_format}{fps}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VideoFrame(Frame):
+    """One picture: ``data`` is uint8 in FFmpeg's layout for ``pixel_format`` (see the module doc);
+    ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown)."""
+
+    data: np.ndarray
+    pixel_format: str
+    width: int
+    height: int
+    time: float = 0.0
+    duration: float = 0.0
+    kind: ClassVar[str] = "video"
+
+    def __post_init__(self):
+        if self.pixel_format not in PIXEL_FORMATS:
+            known = ", ".join(PIXEL_FORMATS)
+            raise ValueError(f"pixel format must be one of {known}, got {self.pixel_format}")
+        expected = video_shape(self.pixel_format, self.width, self.height)
+        if self.data.shape != expected or self.data.dtype != np.uint8:
+            raise ValueError(
+                f"{self.pixel_format} {self.width}x{self.height} needs uint8 data of shape {expected},"
+                f" got {self.data.dtype} {self.data.shape}"
+            )
+
+    @property
+    def format(self) -> VideoFormat:
+        return VideoFormat(self.width, self.height, self.pixel_format)

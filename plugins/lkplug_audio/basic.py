@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lkplug import Processor, Sink, UsageError
+from lkplug import AudioContract, Processor, Sink, UsageError, VideoContract
 from lkplug.convert import ChannelConverter, to_s16
 
 
@@ -44,6 +44,8 @@ class Remix(Processor):
 
 
 class NullSink(Sink):
+    accepts = {"audio": AudioContract(), "video": VideoContract()}
+
     def __init__(self):
         self.frames = 0
 

@@ -1,10 +1,13 @@
-"""Built-in media-file plugin through PyAV (FFmpeg): the ``file`` source.
+"""Built-in media-file plugin through PyAV (FFmpeg): the ``file`` source and sink, and the video
+processors ``scale``, ``format`` and ``fps``.
 
-PyAV is imported when a file is opened, not when plugins are listed."""
+PyAV is imported when a file is opened or a stage is built, not when plugins are listed."""
 
-from lkplug import Component, Param, hookimpl
+from lkplug import PIXEL_FORMATS, Component, Param, hookimpl
 
+from .sink import CONTAINERS, FileSink
 from .source import FileSource
+from .video import Fps, PixelFormat, Scale
 
 
 @hookimpl
@@ -13,10 +16,74 @@ def lkplug_sources():
         Component(
             "file",
             FileSource,
-            "Decode a media file with FFmpeg (any container and codec PyAV opens)",
+            "Decode a media file with FFmpeg: any container and codec PyAV opens, audio and video",
             params=(
                 Param("path", str, help="input file"),
-                Param("stream", str, "a:0", "stream to decode, as ffmpeg -map: a:0, a:1"),
+                Param(
+                    "stream",
+                    str,
+                    "",
+                    "streams as ffmpeg -map: a:0, v:0, a:1+v:0 (default: first audio, and first video"
+                    " when a stage takes video)",
+                ),
+                Param("video", bool, False, "decode the first video stream too"),
+                Param("start", float, 0.0, "begin this many seconds in", min=0.0),
+                Param("duration", float, 0.0, "stop after this many seconds (0: to the end)", min=0.0),
+                Param("loop", int, 1, "play the file this many times (0: endlessly)", min=0),
+            ),
+            positional="path",
+        )
+    ]
+
+
+@hookimpl
+def lkplug_processors():
+    return [
+        Component(
+            "scale",
+            Scale,
+            "Resize video (keeps the aspect ratio when only width or height is given)",
+            params=(
+                Param("width", int, 0, "output width in pixels (0: from height and the aspect)", min=0),
+                Param("height", int, 0, "output height in pixels (0: from width and the aspect)", min=0),
+            ),
+            positional="height",
+        ),
+        Component(
+            "format",
+            PixelFormat,
+            "Convert video to another pixel format (FFmpeg's swscale)",
+            params=(Param("pixel_format", str, help="target pixel format", choices=PIXEL_FORMATS),),
+            positional="pixel_format",
+            converts=("pixel_format",),
+        ),
+        Component(
+            "fps",
+            Fps,
+            "Change the video frame rate by dropping or repeating frames",
+            params=(Param("rate", float, help="frames per second", min=0.1, max=1000.0),),
+            positional="rate",
+        ),
+    ]
+
+
+@hookimpl
+def lkplug_sinks():
+    return [
+        Component(
+            "file",
+            FileSink,
+            "Encode to a media file with FFmpeg (mp4, mov, m4a, mkv, webm, ogg, opus, flac, mp3, wav);"
+            " finalised on every exit path",
+            params=(
+                Param("path", str, help="output file; its extension picks the container"),
+                Param("format", str, "", "container instead of the extension's", choices=("", *CONTAINERS)),
+                Param("codec", str, "", "audio codec (default: the container's usual one)"),
+                Param("video_codec", str, "", "video codec (default: the container's usual one)"),
+                Param("bitrate", int, 0, "audio bit rate in bit/s (0: the codec's usual one)", min=0),
+                Param("video_bitrate", int, 0, "video bit rate in bit/s (0: crf= decides)", min=0),
+                Param("crf", int, -1, "video quality for x264/vpx (lower is better; -1: default)", min=-1),
+                Param("preset", str, "", "encoder speed preset (x264: ultrafast ... veryslow)"),
             ),
             positional="path",
         )

@@ -1,6 +1,10 @@
 """The ``file`` source: demux and decode packet by packet, so a damaged packet is skipped (and
 counted) the way the ffmpeg CLI does instead of ending the file; decoded length, not the header,
-is the truth about how long a file is."""
+is the truth about how long a file is.
+
+Audio comes out in the file's own rate and layout, gathered into blocks of about 0.1 s; video as one
+frame per picture in one of lkplug's pixel formats. With both, the frames keep the file's interleaving
+and share one clock (seconds from the start of the file, or from ``start=``)."""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError
+from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError, VideoFormat, VideoFrame
+from lkplug.frames import PIXEL_FORMATS
 
-BLOCK_SECONDS = 0.1  # decoded frames are gathered into blocks: fewer, larger frames downstream
+from .wavcheck import wav_reader
 
-# PyAV sample format -> (numpy conversion to our sample format)
+BLOCK_SECONDS = 0.1  # decoded audio is gathered into blocks: fewer, larger frames downstream
 _S16 = ("s16", "s16p")
+_KIND = {"a": "audio", "v": "video"}
 
 
 def open_container(path: str):
@@ -36,9 +42,7 @@ def to_samples(frame) -> np.ndarray:
     name = frame.format.name
     channels = len(frame.layout.channels)
     data = array.T if frame.format.is_planar else array.reshape(-1, channels)
-    if name in _S16:
-        return data
-    if name in ("flt", "fltp"):
+    if name in _S16 or name in ("flt", "fltp"):
         return data
     if name in ("s32", "s32p"):
         return data.astype(np.float32) * np.float32(1 / 2**31)
@@ -47,102 +51,327 @@ def to_samples(frame) -> np.ndarray:
     return data.astype(np.float32)  # dbl, dblp, s64
 
 
+def pixel_format_for(fmt, width: int, height: int) -> str:
+    """The lkplug pixel format a decoder's PyAV ``VideoFormat`` is delivered in (converted when it
+    differs): its own when lkplug has it, else the nearest of yuv420p, rgb24, rgba and gray."""
+    name = "yuv420p" if fmt.name == "yuvj420p" else fmt.name  # same planes, full range
+    odd = width % 2 or height % 2  # 4:2:0 needs even sizes; keep every pixel as RGB instead
+    if name in PIXEL_FORMATS and not (odd and name in ("yuv420p", "nv12")):
+        return name
+    if len(fmt.components) <= 2 and not fmt.is_rgb:
+        return "gray"
+    if any(c.is_alpha for c in fmt.components):
+        return "rgba"
+    return "rgb24" if fmt.is_rgb or odd else "yuv420p"
+
+
+def parse_streams(text: str) -> list[tuple[str, int]]:
+    """``a:0``, ``v:0`` or both joined by ``+`` (``a:1+v:0``) -> [(kind, index)]."""
+    picked = []
+    for part in filter(None, text.split("+")):
+        letter, _, index = part.partition(":")
+        if letter not in _KIND or not index.isdigit():
+            raise UsageError(f"file: stream={text!r}: expected a:N, v:N or both as a:N+v:N (as ffmpeg -map)")
+        picked.append((_KIND[letter], int(index)))
+    return picked
+
+
 class FileSource(Source):
-    def __init__(self, path: str, stream: str = "a:0"):
+    def __init__(
+        self,
+        path: str,
+        stream: str = "",
+        video: bool = False,
+        start: float = 0.0,
+        duration: float = 0.0,
+        loop: int = 1,
+    ):
         self.path = path
-        kind, _, index = stream.partition(":")
-        if kind != "a" or not index.isdigit():
-            raise UsageError(f"file: stream={stream!r}: expected a:N (the N-th audio stream)")
-        self.stream_index = int(index)
+        self.wanted = parse_streams(stream)
+        self.video = video
+        self.start = start
+        self.limit = duration or None
+        self.loop = loop
+        self.kinds = None
         self.container = None
-        self.stream = None
+        self.streams: dict = {}  # kind -> PyAV stream (FFmpeg path)
+        self.reader = None  # "soundfile" for WAVs that FFmpeg misreads
+        self.formats: dict | None = None
         self.skipped = 0
         self.warnings: list[str] = []
 
+    def bind(self, context) -> None:
+        self.kinds = context.kinds
+
+    # opening --------------------------------------------------------------------------------
+
     def probe(self) -> dict:
-        if self.container is None:
-            self.container = open_container(self.path)
-            audio = self.container.streams.audio
-            if len(audio) <= self.stream_index:
-                self.container.close()
-                self.container = None
-                found = f"only {len(audio)}" if audio else "no"
-                raise MediaError(f"{self.path}: has {found} audio stream(s), wanted a:{self.stream_index}")
-            self.stream = audio[self.stream_index]
-            self.duration = self._header_duration()
-        ctx = self.stream.codec_context
-        sample_format = "s16" if ctx.format is not None and ctx.format.name in _S16 else "flt"
-        if not ctx.sample_rate or not ctx.channels:
-            return {"audio": None}
-        return {"audio": AudioFormat(ctx.sample_rate, ctx.channels, sample_format)}
+        if self.formats is None:
+            self.reader = wav_reader(self.path)
+            self.formats = self._probe_soundfile() if self.reader else self._open()
+            length = self.duration
+            if length is not None:
+                length = max(0.0, length - self.start)
+                if self.limit:
+                    length = min(length, self.limit)
+                self.duration = length * self.loop if self.loop else None
+        return self.formats
+
+    def _open(self) -> dict:
+        self.container = open_container(self.path)
+        self.streams = self._select(self.container)
+        formats = {}
+        for kind, stream in self.streams.items():
+            stream.thread_type = "AUTO"  # frame threads where the codec has them (FLAC, H.264)
+            ctx = stream.codec_context
+            if kind == "audio":
+                fmt = "s16" if ctx.format is not None and ctx.format.name in _S16 else "flt"
+                ok = ctx.sample_rate and ctx.channels
+                formats[kind] = AudioFormat(ctx.sample_rate, ctx.channels, fmt) if ok else None
+            else:
+                fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+                pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
+                ok = ctx.width and ctx.height
+                formats[kind] = VideoFormat(ctx.width, ctx.height, pixel, fps) if ok else None
+        self.duration = self._header_duration()
+        return formats
+
+    def _select(self, container) -> dict:
+        audio = list(container.streams.audio)
+        video = [s for s in container.streams.video if not s.disposition & s.disposition.attached_pic]
+        available = {"audio": audio, "video": video}
+        if self.wanted:
+            picked = {}
+            for kind, index in self.wanted:
+                if index >= len(available[kind]):
+                    count = len(available[kind])
+                    found = f"only {count}" if count else "no"
+                    raise MediaError(f"{self.path}: has {found} {kind} stream(s), wanted {kind[0]}:{index}")
+                picked[kind] = available[kind][index]
+            return picked
+        kinds = self.kinds
+        want_audio = kinds is None or "audio" in kinds
+        want_video = self.video or (kinds is not None and "video" in kinds)
+        picked = {}
+        if want_audio and audio:
+            picked["audio"] = audio[0]
+        if want_video and video:
+            picked["video"] = video[0]
+        if not picked:
+            has = " (it has video: add video=true or a video stage)" if video else ""
+            wanted = "audio" if want_audio else "video"
+            raise MediaError(f"{self.path}: no {wanted} stream{has}")
+        return picked
+
+    def _probe_soundfile(self) -> dict:
+        import soundfile
+
+        try:
+            info = soundfile.info(self.path)
+        except (RuntimeError, soundfile.LibsndfileError) as exc:
+            raise MediaError(f"cannot read {self.path}: {exc}") from None
+        self.duration = info.frames / info.samplerate if info.samplerate else None
+        fmt = "s16" if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "flt"
+        return {"audio": AudioFormat(info.samplerate, info.channels, fmt)}
 
     def _header_duration(self) -> float | None:
         """Only an estimate for progress: some containers' headers are wrong by orders of magnitude."""
-        stream = self.stream
-        if stream.duration and stream.time_base:
-            return float(stream.duration * stream.time_base)
+        for stream in self.streams.values():
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
         if self.container.duration:
             return self.container.duration / 1_000_000
         return None
 
+    # decoding -------------------------------------------------------------------------------
+
+    async def frames(self):
+        self.probe()
+        clock = _Clock(self.limit)
+        plays = 0
+        while not self.loop or plays < self.loop:
+            if plays:
+                self._reopen()
+            produced = 0
+            decoded = self._read_soundfile() if self.reader else self._decoded()
+            for frame in clock.frames(decoded, self.start, len(self.streams) > 1):
+                produced += 1
+                yield frame
+                if produced % 8 == 0:
+                    await asyncio.sleep(0)
+                if clock.done:
+                    break
+            for frame in clock.end_pass():
+                produced += 1
+                yield frame
+            plays += 1
+            if clock.done or not produced:
+                break
+        if self.skipped:
+            self.warnings.append(f"{self.path}: skipped {self.skipped} damaged packet(s)")
+        if not clock.emitted:
+            what = " or ".join(self.streams) if self.streams else "audio"
+            raise MediaError(f"{self.path}: no {what} could be decoded")
+
+    def _reopen(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = open_container(self.path)
+            self.streams = self._select(self.container)
+            for stream in self.streams.values():
+                stream.thread_type = "AUTO"
+
     def _decoded(self):
-        """Yield decoded PyAV frames, skipping packets that fail to decode."""
+        """(kind, seconds from the file's start, PyAV frame), skipping packets that fail to decode."""
         import av
 
-        demux = self.container.demux(self.stream)
+        container = self.container
+        origin = (container.start_time or 0) / 1_000_000
+        if self.start:
+            self._seek(origin + self.start)
+        kind_of = {stream.index: kind for kind, stream in self.streams.items()}
+        demux = container.demux(*self.streams.values())
         while True:
             try:
                 packet = next(demux)
-            except StopIteration:
-                return
-            except av.error.EOFError:
+            except (StopIteration, av.error.EOFError):
                 return
             except av.error.FFmpegError:
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 return
             try:
-                yield from packet.decode()
+                decoded = packet.decode()
             except av.error.FFmpegError:
                 self.skipped += 1
+                continue
+            kind = kind_of[packet.stream.index]
+            for frame in decoded:
+                seconds = frame.time
+                yield kind, (None if seconds is None else seconds - origin), frame
 
-    async def frames(self):
-        self.probe()
-        position = 0
-        block: list[np.ndarray] = []
-        held = 0
-        rate = 0
-        for decoded in self._decoded():
-            samples = to_samples(decoded)
-            if block and (
-                decoded.sample_rate != rate
-                or samples.shape[1] != block[0].shape[1]
-                or samples.dtype != block[0].dtype
-            ):
-                yield self._frame(block, rate, position)
-                position += held
-                block, held = [], 0
-            rate = decoded.sample_rate
-            block.append(samples)
-            held += len(samples)
-            if held >= rate * BLOCK_SECONDS:
-                yield self._frame(block, rate, position)
-                position += held
-                block, held = [], 0
-                await asyncio.sleep(0)
-        if block:
-            yield self._frame(block, rate, position)
-            position += held
-        if self.skipped:
-            self.warnings.append(f"{self.path}: skipped {self.skipped} damaged packet(s)")
-        if position == 0:
-            raise MediaError(f"{self.path}: no audio could be decoded")
+    def _seek(self, seconds: float) -> None:
+        import av
 
-    @staticmethod
-    def _frame(block: list[np.ndarray], rate: int, position: int) -> AudioFrame:
-        data = block[0] if len(block) == 1 else np.concatenate(block)
-        return AudioFrame(data, rate, position)
+        try:
+            self.container.seek(int(seconds * 1_000_000), backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            pass  # not seekable: decode from the start; frames before start= are dropped anyway
+
+    def _read_soundfile(self):
+        import soundfile
+
+        with soundfile.SoundFile(self.path) as file:
+            fmt = self.formats["audio"]
+            dtype = "int16" if fmt.sample_format == "s16" else "float32"
+            if self.start:
+                file.seek(min(file.frames, round(self.start * file.samplerate)))
+            position = file.tell()
+            for block in file.blocks(round(file.samplerate * BLOCK_SECONDS), dtype=dtype, always_2d=True):
+                yield "audio", position / file.samplerate, _Samples(block, file.samplerate)
+                position += len(block)
 
     async def aclose(self) -> None:
         if self.container is not None:
             self.container.close()
             self.container = None
+
+
+class _Samples:
+    """Already-converted samples, shaped like a decoded PyAV frame for ``_Clock``."""
+
+    def __init__(self, data: np.ndarray, rate: int):
+        self.data = data
+        self.sample_rate = rate
+
+
+class _Clock:
+    """Turns decoded frames into lkplug frames on one timeline: trims what lies before ``start=``,
+    gathers audio into blocks, cuts at ``duration=``, and carries time on across loops."""
+
+    def __init__(self, limit: float | None):
+        self.limit = limit
+        self.start = 0.0
+        self.offset = 0.0  # seconds of the earlier passes (loop=)
+        self.position: int | None = None  # next audio sample number
+        self.rate = 0
+        self.block: list[np.ndarray] = []
+        self.held = 0
+        self.video_end = 0.0
+        self.emitted = 0
+        self.done = False
+
+    def frames(self, decoded, start: float, several: bool):
+        self.start = start
+        for kind, seconds, frame in decoded:
+            if seconds is not None:
+                seconds -= start
+            if kind == "audio":
+                data = frame.data if isinstance(frame, _Samples) else to_samples(frame)
+                yield from self._audio(data, frame.sample_rate, seconds, several)
+            else:
+                yield from self._video(frame, seconds)
+            if self.done:
+                return
+
+    def _audio(self, data: np.ndarray, rate: int, seconds: float | None, several: bool):
+        if self.start and seconds is not None and seconds < 0:  # decoded from the keyframe before start=
+            cut = round(-seconds * rate)
+            if cut >= len(data):
+                return
+            data, seconds = data[cut:], 0.0
+        if self.block and (
+            rate != self.rate or data.shape[1] != self.block[0].shape[1] or data.dtype != self.block[0].dtype
+        ):
+            yield from self._emit_block()
+        if self.position is None:
+            first = max(0.0, seconds) if several and seconds is not None else 0.0
+            self.position = round((self.offset + first) * rate)
+        elif rate != self.rate and self.rate:
+            self.position = round(self.position * rate / self.rate)
+        self.rate = rate
+        self.block.append(data)
+        self.held += len(data)
+        if self.held >= rate * BLOCK_SECONDS:
+            yield from self._emit_block()
+
+    def _emit_block(self):
+        if not self.block:
+            return
+        data = self.block[0] if len(self.block) == 1 else np.concatenate(self.block)
+        self.block, self.held = [], 0
+        frame = AudioFrame(data, self.rate, self.position)
+        if self.limit is not None:
+            frame = frame.until(self.limit)
+            if frame is None or frame.samples < len(data):
+                self.done = True
+            if frame is None:
+                return
+        self.position += frame.samples
+        self.emitted += 1
+        yield frame
+
+    def _video(self, frame, seconds: float | None):
+        if seconds is None:
+            seconds = self.video_end - self.offset
+        if self.start and seconds < -1e-6:
+            return
+        when = self.offset + seconds
+        if self.limit is not None and when >= self.limit:
+            self.done = True
+            return
+        length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+        width, height = frame.width, frame.height
+        pixel = pixel_format_for(frame.format, width, height)
+        if pixel != frame.format.name:
+            frame = frame.reformat(format=pixel)
+        self.video_end = max(self.video_end, when + length)
+        self.emitted += 1
+        yield VideoFrame(frame.to_ndarray(), pixel, width, height, when, length)
+
+    def end_pass(self):
+        """After a pass: the last audio block, and the clock moved past everything this pass gave."""
+        yield from self._emit_block()
+        audio_end = self.position / self.rate if self.position is not None and self.rate else 0.0
+        self.offset = max(audio_end, self.video_end, self.offset)
+        if self.position is not None:
+            self.position = round(self.offset * self.rate)

@@ -26,6 +26,8 @@ class WavSink(Sink):
         self._format = None
 
     def write(self, frame) -> None:
+        if frame.kind != "audio":
+            return  # a WAV holds audio only; video passes it by
         if self._file is None:
             self._open(frame)
         elif frame.format != self._format:

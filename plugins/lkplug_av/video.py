@@ -1,0 +1,111 @@
+"""Video processors: ``scale`` and ``format`` through FFmpeg's swscale (PyAV's reformatter), and
+``fps``, which drops or repeats pictures onto a fixed grid the way FFmpeg's fps filter does."""
+
+from __future__ import annotations
+
+from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
+
+
+def reformat(frame: VideoFrame, width: int, height: int, pixel_format: str) -> VideoFrame:
+    import av
+
+    picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
+    out = picture.reformat(width=width, height=height, format=pixel_format)
+    return VideoFrame(out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration)
+
+
+class Scale(Processor):
+    accepts = {"video": VideoContract()}
+    emits = "video of width= x height=, same pixel format (even sizes for yuv420p/nv12)"
+
+    def __init__(self, width: int = 0, height: int = 0):
+        if not width and not height:
+            raise UsageError("scale: give width=, height= or both (e.g. scale:height=360)")
+        self.width = width
+        self.height = height
+
+    def size(self, width: int, height: int, pixel_format: str) -> tuple[int, int]:
+        out_w = self.width or self.height * width / height
+        out_h = self.height or self.width * height / width
+        if pixel_format in ("yuv420p", "nv12"):  # chroma is subsampled 2x2: sizes must be even
+            return max(2, round(out_w / 2) * 2), max(2, round(out_h / 2) * 2)
+        return max(1, round(out_w)), max(1, round(out_h))
+
+    def output_format(self, fmt):
+        if fmt is None:
+            return None
+        return VideoFormat(*self.size(fmt.width, fmt.height, fmt.pixel_format), fmt.pixel_format, fmt.fps)
+
+    def process(self, frame: VideoFrame) -> list:
+        width, height = self.size(frame.width, frame.height, frame.pixel_format)
+        if (width, height) == (frame.width, frame.height):
+            return [frame]
+        return [reformat(frame, width, height, frame.pixel_format)]
+
+
+class PixelFormat(Processor):
+    accepts = {"video": VideoContract()}
+    emits = "video in pixel_format=, same size"
+
+    def __init__(self, pixel_format: str):
+        self.pixel_format = pixel_format
+
+    def output_format(self, fmt):
+        if fmt is None:
+            return None
+        return VideoFormat(fmt.width, fmt.height, self.pixel_format, fmt.fps)
+
+    def process(self, frame: VideoFrame) -> list:
+        if frame.pixel_format == self.pixel_format:
+            return [frame]
+        if self.pixel_format in ("yuv420p", "nv12") and (frame.width % 2 or frame.height % 2):
+            raise UsageError(
+                f"format: {self.pixel_format} needs even sizes, the video is {frame.width}x{frame.height}"
+                " (put scale: before it)"
+            )
+        return [reformat(frame, frame.width, frame.height, self.pixel_format)]
+
+
+class Fps(Processor):
+    """Each picture takes the slot nearest its time on a 1/rate grid; empty slots repeat the picture
+    before them, and a slot claimed twice keeps the later picture."""
+
+    accepts = {"video": VideoContract()}
+    emits = "video at rate= frames per second"
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self._held: VideoFrame | None = None
+        self._next_slot = 0
+
+    def output_format(self, fmt):
+        if fmt is None:
+            return None
+        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, self.rate)
+
+    def process(self, frame: VideoFrame) -> list:
+        slot = round(frame.time * self.rate)
+        if self._held is None:
+            self._next_slot = slot
+            out = []
+        else:
+            out = self._fill(slot)
+        self._held = frame
+        return out
+
+    def flush(self) -> list:
+        if self._held is None:
+            return []
+        held = self._held
+        own_slot = round(held.time * self.rate)
+        end = round((held.time + held.duration) * self.rate)
+        out = self._fill(max(end, own_slot + 1))
+        self._held = None
+        return out
+
+    def _fill(self, until_slot: int) -> list:
+        out = []
+        while self._next_slot < until_slot:
+            out.append(self._held.replace(time=self._next_slot / self.rate, duration=1 / self.rate))
+            self._next_slot += 1
+        return out

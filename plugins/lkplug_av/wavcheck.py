@@ -1,0 +1,53 @@
+"""WAV layouts that FFmpeg decodes silently wrong, found from the header before FFmpeg sees the file.
+
+Big-endian WAV (``RIFX``) comes out byte-swapped from FFmpeg; libsndfile reads it right, so the file
+source reads those through soundfile. 24-bit samples in 4-byte slots are read wrongly by FFmpeg
+(as ``pcm_f24le``) and by libsndfile, and writers disagree on where the 24 bits sit in the slot, so
+they are refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from lkplug import MediaError
+
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+def wav_reader(path: str) -> str | None:
+    """ "soundfile" for a WAV that must be read through libsndfile, None for FFmpeg; raises
+    MediaError for a layout no reader here gets right."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return None  # FFmpeg's open reports it
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "<" if head[:4] == b"RIFF" else ">"
+    fmt = _chunk(head, b"fmt ", order)
+    if fmt is None or len(fmt) < 16:
+        return None
+    tag, channels, _rate, _byte_rate, block_align, bits = struct.unpack(order + "HHIIHH", fmt[:16])
+    valid_bits = bits
+    if tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 20:
+        valid_bits = struct.unpack(order + "H", fmt[18:20])[0] or bits
+    slot_bytes = block_align // channels if channels else 0
+    if tag in (1, WAVE_FORMAT_EXTENSIBLE) and valid_bits == 24 and slot_bytes == 4:
+        raise MediaError(
+            f"{path}: 24-bit samples in 4-byte slots; FFmpeg and libsndfile both misread this layout,"
+            " so it is refused rather than decoded wrong (re-export it as plain 24- or 32-bit PCM)"
+        )
+    return "soundfile" if order == ">" else None
+
+
+def _chunk(head: bytes, name: bytes, order: str) -> bytes | None:
+    position = 12
+    while position + 8 <= len(head):
+        chunk_id = head[position : position + 4]
+        size = struct.unpack(order + "I", head[position + 4 : position + 8])[0]
+        if chunk_id == name:
+            return head[position + 8 : position + 8 + size]
+        position += 8 + size + (size & 1)
+    return None
