@@ -51,3 +51,19 @@ def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("lkplug: error: "), lines[0]
     return lines[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many shared media files got each verdict's behaviour (test_shared_media records it)."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, ()):
+            verdict = dict(getattr(report, "user_properties", ())).get("verdict")
+            if verdict and report.when == "call":
+                counts.setdefault(verdict, {}).setdefault(outcome, 0)
+                counts[verdict][outcome] += 1
+    if counts:
+        terminalreporter.section("shared media: files per verdict")
+        for verdict, outcomes in sorted(counts.items()):
+            text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+            terminalreporter.write_line(f"{verdict:<20} {sum(outcomes.values()):>4} files: {text}")

@@ -1,9 +1,9 @@
 """WAV layouts that FFmpeg decodes silently wrong, found from the header before FFmpeg sees the file.
 
-Big-endian WAV (``RIFX``) comes out byte-swapped from FFmpeg; libsndfile reads it right, so the file
-source reads those through soundfile. 24-bit samples in 4-byte slots are read wrongly by FFmpeg
-(as ``pcm_f24le``) and by libsndfile, and writers disagree on where the 24 bits sit in the slot, so
-they are refused rather than guessed.
+Big-endian WAV (``RIFX``) comes out byte-swapped from FFmpeg; libsndfile reads its integer PCM
+right, so the file source reads those through soundfile (other RIFX encodings are refused).
+24-bit samples in 4-byte slots are read wrongly by FFmpeg (as ``pcm_f24le``) and by libsndfile, and
+writers disagree on where the 24 bits sit in the slot, so they are refused rather than guessed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def wav_reader(path: str) -> str | None:
         raise MediaError(
             f"{path}: 24-bit samples in 4-byte slots; FFmpeg and libsndfile both misread this layout,"
             " so it is refused rather than decoded wrong (re-export it as plain 24- or 32-bit PCM)"
+        )
+    if order == ">" and tag != 1:
+        raise MediaError(
+            f"{path}: big-endian (RIFX) WAV with format tag {tag}: only RIFX integer PCM is read here"
+            " (FFmpeg misreads RIFX)"
         )
     return "soundfile" if order == ">" else None
 
