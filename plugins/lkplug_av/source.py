@@ -98,6 +98,7 @@ class FileSource(Source):
         self.reader = None  # "soundfile" for WAVs that FFmpeg misreads
         self.formats: dict | None = None
         self.skipped = 0
+        self.errors: list[str] = []  # FFmpeg's error messages while decoding
         self.warnings: list[str] = []
 
     def bind(self, context) -> None:
@@ -207,11 +208,18 @@ class FileSource(Source):
             plays += 1
             if clock.done or not produced:
                 break
-        if self.skipped:
-            self.warnings.append(f"{self.path}: skipped {self.skipped} damaged packet(s)")
+        if self.skipped or self.errors:
+            self.warnings.append(self._damage_report())
         if not clock.emitted:
             what = " or ".join(self.streams) if self.streams else "audio"
             raise MediaError(f"{self.path}: no {what} could be decoded")
+
+    def _damage_report(self) -> str:
+        parts = [f"skipped {self.skipped} packet(s) that failed to decode"] if self.skipped else []
+        if self.errors:
+            first = self.errors[0].rstrip(".")
+            parts.append(f"FFmpeg reported {len(self.errors)} error(s), the first: {first}")
+        return f"{self.path}: damaged input, decoded past it: " + "; ".join(parts)
 
     def _reopen(self) -> None:
         if self.container is not None:
@@ -222,7 +230,23 @@ class FileSource(Source):
                 stream.thread_type = "AUTO"
 
     def _decoded(self):
-        """(kind, seconds from the file's start, PyAV frame), skipping packets that fail to decode."""
+        """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
+        error messages are captured (from every thread: decoders run frame threads), not printed:
+        the run ends with one warning line instead."""
+        import av.logging
+
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        capture = av.logging.Capture(local=False)
+        try:
+            with capture as logs:
+                yield from self._demux_and_decode()
+        finally:
+            av.logging.set_level(previous)
+            self.errors += [text.strip() for _level, _name, text in logs]
+
+    def _demux_and_decode(self):
+        """Packet by packet: a packet that fails to decode is counted and skipped."""
         import av
 
         container = self.container
@@ -236,8 +260,9 @@ class FileSource(Source):
                 packet = next(demux)
             except (StopIteration, av.error.EOFError):
                 return
-            except av.error.FFmpegError:
+            except av.error.FFmpegError as exc:
                 self.skipped += 1  # a broken container structure: nothing more can be read
+                self.errors.append(str(exc))
                 return
             try:
                 decoded = packet.decode()

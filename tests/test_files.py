@@ -1,0 +1,347 @@
+"""Files through PyAV: every output format round-trips, video is scaled and muxed with its audio,
+damaged and misread inputs are handled, and Ctrl-C leaves a playable file. All media is made here."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import struct
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from conftest import assert_one_line_error, run_lkplug
+from signals import dominant_frequency, sine, to_int16
+
+from lkplug import Built, Pipeline, Registry, RunContext, Source, VideoFormat, VideoFrame, build
+from lkplug_av.source import FileSource
+
+AUDIO_FORMATS = ["mp4", "mov", "m4a", "mkv", "webm", "ogg", "opus", "flac", "mp3", "wav"]
+VIDEO_FORMATS = ["mp4", "mov", "mkv", "webm"]
+QUADRANTS = {
+    "top_left": (230, 40, 40),
+    "top_right": (40, 200, 40),
+    "bottom_left": (40, 40, 230),
+    "bottom_right": (230, 230, 230),
+}
+
+
+# media made here ------------------------------------------------------------------------------
+
+
+def pattern(width: int, height: int) -> np.ndarray:
+    """Four coloured quadrants (RGB)."""
+    picture = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    picture[:h, :w] = QUADRANTS["top_left"]
+    picture[:h, w:] = QUADRANTS["top_right"]
+    picture[h:, :w] = QUADRANTS["bottom_left"]
+    picture[h:, w:] = QUADRANTS["bottom_right"]
+    return picture
+
+
+def make_clip(path, seconds=2.0, width=1280, height=720, fps=30, rate=48000, freq=440.0):
+    """An H.264 + AAC clip made with PyAV alone (independent of lkplug's sink)."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        audio = container.add_stream("aac", rate=rate)
+        audio.layout = "stereo"
+        audio.bit_rate = 128000
+        picture = pattern(width, height)
+        for index in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        samples = to_int16(sine(freq, seconds, rate, 2))
+        step = 1024
+        for start in range(0, len(samples), step):
+            chunk = np.ascontiguousarray(samples[start : start + step].reshape(1, -1))
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(audio.encode(frame))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+
+
+def decode_all(path, stream="a:0"):
+    """Every frame the file source gives for ``stream``."""
+    source = FileSource(str(path), stream=stream)
+    source.bind(RunContext())
+
+    async def collect():
+        try:
+            return [frame async for frame in source.frames()]
+        finally:
+            await source.aclose()
+
+    return asyncio.run(collect()), source
+
+
+def audio_of(path):
+    frames, _ = decode_all(path)
+    data = np.concatenate([f.data for f in frames])
+    return data, frames[0].sample_rate
+
+
+def region_means(frame: VideoFrame) -> dict[str, np.ndarray]:
+    """Mean RGB in the middle of each quadrant, converted by FFmpeg from whatever the frame holds."""
+    rgb = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format).to_ndarray(format="rgb24")
+    h, w = frame.height // 4, frame.width // 4
+    centres = {
+        "top_left": (h, w),
+        "top_right": (h, 3 * w),
+        "bottom_left": (3 * h, w),
+        "bottom_right": (3 * h, 3 * w),
+    }
+    return {
+        name: rgb[y - h // 2 : y + h // 2, x - w // 2 : x + w // 2].reshape(-1, 3).mean(axis=0)
+        for name, (y, x) in centres.items()
+    }
+
+
+class PatternSource(Source):
+    """RGB test pattern frames (so the engine must insert the pixel-format converter for encoders)."""
+
+    def __init__(self, seconds=1.0, width=320, height=240, fps=25):
+        self.count, self.width, self.height, self.fps = round(seconds * fps), width, height, fps
+
+    def probe(self):
+        return {"video": VideoFormat(self.width, self.height, "rgb24", self.fps)}
+
+    async def frames(self):
+        picture = pattern(self.width, self.height)
+        for index in range(self.count):
+            yield VideoFrame(picture, "rgb24", self.width, self.height, index / self.fps, 1 / self.fps)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.load()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    make_clip(path)
+    return path
+
+
+# audio round trips ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", AUDIO_FORMATS)
+def test_tone_round_trips_through_every_output_format(ext, tmp_path, registry):
+    out = tmp_path / f"tone.{ext}"
+    pipeline = Pipeline.from_specs("tone:freq=1000,duration=2,rate=48000", [], [f"file:{out}"], registry)
+    asyncio.run(pipeline.run())
+    data, rate = audio_of(out)
+    assert rate == 48000
+    # encoders add priming and padding (AAC 1024 samples, MP3 a frame), never more than ~60 ms
+    assert abs(len(data) / rate - 2.0) < 0.06, len(data) / rate
+    assert abs(dominant_frequency(data, rate) - 1000) < 5
+
+
+def test_m4a_resampled_to_48k_into_opus(tmp_path):
+    speech = tmp_path / "speech.m4a"
+    made = run_lkplug("run", "--source", "tone:freq=300,duration=3,rate=44100", "--sink", f"file:{speech}")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "out.opus"
+    result = run_lkplug(
+        "run", "--source", f"file:{speech}", "--proc", "resample:rate=48000", "--sink", f"file:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name in ("opus", "libopus")
+    data, rate = audio_of(out)
+    assert rate == 48000
+    assert abs(len(data) / rate - 3.0) < 0.06
+    assert abs(dominant_frequency(data, rate) - 300) < 5
+
+
+def test_an_opus_sink_gets_48k_without_asking(tmp_path, registry):
+    out = tmp_path / "x.opus"
+    pipeline = Pipeline.from_specs("tone:rate=44100,duration=1", [], [f"file:{out}"], registry)
+    assert "resample:rate=48000  [inserted]" in pipeline.explain()
+
+
+# video ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", VIDEO_FORMATS)
+def test_video_pattern_round_trips(ext, tmp_path, registry):
+    out = tmp_path / f"pattern.{ext}"
+    pipeline = Pipeline(
+        Built("pattern", PatternSource()), [], [build(registry, "sink", f"file:{out}")], registry
+    )
+    plan = pipeline.explain()
+    assert "format:pixel_format=yuv420p  [inserted]" in plan  # rgb24 in, the encoder takes yuv420p
+    asyncio.run(pipeline.run())
+    frames, _ = decode_all(out, "v:0")
+    assert len(frames) == 25
+    assert (frames[0].width, frames[0].height) == (320, 240)
+    assert abs(frames[-1].time - 24 / 25) < 0.01
+    for name, mean in region_means(frames[len(frames) // 2]).items():
+        assert np.abs(mean - QUADRANTS[name]).max() < 12, (name, mean)
+
+
+def test_scale_720p_clip_to_360p_h264_aac_with_matching_durations(clip, tmp_path):
+    out = tmp_path / "small.mp4"
+    result = run_lkplug(
+        "run", "--source", f"file:{clip}", "--proc", "scale:height=360", "--sink", f"file:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "aac"
+    pictures, _ = decode_all(out, "v:0")
+    assert (pictures[0].width, pictures[0].height) == (640, 360)
+    video_seconds = pictures[-1].time + 1 / 30
+    data, rate = audio_of(out)
+    assert abs(video_seconds - 2.0) < 0.05
+    assert abs(len(data) / rate - video_seconds) <= 0.05
+    for name, mean in region_means(pictures[10]).items():
+        assert np.abs(mean - QUADRANTS[name]).max() < 12, (name, mean)
+
+
+def test_wav_sink_on_a_video_file_decodes_only_audio(clip, tmp_path):
+    out = tmp_path / "a.wav"
+    plan = run_lkplug("run", "--source", f"file:{clip}", "--sink", f"wav:{out}", "--explain")
+    assert "audio 48000 Hz" in plan.stdout and "  video:" not in plan.stdout
+    both = run_lkplug(
+        "run", "--source", f"file:{clip}", "--proc", "scale:height=360", "--sink", "null", "--explain"
+    )
+    assert "video 1280x720 yuv420p" in both.stdout and "video 640x360" in both.stdout
+
+
+def test_fps_drops_and_repeats(tmp_path, registry):
+    for rate, expected in ((12.5, 13), (50, 50)):
+        out = tmp_path / f"fps{rate}.mkv"
+        pipeline = Pipeline(
+            Built("pattern", PatternSource()),
+            [build(registry, "processor", f"fps:{rate}")],
+            [build(registry, "sink", f"file:{out}")],
+            registry,
+        )
+        asyncio.run(pipeline.run())
+        frames, _ = decode_all(out, "v:0")
+        assert abs(len(frames) - expected) <= 1, (rate, len(frames))
+
+
+def test_start_duration_and_loop(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, to_int16(sine(500, 3.0, 16000)), 16000)
+    frames, _ = decode_all_with(path, start=1.0, duration=1.5)
+    assert sum(f.samples for f in frames) == 24000
+    frames, source = decode_all_with(path, loop=3)
+    assert sum(f.samples for f in frames) == 3 * 48000
+    assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
+
+
+def decode_all_with(path, **params):
+    source = FileSource(str(path), **params)
+
+    async def collect():
+        return [frame async for frame in source.frames()]
+
+    return asyncio.run(collect()), source
+
+
+# damaged and misread input ------------------------------------------------------------------
+
+
+def test_corrupted_middle_decodes_past_the_damage_with_one_warning(tmp_path):
+    clean = tmp_path / "clean.mp3"
+    made = run_lkplug("run", "--source", "tone:freq=1000,duration=4", "--sink", f"file:{clean}")
+    assert made.returncode == 0, made.stderr
+    damaged = tmp_path / "damaged.mp3"
+    content = bytearray(clean.read_bytes())
+    middle = len(content) // 2
+    content[middle : middle + 3000] = (
+        np.random.default_rng(7).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    )
+    damaged.write_bytes(bytes(content))
+    out = tmp_path / "out.wav"
+    result = run_lkplug("run", "--source", f"file:{damaged}", "--sink", f"wav:{out}", "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lkplug: warning: "), result.stderr
+    assert "damaged" in lines[0]
+    info = soundfile.info(out)
+    assert 3.0 < info.frames / info.samplerate < 4.1  # the part after the damage is there too
+    data, rate = soundfile.read(out)
+    assert abs(dominant_frequency(data[-rate:], rate) - 1000) < 5
+
+
+def test_big_endian_rifx_wav_is_read_right(tmp_path):
+    samples = to_int16(sine(440, 0.5, 22050, 2))
+    path = tmp_path / "be.wav"
+    soundfile.write(path, samples, 22050, subtype="PCM_16", endian="BIG")
+    assert path.read_bytes()[:4] == b"RIFX"
+    data, rate = audio_of(path)
+    assert rate == 22050 and data.dtype == np.int16
+    assert np.array_equal(data, samples)  # FFmpeg alone would give byte-swapped noise
+
+
+def test_24_bit_in_4_byte_wav_is_refused(tmp_path):
+    path = tmp_path / "odd.wav"
+    values = np.array([-96, 23052, 8388607, -8360672], np.int32)
+    data = values.astype("<i4").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 2, 48000, 48000 * 8, 8, 24)
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    out = tmp_path / "out.wav"
+    line = assert_one_line_error(run_lkplug("run", "--source", f"file:{path}", "--sink", f"wav:{out}"))
+    assert "24-bit samples in 4-byte slots" in line
+    assert not out.exists()
+
+
+def test_nothing_decodable_is_one_error_and_no_output(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 4096)
+    out = tmp_path / "out.mp4"
+    assert_one_line_error(run_lkplug("run", "--source", f"file:{junk}", "--sink", f"file:{out}"))
+    assert not out.exists()
+
+
+# Ctrl-C ---------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_a_video_encode_leaves_a_playable_file(tmp_path):
+    clip = tmp_path / "short.mp4"
+    make_clip(clip, seconds=1.0, width=640, height=360)
+    out = tmp_path / "endless.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "--source", f"file:{clip},loop=0", "--sink", f"file:{out}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.stat().st_size > 50_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    with av.open(str(out)) as container:  # the trailer (moov) is written: the file opens and plays
+        video = container.streams.video[0]
+        pictures = sum(1 for _ in container.decode(video))
+    assert pictures >= 30
+    data, rate = audio_of(out)
+    assert abs(len(data) / rate - pictures / 30) < 0.1
+
+
+def test_frame_rate_is_kept(clip):
+    frames, source = decode_all(clip, "v:0")
+    assert source.formats["video"].fps == 30
+    assert len(frames) == 60
+    assert Fraction(round(frames[1].time - frames[0].time, 6)).limit_denominator(100) == Fraction(1, 30)
