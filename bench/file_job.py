@@ -146,9 +146,8 @@ def main() -> None:
             for path in (args.data / "music.flac", ensure_hour(args.data)):
                 command = audio_commands(path, out)["lkplug"]
                 wall, peak = timed(command)
-                print(
-                    f"{path.name:<20} {probe(path).split()[-1]:>10} s  wall {wall:6.2f} s  peak RSS {peak:6.0f} MiB"
-                )
+                seconds = probe(path).split()[-1]
+                print(f"{path.name:<20} {seconds:>10} s  wall {wall:6.2f} s  peak RSS {peak:6.0f} MiB")
     if ratios:
         print("\n## lkplug / ffmpeg (median wall time)")
         print("  ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()))
