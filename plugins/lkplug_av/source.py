@@ -20,6 +20,13 @@ from .wavcheck import wav_reader
 
 BLOCK_SECONDS = 0.1  # decoded audio is gathered into blocks: fewer, larger frames downstream
 _S16 = ("s16", "s16p")
+# sample formats copied straight from the decoder's planes: name -> (dtype, planar)
+_DIRECT = {
+    "s16": (np.int16, False),
+    "s16p": (np.int16, True),
+    "flt": (np.float32, False),
+    "fltp": (np.float32, True),
+}
 _KIND = {"a": "audio", "v": "video"}
 
 
@@ -109,7 +116,10 @@ class FileSource(Source):
     def probe(self) -> dict:
         if self.formats is None:
             self.reader = wav_reader(self.path)
-            self.formats = self._probe_soundfile() if self.reader else self._open()
+            self.formats = self._probe_soundfile() if self.reader else None
+            if self.formats is None:
+                self.reader = None
+                self.formats = self._open()
             length = self.duration
             if length is not None:
                 length = max(0.0, length - self.start)
@@ -164,12 +174,15 @@ class FileSource(Source):
             raise MediaError(f"{self.path}: no {wanted} stream{has}")
         return picked
 
-    def _probe_soundfile(self) -> dict:
+    def _probe_soundfile(self) -> dict | None:
         import soundfile
 
         try:
             info = soundfile.info(self.path)
         except (RuntimeError, soundfile.LibsndfileError) as exc:
+            with open(self.path, "rb") as file:
+                if file.read(4) != b"RIFX":
+                    return None  # FFmpeg may still read it
             raise MediaError(f"cannot read {self.path}: {exc}") from None
         self.duration = info.frames / info.samplerate if info.samplerate else None
         fmt = "s16" if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "flt"
@@ -319,8 +332,8 @@ class _Clock:
         self.offset = 0.0  # seconds of the earlier passes (loop=)
         self.position: int | None = None  # next audio sample number
         self.rate = 0
-        self.block: list[np.ndarray] = []
-        self.held = 0
+        self.buffer: np.ndarray | None = None  # the audio block being filled
+        self.fill = 0
         self.video_end = 0.0
         self.emitted = 0
         self.done = False
@@ -331,49 +344,82 @@ class _Clock:
             if seconds is not None:
                 seconds -= start
             if kind == "audio":
-                data = frame.data if isinstance(frame, _Samples) else to_samples(frame)
-                yield from self._audio(data, frame.sample_rate, seconds, several)
+                out = self._audio(frame, seconds, several)
+                if out:
+                    yield from out
             else:
                 yield from self._video(frame, seconds)
             if self.done:
                 return
 
-    def _audio(self, data: np.ndarray, rate: int, seconds: float | None, several: bool):
+    def _audio(self, frame, seconds: float | None, several: bool) -> list | None:
+        """Copy one decoded frame's samples straight into the block (no per-frame arrays for the
+        common sample formats: this runs some 50 times per second of audio)."""
+        rate = frame.sample_rate
+        if isinstance(frame, _Samples):
+            data, fast = frame.data, None
+        else:
+            fast = _DIRECT.get(frame.format.name)
+            data = None if fast else to_samples(frame)
         if self.start and seconds is not None and seconds < 0:  # decoded from the keyframe before start=
+            data = to_samples(frame) if data is None else data
             cut = round(-seconds * rate)
             if cut >= len(data):
-                return
+                return None
             data, seconds = data[cut:], 0.0
-        if self.block and (
-            rate != self.rate or data.shape[1] != self.block[0].shape[1] or data.dtype != self.block[0].dtype
+        if data is not None:
+            samples, channels, dtype = data.shape[0], data.shape[1], data.dtype
+        else:
+            samples, channels, dtype = frame.samples, frame.layout.nb_channels, fast[0]
+        out = None
+        buffer = self.buffer
+        if buffer is not None and (
+            rate != self.rate
+            or channels != buffer.shape[1]
+            or dtype != buffer.dtype
+            or self.fill + samples > len(buffer)
         ):
-            yield from self._emit_block()
+            out = self._emit_block()
+            buffer = None
         if self.position is None:
             first = max(0.0, seconds) if several and seconds is not None else 0.0
             self.position = round((self.offset + first) * rate)
         elif rate != self.rate and self.rate:
             self.position = round(self.position * rate / self.rate)
         self.rate = rate
-        self.block.append(data)
-        self.held += len(data)
-        if self.held >= rate * BLOCK_SECONDS:
-            yield from self._emit_block()
+        if buffer is None:
+            target = round(rate * BLOCK_SECONDS)
+            buffer = self.buffer = np.empty((target + max(samples, 4096), channels), dtype)
+        into = buffer[self.fill : self.fill + samples]
+        if data is not None:
+            into[:] = data
+        elif fast[1]:  # planar: one plane per channel
+            for channel, plane in enumerate(frame.planes):
+                into[:, channel] = np.frombuffer(plane, dtype, count=samples)
+        else:
+            into[:] = np.frombuffer(frame.planes[0], dtype, count=samples * channels).reshape(
+                samples, channels
+            )
+        self.fill += samples
+        if self.fill >= rate * BLOCK_SECONDS:
+            out = (out or []) + self._emit_block()
+        return out
 
-    def _emit_block(self):
-        if not self.block:
-            return
-        data = self.block[0] if len(self.block) == 1 else np.concatenate(self.block)
-        self.block, self.held = [], 0
+    def _emit_block(self) -> list:
+        if not self.fill:
+            return []
+        data = self.buffer[: self.fill]
+        self.buffer, self.fill = None, 0
         frame = AudioFrame(data, self.rate, self.position)
         if self.limit is not None:
             frame = frame.until(self.limit)
             if frame is None or frame.samples < len(data):
                 self.done = True
             if frame is None:
-                return
+                return []
         self.position += frame.samples
         self.emitted += 1
-        yield frame
+        return [frame]
 
     def _video(self, frame, seconds: float | None):
         if seconds is None:

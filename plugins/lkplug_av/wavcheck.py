@@ -39,12 +39,17 @@ def wav_reader(path: str) -> str | None:
             f"{path}: 24-bit samples in 4-byte slots; FFmpeg and libsndfile both misread this layout,"
             " so it is refused rather than decoded wrong (re-export it as plain 24- or 32-bit PCM)"
         )
+    if tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack(order + "H", fmt[24:26])[0]  # the sub-format GUID starts with the tag
     if order == ">" and tag != 1:
         raise MediaError(
             f"{path}: big-endian (RIFX) WAV with format tag {tag}: only RIFX integer PCM is read here"
             " (FFmpeg misreads RIFX)"
         )
-    return "soundfile" if order == ">" else None
+    if order == ">":
+        return "soundfile"
+    # plain PCM and float: libsndfile reads them in large blocks, far cheaper than packet by packet
+    return "soundfile" if tag in (1, 3) and bits in (16, 24, 32) else None
 
 
 def _chunk(head: bytes, name: bytes, order: str) -> bytes | None:
