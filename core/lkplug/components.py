@@ -228,3 +228,5 @@ class RunContext:
     #: the media kinds some processor or sink takes (set by the engine), so a source can skip
     #: decoding what nobody wants; None: not known (a source alone)
     kinds: frozenset[str] | None = None
+    #: the run's pace (1.0: real time; None: as fast as possible), so a source can size its frames
+    pace: float | None = None

@@ -136,6 +136,7 @@ class Pipeline:
     def _bind(self) -> None:
         stages = [*self.processors, *self.sinks]
         self.context.kinds = frozenset(kind for built in stages for kind in built.obj.accepts)
+        self.context.pace = self.pace
         for built in [self.source, *self.processors, *self.sinks]:
             built.obj.bind(self.context)
 

@@ -18,7 +18,10 @@ from lkplug.frames import PIXEL_FORMATS
 
 from .wavcheck import wav_reader
 
-BLOCK_SECONDS = 0.1  # decoded audio is gathered into blocks: fewer, larger frames downstream
+# decoded audio is gathered into blocks: fewer, larger frames downstream cost less per second of
+# media; a run paced to real time (a file played into a room) gets short ones, for an even flow
+BLOCK_SECONDS = 0.5
+PACED_BLOCK_SECONDS = 0.1
 _S16 = ("s16", "s16p")
 # sample formats copied straight from the decoder's planes: name -> (dtype, planar)
 _DIRECT = {
@@ -100,6 +103,7 @@ class FileSource(Source):
         self.limit = duration or None
         self.loop = loop
         self.kinds = None
+        self.block_seconds = BLOCK_SECONDS
         self.container = None
         self.streams: dict = {}  # kind -> PyAV stream (FFmpeg path)
         self.reader = None  # "soundfile" for WAVs that FFmpeg misreads
@@ -110,6 +114,7 @@ class FileSource(Source):
 
     def bind(self, context) -> None:
         self.kinds = context.kinds
+        self.block_seconds = PACED_BLOCK_SECONDS if context.pace else BLOCK_SECONDS
 
     # opening --------------------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class FileSource(Source):
 
     async def frames(self):
         self.probe()
-        clock = _Clock(self.limit)
+        clock = _Clock(self.limit, self.block_seconds)
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
@@ -304,7 +309,9 @@ class FileSource(Source):
             if self.start:
                 file.seek(min(file.frames, round(self.start * file.samplerate)))
             position = file.tell()
-            for block in file.blocks(round(file.samplerate * BLOCK_SECONDS), dtype=dtype, always_2d=True):
+            for block in file.blocks(
+                round(file.samplerate * self.block_seconds), dtype=dtype, always_2d=True
+            ):
                 yield "audio", position / file.samplerate, _Samples(block, file.samplerate)
                 position += len(block)
 
@@ -326,8 +333,9 @@ class _Clock:
     """Turns decoded frames into lkplug frames on one timeline: trims what lies before ``start=``,
     gathers audio into blocks, cuts at ``duration=``, and carries time on across loops."""
 
-    def __init__(self, limit: float | None):
+    def __init__(self, limit: float | None, block_seconds: float):
         self.limit = limit
+        self.block_seconds = block_seconds
         self.start = 0.0
         self.offset = 0.0  # seconds of the earlier passes (loop=)
         self.position: int | None = None  # next audio sample number
@@ -388,7 +396,7 @@ class _Clock:
             self.position = round(self.position * rate / self.rate)
         self.rate = rate
         if buffer is None:
-            target = round(rate * BLOCK_SECONDS)
+            target = round(rate * self.block_seconds)
             buffer = self.buffer = np.empty((target + max(samples, 4096), channels), dtype)
         into = buffer[self.fill : self.fill + samples]
         if data is not None:
@@ -401,7 +409,7 @@ class _Clock:
                 samples, channels
             )
         self.fill += samples
-        if self.fill >= rate * BLOCK_SECONDS:
+        if self.fill >= rate * self.block_seconds:
             out = (out or []) + self._emit_block()
         return out
 
