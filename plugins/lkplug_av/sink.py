@@ -15,6 +15,8 @@ import numpy as np
 
 from lkplug import PIXEL_FORMATS, AudioContract, MediaError, Sink, UsageError, VideoContract
 
+from .video import to_av
+
 # extension or format= -> (FFmpeg muxer, default audio codec, default video codec or None: audio only)
 CONTAINERS = {
     "mp4": ("mp4", "aac", "libx264"),
@@ -224,7 +226,7 @@ class FileSink(Sink):
             if pts <= self._last_pts:
                 return  # two pictures on one tick of the output rate: keep the first, like -vsync vfr
             self._last_pts = pts
-            picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
+            picture = to_av(frame)
             picture.pts = pts
             picture.time_base = 1 / self._rate
         self._mux(stream.encode(picture))

@@ -6,12 +6,29 @@ from __future__ import annotations
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
 
 
-def reformat(frame: VideoFrame, width: int, height: int, pixel_format: str) -> VideoFrame:
+def to_av(frame: VideoFrame):
+    """A PyAV frame over the same memory (no copy) where PyAV allows it."""
     import av
 
-    picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
-    out = picture.reformat(width=width, height=height, format=pixel_format)
-    return VideoFrame(out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration)
+    data = frame.data
+    if data.flags.c_contiguous and frame.pixel_format != "nv12":
+        return av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
+    return av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
+
+
+class _Reformatter:
+    """One swscale context kept across frames (PyAV's ``frame.reformat`` makes a new one each time)."""
+
+    def __init__(self):
+        self._reformatter = None
+
+    def __call__(self, frame: VideoFrame, width: int, height: int, pixel_format: str) -> VideoFrame:
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        out = self._reformatter.reformat(to_av(frame), width=width, height=height, format=pixel_format)
+        return VideoFrame(out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration)
 
 
 class Scale(Processor):
@@ -23,6 +40,7 @@ class Scale(Processor):
             raise UsageError("scale: give width=, height= or both (e.g. scale:height=360)")
         self.width = width
         self.height = height
+        self.reformat = _Reformatter()
 
     def size(self, width: int, height: int, pixel_format: str) -> tuple[int, int]:
         out_w = self.width or self.height * width / height
@@ -40,7 +58,7 @@ class Scale(Processor):
         width, height = self.size(frame.width, frame.height, frame.pixel_format)
         if (width, height) == (frame.width, frame.height):
             return [frame]
-        return [reformat(frame, width, height, frame.pixel_format)]
+        return [self.reformat(frame, width, height, frame.pixel_format)]
 
 
 class PixelFormat(Processor):
@@ -49,6 +67,7 @@ class PixelFormat(Processor):
 
     def __init__(self, pixel_format: str):
         self.pixel_format = pixel_format
+        self.reformat = _Reformatter()
 
     def output_format(self, fmt):
         if fmt is None:
@@ -63,7 +82,7 @@ class PixelFormat(Processor):
                 f"format: {self.pixel_format} needs even sizes, the video is {frame.width}x{frame.height}"
                 " (put scale: before it)"
             )
-        return [reformat(frame, frame.width, frame.height, self.pixel_format)]
+        return [self.reformat(frame, frame.width, frame.height, self.pixel_format)]
 
 
 class Fps(Processor):
