@@ -25,7 +25,16 @@ def to_s16(data: np.ndarray) -> np.ndarray:
     """Float full scale 1.0 to int16, rounded and clipped (never wrapped)."""
     if data.dtype == np.int16:
         return data
-    scaled = np.rint(data * np.float32(S16_SCALE))
+    return round_to_s16(data, S16_SCALE)
+
+
+def round_to_s16(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``values * scale`` (computed in float32, in int16 units) rounded and clipped to int16."""
+    if scale == 1.0 and values.dtype == np.float32:
+        scaled = values  # a temporary of the caller's: rounded in place
+    else:
+        scaled = np.multiply(values, np.float32(scale), dtype=np.float32)
+    np.rint(scaled, out=scaled)
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
 
 
@@ -79,8 +88,10 @@ class ChannelConverter(Processor):
         return AudioFormat(fmt.rate, self.outputs, fmt.sample_format, fmt.frame_size)
 
     def process(self, frame: AudioFrame) -> list:
-        mixed = to_float(frame.data) @ self.matrix
-        return [frame.replace(data=convert_sample_format(mixed, frame.sample_format))]
+        data = frame.data
+        if data.dtype == np.int16:  # mix in int16 units: no scaling there and back
+            return [frame.replace(data=round_to_s16(data.astype(np.float32) @ self.matrix))]
+        return [frame.replace(data=data @ self.matrix)]
 
 
 class Rechunker(Processor):

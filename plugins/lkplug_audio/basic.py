@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lkplug import AudioContract, Processor, Sink, UsageError, VideoContract
-from lkplug.convert import ChannelConverter, to_s16
+from lkplug.convert import ChannelConverter, round_to_s16
 
 
 class Gain(Processor):
@@ -19,9 +19,7 @@ class Gain(Processor):
     def process(self, frame) -> list:
         data = frame.data
         if data.dtype == np.int16:
-            scaled = data.astype(np.float32)
-            scaled *= self.factor
-            return [frame.replace(data=to_s16(scaled * np.float32(1 / 32768)))]
+            return [frame.replace(data=round_to_s16(data, self.factor))]
         return [frame.replace(data=data * self.factor)]
 
 
