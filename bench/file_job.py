@@ -123,13 +123,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("BENCH_DATA", "bench/data")))
     parser.add_argument("-n", "--runs", type=int, default=5)
     parser.add_argument("--jobs", default="audio,video,rss", help="comma-separated: audio, video, rss")
+    parser.add_argument("--inputs", default=",".join(AUDIO_INPUTS), help="audio inputs (file names in --data)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.wav"
         if "audio" in jobs:
-            for name in AUDIO_INPUTS:
+            for name in args.inputs.split(","):
                 medians = compare(f"audio job: {name}", audio_commands(args.data / name, out), out, args.runs)
                 ratios[name] = medians["lkplug"] / medians["ffmpeg"]
         if "video" in jobs:

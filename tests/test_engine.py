@@ -191,3 +191,16 @@ def test_fan_out_sink_templates_are_checked_before_running(registry, sink, messa
 
     with pytest.raises(lkplug.UsageError, match=re.escape(message)):
         FanOut(lkplug.build(registry, "source", "tones:440"), [], [sink], registry)
+
+
+async def test_a_downmix_after_a_resampler_runs_first_with_the_same_result(registry):
+    stereo = lkplug.AudioFrame(to_int16(sine(1000, 1.0, 48000, 2)), 48000)
+    run = pipeline(registry, "tone:rate=48000,channels=2", ["resample:rate=16000", "remix:channels=1"])
+    plan = run.explain()
+    assert plan.index("remix:channels=1") < plan.index("resample:rate=16000")  # fewer channels to filter
+    swapped, rate = lkplug.process(stereo.data, 48000, "resample:rate=16000", "remix:channels=1")
+    by_hand, _ = lkplug.process(
+        lkplug.process(stereo.data, 48000, "resample:rate=16000")[0][:, :1], 16000
+    )  # resample both channels, then take one (the channels are equal)
+    assert rate == 16000 and swapped.shape == by_hand.shape
+    assert np.abs(swapped.astype(int) - by_hand.astype(int)).max() <= 2  # rounding only

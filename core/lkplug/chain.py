@@ -62,6 +62,8 @@ class Chain:
         """Plan ``stages`` for a ``kind`` stream in format ``fmt`` (None: not known yet, so no
         converters can be planned). With ``sink``, add only the converters that sink needs."""
         in_format, steps = fmt, []
+        if kind == "audio" and fmt is not None:
+            stages = downmix_first(stages, fmt)
         targets = [(b, b.obj.accepts.get(kind), True) for b in stages]
         if sink is not None:
             targets.append((sink, sink.obj.accepts.get(kind), False))
@@ -134,6 +136,27 @@ async def _run(step: Step, frames: list) -> list:
     except Exception as exc:
         raise PluginError(step.built.describe_failure(exc)) from exc
     return out
+
+
+def downmix_first(stages: list[Built], fmt: AudioFormat) -> list[Built]:
+    """Move a downmix (``channel_mix``) ahead of a stage that filters every channel alike
+    (``per_channel_linear``, e.g. a resampler): the two commute, and the filter then has fewer
+    channels to work on, as FFmpeg does with ``-ac 1`` beside a rate change."""
+    stages = list(stages)
+    channels = fmt.channels
+    index = 0
+    while index < len(stages) - 1:
+        first, then = stages[index].obj, stages[index + 1].obj
+        if getattr(first, "per_channel_linear", False) and getattr(then, "channel_mix", False):
+            mixed = then.output_format(replace(fmt, channels=channels))
+            if mixed is not None and mixed.channels < channels:
+                stages[index], stages[index + 1] = stages[index + 1], stages[index]
+                continue  # the downmix may move further forward
+        if "audio" in first.accepts:
+            out = first.output_format(replace(fmt, channels=channels))
+            channels = out.channels if out is not None else channels
+        index += 1
+    return stages
 
 
 def _converters(kind, fmt, contract, why, registry) -> list[Built]:

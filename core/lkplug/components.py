@@ -156,6 +156,12 @@ class Stage:
 class Processor(Stage):
     """Transforms frames. ``process`` may also be ``async def``."""
 
+    #: the same linear, time-invariant filter on every channel (a resampler, a gain): it commutes
+    #: with a channel mix, so the planner may downmix first and filter fewer channels
+    per_channel_linear: bool = False
+    #: a fixed per-sample mix of channels into channels (a remix)
+    channel_mix: bool = False
+
     def output_format(self, fmt):
         """The format this stage emits for input ``fmt`` (same by default)."""
         return fmt

@@ -25,6 +25,7 @@ class Gain(Processor):
 
 class Remix(Processor):
     emits = "audio with channels= channels, same rate and sample format"
+    channel_mix = True
 
     def __init__(self, channels: int):
         self.channels = channels

@@ -11,6 +11,7 @@ SOXR_QUALITY = {"quick": "QQ", "lq": "LQ", "mq": "MQ", "hq": "HQ", "vhq": "VHQ"}
 
 class Resampler(Processor):
     emits = "audio at rate=, same channels and sample format"
+    per_channel_linear = True
 
     def __init__(self, rate: int, quality: str = "hq"):
         self.rate = rate
