@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("BENCH_DATA", "bench/data")))
     parser.add_argument("-n", "--runs", type=int, default=5)
     parser.add_argument("--jobs", default="audio,video,rss", help="comma-separated: audio, video, rss")
-    parser.add_argument("--inputs", default=",".join(AUDIO_INPUTS), help="audio inputs (file names in --data)")
+    parser.add_argument("--inputs", default=",".join(AUDIO_INPUTS), help="audio inputs (names in --data)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     ratios = {}
