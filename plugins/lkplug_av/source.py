@@ -106,7 +106,7 @@ class FileSource(Source):
         self.block_seconds = BLOCK_SECONDS
         self.container = None
         self.streams: dict = {}  # kind -> PyAV stream (FFmpeg path)
-        self.reader = None  # "soundfile" for WAVs that FFmpeg misreads
+        self.reader = None  # "soundfile": a WAV read through libsndfile (RIFX, plain PCM)
         self.formats: dict | None = None
         self.skipped = 0
         self.errors: list[str] = []  # FFmpeg's error messages while decoding
@@ -120,7 +120,8 @@ class FileSource(Source):
 
     def probe(self) -> dict:
         if self.formats is None:
-            self.reader = wav_reader(self.path)
+            audio_only = all(kind == "audio" for kind, _ in self.wanted) and self.kinds != {"video"}
+            self.reader = wav_reader(self.path) if audio_only else None
             self.formats = self._probe_soundfile() if self.reader else None
             if self.formats is None:
                 self.reader = None
@@ -220,6 +221,7 @@ class FileSource(Source):
                     await asyncio.sleep(0)
                 if clock.done:
                     break
+            decoded.close()  # ends FFmpeg's log capture now, not whenever it is collected
             for frame in clock.end_pass():
                 produced += 1
                 yield frame
