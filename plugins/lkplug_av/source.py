@@ -19,7 +19,8 @@ from lkplug.frames import PIXEL_FORMATS
 from .wavcheck import wav_reader
 
 # decoded audio is gathered into blocks: fewer, larger frames downstream cost less per second of
-# media; a run paced to real time (a file played into a room) gets short ones, for an even flow
+# media; a run paced to real time (a file played into a room) gets short ones, for an even flow,
+# and so does audio beside video
 BLOCK_SECONDS = 0.5
 PACED_BLOCK_SECONDS = 0.1
 _S16 = ("s16", "s16p")
@@ -207,7 +208,11 @@ class FileSource(Source):
 
     async def frames(self):
         self.probe()
-        clock = _Clock(self.limit, self.block_seconds)
+        # beside video, short audio blocks keep the two kinds close together on their way to a muxer
+        block = self.block_seconds
+        if "video" in self.streams:
+            block = min(block, PACED_BLOCK_SECONDS)
+        clock = _Clock(self.limit, block)
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
