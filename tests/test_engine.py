@@ -39,6 +39,15 @@ async def test_converters_are_inserted_for_a_16k_mono_processor_after_48k_stereo
     assert sum(f.samples for f in collected) == 16000  # the resampler's tail was flushed
 
 
+async def test_real_time_pace_goes_on_after_a_stalled_sink_instead_of_bursting(registry):
+    run = pipeline(registry, "tone:duration=1,frame_ms=100", sinks=["stall:seconds=0.5"], pace=1.0)
+    await run.run()
+    times = run.sinks[0].obj.times
+    assert len(times) == 10
+    # the nine frames after the stall keep their 100 ms spacing (a catch-up burst would take ~0)
+    assert times[-1] - times[0] > 0.7
+
+
 async def test_a_resampler_tail_reaches_the_sink(registry, tmp_path):
     out = tmp_path / "r.wav"
     run = pipeline(registry, "tone:duration=1,rate=44100", ["resample:rate=16000"], [f"wav:{out}"])

@@ -51,6 +51,13 @@ def lkplug_sinks():
                 Param("name", str, help="track name"),
                 Param("source", str, "microphone", "track source kind", choices=tuple(SOURCES)),
                 Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+                Param(
+                    "wait",
+                    float,
+                    0.0,
+                    "hold the first frame until someone subscribes, up to this many seconds",
+                    min=0,
+                ),
             ),
             positional="name",
         )
