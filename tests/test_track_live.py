@@ -142,7 +142,11 @@ async def test_a_file_is_published_at_real_time_and_received_whole(livekit_serve
     # the whole clip arrived (a jitter buffer may add a few concealment frames, never fewer)
     assert seconds * 0.97 <= sounding * 0.01 <= seconds * 1.15
     # the stats refresh every ~60 ms: fit the packet rate over the moments the count changed
-    changes = [(t, count) for (t, count), (_, before) in zip(arrivals[1:], arrivals) if count != before]
+    changes = [
+        (t, count)
+        for (t, count), (_, before) in zip(arrivals[1:], arrivals[:-1], strict=True)
+        if count != before
+    ]
     times, counts = np.array(changes).T
     assert counts[-1] * 0.02 == pytest.approx(seconds, rel=0.05)  # every packet of the clip
     packets_per_second = np.polyfit(times, counts, 1)[0]
