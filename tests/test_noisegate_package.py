@@ -2,46 +2,22 @@
 virtual environment beside lkplug, then found through its entry point, run from the CLI and from
 Python, and its own tests pass there.
 
-To stay lean, the fresh environment sees this one's packages (lkplug and its dependencies) through a
-site directory added by a .pth file, instead of downloading and building them again; `tox -e noisegate`
-does the same from nothing.
+To stay lean, the fresh environment sees this one's packages (lkplug and its dependencies) beside its
+own (see freshenv.py); `tox -e noisegate` does the same from nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from freshenv import make_env_beside_lkplug, run
 
 ROOT = Path(__file__).resolve().parent.parent
 NOISEGATE = ROOT / "examples" / "lkplug-noisegate"
-
-
-def make_env_beside_lkplug(where: Path) -> Path:
-    """A new virtual environment whose own site-packages comes first and which also sees ours."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
-    python = where / "bin" / "python"
-    site_packages = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    ours = sysconfig.get_paths()["purelib"]
-    Path(site_packages, "beside_lkplug.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    return python
-
-
-def run(python: Path, *args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LKPLUG_PLUGINS")}
-    return subprocess.run([str(python), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")

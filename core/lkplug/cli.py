@@ -299,6 +299,20 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         sys.exit(EXIT_INTERRUPTED)
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), help="Where to write it [./lkplug-NAME]."
+)
+def new_plugin_command(name, directory):
+    """Write a ready plugin package: pyproject with the entry point, one processor, a passing test."""
+    from .scaffold import plugin_names, write_plugin
+
+    root = write_plugin(name, directory)
+    click.echo(f"wrote {root}/ with the processor {plugin_names(name)['name']!r}; next:")
+    click.echo(f"  cd {root} && pip install -e '.[test]' && pytest && lkplug list")
+
+
 async def _run_with_signals(pipeline: Pipeline, status):
     """The first Ctrl-C or SIGTERM stops cleanly; a second Ctrl-C aborts at once."""
     loop = asyncio.get_running_loop()
