@@ -8,6 +8,7 @@ import pytest
 import soundfile
 from conftest import run_lkplug
 
+from lkplug import AudioFrame
 from lkplug.testing import level_dbfs, noise, run_chain, sine, to_s16
 
 RATE = 48000
@@ -61,3 +62,19 @@ def test_everything_off_is_bit_exact_at_16k_mono():
     signal = sine(440, 0.5, 16000, dbfs=-10)
     out = run_chain(signal, 16000, "apm:noise_suppression=false,high_pass=false", frame_ms=7)
     assert out.dtype == np.int16 and np.array_equal(out[: len(signal)], to_s16(signal))
+
+
+def test_echo_cancellation_with_a_far_end_stream():
+    """An application feeds what its loudspeaker plays to reverse(); the echo in the microphone goes."""
+    from lkplug_livekit.apm import Apm
+
+    apm = Apm(noise_suppression=False, high_pass=False, echo_cancellation=True)
+    far = to_s16(noise(2.0, RATE, dbfs=-20, seed=1))
+    mic = np.zeros_like(far)
+    mic[480:] = far[:-480] // 2  # the loudspeaker heard 10 ms later, 6 dB down
+    out = []
+    for start in range(0, len(far), 480):
+        apm.reverse(AudioFrame(far[start : start + 480], RATE, start))
+        out += apm.process(AudioFrame(mic[start : start + 480], RATE, start))
+    cleaned = np.concatenate([frame.data for frame in out])
+    assert level_dbfs(cleaned[RATE:]) < level_dbfs(mic[RATE:]) - 30

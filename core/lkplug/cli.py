@@ -174,9 +174,12 @@ def _inspect_text(entry) -> str:
     lines += ["", "Parameters:"]
     if not info["params"]:
         lines.append("  (none)")
+    width = max([12] + [len(p["name"]) for p in info["params"]])
     for p in info["params"]:
         default = "required" if p["required"] else f"default {p['default']!r}"
-        lines.append(f"  {p['name']:<12} {p['type']:<6} {default:<22} {p['range'] or '':<22} {p['help']}")
+        lines.append(
+            f"  {p['name']:<{width}} {p['type']:<6} {default:<22} {p['range'] or '':<22} {p['help']}"
+        )
     if entry.role != "source":
         lines += ["", "Accepts:"]
         lines += [f"  {kind}: {text}" for kind, text in info["accepts"].items()] or ["  (nothing)"]
