@@ -114,11 +114,13 @@ def test_every_block_of_the_guide_runs_in_order(tmp_path, monkeypatch):
     workspace.mkdir()
     env = shell_env(make_env_beside_lkplug(tmp_path / "venv"))
     monkeypatch.chdir(workspace)
-    last_output, handled = None, 0
+    last_output, handled, written, promised = None, 0, set(), set()
     blocks = code_blocks(CONTRIBUTING)
     for block in blocks:
         where = f"CONTRIBUTING.md:{block.line}"
-        if block.check == "readme-test-command":
+        if block.check == "files-written":  # the tutorial's file list: checked at the end
+            promised = set(block.text.split())
+        elif block.check == "readme-test-command":
             assert block.text == readme_test_command(), where
         elif block.check == "dev-commands":
             check_dev_commands(block)
@@ -126,6 +128,7 @@ def test_every_block_of_the_guide_runs_in_order(tmp_path, monkeypatch):
             path = workspace / block.file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(block.text)
+            written.add(block.file)
         elif block.lang == "python":
             exec(compile(block.text, where, "exec"), {"__name__": "contributing_md"})
         elif block.lang == "sh":
@@ -148,6 +151,7 @@ def test_every_block_of_the_guide_runs_in_order(tmp_path, monkeypatch):
             pytest.fail(f"{where}: no way to test a {block.lang!r} block")
         handled += 1
     assert handled == len(blocks) > 10
+    assert promised == {name for name in written if name.startswith("lkplug-delay/")}
     # following the guide from nothing gave a plugin that lkplug lists, and a wheel to publish
     assert (workspace / "delayed.wav").is_file()
     assert list((workspace / "dist").glob("lkplug_delay-0.1.0-*.whl"))
