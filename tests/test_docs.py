@@ -109,6 +109,7 @@ def check_dev_commands(block: Block) -> None:
             pytest.fail(f"CONTRIBUTING.md:{block.line}: no check for {line!r}")
 
 
+@pytest.mark.live  # the guide's own live test starts the local LiveKit server
 def test_every_block_of_the_guide_runs_in_order(tmp_path, monkeypatch):
     workspace = tmp_path / "work"
     workspace.mkdir()
