@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import assert_one_line_error, run_lkplug
@@ -17,6 +19,13 @@ def test_new_plugin_installs_passes_its_tests_and_is_listed(tmp_path):
     assert made.returncode == 0, made.stderr
     package = tmp_path / "lkplug-demo-filter"
     assert (package / "pyproject.toml").is_file() and "pip install -e" in made.stdout
+    for ruff in (["check", "--select", "E,F,W,I,B,UP"], ["format", "--check"]):  # as its author sees it
+        linted = subprocess.run(
+            [sys.executable, "-m", "ruff", *ruff, "--isolated", "--line-length", "110", str(package)],
+            capture_output=True,
+            text=True,
+        )
+        assert linted.returncode == 0, linted.stdout + linted.stderr
 
     python = make_env_beside_lkplug(tmp_path / "venv")
     installed = run(python, "-m", "pip", "install", "-q", "-e", str(package))

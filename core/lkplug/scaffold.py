@@ -79,7 +79,6 @@ PROCESSOR = '''\
 from __future__ import annotations
 
 import numpy as np
-
 from lkplug import AudioContract, Processor
 
 
@@ -100,7 +99,6 @@ class {cls}(Processor):
 
 TEST = """\
 import pytest
-
 from lkplug.testing import level_dbfs, run_chain, sine
 
 
