@@ -9,6 +9,7 @@ import click
 
 from lkplug import Component, Param, hookimpl
 
+from .apm import Apm
 from .selector import SOURCES
 from .sink import TrackSink
 from .source import TrackSource
@@ -36,6 +37,26 @@ def lkplug_sources():
                 Param("channels", int, 0, "ask the SDK for this many channels (0: 1)", min=0, max=8),
             ),
             positional="selector",
+        )
+    ]
+
+
+@hookimpl
+def lkplug_processors():
+    return [
+        Component(
+            "apm",
+            Apm,
+            "WebRTC audio processing (LiveKit SDK): noise suppression, high-pass, gain control, echo",
+            params=(
+                Param("noise_suppression", bool, True, "suppress stationary noise"),
+                Param("high_pass", bool, True, "remove rumble below about 80 Hz"),
+                Param("gain_control", bool, False, "automatic gain control"),
+                Param(
+                    "echo_cancellation", bool, False, "cancel echo of a far-end stream (Python: .reverse())"
+                ),
+                Param("delay_ms", int, 0, "echo path delay in ms (with echo_cancellation)", min=0, max=500),
+            ),
         )
     ]
 
