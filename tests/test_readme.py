@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import soundfile
 from conftest import run_lkplug
-from signals import dominant_frequency, rms_db
+
+from lkplug.testing import dominant_frequency, level_dbfs
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SENT_RMS_DB = -6.0 - 3.01  # the demo alice: a sine with a -6 dBFS peak
@@ -32,4 +33,4 @@ def test_the_main_command_records_the_demo_participant(tmp_path):
     assert len(data) == 5 * rate
     heard = data[int(rate * 0.75) :]  # past the first packets and the decoder's fade-in
     assert dominant_frequency(heard, rate) == pytest.approx(440, abs=2)
-    assert rms_db(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from signals import dominant_frequency, rms_db, sine, to_int16
 
+from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 from lkplug_livekit.devserver.peers import RATE
 
 pytestmark = pytest.mark.live
@@ -73,7 +73,7 @@ async def test_recording_a_participant(livekit_server, livekit_join, tmp_path):
     assert (rate, len(data)) == (48000, 3 * 48000)
     heard = steady(data)
     assert dominant_frequency(heard, rate) == pytest.approx(440, abs=2)
-    assert rms_db(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
 
 
 async def test_processed_audio_is_published_back(livekit_server, livekit_join):
@@ -99,7 +99,7 @@ async def test_processed_audio_is_published_back(livekit_server, livekit_join):
     assert code == 0, err
     heard = steady(heard)
     assert dominant_frequency(heard, RATE) == pytest.approx(440, abs=2)
-    assert rms_db(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
 
 
 async def packets_received(track) -> int:
@@ -111,7 +111,7 @@ async def packets_received(track) -> int:
 async def test_a_file_is_published_at_real_time_and_received_whole(livekit_server, livekit_join, tmp_path):
     clip = tmp_path / "clip.wav"
     seconds = 3.0
-    soundfile.write(clip, to_int16(sine(660, seconds, RATE)), RATE)
+    soundfile.write(clip, to_s16(sine(660, seconds, RATE)), RATE)
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
         lkplug(livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:music,wait=10")
