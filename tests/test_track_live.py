@@ -211,3 +211,56 @@ async def test_connection_problems_are_one_clear_line(livekit_server, case, expe
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
     assert livekit_server.api_secret not in err and "wrong-secret" not in err
+
+
+async def _leave_and_rejoin(server, join, alice):
+    await alice.close()
+    await asyncio.sleep(1.0)
+    alice = await join("alice")
+    await alice.publish_sine(440)
+    return alice
+
+
+async def _unpublish_and_republish(server, join, alice):
+    for sid in list(alice.room.local_participant.track_publications):
+        await alice.room.local_participant.unpublish_track(sid)
+    await asyncio.sleep(1.0)
+    await alice.publish_sine(440)
+    return alice
+
+
+async def _drop_lkplugs_signalling_socket(server, join, alice):
+    await server.drop_signal("lkplug")
+    return alice
+
+
+@pytest.mark.parametrize(
+    "disruption", [_leave_and_rejoin, _unpublish_and_republish, _drop_lkplugs_signalling_socket]
+)
+async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_join, tmp_path, disruption):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    out = tmp_path / "out.wav"
+    record = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            "track:alice,follow=true,wait=20",
+            "--sink",
+            f"wav:{out}",
+            "-t",
+            "6",
+        )
+    )
+    await asyncio.sleep(4)  # recording by now
+    alice = await disruption(livekit_server, livekit_join, alice)
+    code, _, err = await record
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert err.count("receiving alice/microphone") == 2, err  # subscribed again after the disruption
+    data, rate = soundfile.read(out)  # a valid file, as long as asked (gaps are not recorded)
+    assert len(data) == 6 * rate
+    tail = data[-rate:]  # the last second came after the disruption
+    assert dominant_frequency(tail, rate) == pytest.approx(440, abs=2)
+    assert level_dbfs(tail) == pytest.approx(SENT_RMS_DB, abs=1.0)

@@ -34,23 +34,30 @@ class TrackSink(Sink):
         self.connection.can_publish = True
         self._notify = context.notify
 
+    async def start(self, formats) -> None:
+        # publish before frames flow: a live source would otherwise queue up while the track is
+        # being published, and that backlog would stay in the capture queue as added latency
+        audio = formats.get("audio")
+        if audio is not None:
+            await self._publish_audio(audio.rate, audio.channels)
+
     async def write(self, frame) -> None:
         from livekit import rtc
 
         if frame.kind != "audio":
             return
         if self._audio is None:
-            await self._publish_audio(frame)
+            await self._publish_audio(frame.sample_rate, frame.channels)
         data = frame.data
         await self._audio[0].capture_frame(
             rtc.AudioFrame(data.tobytes(), frame.sample_rate, data.shape[1], len(data))
         )
 
-    async def _publish_audio(self, frame) -> None:
+    async def _publish_audio(self, rate: int, channels: int) -> None:
         from livekit import rtc
 
         room = await self.connection.acquire()
-        audio_source = rtc.AudioSource(frame.sample_rate, frame.channels, queue_size_ms=self.queue_ms)
+        audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=getattr(rtc.TrackSource, SOURCES[self.source][0]))
         subscribed = asyncio.Event()
