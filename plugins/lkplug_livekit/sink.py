@@ -1,5 +1,9 @@
 """The ``track`` sink: publishes what reaches it as a track of lkplug's participant
-(``AudioSource`` + ``LocalAudioTrack``), paced by the SDK's small capture queue."""
+(``AudioSource`` + ``LocalAudioTrack``), paced by the SDK's small capture queue.
+
+With ``wait=S`` it holds the first frame until someone subscribes (up to S seconds), so a file played
+into a room is heard from its first second rather than from whenever the listener's subscription
+completes."""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ class TrackSink(Sink):
     # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that
     accepts = {"audio": AudioContract(sample_formats=("s16",), frame_ms=10)}
 
-    def __init__(self, name: str, source: str = "microphone", queue_ms: int = 200):
-        self.name, self.source, self.queue_ms = name, source, queue_ms
+    def __init__(self, name: str, source: str = "microphone", queue_ms: int = 200, wait: float = 0.0):
+        self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
         self.connection: RoomConnection | None = None
         self._audio = None  # (AudioSource, publication sid)
         self._notify = print
@@ -30,28 +34,42 @@ class TrackSink(Sink):
         self.connection.can_publish = True
         self._notify = context.notify
 
+    async def start(self, formats) -> None:
+        # publish before frames flow: a live source would otherwise queue up while the track is
+        # being published, and that backlog would stay in the capture queue as added latency
+        audio = formats.get("audio")
+        if audio is not None:
+            await self._publish_audio(audio.rate, audio.channels)
+
     async def write(self, frame) -> None:
         from livekit import rtc
 
         if frame.kind != "audio":
             return
         if self._audio is None:
-            await self._publish_audio(frame)
+            await self._publish_audio(frame.sample_rate, frame.channels)
         data = frame.data
         await self._audio[0].capture_frame(
             rtc.AudioFrame(data.tobytes(), frame.sample_rate, data.shape[1], len(data))
         )
 
-    async def _publish_audio(self, frame) -> None:
+    async def _publish_audio(self, rate: int, channels: int) -> None:
         from livekit import rtc
 
         room = await self.connection.acquire()
-        audio_source = rtc.AudioSource(frame.sample_rate, frame.channels, queue_size_ms=self.queue_ms)
+        audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=getattr(rtc.TrackSource, SOURCES[self.source][0]))
+        subscribed = asyncio.Event()
+        room.on("local_track_subscribed", lambda local: subscribed.set() if local is track else None)
         publication = await room.local_participant.publish_track(track, options)
         self._audio = (audio_source, publication.sid)
         self._notify(f"publishing {self.name} in room {room.name}")
+        if self.wait:
+            try:
+                await asyncio.wait_for(subscribed.wait(), self.wait)
+            except asyncio.TimeoutError:
+                self._notify(f"nobody subscribed to {self.name} within {self.wait:g} s: sending anyway")
 
     async def close(self) -> None:
         if self._audio is None:

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from lkplug import AudioFrame, MediaError, Source, UsageError
+from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError
 
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
@@ -62,7 +62,8 @@ class TrackSource(Source):
 
     def probe(self) -> dict:
         self.connection.check()
-        return {self.selector.kind: None}  # the track's format is known once it is subscribed
+        # the SDK converts whatever the track carries to the rate and layout asked for
+        return {"audio": AudioFormat(self.rate, self.channels, "s16", self.rate // 100)}
 
     def _poke(self, *args) -> None:
         self._changed.set()
@@ -130,7 +131,7 @@ class TrackSource(Source):
                     return
                 participant, publication = found
                 self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
-                async for samples, rate in self._receive(participant, publication):
+                async for samples, rate in self._receive(room, participant, publication):
                     yield AudioFrame(samples, rate, position)
                     position += len(samples)
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
@@ -179,12 +180,22 @@ class TrackSource(Source):
             except asyncio.TimeoutError:
                 continue
 
-    async def _receive(self, participant, publication):
-        """Frames until the track goes away (unpublished, participant left, reconnect)."""
+    @staticmethod
+    def _current(room, participant, publication, track) -> bool:
+        """Is ``track`` still the one to read: not unpublished or replaced, its owner still here?"""
+        return (
+            publication.track is track
+            and participant.track_publications.get(publication.sid) is publication
+            and room.remote_participants.get(participant.identity) is participant
+        )
+
+    async def _receive(self, room, participant, publication):
+        """Frames until the track goes away (unpublished, participant left, reconnect). Checked on
+        every frame too: a remote track plays silence until the SDK tears it down."""
         from livekit import rtc
 
         track = publication.track
-        stream = rtc.AudioStream(track, sample_rate=self.rate, num_channels=self.channels)
+        stream = rtc.AudioStream(track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=10)
         frames = aiter(stream)
         next_frame = None
         try:
@@ -195,12 +206,14 @@ class TrackSource(Source):
                     changed = asyncio.ensure_future(self._changed.wait())
                     await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
-                    if not next_frame.done() and publication.track is not track:
+                    if not next_frame.done() and not self._current(room, participant, publication, track):
                         next_frame.cancel()
                         return  # unsubscribed or replaced: subscribe again
                 try:
                     event = next_frame.result()
                 except (StopAsyncIteration, asyncio.CancelledError):
+                    return
+                if not self._current(room, participant, publication, track):
                     return
                 audio = event.frame
                 samples = np.frombuffer(audio.data, dtype=np.int16).reshape(-1, audio.num_channels)

@@ -375,23 +375,35 @@ class DevServer:
         transceivers out (or give them a transport of their own that never connects) and the
         subscriber would hear silence. Subscription changes wait here until the PC is ready."""
         while True:
-            await participant.need_offer.wait()
-            await participant.answered.wait()
-            await participant.connected.wait()
-            participant.need_offer.clear()
-            pc = participant.subscriber
-            for sid, change in list(participant.changes.items()):
-                del participant.changes[sid]
-                sender = participant.senders.pop(sid, None)
-                if sender is not None:
-                    pc.removeTrack(sender)
-                if change is not None and change.media is not None:
-                    media = room.relay.subscribe(change.media, buffered=False)
-                    media._id = sid  # the SDK reads the track sid from a=msid
-                    sender = pc.addTransceiver(media, direction="sendonly").sender
-                    sender._stream_id = f"{change.owner.sid}|{sid}"
-                    participant.senders[sid] = sender
-            await self._send_offer(participant)
+            try:
+                await self._offer_changes(room, participant)
+            except Exception:  # one failed offer must not end this participant's subscriptions
+                log.exception("%s: renegotiation failed", participant.identity)
+
+    async def _offer_changes(self, room: Room, participant: Participant) -> None:
+        await participant.need_offer.wait()
+        await participant.answered.wait()
+        await participant.connected.wait()
+        participant.need_offer.clear()
+        pc = participant.subscriber
+        added = []
+        for sid, change in list(participant.changes.items()):
+            del participant.changes[sid]
+            sender = participant.senders.pop(sid, None)
+            if sender is not None:
+                pc.removeTrack(sender)
+            if change is not None and change.media is not None:
+                media = room.relay.subscribe(change.media, buffered=False)
+                media._id = sid  # the SDK reads the track sid from a=msid
+                sender = pc.addTransceiver(media, direction="sendonly").sender
+                sender._stream_id = f"{change.owner.sid}|{sid}"
+                participant.senders[sid] = sender
+                added.append(change)
+        await self._send_offer(participant)
+        await participant.answered.wait()
+        # media flows from here on: tell each publisher (the SDK's local_track_subscribed)
+        for track in added:
+            await track.owner.send(track_subscribed=rtc.TrackSubscribed(track_sid=track.info.sid))
 
     def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
         if participant.gone or track.info.sid in participant.senders:
