@@ -203,7 +203,7 @@ def test_fan_out_sink_templates_are_checked_before_running(registry, sink, messa
 
 
 async def test_a_downmix_after_a_resampler_runs_first_with_the_same_result(registry):
-    stereo = lkplug.AudioFrame(to_int16(sine(1000, 1.0, 48000, 2)), 48000)
+    stereo = lkplug.AudioFrame(to_s16(sine(1000, 1.0, 48000, 2)), 48000)
     run = pipeline(registry, "tone:rate=48000,channels=2", ["resample:rate=16000", "remix:channels=1"])
     plan = run.explain()
     assert plan.index("remix:channels=1") < plan.index("resample:rate=16000")  # fewer channels to filter
