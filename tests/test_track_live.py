@@ -8,12 +8,13 @@ import os
 import sys
 import time
 
+import av
 import numpy as np
 import pytest
 import soundfile
 
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
-from lkplug_livekit.devserver.peers import RATE
+from lkplug_livekit.devserver.peers import BARS, HEIGHT, RATE, WIDTH, bar_colours, colour_bars
 
 pytestmark = pytest.mark.live
 SENT_RMS_DB = -6.0 - 3.01  # what peers' publish_sine sends: a sine with a -6 dBFS peak
@@ -264,3 +265,49 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
     tail = data[-rate:]  # the last second came after the disruption
     assert dominant_frequency(tail, rate) == pytest.approx(440, abs=2)
     assert level_dbfs(tail) == pytest.approx(SENT_RMS_DB, abs=1.0)
+
+
+def assert_bars(image: np.ndarray) -> None:
+    """The camera pattern's four bars, each within what a lossy codec changes of a flat colour."""
+    for seen, sent in zip(bar_colours(image), BARS, strict=True):
+        assert np.abs(np.subtract(seen, sent)).max() < 40, (bar_colours(image), BARS)
+
+
+async def test_alices_camera_is_recorded_to_a_file_with_its_colours(livekit_server, livekit_join, tmp_path):
+    alice = await livekit_join("alice")
+    await alice.publish_bars()
+    out = tmp_path / "camera.mp4"
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", "track:alice/camera", "--sink", f"file:{out}", "-t", "3"
+    )
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.width, stream.height) == ("h264", WIDTH, HEIGHT)
+        pictures = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    assert len(pictures) >= 15  # 3 s of a 15 fps camera, less what came before the first keyframe
+    assert_bars(pictures[-1])
+
+
+async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livekit_join, tmp_path):
+    clip = tmp_path / "bars.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        bars = colour_bars()[..., :3].copy()
+        for index in range(45):  # 3 s
+            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:cam,simulcast=false,wait=10"
+        )
+    )
+    pictures = await bob.receive_video("lkplug", frames=10)
+    code, _, err = await publish
+    assert code == 0, err
+    assert pictures[-1].shape == (HEIGHT, WIDTH, 4)
+    assert_bars(pictures[-1])

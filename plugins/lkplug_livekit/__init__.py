@@ -70,7 +70,13 @@ def lkplug_sinks():
             "Publish as a track of lkplug's participant in a LiveKit room",
             params=(
                 Param("name", str, help="track name"),
-                Param("source", str, "microphone", "track source kind", choices=tuple(SOURCES)),
+                Param(
+                    "source",
+                    str,
+                    "",
+                    "track source kind (default: microphone for audio, camera for video)",
+                    choices=tuple(SOURCES),
+                ),
                 Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
                 Param(
                     "wait",
@@ -79,6 +85,7 @@ def lkplug_sinks():
                     "hold the first frame until someone subscribes, up to this many seconds",
                     min=0,
                 ),
+                Param("simulcast", bool, True, "send video in several layers (the devserver takes one)"),
             ),
             positional="name",
         )

@@ -1,5 +1,6 @@
-"""The ``track`` sink: publishes what reaches it as a track of lkplug's participant
-(``AudioSource`` + ``LocalAudioTrack``), paced by the SDK's small capture queue.
+"""The ``track`` sink: publishes what reaches it as tracks of lkplug's participant: audio through
+``AudioSource`` + ``LocalAudioTrack`` (paced by the SDK's small capture queue), video through
+``VideoSource`` + ``LocalVideoTrack``.
 
 With ``wait=S`` it holds the first frame until someone subscribes (up to S seconds), so a file played
 into a room is heard from its first second rather than from whenever the listener's subscription
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lkplug import AudioContract, Sink
+from lkplug import AudioContract, Sink, VideoContract
 
 from .connection import RoomConnection
 from .selector import SOURCES
@@ -20,13 +21,25 @@ PLAYOUT_TIMEOUT = 10.0
 class TrackSink(Sink):
     realtime = True  # --pace auto publishes a file at real time
     emits = "a track in the room"
-    # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that
-    accepts = {"audio": AudioContract(sample_formats=("s16",), frame_ms=10)}
+    accepts = {
+        # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that
+        "audio": AudioContract(sample_formats=("s16",), frame_ms=10),
+        # the SDK's I420 is FFmpeg's yuv420p
+        "video": VideoContract(pixel_formats=("yuv420p",)),
+    }
 
-    def __init__(self, name: str, source: str = "microphone", queue_ms: int = 200, wait: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        source: str = "",
+        queue_ms: int = 200,
+        wait: float = 0.0,
+        simulcast: bool = True,
+    ):
         self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
+        self.simulcast = simulcast
         self.connection: RoomConnection | None = None
-        self._audio = None  # (AudioSource, publication sid)
+        self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
         self._notify = print
 
     def bind(self, context) -> None:
@@ -44,42 +57,68 @@ class TrackSink(Sink):
     async def write(self, frame) -> None:
         from livekit import rtc
 
-        if frame.kind != "audio":
-            return
-        if self._audio is None:
-            await self._publish_audio(frame.sample_rate, frame.channels)
-        data = frame.data
-        await self._audio[0].capture_frame(
-            rtc.AudioFrame(data.tobytes(), frame.sample_rate, data.shape[1], len(data))
-        )
+        if frame.kind == "audio":
+            if "audio" not in self._published:
+                await self._publish_audio(frame.sample_rate, frame.channels)
+            data = frame.data
+            await self._published["audio"][0].capture_frame(
+                rtc.AudioFrame(data.tobytes(), frame.sample_rate, data.shape[1], len(data))
+            )
+        elif frame.kind == "video":
+            if "video" not in self._published:
+                await self._publish_video(frame.width, frame.height)
+            i420 = rtc.VideoBufferType.I420
+            picture = rtc.VideoFrame(frame.width, frame.height, i420, frame.data.tobytes())
+            self._published["video"][0].capture_frame(picture, timestamp_us=round(frame.time * 1e6))
 
-    async def _publish_audio(self, rate: int, channels: int) -> None:
+    def _track_source(self, kind: str):
+        """The TrackSource the room shows: ``source=`` if it is of this kind, else the usual one."""
         from livekit import rtc
 
-        room = await self.connection.acquire()
-        audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
-        track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
-        options = rtc.TrackPublishOptions(source=getattr(rtc.TrackSource, SOURCES[self.source][0]))
+        word = self.source if SOURCES.get(self.source, (None, None))[1] == kind else None
+        word = word or ("microphone" if kind == "audio" else "camera")
+        return getattr(rtc.TrackSource, SOURCES[word][0])
+
+    async def _publish(self, kind: str, media_source, track, options) -> None:
+        # one connection for all of this sink's tracks (released once, in close)
+        room = self.connection.room if self._published else await self.connection.acquire()
         subscribed = asyncio.Event()
         room.on("local_track_subscribed", lambda local: subscribed.set() if local is track else None)
         publication = await room.local_participant.publish_track(track, options)
-        self._audio = (audio_source, publication.sid)
-        self._notify(f"publishing {self.name} in room {room.name}")
+        self._published[kind] = (media_source, publication.sid)
+        self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
         if self.wait:
             try:
                 await asyncio.wait_for(subscribed.wait(), self.wait)
             except asyncio.TimeoutError:
                 self._notify(f"nobody subscribed to {self.name} within {self.wait:g} s: sending anyway")
 
+    async def _publish_audio(self, rate: int, channels: int) -> None:
+        from livekit import rtc
+
+        audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
+        track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
+        options = rtc.TrackPublishOptions(source=self._track_source("audio"))
+        await self._publish("audio", audio_source, track, options)
+
+    async def _publish_video(self, width: int, height: int) -> None:
+        from livekit import rtc
+
+        video_source = rtc.VideoSource(width, height)
+        track = rtc.LocalVideoTrack.create_video_track(self.name, video_source)
+        options = rtc.TrackPublishOptions(source=self._track_source("video"), simulcast=self.simulcast)
+        await self._publish("video", video_source, track, options)
+
     async def close(self) -> None:
-        if self._audio is None:
+        published, self._published = self._published, {}
+        if not published:
             return
-        audio_source, sid = self._audio
-        self._audio = None
         try:
-            # nothing queued is lost
-            await asyncio.wait_for(audio_source.wait_for_playout(), PLAYOUT_TIMEOUT)
-            await self.connection.room.local_participant.unpublish_track(sid)
+            if "audio" in published:  # nothing queued is lost
+                await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
+            for _, sid in published.values():
+                await self.connection.room.local_participant.unpublish_track(sid)
         finally:
-            await audio_source.aclose()
+            for media_source, _ in published.values():
+                await media_source.aclose()
             await self.connection.release()

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError
+from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
@@ -43,8 +43,6 @@ class TrackSource(Source):
     ):
         self.selector = selector if isinstance(selector, TrackSelector) else TrackSelector.parse(selector)
         self.fans_out = self.selector.fans_out
-        if self.selector.kind == "video":
-            raise UsageError(f"track:{selector}: video tracks as a source are not supported yet")
         self.wait, self.follow = wait, follow
         self.rate, self.channels = rate or 48000, channels or 1
         self.connection: RoomConnection | None = None
@@ -62,6 +60,8 @@ class TrackSource(Source):
 
     def probe(self) -> dict:
         self.connection.check()
+        if self.selector.kind == "video":
+            return {"video": None}  # the picture size is known once the first frame arrives
         # the SDK converts whatever the track carries to the rate and layout asked for
         return {"audio": AudioFormat(self.rate, self.channels, "s16", self.rate // 100)}
 
@@ -124,16 +124,23 @@ class TrackSource(Source):
         for event in ROOM_EVENTS:
             room.on(event, self._poke)
         try:
-            position = 0
+            elapsed = 0.0  # media seconds delivered: a track that comes back continues from here
             while True:
-                found = await self._subscribe(room, received=position > 0)
+                found = await self._subscribe(room, received=elapsed > 0)
                 if found is None:
                     return
                 participant, publication = found
                 self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
-                async for samples, rate in self._receive(room, participant, publication):
-                    yield AudioFrame(samples, rate, position)
-                    position += len(samples)
+                first_us = None
+                start = elapsed
+                async for event in self._receive(room, participant, publication):
+                    if self.selector.kind == "audio":
+                        frame = audio_frame(event.frame, round(elapsed * event.frame.sample_rate))
+                    else:  # the sender's capture timestamps, from where the last track ended
+                        first_us = event.timestamp_us if first_us is None else first_us
+                        frame = video_frame(event.frame, start + (event.timestamp_us - first_us) / 1e6)
+                    elapsed = frame.time + frame.duration
+                    yield frame
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
                 if left and not self.follow:
                     self._notify(f"{participant.identity} left the room")
@@ -190,12 +197,17 @@ class TrackSource(Source):
         )
 
     async def _receive(self, room, participant, publication):
-        """Frames until the track goes away (unpublished, participant left, reconnect). Checked on
-        every frame too: a remote track plays silence until the SDK tears it down."""
+        """The SDK's frame events until the track goes away (unpublished, participant left,
+        reconnect). Checked on every frame too: a remote track plays silence until it is torn down."""
         from livekit import rtc
 
         track = publication.track
-        stream = rtc.AudioStream(track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=10)
+        if self.selector.kind == "audio":
+            stream = rtc.AudioStream(
+                track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=10
+            )
+        else:
+            stream = rtc.VideoStream(track, format=rtc.VideoBufferType.I420)
         frames = aiter(stream)
         next_frame = None
         try:
@@ -215,9 +227,7 @@ class TrackSource(Source):
                     return
                 if not self._current(room, participant, publication, track):
                     return
-                audio = event.frame
-                samples = np.frombuffer(audio.data, dtype=np.int16).reshape(-1, audio.num_channels)
-                yield samples.copy(), audio.sample_rate  # copied: the SDK owns its buffer
+                yield event
         finally:
             if next_frame is not None and not next_frame.done():
                 next_frame.cancel()  # stopped while waiting for a frame
@@ -228,3 +238,17 @@ class TrackSource(Source):
         if self._joined:
             self._joined = False
             await self.connection.release()
+
+
+def audio_frame(audio, timestamp: int) -> AudioFrame:
+    samples = np.frombuffer(audio.data, dtype=np.int16).reshape(-1, audio.num_channels)
+    return AudioFrame(samples.copy(), audio.sample_rate, timestamp)  # copied: the SDK owns its buffer
+
+
+def video_frame(video, time: float) -> VideoFrame:
+    """An I420 picture of the SDK as yuv420p: the planes one after another, as FFmpeg lays them out."""
+    width, height = video.width, video.height
+    if width % 2 or height % 2:
+        raise MediaError(f"a {width}x{height} video track: odd picture sizes are not supported")
+    data = np.frombuffer(video.data, np.uint8)[: width * height * 3 // 2]
+    return VideoFrame(data.reshape(height * 3 // 2, width).copy(), "yuv420p", width, height, time)
