@@ -149,9 +149,9 @@ class Tones(Source):
     fans_out = True
     fields = ("identity", "freq")
 
-    def __init__(self, freqs: str, fail: str = ""):
+    def __init__(self, freqs: str, fail: str = "", linger: bool = False):
         self.freqs = [f for f in freqs.split("+") if f]
-        self.fail = fail
+        self.fail, self.linger = fail, linger
 
     async def instances(self):
         from lkplug_audio.tone import ToneSource
@@ -161,6 +161,8 @@ class Tones(Source):
             if freq == self.fail:
                 tone.frames = _failing_frames
             yield {"identity": f"t{freq}", "freq": freq}, tone
+        if self.linger:  # as a room does: more streams may come, until stopped
+            await asyncio.Event().wait()
 
 
 async def _failing_frames():
@@ -188,7 +190,7 @@ def lkplug_sources():
             "tones",
             Tones,
             "one tone stream per frequency (fan-out)",
-            params=(Param("freqs", str), Param("fail", str, "")),
+            params=(Param("freqs", str), Param("fail", str, ""), Param("linger", bool, False)),
             positional="freqs",
         ),
     ]

@@ -171,6 +171,22 @@ async def test_fan_out_runs_one_pipeline_per_stream_with_templated_sinks(registr
         assert level_dbfs(data) == pytest.approx(-6.0 - 3.01 - 6.0, abs=0.1)
 
 
+async def test_a_fan_out_with_a_duration_ends_when_its_streams_have_run_that_long(registry, tmp_path):
+    from lkplug.fanout import FanOut
+
+    fan = FanOut(
+        lkplug.build(registry, "source", "tones:freqs=440+660,linger=true"),
+        [],
+        [f"wav:{tmp_path}/{{identity}}.wav"],
+        registry,
+    )
+    fan.duration = 0.2
+    report = await asyncio.wait_for(fan.run(), 10)  # the source itself would wait for more forever
+    assert not report.stopped
+    for freq in (440, 660):
+        assert soundfile.info(tmp_path / f"t{freq}.wav").frames == 0.2 * 48000
+
+
 async def test_fan_out_reports_a_failed_stream_and_finishes_the_others(registry, tmp_path):
     from lkplug.fanout import FanOut
 

@@ -132,6 +132,11 @@ class FanOut:
                 return
             finally:
                 self._pipelines.discard(pipeline)
+                # with a duration, the job is done once every stream found so far has run its length
+                # (a room's source would otherwise wait for new participants until stopped)
+                others = [t for t in runs if t is not asyncio.current_task()]
+                if self.duration is not None and all(t.done() for t in others):
+                    self._finder.cancel()
             report.frames += result.frames
             report.seconds += result.seconds
             report.warnings += [f"{label}: {w}" for w in result.warnings]
@@ -155,7 +160,7 @@ class FanOut:
         try:
             await self._finder
         except asyncio.CancelledError:
-            if not self._stopping:
+            if not (self._stopping or self.duration is not None):
                 raise
         finally:
             for pipeline in list(self._pipelines):
