@@ -35,6 +35,7 @@ def devserver_command(port, api_key, api_secret, demo, room, quiet):
     """
     logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING if quiet else logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("livekit").setLevel(logging.ERROR)  # the demo participant's SDK: routine chatter
     try:
         asyncio.run(_serve(port, api_key, api_secret, demo, room))
     except KeyboardInterrupt:
