@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -127,6 +128,21 @@ class Collect(Sink):
         self.closed = True
 
 
+class Stall(Collect):
+    """Stalls on its first frame (as a sink joining a room does) and notes when frames arrive."""
+
+    def __init__(self, seconds: float = 0.5):
+        super().__init__()
+        self.seconds = seconds
+        self.times: list[float] = []
+
+    async def write(self, frame):
+        if not self.frames:
+            await asyncio.sleep(self.seconds)
+        self.times.append(time.monotonic())
+        await super().write(frame)
+
+
 class Tones(Source):
     """Fans out: one short tone stream per frequency, as track:* does per participant."""
 
@@ -180,4 +196,7 @@ def lkplug_sources():
 
 @hookimpl
 def lkplug_sinks():
-    return [Component("collect", Collect, "keeps frames in memory")]
+    return [
+        Component("collect", Collect, "keeps frames in memory"),
+        Component("stall", Stall, "stalls on its first frame", params=(Param("seconds", float, 0.5),)),
+    ]

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import run_lkplug
-from signals import dominant_frequency, rms_db, sine
 
 import lkplug
 from lkplug.convert import remix_matrix
+from lkplug.testing import dominant_frequency, level_dbfs, sine
 
 
 def test_stereo_to_mono_is_the_average():
@@ -62,7 +62,7 @@ def test_gain_by_db_and_by_factor():
     data = sine(440, 0.5, 48000, dbfs=-20)
     for spec, expected in (("gain:db=-6", -6.0), ("gain:factor=0.5", -6.0206), ("gain:12", 12.0)):
         out, _ = lkplug.process(data, 48000, spec)
-        assert rms_db(out) - rms_db(data) == pytest.approx(expected, abs=1e-3)
+        assert level_dbfs(out) - level_dbfs(data) == pytest.approx(expected, abs=1e-3)
     with pytest.raises(lkplug.UsageError, match="not both"):
         lkplug.process(data, 48000, "gain:db=-6,factor=2")
 
@@ -73,7 +73,7 @@ def test_tone_levels():
         run = lkplug.Pipeline.from_specs(spec + ",duration=2,format=flt", [], ["collect"], registry=registry)
         asyncio.run(run.run())
         data = np.concatenate([f.data for f in run.sinks[0].obj.frames])
-        assert len(data) == 96000 and rms_db(data) == pytest.approx(level, abs=0.1)
+        assert len(data) == 96000 and level_dbfs(data) == pytest.approx(level, abs=0.1)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_wav_subtypes(tmp_path, subtype, libsndfile):
     info = soundfile.info(out)
     assert (info.subtype, info.frames, info.samplerate) == (libsndfile, 24000, 48000)
     data, _ = soundfile.read(out)
-    assert rms_db(data) == pytest.approx(-3 - 3.0103, abs=0.01)
+    assert level_dbfs(data) == pytest.approx(-3 - 3.0103, abs=0.01)
 
 
 def test_a_pipeline_writes_to_several_sinks(tmp_path):

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import assert_one_line_error, run_lkplug
-from signals import dominant_frequency, rms_db, sine, to_int16, write_flac
+from signals import write_flac
+
+from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 
 @pytest.fixture(scope="module")
 def flac_48k_stereo(tmp_path_factory):
     path = tmp_path_factory.mktemp("media") / "in.flac"
-    data = to_int16(sine(997, 3.0, 48000, channels=2, dbfs=-10))
+    data = to_s16(sine(997, 3.0, 48000, channels=2, dbfs=-10))
     write_flac(path, data, 48000)
     return path, data
 
@@ -45,7 +47,7 @@ def test_file_gain_resample_remix_to_wav(flac_48k_stereo, tmp_path):
     info = soundfile.info(out)
     assert (rate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert abs(len(data) / rate - len(original) / 48000) <= 0.010
-    assert abs(rms_db(data) - rms_db(original) + 6.0) <= 0.1
+    assert abs(level_dbfs(data) - level_dbfs(original) + 6.0) <= 0.1
     assert abs(dominant_frequency(data, rate) - 997) < 2
 
 
@@ -102,7 +104,7 @@ def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
     info = soundfile.info(out)  # libsndfile checks the header against the data
     assert info.frames > 0 and abs(info.frames / 48000 - processed) <= 0.01
     data, _ = soundfile.read(out, dtype="int16")
-    assert abs(rms_db(data) - (-6 - 6.02 - 3.01)) < 0.1  # gain applied to every frame written
+    assert abs(level_dbfs(data) - (-6 - 6.02 - 3.01)) < 0.1  # gain applied to every frame written
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import asyncio
 import numpy as np
 import pytest
 from livekit import rtc
-from signals import dominant_frequency, rms_db
 
+from lkplug.testing import dominant_frequency, level_dbfs
 from lkplug_livekit.devserver.peers import BARS, RATE, bar_colours
 
 pytestmark = pytest.mark.live
@@ -19,7 +19,7 @@ SINE_RMS_DB = -6.0 - 3.01  # a sine with a -6 dBFS peak
 def assert_sine(audio: np.ndarray, freq: float) -> None:
     steady = audio[len(audio) // 4 :]  # past the decoder's fade-in
     assert dominant_frequency(steady, RATE) == pytest.approx(freq, abs=2)
-    assert rms_db(steady) == pytest.approx(SINE_RMS_DB, abs=1.0)  # Opus is lossy
+    assert level_dbfs(steady) == pytest.approx(SINE_RMS_DB, abs=1.0)  # Opus is lossy
 
 
 async def events(room: rtc.Room, name: str) -> asyncio.Queue:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from signals import dominant_frequency, rms_db, sine, to_int16
 
 import lkplug
 from lkplug import NegotiationError, Pipeline, PluginError, Registry
+from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 HOOKS = str(Path(__file__).with_name("engine_hooks.py"))
 
@@ -37,6 +37,15 @@ async def test_converters_are_inserted_for_a_16k_mono_processor_after_48k_stereo
     assert set(run.processors[0].obj.seen) == {lkplug.AudioFormat(16000, 1, "flt")}
     collected = run.sinks[0].obj.frames
     assert sum(f.samples for f in collected) == 16000  # the resampler's tail was flushed
+
+
+async def test_real_time_pace_goes_on_after_a_stalled_sink_instead_of_bursting(registry):
+    run = pipeline(registry, "tone:duration=1,frame_ms=100", sinks=["stall:seconds=0.5"], pace=1.0)
+    await run.run()
+    times = run.sinks[0].obj.times
+    assert len(times) == 10
+    # the nine frames after the stall keep their 100 ms spacing (a catch-up burst would take ~0)
+    assert times[-1] - times[0] > 0.7
 
 
 async def test_a_resampler_tail_reaches_the_sink(registry, tmp_path):
@@ -113,11 +122,11 @@ async def test_async_processors_and_sinks(registry):
     run = pipeline(registry, "tone:duration=0.5,amplitude=-6", ["asynchalf"])
     await run.run()
     data = np.concatenate([f.data for f in run.sinks[0].obj.frames])
-    assert abs(rms_db(data) - (-6 - 3.01 - 6.02)) < 0.05  # sine rms is peak - 3.01 dB
+    assert abs(level_dbfs(data) - (-6 - 3.01 - 6.02)) < 0.05  # sine rms is peak - 3.01 dB
 
 
 def test_gain_clips_s16_instead_of_wrapping():
-    loud = to_int16(sine(100, 0.1, 48000, dbfs=-1))
+    loud = to_s16(sine(100, 0.1, 48000, dbfs=-1))
     out, _ = lkplug.process(loud, 48000, "gain:db=20")
     assert out.dtype == np.int16
     peaks = np.argmax(loud[:, 0])
@@ -129,14 +138,14 @@ def test_python_api_numpy_in_numpy_out():
     data = sine(440, 1.0, 48000, channels=2, dbfs=-10)
     out, rate = lkplug.process(data, 48000, "gain:db=-6", "resample:rate=16000", "remix:channels=1")
     assert rate == 16000 and out.shape == (16000, 1) and out.dtype == np.float32
-    assert abs(rms_db(out) - (rms_db(data) - 6)) < 0.05
+    assert abs(level_dbfs(out) - (level_dbfs(data) - 6)) < 0.05
 
 
 def test_python_api_push_frames():
     chain = lkplug.open_chain("resample:rate=8000")
     frames = []
     for i in range(10):
-        block = to_int16(sine(300, 0.1, 48000))
+        block = to_s16(sine(300, 0.1, 48000))
         frames += chain.push(lkplug.AudioFrame(block, 48000, i * 4800))
     frames += chain.flush()
     assert sum(f.samples for f in frames) == 8000
@@ -159,7 +168,7 @@ async def test_fan_out_runs_one_pipeline_per_stream_with_templated_sinks(registr
         data, rate = soundfile.read(tmp_path / f"t{freq}-{freq}.wav")
         assert len(data) == rate // 2
         assert dominant_frequency(data, rate) == pytest.approx(freq, abs=2)
-        assert rms_db(data) == pytest.approx(-6.0 - 3.01 - 6.0, abs=0.1)
+        assert level_dbfs(data) == pytest.approx(-6.0 - 3.01 - 6.0, abs=0.1)
 
 
 async def test_fan_out_reports_a_failed_stream_and_finishes_the_others(registry, tmp_path):
@@ -194,7 +203,7 @@ def test_fan_out_sink_templates_are_checked_before_running(registry, sink, messa
 
 
 async def test_a_downmix_after_a_resampler_runs_first_with_the_same_result(registry):
-    stereo = lkplug.AudioFrame(to_int16(sine(1000, 1.0, 48000, 2)), 48000)
+    stereo = lkplug.AudioFrame(to_s16(sine(1000, 1.0, 48000, 2)), 48000)
     run = pipeline(registry, "tone:rate=48000,channels=2", ["resample:rate=16000", "remix:channels=1"])
     plan = run.explain()
     assert plan.index("remix:channels=1") < plan.index("resample:rate=16000")  # fewer channels to filter

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import assert_one_line_error, run_lkplug
-from signals import dominant_frequency, sine, to_int16
 
 from lkplug import Built, Pipeline, Registry, RunContext, Source, VideoFormat, VideoFrame, build
+from lkplug.testing import dominant_frequency, sine, to_s16
 from lkplug_av.source import FileSource
 
 AUDIO_FORMATS = ["mp4", "mov", "m4a", "mkv", "webm", "ogg", "opus", "flac", "mp3", "wav"]
@@ -59,7 +59,7 @@ def make_clip(path, seconds=2.0, width=1280, height=720, fps=30, rate=48000, fre
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
             frame.pts = index
             container.mux(video.encode(frame))
-        samples = to_int16(sine(freq, seconds, rate, 2))
+        samples = to_s16(sine(freq, seconds, rate, 2))
         step = 1024
         for start in range(0, len(samples), step):
             chunk = np.ascontiguousarray(samples[start : start + step].reshape(1, -1))
@@ -236,7 +236,7 @@ def test_fps_drops_and_repeats(tmp_path, registry):
 
 def test_start_duration_and_loop(tmp_path):
     path = tmp_path / "ramp.wav"
-    soundfile.write(path, to_int16(sine(500, 3.0, 16000)), 16000)
+    soundfile.write(path, to_s16(sine(500, 3.0, 16000)), 16000)
     frames, _ = decode_all_with(path, start=1.0, duration=1.5)
     assert sum(f.samples for f in frames) == 24000
     frames, source = decode_all_with(path, loop=3)
@@ -280,7 +280,7 @@ def test_corrupted_middle_decodes_past_the_damage_with_one_warning(tmp_path):
 
 
 def test_big_endian_rifx_wav_is_read_right(tmp_path):
-    samples = to_int16(sine(440, 0.5, 22050, 2))
+    samples = to_s16(sine(440, 0.5, 22050, 2))
     path = tmp_path / "be.wav"
     soundfile.write(path, samples, 22050, subtype="PCM_16", endian="BIG")
     assert path.read_bytes()[:4] == b"RIFX"

@@ -65,15 +65,26 @@ def open_chain(*specs: str, registry: Registry | None = None) -> OpenChain:
 
 
 def process(
-    samples: np.ndarray, rate: int, *specs: str, registry: Registry | None = None
+    samples: np.ndarray,
+    rate: int,
+    *specs: str,
+    registry: Registry | None = None,
+    frame_size: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Run ``samples`` ((n, channels) or (n,), int16 or float32) through a chain in one call.
+    """Run ``samples`` ((n, channels) or (n,), int16 or float32) through a chain in one call, as one
+    frame or in frames of ``frame_size`` samples.
 
     Returns the processed samples (2-D) and their sample rate.
     """
-    data = samples.reshape(-1, 1) if samples.ndim == 1 else samples
+    data = np.ascontiguousarray(samples.reshape(-1, 1) if samples.ndim == 1 else samples)
     chain = open_chain(*specs, registry=registry)
-    frames = chain.push(AudioFrame(np.ascontiguousarray(data), rate)) + chain.flush()
+    step = frame_size or max(len(data), 1)
+    frames = []
+    for start in range(0, len(data), step):
+        frames += chain.push(AudioFrame(data[start : start + step], rate, start))
+    if not len(data):
+        frames += chain.push(AudioFrame(data, rate))
+    frames += chain.flush()
     if not frames:
         out_format = chain._chains["audio"].out_format
         return np.zeros((0, out_format.channels), data.dtype), out_format.rate

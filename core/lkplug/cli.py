@@ -174,9 +174,12 @@ def _inspect_text(entry) -> str:
     lines += ["", "Parameters:"]
     if not info["params"]:
         lines.append("  (none)")
+    width = max([12] + [len(p["name"]) for p in info["params"]])
     for p in info["params"]:
         default = "required" if p["required"] else f"default {p['default']!r}"
-        lines.append(f"  {p['name']:<12} {p['type']:<6} {default:<22} {p['range'] or '':<22} {p['help']}")
+        lines.append(
+            f"  {p['name']:<{width}} {p['type']:<6} {default:<22} {p['range'] or '':<22} {p['help']}"
+        )
     if entry.role != "source":
         lines += ["", "Accepts:"]
         lines += [f"  {kind}: {text}" for kind, text in info["accepts"].items()] or ["  (nothing)"]
@@ -297,6 +300,20 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         )
     if report.stopped:
         sys.exit(EXIT_INTERRUPTED)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), help="Where to write it [./lkplug-NAME]."
+)
+def new_plugin_command(name, directory):
+    """Write a ready plugin package: pyproject with the entry point, one processor, a passing test."""
+    from .scaffold import plugin_names, write_plugin
+
+    root = write_plugin(name, directory)
+    click.echo(f"wrote {root}/ with the processor {plugin_names(name)['name']!r}; next:")
+    click.echo(f"  cd {root} && pip install -e '.[test]' && pytest && lkplug list")
 
 
 async def _run_with_signals(pipeline: Pipeline, status):

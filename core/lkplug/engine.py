@@ -23,6 +23,7 @@ from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
 QUEUE_FRAMES = 8
+MAX_PACE_LAG = 0.25  # seconds behind the pace before the pacer stops catching up
 _END = object()  # end of the source's frames
 
 
@@ -102,6 +103,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.registry = registry
         self.pace = pace  # None: as fast as possible; 1.0: real time
+        self._pace_origin: float | None = None  # wall time at which media time 0 is due
         self.context = context or RunContext()
         self.duration = duration  # stop after this many seconds of media, like ffmpeg's -t
         self._producer: asyncio.Task | None = None
@@ -202,7 +204,7 @@ class Pipeline:
                         self._producer.cancel()
                         break
                 if self.pace:
-                    await self._wait_for_pace(frame, started)
+                    await self._wait_for_pace(frame)
                 await self._handle(frame)
                 report.frames += 1
                 report.seconds = max(report.seconds, frame.time + getattr(frame, "duration", 0.0))
@@ -241,10 +243,16 @@ class Pipeline:
             except asyncio.QueueFull:
                 pass  # the consumer drains the queue, then sees that this task is done
 
-    async def _wait_for_pace(self, frame, started: float) -> None:
-        due = started + frame.time / self.pace
-        delay = due - time.monotonic()
-        if delay > 0:
+    async def _wait_for_pace(self, frame) -> None:
+        now = time.monotonic()
+        if self._pace_origin is None:
+            self._pace_origin = now - frame.time / self.pace
+        delay = self._pace_origin + frame.time / self.pace - now
+        if delay < -MAX_PACE_LAG:
+            # far behind (a sink stalled: joining a room, waiting for a listener): go on at the pace
+            # from here rather than catch up in a burst the listener would not hear
+            self._pace_origin -= delay
+        elif delay > 0:
             await asyncio.sleep(delay)
 
     async def _handle(self, frame) -> None:

@@ -9,6 +9,7 @@ import click
 
 from lkplug import Component, Param, hookimpl
 
+from .apm import Apm
 from .selector import SOURCES
 from .sink import TrackSink
 from .source import TrackSource
@@ -41,6 +42,26 @@ def lkplug_sources():
 
 
 @hookimpl
+def lkplug_processors():
+    return [
+        Component(
+            "apm",
+            Apm,
+            "WebRTC audio processing (LiveKit SDK): noise suppression, high-pass, gain control, echo",
+            params=(
+                Param("noise_suppression", bool, True, "suppress stationary noise"),
+                Param("high_pass", bool, True, "remove rumble below about 80 Hz"),
+                Param("gain_control", bool, False, "automatic gain control"),
+                Param(
+                    "echo_cancellation", bool, False, "cancel echo of a far-end stream (Python: .reverse())"
+                ),
+                Param("delay_ms", int, 0, "echo path delay in ms (with echo_cancellation)", min=0, max=500),
+            ),
+        )
+    ]
+
+
+@hookimpl
 def lkplug_sinks():
     return [
         Component(
@@ -51,6 +72,13 @@ def lkplug_sinks():
                 Param("name", str, help="track name"),
                 Param("source", str, "microphone", "track source kind", choices=tuple(SOURCES)),
                 Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+                Param(
+                    "wait",
+                    float,
+                    0.0,
+                    "hold the first frame until someone subscribes, up to this many seconds",
+                    min=0,
+                ),
             ),
             positional="name",
         )

@@ -1,5 +1,9 @@
 """The ``track`` sink: publishes what reaches it as a track of lkplug's participant
-(``AudioSource`` + ``LocalAudioTrack``), paced by the SDK's small capture queue."""
+(``AudioSource`` + ``LocalAudioTrack``), paced by the SDK's small capture queue.
+
+With ``wait=S`` it holds the first frame until someone subscribes (up to S seconds), so a file played
+into a room is heard from its first second rather than from whenever the listener's subscription
+completes."""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ class TrackSink(Sink):
     # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that
     accepts = {"audio": AudioContract(sample_formats=("s16",), frame_ms=10)}
 
-    def __init__(self, name: str, source: str = "microphone", queue_ms: int = 200):
-        self.name, self.source, self.queue_ms = name, source, queue_ms
+    def __init__(self, name: str, source: str = "microphone", queue_ms: int = 200, wait: float = 0.0):
+        self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
         self.connection: RoomConnection | None = None
         self._audio = None  # (AudioSource, publication sid)
         self._notify = print
@@ -49,9 +53,16 @@ class TrackSink(Sink):
         audio_source = rtc.AudioSource(frame.sample_rate, frame.channels, queue_size_ms=self.queue_ms)
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=getattr(rtc.TrackSource, SOURCES[self.source][0]))
+        subscribed = asyncio.Event()
+        room.on("local_track_subscribed", lambda local: subscribed.set() if local is track else None)
         publication = await room.local_participant.publish_track(track, options)
         self._audio = (audio_source, publication.sid)
         self._notify(f"publishing {self.name} in room {room.name}")
+        if self.wait:
+            try:
+                await asyncio.wait_for(subscribed.wait(), self.wait)
+            except asyncio.TimeoutError:
+                self._notify(f"nobody subscribed to {self.name} within {self.wait:g} s: sending anyway")
 
     async def close(self) -> None:
         if self._audio is None:

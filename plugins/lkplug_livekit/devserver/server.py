@@ -380,6 +380,7 @@ class DevServer:
             await participant.connected.wait()
             participant.need_offer.clear()
             pc = participant.subscriber
+            added = []
             for sid, change in list(participant.changes.items()):
                 del participant.changes[sid]
                 sender = participant.senders.pop(sid, None)
@@ -391,7 +392,12 @@ class DevServer:
                     sender = pc.addTransceiver(media, direction="sendonly").sender
                     sender._stream_id = f"{change.owner.sid}|{sid}"
                     participant.senders[sid] = sender
+                    added.append(change)
             await self._send_offer(participant)
+            await participant.answered.wait()
+            # media flows from here on: tell each publisher (the SDK's local_track_subscribed)
+            for track in added:
+                await track.owner.send(track_subscribed=rtc.TrackSubscribed(track_sid=track.info.sid))
 
     def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
         if participant.gone or track.info.sid in participant.senders:
