@@ -345,3 +345,11 @@ def test_frame_rate_is_kept(clip):
     assert source.formats["video"].fps == 30
     assert len(frames) == 60
     assert Fraction(round(frames[1].time - frames[0].time, 6)).limit_denominator(100) == Fraction(1, 30)
+
+
+def test_start_and_duration_on_audio_and_video_share_one_clock(clip):
+    frames, _ = decode_all_with(clip, start=1.0, duration=0.5, video=True)
+    audio = [f for f in frames if f.kind == "audio"]
+    pictures = [f for f in frames if f.kind == "video"]
+    assert sum(f.samples for f in audio) == 24000 and audio[0].timestamp == 0
+    assert len(pictures) == 15 and pictures[0].time == 0.0
