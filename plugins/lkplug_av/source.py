@@ -212,7 +212,7 @@ class FileSource(Source):
         block = self.block_seconds
         if "video" in self.streams:
             block = min(block, PACED_BLOCK_SECONDS)
-        clock = _Clock(self.limit, block)
+        clock = _Clock(self.limit, block, set(self.streams) or {"audio"})
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
@@ -340,8 +340,10 @@ class _Clock:
     """Turns decoded frames into lkplug frames on one timeline: trims what lies before ``start=``,
     gathers audio into blocks, cuts at ``duration=``, and carries time on across loops."""
 
-    def __init__(self, limit: float | None, block_seconds: float):
+    def __init__(self, limit: float | None, block_seconds: float, kinds: set[str]):
         self.limit = limit
+        self.kinds = kinds
+        self.finished: set[str] = set()  # kinds that reached duration=
         self.block_seconds = block_seconds
         self.start = 0.0
         self.offset = 0.0  # seconds of the earlier passes (loop=)
@@ -351,7 +353,11 @@ class _Clock:
         self.fifo_key: tuple | None = None  # rate, sample format, channels of what it holds
         self.video_end = 0.0
         self.emitted = 0
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        """Every kind has reached duration= (one kind may get there first: files interleave)."""
+        return self.finished >= self.kinds
 
     def frames(self, decoded, start: float, several: bool):
         self.start = start
@@ -428,7 +434,7 @@ class _Clock:
         if self.limit is not None:
             frame = frame.until(self.limit)
             if frame is None or frame.samples < len(data):
-                self.done = True
+                self.finished.add("audio")
             if frame is None:
                 return []
         self.position += frame.samples
@@ -442,7 +448,7 @@ class _Clock:
             return
         when = self.offset + seconds
         if self.limit is not None and when >= self.limit:
-            self.done = True
+            self.finished.add("video")
             return
         length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
         width, height = frame.width, frame.height
