@@ -345,3 +345,23 @@ def test_frame_rate_is_kept(clip):
     assert source.formats["video"].fps == 30
     assert len(frames) == 60
     assert Fraction(round(frames[1].time - frames[0].time, 6)).limit_denominator(100) == Fraction(1, 30)
+
+
+def test_start_and_duration_on_audio_and_video_share_one_clock(clip):
+    frames, _ = decode_all_with(clip, start=1.0, duration=0.5, video=True)
+    audio = [f for f in frames if f.kind == "audio"]
+    pictures = [f for f in frames if f.kind == "video"]
+    assert sum(f.samples for f in audio) == 24000 and audio[0].timestamp == 0
+    assert len(pictures) == 15 and pictures[0].time == 0.0
+
+
+def test_duration_option_cuts_audio_and_video_alike(clip, tmp_path):
+    out = tmp_path / "cut.mkv"
+    result = run_lkplug(
+        "run", "--source", f"file:{clip}", "--proc", "scale:height=180", "--sink", f"file:{out}", "-t", "1.5"
+    )
+    assert result.returncode == 0, result.stderr
+    pictures, _ = decode_all(out, "v:0")
+    data, rate = audio_of(out)
+    assert len(pictures) == 45
+    assert abs(len(data) / rate - 1.5) < 0.03

@@ -191,6 +191,8 @@ class Pipeline:
             for index, sink in enumerate(self.sinks):
                 start = sink.obj.start({k: self._tails[(index, k)].out_format for k in formats})
                 await _maybe_await(start)
+            seen: set[str] = set()  # kinds that arrived, and those that reached --duration
+            finished: set[str] = set()
             self._producer = asyncio.create_task(self._produce(queue))
             if self._stopping:  # stop() came before the task existed
                 self._producer.cancel()
@@ -199,10 +201,15 @@ class Pipeline:
                 if frame is _END:
                     break
                 if self.duration is not None:
-                    frame = frame.until(self.duration)
-                    if frame is None:  # long enough: end as if the source had ended
-                        self._producer.cancel()
-                        break
+                    seen.add(frame.kind)
+                    cut = frame.until(self.duration)
+                    if cut is None:  # long enough: end as if the source had ended, once every
+                        finished.add(frame.kind)  # kind is (files interleave: one gets there first)
+                        if finished >= seen:
+                            self._producer.cancel()
+                            break
+                        continue
+                    frame = cut
                 if self.pace:
                     await self._wait_for_pace(frame)
                 await self._handle(frame)

@@ -44,7 +44,7 @@ def _codec(name: str, kind: str):
     except (av.error.FFmpegError, ValueError):
         raise UsageError(f"file: no {kind} encoder {name!r} in this FFmpeg (PyAV)") from None
     if codec.type != kind:
-        raise UsageError(f"file: {name!r} is a {codec.type} codec, not a {kind} one")
+        raise UsageError(f"file: {name!r} encodes {codec.type}, not {kind}")
     return codec
 
 

@@ -212,7 +212,7 @@ class FileSource(Source):
         block = self.block_seconds
         if "video" in self.streams:
             block = min(block, PACED_BLOCK_SECONDS)
-        clock = _Clock(self.limit, block)
+        clock = _Clock(self.limit, block, set(self.streams) or {"audio"})
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
@@ -340,18 +340,24 @@ class _Clock:
     """Turns decoded frames into lkplug frames on one timeline: trims what lies before ``start=``,
     gathers audio into blocks, cuts at ``duration=``, and carries time on across loops."""
 
-    def __init__(self, limit: float | None, block_seconds: float):
+    def __init__(self, limit: float | None, block_seconds: float, kinds: set[str]):
         self.limit = limit
+        self.kinds = kinds
+        self.finished: set[str] = set()  # kinds that reached duration=
         self.block_seconds = block_seconds
         self.start = 0.0
         self.offset = 0.0  # seconds of the earlier passes (loop=)
         self.position: int | None = None  # next audio sample number
         self.rate = 0
-        self.buffer: np.ndarray | None = None  # the audio block being filled
-        self.fill = 0
+        self.fifo = None  # FFmpeg's AVAudioFifo, gathering the audio block
+        self.fifo_key: tuple | None = None  # rate, sample format, channels of what it holds
         self.video_end = 0.0
         self.emitted = 0
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        """Every kind has reached duration= (one kind may get there first: files interleave)."""
+        return self.finished >= self.kinds
 
     def frames(self, decoded, start: float, several: bool):
         self.start = start
@@ -368,68 +374,67 @@ class _Clock:
                 return
 
     def _audio(self, frame, seconds: float | None, several: bool) -> list | None:
-        """Copy one decoded frame's samples straight into the block (no per-frame arrays for the
-        common sample formats: this runs some 50 times per second of audio)."""
+        """Gather decoded frames in FFmpeg's own FIFO and make one array per block: per decoded
+        frame (some 50 per second of audio) Python does almost nothing."""
         rate = frame.sample_rate
-        if isinstance(frame, _Samples):
-            data, fast = frame.data, None
-        else:
-            fast = _DIRECT.get(frame.format.name)
-            data = None if fast else to_samples(frame)
+        if isinstance(frame, _Samples):  # already a block (libsndfile reads whole blocks)
+            return self._block(frame.data, rate, seconds, several)
         if self.start and seconds is not None and seconds < 0:  # decoded from the keyframe before start=
-            data = to_samples(frame) if data is None else data
             cut = round(-seconds * rate)
-            if cut >= len(data):
-                return None
-            data, seconds = data[cut:], 0.0
-        if data is not None:
-            samples, channels, dtype = data.shape[0], data.shape[1], data.dtype
-        else:
-            samples, channels, dtype = frame.samples, frame.layout.nb_channels, fast[0]
-        out = None
-        buffer = self.buffer
-        if buffer is not None and (
-            rate != self.rate
-            or channels != buffer.shape[1]
-            or dtype != buffer.dtype
-            or self.fill + samples > len(buffer)
-        ):
-            out = self._emit_block()
-            buffer = None
+            data = to_samples(frame)
+            return self._block(data[cut:], rate, 0.0, several) if cut < len(data) else None
+        key = (rate, frame.format.name, frame.layout.nb_channels)
+        out = self._emit_fifo() if self.fifo is not None and key != self.fifo_key else None
+        self._start_position(rate, seconds, several)
+        if self.fifo is None:
+            import av
+
+            self.fifo, self.fifo_key = av.AudioFifo(), key
+        frame.pts = None  # the FIFO checks continuity of timestamps; the clock here counts samples
+        self.fifo.write(frame)
+        if self.fifo.samples >= rate * self.block_seconds:
+            out = (out or []) + self._emit_fifo()
+        return out
+
+    def _start_position(self, rate: int, seconds: float | None, several: bool) -> None:
         if self.position is None:
             first = max(0.0, seconds) if several and seconds is not None else 0.0
             self.position = round((self.offset + first) * rate)
         elif rate != self.rate and self.rate:
             self.position = round(self.position * rate / self.rate)
         self.rate = rate
-        if buffer is None:
-            target = round(rate * self.block_seconds)
-            buffer = self.buffer = np.empty((target + max(samples, 4096), channels), dtype)
-        into = buffer[self.fill : self.fill + samples]
-        if data is not None:
-            into[:] = data
-        elif fast[1]:  # planar: one plane per channel
-            for channel, plane in enumerate(frame.planes):
-                into[:, channel] = np.frombuffer(plane, dtype, count=samples)
-        else:
-            into[:] = np.frombuffer(frame.planes[0], dtype, count=samples * channels).reshape(
-                samples, channels
-            )
-        self.fill += samples
-        if self.fill >= rate * self.block_seconds:
-            out = (out or []) + self._emit_block()
-        return out
 
-    def _emit_block(self) -> list:
-        if not self.fill:
+    def _block(self, data: np.ndarray, rate: int, seconds: float | None, several: bool) -> list:
+        out = self._emit_fifo()
+        self._start_position(rate, seconds, several)
+        return out + self._emit(data)
+
+    def _emit_fifo(self) -> list:
+        fifo, self.fifo = self.fifo, None
+        block = fifo.read() if fifo is not None else None
+        if block is None:
             return []
-        data = self.buffer[: self.fill]
-        self.buffer, self.fill = None, 0
+        samples = block.samples
+        direct = _DIRECT.get(block.format.name)
+        if direct is None:
+            data = to_samples(block)
+        elif direct[1]:  # planar: one plane per channel, interleaved here in one pass per channel
+            planes = block.planes
+            data = np.empty((samples, len(planes)), direct[0])
+            for channel, plane in enumerate(planes):
+                data[:, channel] = np.frombuffer(plane, direct[0], count=samples)
+        else:
+            channels = block.layout.nb_channels
+            data = np.frombuffer(block.planes[0], direct[0], count=samples * channels)
+            data = data.reshape(samples, channels).copy()
+        return self._emit(data)
+
+    def _emit(self, data: np.ndarray) -> list:
         frame = AudioFrame(data, self.rate, self.position)
         if self.limit is not None:
             frame = frame.until(self.limit)
             if frame is None or frame.samples < len(data):
-                self.done = True
+                self.finished.add("audio")
             if frame is None:
                 return []
         self.position += frame.samples
@@ -443,7 +448,7 @@ class _Clock:
             return
         when = self.offset + seconds
         if self.limit is not None and when >= self.limit:
-            self.done = True
+            self.finished.add("video")
             return
         length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
         width, height = frame.width, frame.height
@@ -456,7 +461,7 @@ class _Clock:
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
-        yield from self._emit_block()
+        yield from self._emit_fifo()
         audio_end = self.position / self.rate if self.position is not None and self.rate else 0.0
         self.offset = max(audio_end, self.video_end, self.offset)
         if self.position is not None:
