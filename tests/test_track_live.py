@@ -273,13 +273,15 @@ def assert_bars(image: np.ndarray) -> None:
         assert np.abs(np.subtract(seen, sent)).max() < 40, (bar_colours(image), BARS)
 
 
-async def test_alices_camera_is_recorded_to_a_file_with_its_colours(livekit_server, livekit_join, tmp_path):
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "rgb24"])
+async def test_alices_camera_is_recorded_to_a_file_with_its_colours(
+    livekit_server, livekit_join, tmp_path, pixel_format
+):
     alice = await livekit_join("alice")
     await alice.publish_bars()
     out = tmp_path / "camera.mp4"
-    code, _, err = await lkplug(
-        livekit_server, "run", "--source", "track:alice/camera", "--sink", f"file:{out}", "-t", "3"
-    )
+    source = f"track:alice/camera,format={pixel_format}"  # rgb24: the engine converts for H.264
+    code, _, err = await lkplug(livekit_server, "run", "--source", source, "--sink", f"file:{out}", "-t", "3")
     assert code == 0, err
     with av.open(str(out)) as container:
         stream = container.streams.video[0]

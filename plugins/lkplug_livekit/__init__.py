@@ -12,7 +12,7 @@ from lkplug import Component, Param, hookimpl
 from .apm import Apm
 from .selector import SOURCES
 from .sink import TrackSink
-from .source import TrackSource
+from .source import SDK_PIXEL_FORMATS, TrackSource
 
 
 @hookimpl
@@ -35,6 +35,13 @@ def lkplug_sources():
                 Param("follow", bool, False, "when the participant leaves, wait for them to come back"),
                 Param("rate", int, 0, "ask the SDK for this sample rate (0: 48000)", min=0, max=192000),
                 Param("channels", int, 0, "ask the SDK for this many channels (0: 1)", min=0, max=8),
+                Param(
+                    "format",
+                    str,
+                    "yuv420p",
+                    "video: ask the SDK for this pixel format",
+                    choices=tuple(SDK_PIXEL_FORMATS),
+                ),
             ),
             positional="selector",
         )

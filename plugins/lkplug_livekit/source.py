@@ -12,9 +12,13 @@ import dataclasses
 import numpy as np
 
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
+from lkplug.frames import video_shape
 
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
+
+# lkplug's pixel format -> the SDK's VideoBufferType
+SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 ROOM_EVENTS = (
     "participant_connected",
@@ -40,11 +44,13 @@ class TrackSource(Source):
         follow: bool = False,
         rate: int = 0,
         channels: int = 0,
+        format: str = "yuv420p",
     ):
         self.selector = selector if isinstance(selector, TrackSelector) else TrackSelector.parse(selector)
         self.fans_out = self.selector.fans_out
         self.wait, self.follow = wait, follow
         self.rate, self.channels = rate or 48000, channels or 1
+        self.pixel_format = format  # what the SDK converts video to
         self.connection: RoomConnection | None = None
         self.context = None
         self.ended = False
@@ -90,7 +96,9 @@ class TrackSource(Source):
                     if publication is None:
                         continue
                     selector = dataclasses.replace(self.selector, identity=identity)
-                    stream = TrackSource(selector, self.wait, True, self.rate, self.channels)
+                    stream = TrackSource(
+                        selector, self.wait, True, self.rate, self.channels, self.pixel_format
+                    )
                     stream.bind(self.context)
                     streams[identity] = stream
                     yield self._fields(room, participant, publication), stream
@@ -138,7 +146,9 @@ class TrackSource(Source):
                         frame = audio_frame(event.frame, round(elapsed * event.frame.sample_rate))
                     else:  # the sender's capture timestamps, from where the last track ended
                         first_us = event.timestamp_us if first_us is None else first_us
-                        frame = video_frame(event.frame, start + (event.timestamp_us - first_us) / 1e6)
+                        frame = video_frame(
+                            event.frame, self.pixel_format, start + (event.timestamp_us - first_us) / 1e6
+                        )
                     elapsed = frame.time + frame.duration
                     yield frame
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
@@ -207,7 +217,8 @@ class TrackSource(Source):
                 track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=10
             )
         else:
-            stream = rtc.VideoStream(track, format=rtc.VideoBufferType.I420)
+            buffer_type = getattr(rtc.VideoBufferType, SDK_PIXEL_FORMATS[self.pixel_format])
+            stream = rtc.VideoStream(track, format=buffer_type)
         frames = aiter(stream)
         next_frame = None
         try:
@@ -245,10 +256,12 @@ def audio_frame(audio, timestamp: int) -> AudioFrame:
     return AudioFrame(samples.copy(), audio.sample_rate, timestamp)  # copied: the SDK owns its buffer
 
 
-def video_frame(video, time: float) -> VideoFrame:
-    """An I420 picture of the SDK as yuv420p: the planes one after another, as FFmpeg lays them out."""
+def video_frame(video, pixel_format: str, time: float) -> VideoFrame:
+    """A picture of the SDK, converted to ``pixel_format``, in FFmpeg's layout (planes one after
+    another for yuv420p and nv12)."""
     width, height = video.width, video.height
     if width % 2 or height % 2:
         raise MediaError(f"a {width}x{height} video track: odd picture sizes are not supported")
-    data = np.frombuffer(video.data, np.uint8)[: width * height * 3 // 2]
-    return VideoFrame(data.reshape(height * 3 // 2, width).copy(), "yuv420p", width, height, time)
+    shape = video_shape(pixel_format, width, height)
+    data = np.frombuffer(video.data, np.uint8)[: int(np.prod(shape))]
+    return VideoFrame(data.reshape(shape).copy(), pixel_format, width, height, time)
