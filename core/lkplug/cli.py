@@ -256,9 +256,12 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     lkplug run --source file:in.flac --proc gain:db=-6 --proc resample:rate=16000 \\
                --proc remix:channels=1 --sink wav:out.wav
     lkplug run --source tone:freq=440,duration=10 --sink wav:tone.wav --sink null
+    lkplug run --source file:clip.mp4 --proc scale:height=360 --sink file:small.mp4
 
-    Converters (sample rate, channels, sample format, frame size) are inserted where a stage needs
-    them; --explain shows where. Ctrl-C stops the source, flushes and closes every output.
+    A SPEC is NAME, NAME:VALUE or NAME:KEY=VALUE,...; `lkplug list` shows every component and
+    `lkplug inspect NAME` its parameters. Converters (sample rate, channels, sample format, frame
+    size, pixel format) are inserted where a stage needs them; --explain shows where. Ctrl-C stops
+    the source, flushes and closes every output.
     """
     pace_value = _parse_pace(pace)
     if not sinks and not explain:
