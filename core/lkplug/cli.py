@@ -371,6 +371,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+def console() -> None:
+    """The ``lkplug`` command: ``main()``, then an exit that skips the interpreter's teardown. By then
+    every output is closed; what the teardown would still do is stop native runtimes that plugins
+    started, and an SDK's async runtime can abort the process there (seen: a Rust panic after a
+    finished recording, turning exit 0 into -6)."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
     if debug:
         traceback.print_exception(exc)
