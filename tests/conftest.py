@@ -43,6 +43,22 @@ def lkplug_cli():
     return run_lkplug
 
 
+def pytest_sessionfinish(session, exitstatus):
+    session.config.lkplug_exitstatus = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """After everything pytest reports and writes: leave without the interpreter's teardown when the
+    LiveKit SDK ran in this process (the test participants). The SDK disposes its native runtime at
+    exit, and that has aborted a process after its work was done (see lkplug.cli.console)."""
+    status = getattr(config, "lkplug_exitstatus", None)
+    if status is not None and "livekit.rtc" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
     """A failure as users should see it: non-zero exit, one line on stderr, no traceback."""
     assert result.returncode != 0, result
