@@ -80,10 +80,8 @@ def process(
     chain = open_chain(*specs, registry=registry)
     step = frame_size or max(len(data), 1)
     frames = []
-    for start in range(0, len(data), step):
+    for start in range(0, len(data), step) or [0]:  # an empty input is one empty frame
         frames += chain.push(AudioFrame(data[start : start + step], rate, start))
-    if not len(data):
-        frames += chain.push(AudioFrame(data, rate))
     frames += chain.flush()
     if not frames:
         out_format = chain._chains["audio"].out_format

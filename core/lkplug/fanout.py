@@ -70,6 +70,7 @@ class FanOut:
         self._check_templates()
         self._pipelines: set[Pipeline] = set()
         self._stopping = False
+        self._all_ran = False  # with a duration: every stream found has run that long
         self._finder: asyncio.Task | None = None
 
     def _check_templates(self) -> None:
@@ -136,6 +137,7 @@ class FanOut:
                 # (a room's source would otherwise wait for new participants until stopped)
                 others = [t for t in runs if t is not asyncio.current_task()]
                 if self.duration is not None and all(t.done() for t in others):
+                    self._all_ran = True
                     self._finder.cancel()
             report.frames += result.frames
             report.seconds += result.seconds
@@ -160,7 +162,7 @@ class FanOut:
         try:
             await self._finder
         except asyncio.CancelledError:
-            if not (self._stopping or self.duration is not None):
+            if not (self._stopping or self._all_ran):
                 raise
         finally:
             for pipeline in list(self._pipelines):

@@ -89,7 +89,9 @@ class FileSink(Sink):
         self._pending: list = []
         self._last_pts = -1
         self._size = None
+        self._rate = None  # the video stream's frame rate
         self._audio_format = None
+        self._audio_time_base = None
 
     def _audio_contract(self) -> AudioContract:
         codec = _codec(self.audio_codec, "audio")
@@ -174,6 +176,7 @@ class FileSink(Sink):
             stream.bit_rate = self.bitrate or AUDIO_BITRATES[self.audio_codec]
         self.streams["audio"] = stream
         self._audio_format = first.format
+        self._audio_time_base = Fraction(1, first.sample_rate)
 
     def _add_video(self, first) -> None:
         rate = Fraction(self.fps or 30).limit_denominator(1001)
@@ -211,11 +214,10 @@ class FileSink(Sink):
             if data.dtype == np.float32:
                 data = np.clip(data, -1.0, 1.0)
             packed = np.ascontiguousarray(data).reshape(1, -1)
-            layout = av.AudioLayout(f"{frame.channels}c")
-            picture = av.AudioFrame.from_ndarray(packed, format=frame.sample_format, layout=layout)
+            picture = av.AudioFrame.from_ndarray(packed, format=frame.sample_format, layout=stream.layout)
             picture.sample_rate = frame.sample_rate
             picture.pts = frame.timestamp
-            picture.time_base = Fraction(1, frame.sample_rate)
+            picture.time_base = self._audio_time_base
         else:
             if (frame.width, frame.height) != self._size:
                 raise MediaError(

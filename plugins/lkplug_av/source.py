@@ -2,7 +2,8 @@
 counted) the way the ffmpeg CLI does instead of ending the file; decoded length, not the header,
 is the truth about how long a file is.
 
-Audio comes out in the file's own rate and layout, gathered into blocks of about 0.1 s; video as one
+Audio comes out in the file's own rate and layout, gathered into blocks (0.5 s; 0.1 s when paced
+or beside video); video as one
 frame per picture in one of lkplug's pixel formats. With both, the frames keep the file's interleaving
 and share one clock (seconds from the start of the file, or from ``start=``)."""
 
@@ -365,15 +366,13 @@ class _Clock:
             if seconds is not None:
                 seconds -= start
             if kind == "audio":
-                out = self._audio(frame, seconds, several)
-                if out:
-                    yield from out
+                yield from self._audio(frame, seconds, several)
             else:
                 yield from self._video(frame, seconds)
             if self.done:
                 return
 
-    def _audio(self, frame, seconds: float | None, several: bool) -> list | None:
+    def _audio(self, frame, seconds: float | None, several: bool) -> list:
         """Gather decoded frames in FFmpeg's own FIFO and make one array per block: per decoded
         frame (some 50 per second of audio) Python does almost nothing."""
         rate = frame.sample_rate
@@ -382,9 +381,9 @@ class _Clock:
         if self.start and seconds is not None and seconds < 0:  # decoded from the keyframe before start=
             cut = round(-seconds * rate)
             data = to_samples(frame)
-            return self._block(data[cut:], rate, 0.0, several) if cut < len(data) else None
+            return self._block(data[cut:], rate, 0.0, several) if cut < len(data) else []
         key = (rate, frame.format.name, frame.layout.nb_channels)
-        out = self._emit_fifo() if self.fifo is not None and key != self.fifo_key else None
+        out = self._emit_fifo() if self.fifo is not None and key != self.fifo_key else []
         self._start_position(rate, seconds, several)
         if self.fifo is None:
             import av
@@ -393,7 +392,7 @@ class _Clock:
         frame.pts = None  # the FIFO checks continuity of timestamps; the clock here counts samples
         self.fifo.write(frame)
         if self.fifo.samples >= rate * self.block_seconds:
-            out = (out or []) + self._emit_fifo()
+            out += self._emit_fifo()
         return out
 
     def _start_position(self, rate: int, seconds: float | None, several: bool) -> None:

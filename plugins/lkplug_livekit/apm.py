@@ -43,9 +43,7 @@ class Apm(Processor):
 
     def _run(self, frame, method):
         data = frame.data
-        lk_frame = self._rtc.AudioFrame(
-            bytearray(data.tobytes()), frame.sample_rate, data.shape[1], data.shape[0]
-        )
+        lk_frame = self._rtc.AudioFrame(bytearray(data), frame.sample_rate, data.shape[1], data.shape[0])
         method(lk_frame)  # in place
         return np.frombuffer(lk_frame.data, np.int16).reshape(data.shape)
 
