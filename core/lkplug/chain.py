@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .components import AudioContract, VideoContract
-from .convert import ChannelConverter, Rechunker, SampleFormatConverter, pick
+from .convert import Rechunker, SampleFormatConverter, pick, pick_layout
 from .errors import LkplugError, NegotiationError, PluginError
-from .frames import AudioFormat, VideoFormat
+from .frames import AudioFormat, VideoFormat, layout_channels
 
 
 @dataclass
@@ -179,9 +179,12 @@ def _converters(kind, fmt, contract, why, registry) -> list[Built]:
 
 
 def plan_audio_converters(fmt: AudioFormat, contract: AudioContract, why: str, make) -> list[Built]:
-    """Downmix before resampling (less to resample), upmix after; sample format, then frame size."""
+    """Downmix before resampling (less to resample), upmix after; sample format, then frame size.
+    Channel layouts are converted by whichever plugin converts ``layout`` (libswresample's
+    rematrixing, as FFmpeg does), never by a matrix of lkplug's own."""
     rate = pick(contract.rates, fmt.rate)
-    channels = pick(contract.channels, fmt.channels)
+    layout = pick_layout(fmt.layout, fmt.channels, contract.channels, contract.layouts)
+    channels = layout_channels(layout) or fmt.channels
     formats = contract.sample_formats
     sample_format = fmt.sample_format if not formats or fmt.sample_format in formats else formats[0]
     out: list[Built] = []
@@ -189,12 +192,15 @@ def plan_audio_converters(fmt: AudioFormat, contract: AudioContract, why: str, m
     def core(obj) -> Built:
         return Built(obj.label, obj, inserted=True)
 
-    if channels < fmt.channels:
-        out.append(core(ChannelConverter(fmt.channels, channels)))
+    def remix() -> Built:
+        return make("layout", f"{layout} (stream is {fmt.layout})", channels=layout)
+
+    if layout != fmt.layout and channels <= fmt.channels:
+        out.append(remix())
     if rate != fmt.rate:
         out.append(make("rate", f"{rate} Hz (stream is {fmt.rate} Hz)", rate=rate))
-    if channels > fmt.channels:
-        out.append(core(ChannelConverter(fmt.channels, channels)))
+    if layout != fmt.layout and channels > fmt.channels:
+        out.append(remix())
     if sample_format != fmt.sample_format:
         out.append(core(SampleFormatConverter(sample_format)))
     if contract.frame_ms:

@@ -86,14 +86,16 @@ class AudioContract:
     channels: tuple[int, ...] | None = None
     sample_formats: tuple[str, ...] | None = None
     frame_ms: float | None = None  # fixed frame duration, e.g. 10 ms for WebRTC's APM
+    layouts: tuple[str, ...] | None = None  # FFmpeg layout names, e.g. what an encoder takes
 
     def describe(self) -> str:
         def one(values, unit=""):
             return "any" if values is None else "/".join(f"{v}{unit}" for v in values)
 
         frames = "any length" if self.frame_ms is None else f"{self.frame_ms:g} ms"
+        layouts = f", layouts {one(self.layouts)}" if self.layouts is not None else ""
         return (
-            f"rate {one(self.rates, ' Hz')}, channels {one(self.channels)}, "
+            f"rate {one(self.rates, ' Hz')}, channels {one(self.channels)}{layouts}, "
             f"format {one(self.sample_formats)}, frames {frames}"
         )
 
