@@ -89,6 +89,13 @@ def lkplug_sinks():
                 Param("video_bitrate", int, 0, "video bit rate in bit/s (0: crf= decides)", min=0),
                 Param("crf", int, -1, "video quality for x264/vpx (lower is better; -1: default)", min=-1),
                 Param("preset", str, "", "encoder speed preset (x264: ultrafast ... veryslow)"),
+                Param(
+                    "sample_format",
+                    str,
+                    "",
+                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the codec's"
+                    " that loses least: 24-bit stays 24-bit in FLAC)",
+                ),
             ),
             positional="path",
         )

@@ -14,7 +14,9 @@ SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("F
 
 class WavSink(Sink):
     """Streams to disk as frames arrive; the file is created at the first frame, so a run that
-    fails before any audio leaves nothing behind, and closing (also on Ctrl-C) fixes the header."""
+    fails before any audio leaves nothing behind, and closing (also on Ctrl-C) fixes the header.
+    A WAV numbers samples and has no timestamps: a hole in the audio's timestamps (lost packets,
+    DTX) is written as silence, so the audio after it stays at its time."""
 
     emits = "a WAV file"
 
@@ -24,6 +26,7 @@ class WavSink(Sink):
         self.accepts = {"audio": AudioContract(sample_formats=(sample_format,))}
         self._file = None
         self._format = None
+        self._next: int | None = None  # timestamp (in samples) where what is written ends
 
     def write(self, frame) -> None:
         if frame.kind != "audio":
@@ -37,7 +40,10 @@ class WavSink(Sink):
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
             data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
+        if self._next is not None and frame.timestamp > self._next:
+            self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
         self._file.write(data)
+        self._next = max(self._next or 0, frame.timestamp + len(data))
 
     def _open(self, frame) -> None:
         import soundfile
