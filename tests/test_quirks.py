@@ -7,13 +7,16 @@ command measured it."""
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import run_lkplug
+from conftest import assert_one_line_error, run_lkplug
+
+from lkplug import Pipeline
 
 RATE = 48000
 
@@ -193,3 +196,274 @@ def test_variable_frame_rate_keeps_every_picture_at_its_time(tmp_path):
     got = video_times(out)
     assert len(got) == 80
     np.testing.assert_allclose(got, times, atol=0.002)
+
+
+# channel layouts ---------------------------------------------------------------------------------
+
+BLOCK, LEVEL = 64, 16384
+
+# ffmpeg -i in.wav -ac 2 out.wav and -ac 1 (s16 throughout, as here), for a WAV whose channel k
+# holds LEVEL in block k (layout_wav): (stereo rows (to L, to R) per input channel, mono row)
+FFMPEG_DOWNMIX = {
+    "2.1": ([(1.0, 0.0), (0.0, 1.0), (0.0, 0.0)], [0.5, 0.5, 0.0]),
+    "3.0": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.4142)], [0.2929, 0.2929, 0.4142]),
+    "3.0(back)": ([(0.6667, 0.0), (0.0, 0.6667), (0.3334, 0.3334)], [0.3694, 0.3694, 0.2612]),
+    "4.0": (
+        [(0.4531, 0.0), (0.0, 0.4531), (0.3204, 0.3204), (0.2266, 0.2266)],
+        [0.2427, 0.2427, 0.3431, 0.1716],
+    ),
+    "quad": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.0), (0.0, 0.4142)], [0.2929, 0.2929, 0.2071, 0.2071]),
+    "quad(side)": (
+        [(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.0), (0.0, 0.4142)],
+        [0.2929, 0.2929, 0.2071, 0.2071],
+    ),
+    "3.1": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.4142), (0.0, 0.0)], [0.2929, 0.2929, 0.4142, 0.0]),
+    "5.0": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.1465, 0.1465],
+    ),
+    "5.0(side)": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.1465, 0.1465],
+    ),
+    "4.1": (
+        [(0.4531, 0.0), (0.0, 0.4531), (0.3204, 0.3204), (0.0, 0.0), (0.2266, 0.2266)],
+        [0.2427, 0.2427, 0.3431, 0.0, 0.1716],
+    ),
+    "5.1": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.0, 0.0), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.0, 0.1465, 0.1465],
+    ),
+    "5.1(side)": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.0, 0.0), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.0, 0.1465, 0.1465],
+    ),
+    "6.0": (
+        [(0.3431, 0.0), (0.0, 0.3431), (0.2427, 0.2427), (0.1716, 0.1716), (0.2427, 0.0), (0.0, 0.2427)],
+        [0.1807, 0.1807, 0.2555, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.0(front)": (
+        [(0.3694, 0.0), (0.0, 0.3694), (0.3694, 0.0), (0.0, 0.3694), (0.2612, 0.0), (0.0, 0.2612)],
+        [0.1847, 0.1847, 0.1847, 0.1847, 0.1306, 0.1306],
+    ),
+    "hexagonal": (
+        [(0.3431, 0.0), (0.0, 0.3431), (0.2427, 0.2427), (0.2427, 0.0), (0.0, 0.2427), (0.1716, 0.1716)],
+        [0.1807, 0.1807, 0.2555, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1": (
+        [
+            (0.3431, 0.0),
+            (0.0, 0.3431),
+            (0.2427, 0.2427),
+            (0.0, 0.0),
+            (0.1716, 0.1716),
+            (0.2427, 0.0),
+            (0.0, 0.2427),
+        ],
+        [0.1807, 0.1807, 0.2555, 0.0, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1(back)": (
+        [
+            (0.3431, 0.0),
+            (0.0, 0.3431),
+            (0.2427, 0.2427),
+            (0.0, 0.0),
+            (0.2427, 0.0),
+            (0.0, 0.2427),
+            (0.1716, 0.1716),
+        ],
+        [0.1807, 0.1807, 0.2555, 0.0, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1(front)": (
+        [
+            (0.3694, 0.0),
+            (0.0, 0.3694),
+            (0.0, 0.0),
+            (0.3694, 0.0),
+            (0.0, 0.3694),
+            (0.2612, 0.0),
+            (0.0, 0.2612),
+        ],
+        [0.1847, 0.1847, 0.0, 0.1847, 0.1847, 0.1306, 0.1306],
+    ),
+    "7.0": (
+        [
+            (0.3204, 0.0),
+            (0.0, 0.3204),
+            (0.2266, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+        ],
+        [0.1602, 0.1602, 0.2266, 0.1133, 0.1133, 0.1133, 0.1133],
+    ),
+    "7.0(front)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.1465, 0.1465, 0.1036, 0.1036],
+    ),
+    "7.1": (
+        [
+            (0.3204, 0.0),
+            (0.0, 0.3204),
+            (0.2266, 0.2266),
+            (0.0, 0.0),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+        ],
+        [0.1602, 0.1602, 0.2266, 0.0, 0.1133, 0.1133, 0.1133, 0.1133],
+    ),
+    "7.1(wide)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.0, 0.0),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.0, 0.1036, 0.1036, 0.1465, 0.1465],
+    ),
+    "7.1(wide-side)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.0, 0.0),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.0, 0.1465, 0.1465, 0.1036, 0.1036],
+    ),
+}
+
+
+def layout_wav(path, layout: str) -> int:
+    """A 16-bit WAV in ``layout`` (its channel mask) whose channel k holds LEVEL in samples
+    [k*BLOCK, (k+1)*BLOCK) and nothing elsewhere; returns the channel count."""
+    channels = av.AudioLayout(layout).nb_channels
+    data = np.zeros((BLOCK * channels, channels), np.int16)
+    for k in range(channels):
+        data[k * BLOCK : (k + 1) * BLOCK, k] = LEVEL
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=RATE, layout=layout)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate, frame.pts = RATE, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return channels
+
+
+def run_here(source: str, processors: list[str], sink: str):
+    """A run in this process (faster than the CLI for many small runs)."""
+    return asyncio.run(Pipeline.from_specs(source, processors, [sink]).run())
+
+
+@pytest.mark.parametrize("layout", list(FFMPEG_DOWNMIX))
+def test_downmix_coefficients_are_ffmpegs(layout, tmp_path):
+    source = tmp_path / "in.wav"
+    channels = layout_wav(source, layout)
+    stereo, mono = FFMPEG_DOWNMIX[layout]
+    for target, expected in (("2", np.array(stereo)), ("mono", np.array(mono)[:, None])):
+        out = tmp_path / f"out{target}.wav"
+        run_here(f"file:{source}", [f"remix:{target}"], f"wav:{out}")
+        data = soundfile.read(out, dtype="int16", always_2d=True)[0]
+        got = np.array([data[k * BLOCK + BLOCK // 2] / LEVEL for k in range(channels)])
+        np.testing.assert_allclose(got, expected, atol=0.01, err_msg=f"{layout} -> {target}")
+
+
+@pytest.mark.parametrize("layout", ["3.0", "quad", "5.0(side)", "hexagonal"])
+@pytest.mark.parametrize("extension", ["m4a", "flac", "opus"])
+def test_the_file_sink_writes_the_layout_it_gets(layout, extension, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / f"out.{extension}"
+    layout_wav(source, layout)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        written = container.streams.audio[0].codec_context.layout.name
+    # ffmpeg -i in.wav out.m4a / out.flac / out.opus: 3.0 and quad are written as 3.0 and quad
+    # (before: 2.1 and 4.0 in m4a and flac, an FFmpeg argument error for opus). libopus takes
+    # neither 5.0(side) nor hexagonal (ffmpeg 5.1 stops: "Invalid channel layout"); lkplug
+    # converts to the libopus layout sharing most speakers (6.1 and 5.0)
+    # AAC has no channel configuration for 5.0(side) and hexagonal: ffprobe reads ffmpeg's own
+    # out.m4a as "unknown" (5 and 6 unordered channels), and so it reads lkplug's
+    expected = {
+        "opus": {"5.0(side)": "6.1", "hexagonal": "5.0"},
+        "m4a": {"5.0(side)": "5 channels", "hexagonal": "6 channels"},
+    }.get(extension, {})
+    assert written == expected.get(layout, layout)
+
+
+def test_a_sink_that_takes_two_channels_gets_ffmpegs_downmix_inserted(tmp_path):
+    source = tmp_path / "in.wav"
+    layout_wav(source, "5.1(side)")
+    result = run_lkplug(
+        "run", "--source", f"file:{source}", "--sink", f"file:{tmp_path / 'o.mp3'}", "--explain"
+    )
+    assert "remix:channels=stereo" in result.stdout and "(5.1(side))" in result.stdout
+
+
+# runs that cannot do what was asked ---------------------------------------------------------------
+
+
+def tone_file(path, seconds: float, rate: int = RATE, channels: int = 1, subtype: str = "PCM_16"):
+    t = np.arange(round(seconds * rate)) / rate
+    data = np.repeat((0.5 * np.sin(2 * np.pi * 440 * t))[:, None], channels, axis=1)
+    soundfile.write(path, data, rate, subtype=subtype)
+    return data
+
+
+@pytest.mark.parametrize("sink", ["file:{}", "wav:{}"])
+def test_the_input_as_output_is_refused_and_left_untouched(tmp_path, sink):
+    source = tmp_path / "in.flac"
+    tone_file(source, 10.0)
+    before = source.read_bytes()
+    result = run("--source", f"file:{source}", "--sink", sink.format(source))
+    # ffmpeg -i in.flac in.flac refuses (exit 1: "already exists"; with -y: "Output same as Input
+    # #0"); lkplug before: exit 0 and a 10 s FLAC became 6.27 s
+    assert "is also the input" in assert_one_line_error(result)
+    assert source.read_bytes() == before
+
+
+def test_start_past_the_end_says_how_long_the_file_is(tmp_path):
+    source, out = tmp_path / "in.flac", tmp_path / "out.wav"
+    tone_file(source, 10.0)
+    result = run("--source", f"file:{source},start=12", "--sink", f"wav:{out}")
+    # ffmpeg -ss 12 -i in.flac out.wav writes an empty WAV (exit 0); lkplug refuses, saying the
+    # length (before: "no audio could be decoded")
+    assert "past the end: the file is 10.00 s" in assert_one_line_error(result)
+    assert not out.exists()
+
+
+def test_an_input_too_short_for_one_output_sample_gives_a_valid_empty_file(tmp_path):
+    source, out = tmp_path / "one.wav", tmp_path / "out.wav"
+    soundfile.write(source, np.array([[1000]], np.int16), RATE)
+    result = run("--source", f"file:{source}", "--proc", "resample:16000", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i one.wav -ar 16000 out.wav: a valid WAV of 0 samples (before: no file at all)
+    info = soundfile.info(out)
+    assert (info.frames, info.samplerate) == (0, 16000)
+
+
+def test_video_false_leaves_the_video_out(tmp_path):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_av(source, [i / 30 for i in range(30)], click_track(1.0, [0.5]))
+    result = run("--source", f"file:{source},video=false", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -vn -i ... keeps the audio alone (before: video=false still wrote the video)
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["audio"]

@@ -184,8 +184,15 @@ class Sink(Stage):
     def start(self, formats: Mapping[str, Any]) -> None:
         """Called before the first frame with the negotiated format per kind (None if not yet known)."""
 
+    #: the files this sink writes (the engine refuses to run when one is the source's input)
+    writes: tuple[str, ...] = ()
+
     def write(self, frame) -> None:
         raise NotImplementedError
+
+    def end(self) -> None:
+        """The stream ended without an error (also on Ctrl-C), just before ``close``: a sink that got
+        no frame (an input too short to give one whole output sample) writes a valid empty output."""
 
     def close(self) -> None:
         """Finalise the output; called on every exit path, also after errors and Ctrl-C."""
@@ -198,6 +205,8 @@ class Source:
     duration: float | None = None
     #: frames arrive at real time by themselves (a room track): ``--pace auto`` never slows them
     live: bool = False
+    #: the files this source reads (see ``Sink.writes``)
+    reads: tuple[str, ...] = ()
     #: stands for many streams (``track:*``): the engine runs one pipeline per stream that
     #: ``instances()`` yields, instead of calling ``frames()``
     fans_out: bool = False

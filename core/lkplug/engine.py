@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from .chain import Built, Chain
 from .components import Component, RunContext
-from .errors import LkplugError, ParamError, PluginError
+from .errors import LkplugError, ParamError, PluginError, UsageError
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -141,6 +142,16 @@ class Pipeline:
         self.context.pace = self.pace
         for built in [self.source, *self.processors, *self.sinks]:
             built.obj.bind(self.context)
+        self._refuse_overwriting_the_input()
+
+    def _refuse_overwriting_the_input(self) -> None:
+        """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop
+        before anything is opened. Components name their files in ``reads`` and ``writes``."""
+        reads = [path for path in getattr(self.source.obj, "reads", ()) if os.path.exists(path)]
+        for sink in self.sinks:
+            for path in getattr(sink.obj, "writes", ()):
+                if any(os.path.exists(path) and os.path.samefile(path, read) for read in reads):
+                    raise UsageError(f"{sink.label}: {path} is also the input; write to another file")
 
     def _plan(self, kind: str, fmt: Any) -> Chain:
         chain = Chain.plan(kind, fmt, self.processors, self.registry)
@@ -290,6 +301,8 @@ class Pipeline:
         first_failure = None
         for sink in self.sinks:
             try:
+                if error is None and hasattr(sink.obj, "end"):
+                    await _call(sink, sink.obj.end)
                 await _call(sink, sink.obj.close)
             except Exception as exc:
                 first_failure = first_failure or exc

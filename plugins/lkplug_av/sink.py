@@ -20,8 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import PIXEL_FORMATS, AudioContract, MediaError, Sink, UsageError, VideoContract
-from lkplug.frames import LAYOUTS
+from lkplug import (
+    PIXEL_FORMATS,
+    AudioContract,
+    AudioFrame,
+    MediaError,
+    Sink,
+    UsageError,
+    VideoContract,
+    VideoFrame,
+)
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
 
 from .video import to_av
 
@@ -85,6 +94,7 @@ class FileSink(Sink):
         sample_format: str = "",
     ):
         self.path = Path(path)
+        self.writes = (path,)
         container = format or self.path.suffix.lstrip(".").lower()
         if container not in CONTAINERS:
             raise UsageError(
@@ -110,6 +120,7 @@ class FileSink(Sink):
         self.fps: float | None = None
         self.container = None
         self.streams: dict = {}
+        self._formats: dict = {}
         self._pending: list = []  # frames held until every expected kind has shown up
         self._kinds: set[str] = set()
         self._first_time = float("inf")
@@ -148,8 +159,26 @@ class FileSink(Sink):
 
     def start(self, formats) -> None:
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
+        self._formats = {kind: fmt for kind, fmt in formats.items() if kind in self.accepts}
         video = formats.get("video")
         self.fps = getattr(video, "fps", None)
+
+    def end(self) -> None:
+        """No frame came (an input too short for one whole output sample): write a valid file with
+        the streams the run would have had, and no media in them."""
+        if self.container is not None or self._pending:
+            return
+        audio, video = self._formats.get("audio"), self._formats.get("video")
+        if audio is not None:
+            empty = np.zeros((0, audio.channels), SAMPLE_FORMATS[audio.sample_format])
+            self._pending.append(AudioFrame(empty, audio.rate, 0, audio.layout))
+        if video is not None and "video" in self.accepts:
+            shape = video_shape(video.pixel_format, video.width, video.height)
+            self._pending.append(
+                VideoFrame(np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height)
+            )
+        if self._pending:
+            self._open_and_drain(encode=False)
 
     def write(self, frame) -> None:
         if frame.kind not in self.accepts:
@@ -178,7 +207,7 @@ class FileSink(Sink):
 
     # writing --------------------------------------------------------------------------------
 
-    def _open_and_drain(self) -> None:
+    def _open_and_drain(self, encode: bool = True) -> None:
         import av
 
         if not self.path.parent.exists():
@@ -199,7 +228,7 @@ class FileSink(Sink):
             self.container = None
             self.path.unlink(missing_ok=True)
             raise MediaError(f"cannot write {self.path}: {exc}") from None
-        for frame in sorted(pending, key=lambda f: f.time):
+        for frame in sorted(pending, key=lambda f: f.time) if encode else ():
             self._encode(frame)
 
     def _add_audio(self, first) -> None:

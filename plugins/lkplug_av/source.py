@@ -89,6 +89,7 @@ class FileSource(Source):
         loop: int = 1,
     ):
         self.path = path
+        self.reads = (path,)
         self.wanted = parse_streams(stream)
         self.video = video
         self.start = start

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, Component, MediaError, Param, Sink, hookimpl
+from lkplug import AudioContract, AudioFrame, Component, MediaError, Param, Sink, hookimpl
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
@@ -27,6 +27,18 @@ class WavSink(Sink):
         self._file = None
         self._format = None
         self._next: int | None = None  # timestamp (in samples) where what is written ends
+        self._started = None  # the audio format the engine announced
+        self.writes = (path,)
+
+    def start(self, formats) -> None:
+        self._started = formats.get("audio")
+
+    def end(self) -> None:
+        """No frame came (an input too short for one whole output sample): a valid empty WAV."""
+        fmt = self._started
+        if self._file is None and fmt is not None:
+            dtype = np.int16 if fmt.sample_format == "s16" else np.float32
+            self._open(AudioFrame(np.zeros((0, fmt.channels), dtype), fmt.rate))
 
     def write(self, frame) -> None:
         if frame.kind != "audio":
