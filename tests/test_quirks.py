@@ -467,3 +467,110 @@ def test_video_false_leaves_the_video_out(tmp_path):
     # ffmpeg -vn -i ... keeps the audio alone (before: video=false still wrote the video)
     with av.open(str(out)) as container:
         assert [s.type for s in container.streams] == ["audio"]
+
+
+# picture metadata ---------------------------------------------------------------------------------
+
+RAMP = (0, 32, 128, 224, 255)
+
+
+def rotated_clip(path, degrees: int, width: int = 64, height: int = 48):
+    """A phone-style clip: pictures stored wide, a red top-left quarter, and a display matrix
+    saying "turn ``degrees`` counter-clockwise to show"."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.set_display_rotation(degrees)
+        image = np.zeros((height, width, 3), np.uint8)
+        image[: height // 2, : width // 2] = (255, 0, 0)
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def shown(path) -> tuple[tuple[int, int], str]:
+    """The first picture as a player shows it: (width, height) and the corner that is red."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.rotation == 0  # nothing left for the player to turn
+        picture = frame.to_ndarray(format="rgb24")
+    height, width = picture.shape[:2]
+    corners = {"top left": (2, 2), "top right": (2, -3), "bottom left": (-3, 2), "bottom right": (-3, -3)}
+    red = [name for name, (y, x) in corners.items() if picture[y, x, 0] > 200]
+    return (width, height), red[0]
+
+
+@pytest.mark.parametrize(
+    "degrees, size, corner",
+    # ffmpeg -i rotN.mp4 out.mp4 (autorotate): 90 -> 48x64, red bottom left; 180 -> 64x48, bottom
+    # right; 270 and -90 -> 48x64, top right (before: 64x48, top left, the flag dropped)
+    [(90, (48, 64), "bottom left"), (180, (64, 48), "bottom right"), (270, (48, 64), "top right")],
+)
+def test_rotation_is_applied_as_ffmpegs_autorotate(degrees, size, corner, tmp_path):
+    source, out = tmp_path / "rot.mp4", tmp_path / "out.mp4"
+    rotated_clip(source, degrees)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    assert shown(out) == (size, corner)
+
+
+def full_range_ramp(path, width: int = 160, height: int = 32):
+    """yuvj420p (full range) H.264, lossless: five bands of grey at RAMP."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        stream.options = {"preset": "ultrafast", "qp": "0"}
+        luma = np.zeros((height, width), np.uint8)
+        for index, value in enumerate(RAMP):
+            luma[:, index * width // 5 : (index + 1) * width // 5] = value
+        planes = np.concatenate([luma.ravel(), np.full(height * width // 2, 128, np.uint8)])
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(planes.reshape(height * 3 // 2, width), format="yuvj420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def displayed_ramp(path) -> list[int]:
+    """The grey of each band as displayed (the frame's own colour range honoured)."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    full = frame.format.name.startswith("yuvj") or frame.color_range == 2
+    source_range = "JPEG" if full else "MPEG"
+    rgb = frame.reformat(format="rgb24", src_color_range=source_range, dst_color_range="JPEG").to_ndarray()
+    width = rgb.shape[1]
+    return [round(float(rgb[:, i * width // 5 + width // 10, 1].mean())) for i in range(5)]
+
+
+def test_full_range_video_keeps_its_contrast(tmp_path):
+    source, out = tmp_path / "ramp.mp4", tmp_path / "out.mp4"
+    full_range_ramp(source)
+    assert displayed_ramp(source) == list(RAMP)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i ramp.mp4 out.mp4 keeps yuvj420p: 0/32/128/224/255 as displayed
+    # (lkplug before: 0/18/130/242/255, full range read as limited)
+    np.testing.assert_allclose(displayed_ramp(out), [0, 32, 128, 224, 255], atol=4)
+
+
+def test_scale_gives_an_even_derived_side_as_ffmpeg(tmp_path):
+    source, out = tmp_path / "odd.mkv", tmp_path / "out.mp4"
+    with av.open(str(source), "w") as container:  # 641x359, which 4:2:0 cannot hold
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 641, 359, "yuv444p"
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(grey_picture(641, 359), format="rgb24").reformat(
+                format="yuv444p"
+            )
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run("--source", f"file:{source}", "--proc", "scale:height=360", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i odd.mkv -vf scale=-2:360 out.mp4: 642x360 (before: "needs even sizes ... put
+    # scale: before it")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (642, 360)

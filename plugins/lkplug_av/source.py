@@ -56,7 +56,7 @@ def open_container(path: str):
 def pixel_format_for(fmt, width: int, height: int) -> str:
     """The lkplug pixel format a decoder's PyAV ``VideoFormat`` is delivered in (converted when it
     differs): its own when lkplug has it, else the nearest of yuv420p, rgb24, rgba and gray."""
-    name = "yuv420p" if fmt.name == "yuvj420p" else fmt.name  # same planes, full range
+    name = "yuv420p" if fmt.name == "yuvj420p" else fmt.name  # same planes; its range is converted
     odd = width % 2 or height % 2  # 4:2:0 needs even sizes; keep every pixel as RGB instead
     if name in PIXEL_FORMATS and not (odd and name in ("yuv420p", "nv12")):
         return name
@@ -65,6 +65,35 @@ def pixel_format_for(fmt, width: int, height: int) -> str:
     if any(c.is_alpha for c in fmt.components):
         return "rgba"
     return "rgb24" if fmt.is_rgb or odd else "yuv420p"
+
+
+def is_full_range(frame) -> bool:
+    """Full-range ("JPEG") YUV: yuvj formats, or a frame flagged so."""
+    return frame.format.name.startswith("yuvj") or (
+        frame.color_range == 2 and not frame.format.is_rgb and frame.format.name != "gray"
+    )
+
+
+def rotate(data: np.ndarray, pixel_format: str, width: int, height: int, turns: int):
+    """A picture turned ``turns`` quarter turns counter-clockwise, as ffmpeg's autorotate applies a
+    display matrix; returns (data, width, height). YUV planes are turned one by one."""
+    if turns % 2:
+        width_out, height_out = height, width
+    else:
+        width_out, height_out = width, height
+    if pixel_format == "yuv420p":
+        quarter = height // 4
+        y = np.rot90(data[:height], turns)
+        u = np.rot90(data[height : height + quarter].reshape(height // 2, width // 2), turns)
+        v = np.rot90(data[height + quarter :].reshape(height // 2, width // 2), turns)
+        out = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(height_out * 3 // 2, width_out)
+    elif pixel_format == "nv12":
+        y = np.rot90(data[:height], turns)
+        uv = np.rot90(data[height:].reshape(height // 2, width // 2, 2), turns)
+        out = np.concatenate([y.ravel(), uv.ravel()]).reshape(height_out * 3 // 2, width_out)
+    else:
+        out = np.ascontiguousarray(np.rot90(data, turns))
+    return out, width_out, height_out
 
 
 def parse_streams(text: str) -> list[tuple[str, int]]:
@@ -144,9 +173,24 @@ class FileSource(Source):
                 fps = float(stream.average_rate or stream.guessed_rate or 0) or None
                 pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
                 ok = ctx.width and ctx.height
-                formats[kind] = VideoFormat(ctx.width, ctx.height, pixel, fps) if ok else None
+                width, height = ctx.width, ctx.height
+                if ok and self._turns(stream) % 2:  # shown a quarter turn round: as displayed
+                    width, height = height, width
+                formats[kind] = VideoFormat(width, height, pixel, fps) if ok else None
         self.duration = self._header_duration()
         return formats
+
+    def _turns(self, stream) -> int:
+        """Quarter turns (counter-clockwise) of the stream's display matrix, read from its first
+        picture: PyAV shows the matrix on decoded frames only."""
+        import av
+
+        try:
+            with av.open(self.path, metadata_errors="replace") as container:
+                picture = next(container.decode(container.streams[stream.index]))
+        except (av.error.FFmpegError, StopIteration):
+            return 0
+        return round(picture.rotation / 90) % 4
 
     def _select(self, container) -> dict:
         audio = list(container.streams.audio)
@@ -540,11 +584,18 @@ class _Clock:
         length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
         width, height = frame.width, frame.height
         pixel = pixel_format_for(frame.format, width, height)
-        if pixel != frame.format.name:
+        turns = round(frame.rotation / 90) % 4
+        if is_full_range(frame):  # lkplug's YUV is limited range, as encoders expect by default
+            limited = "MPEG" if pixel in ("yuv420p", "nv12") else None
+            frame = frame.reformat(format=pixel, src_color_range="JPEG", dst_color_range=limited)
+        elif pixel != frame.format.name:
             frame = frame.reformat(format=pixel)
+        data = frame.to_ndarray()
+        if turns:
+            data, width, height = rotate(data, pixel, width, height, turns)
         self.video_end = max(self.video_end, when + length)
         self.emitted += 1
-        yield VideoFrame(frame.to_ndarray(), pixel, width, height, when, length)
+        yield VideoFrame(data, pixel, width, height, when, length)
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
