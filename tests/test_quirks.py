@@ -8,6 +8,8 @@ command measured it."""
 from __future__ import annotations
 
 import asyncio
+import io
+import struct
 from fractions import Fraction
 
 import av
@@ -574,3 +576,89 @@ def test_scale_gives_an_even_derived_side_as_ffmpeg(tmp_path):
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (642, 360)
+
+
+# sample formats and headers -----------------------------------------------------------------------
+
+
+def wav_bytes(samples: bytes, channels: int, rate: int, bits: int, sizes: tuple | None = None) -> bytes:
+    """A RIFF/WAVE file (integer PCM) around ``samples``; ``sizes`` (riff, data) overrides the
+    header's sizes, as a recorder that stopped before closing the file leaves them (0, 0)."""
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
+    riff, data = sizes or (4 + 8 + len(fmt) + 8 + len(samples), len(samples))
+    return b"".join(
+        [b"RIFF", struct.pack("<I", riff), b"WAVE", b"fmt ", struct.pack("<I", len(fmt)), fmt]
+        + [b"data", struct.pack("<I", data), samples]
+    )
+
+
+def half_scale_sine(seconds: float = 1.0, rate: int = RATE) -> np.ndarray:
+    return 0.5 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * rate)) / rate)
+
+
+def test_64_bit_integer_pcm_wav_is_read(tmp_path):
+    source, out = tmp_path / "s64.wav", tmp_path / "out.wav"
+    source.write_bytes(wav_bytes((half_scale_sine() * 2**63).astype("<i8").tobytes(), 1, RATE, 64))
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i s64.wav -c:a pcm_s16le out.wav: 48000 samples, peak 0.5 (before: a PyAV ValueError)
+    data = soundfile.read(out)[0]
+    assert len(data) == 48000 and np.abs(data).max() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_wav_whose_sizes_were_never_filled_in_is_read_to_its_end(tmp_path):
+    source, out = tmp_path / "zero.wav", tmp_path / "out.wav"
+    samples = (half_scale_sine() * 32767).astype("<i2").tobytes()
+    source.write_bytes(wav_bytes(samples, 1, RATE, 16, sizes=(0, 0)))
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i zero.wav out.wav: 48000 samples (before: "no audio could be decoded")
+    assert soundfile.info(out).frames == 48000
+
+
+def mp3_part(rate: int, seconds: float, freq: float) -> bytes:
+    """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp3", options={"id3v2_version": "0", "write_xing": "0"}) as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        count = round(seconds * rate)
+        data = (0.5 * np.sin(2 * np.pi * freq * np.arange(count) / rate) * 32767).astype(np.int16)
+        for start in range(0, count, 1152):
+            frame = av.AudioFrame.from_ndarray(
+                data[start : start + 1152].reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def test_an_mp3_whose_rate_changes_midway_is_converted_to_the_first_rate(tmp_path):
+    source, out = tmp_path / "change.mp3", tmp_path / "out.wav"
+    source.write_bytes(mp3_part(44100, 2.0, 440) + mp3_part(48000, 2.0, 880))
+    result = run_lkplug("run", "--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i change.mp3 out.wav: 44100 Hz, 179913 samples, the 880 Hz half included
+    # (before: "audio format changed mid-stream" halfway)
+    info = soundfile.info(out)
+    assert info.samplerate == 44100 and abs(info.frames - 179913) <= 1152
+    data = soundfile.read(out)[0]
+    second_half = data[-44100:]
+    spectrum = np.abs(np.fft.rfft(second_half))
+    assert np.argmax(spectrum) * 44100 / len(second_half) == pytest.approx(880, abs=5)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "44100 Hz mono -> 48000 Hz mono" in warnings[0]
+
+
+def test_24_bit_flac_stays_24_bit(tmp_path):
+    source, out, out16 = tmp_path / "in24.flac", tmp_path / "out.flac", tmp_path / "out16.flac"
+    samples = (half_scale_sine(2.0) * 2**23).astype(np.int32) << 8  # 24 bits, in s32's top bits
+    soundfile.write(source, samples, RATE, subtype="PCM_24")
+    assert run("--source", f"file:{source}", "--sink", f"file:{out}").returncode == 0
+    # ffmpeg -i in24.flac out.flac: sample_fmt s32, bits_per_raw_sample 24, samples identical
+    # (before: written as 16-bit)
+    assert soundfile.info(out).subtype == "PCM_24"
+    np.testing.assert_array_equal(soundfile.read(out, dtype="int32")[0], samples)
+    assert run("--source", f"file:{source}", "--sink", f"file:{out16},sample_format=s16").returncode == 0
+    assert soundfile.info(out16).subtype == "PCM_16"  # ffmpeg -sample_fmt s16: 16-bit
