@@ -168,11 +168,14 @@ def holed_mkv(tmp_path):
     return path
 
 
-def test_a_hole_in_the_audio_keeps_later_audio_at_its_time(holed_mkv, tmp_path):
-    out = tmp_path / "out.mkv"
+@pytest.mark.parametrize("extension", ["mkv", "mp4"])
+def test_a_hole_in_the_audio_keeps_later_audio_at_its_time(holed_mkv, tmp_path, extension):
+    out = tmp_path / f"out.{extension}"
     result = run("--source", f"file:{holed_mkv}", "--sink", f"file:{out}")
     assert result.returncode == 0, result.stderr
-    # ffmpeg -i hole.mkv out.mkv: clicks at 1.003, 4.003, 5.003 s (before: 1.0, 2.98, 3.98)
+    # ffmpeg -i hole.mkv out.mkv: clicks at 1.003, 4.003, 5.003 s; out.mp4: 1.0, 4.0, 5.0
+    # (lkplug before: 1.0, 2.98, 3.98; and mp4 from this PCM-in-Matroska input, whose channels have
+    # no stated layout, failed: AAC refuses "1 channels", where ffmpeg guesses mono)
     assert onsets(out) == pytest.approx([1.0, 4.0, 5.0], abs=0.02)
 
 

@@ -67,6 +67,17 @@ def pixel_format_for(fmt, width: int, height: int) -> str:
     return "rgb24" if fmt.is_rgb or odd else "yuv420p"
 
 
+def layout_name(layout) -> str:
+    """FFmpeg's name for a PyAV layout; channels in no stated order (PCM in Matroska: "1 channels")
+    get FFmpeg's default layout for their count, as the ffmpeg CLI guesses one for its encoders."""
+    name = layout.name
+    if name.endswith(" channels") and name.split()[0].isdigit():
+        import av
+
+        return av.AudioLayout(f"{layout.nb_channels}c").name
+    return name
+
+
 def is_full_range(frame) -> bool:
     """Full-range ("JPEG") YUV: yuvj formats, or a frame flagged so."""
     return frame.format.name.startswith("yuvj") or (
@@ -167,7 +178,7 @@ class FileSource(Source):
             if kind == "audio":
                 fmt = "s16" if ctx.format is not None and ctx.format.name in _S16 else "flt"
                 ok = ctx.sample_rate and ctx.channels
-                layout = ctx.layout.name if ok else ""
+                layout = layout_name(ctx.layout) if ok else ""
                 formats[kind] = AudioFormat(ctx.sample_rate, ctx.channels, fmt, layout=layout) if ok else None
             else:
                 fps = float(stream.average_rate or stream.guessed_rate or 0) or None
@@ -378,7 +389,7 @@ def _ffmpeg_layout(path: str) -> str:
 
     try:
         with av.open(path, metadata_errors="replace") as container:
-            return container.streams.audio[0].codec_context.layout.name
+            return layout_name(container.streams.audio[0].codec_context.layout)
     except (av.error.FFmpegError, IndexError):
         return ""
 
@@ -463,7 +474,7 @@ class _Clock:
     def _uniform(self, frame, seconds: float | None) -> list:
         """``frame`` in the first decoded rate and layout and a sample format lkplug takes (converted
         where it is not); the converter's delayed output comes out with later frames."""
-        name, rate, layout = frame.format.name, frame.sample_rate, frame.layout.name
+        name, rate, layout = frame.format.name, frame.sample_rate, layout_name(frame.layout)
         if self.first is None:
             self.first = (rate, layout)
             self.target = "s16" if name in _S16 else "flt"
@@ -558,7 +569,7 @@ class _Clock:
             channels = block.layout.nb_channels
             data = np.frombuffer(block.planes[0], dtype, count=samples * channels)
             data = data.reshape(samples, channels).copy()
-        return self._emit(data, block.layout.name)
+        return self._emit(data, layout_name(block.layout))
 
     def _emit(self, data: np.ndarray, layout: str) -> list:
         frame = AudioFrame(data, self.rate, self.position, layout)
