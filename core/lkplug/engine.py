@@ -300,9 +300,12 @@ class Pipeline:
                     await _call(sink, sink.obj.write, frame)
         first_failure = None
         for sink in self.sinks:
-            try:
-                if error is None and hasattr(sink.obj, "end"):
+            if error is None and hasattr(sink.obj, "end"):
+                try:
                     await _call(sink, sink.obj.end)
+                except Exception as exc:
+                    first_failure = first_failure or exc
+            try:
                 await _call(sink, sink.obj.close)
             except Exception as exc:
                 first_failure = first_failure or exc

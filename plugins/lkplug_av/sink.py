@@ -141,12 +141,14 @@ class FileSink(Sink):
                 f" not {self.sample_format}"
             )
         s16_only = self.codec_formats and set(self.codec_formats) <= {"s16", "s16p"}
-        layouts = _layouts(self.audio_codec, self.codec_formats[0] if self.codec_formats else "s16")
+        rates = tuple(codec.audio_rates or ())
+        rate = 48000 if not rates or 48000 in rates else rates[0]
+        layouts = _layouts(self.audio_codec, self.codec_formats[0] if self.codec_formats else "s16", rate)
         wants_s16 = s16_only or self.sample_format in ("s16", "s16p", "u8", "u8p")
         return AudioContract(
             rates=tuple(codec.audio_rates) if codec.audio_rates else None,
             sample_formats=("s16",) if wants_s16 else None,
-            layouts=None if len(layouts) == len(STANDARD_LAYOUTS) else layouts,
+            layouts=None if len(layouts) in (0, len(STANDARD_LAYOUTS)) else layouts,
         )
 
     def _video_contract(self) -> VideoContract:
@@ -320,7 +322,7 @@ class FileSink(Sink):
             self.container.mux(packets)
 
 
-def _layouts(codec: str, sample_format: str) -> tuple[str, ...]:
+def _layouts(codec: str, sample_format: str, rate: int) -> tuple[str, ...]:
     """FFmpeg's standard layouts that ``codec`` opens with (libopus: mono, stereo, 3.0, quad, 5.0,
     5.1, 6.1, 7.1; libmp3lame: mono, stereo), found by opening it: PyAV does not list them."""
     import av
@@ -328,7 +330,7 @@ def _layouts(codec: str, sample_format: str) -> tuple[str, ...]:
     taken = []
     for layout in STANDARD_LAYOUTS:
         context = av.CodecContext.create(codec, "w")
-        context.layout, context.sample_rate, context.format = layout, 48000, sample_format
+        context.layout, context.sample_rate, context.format = layout, rate, sample_format
         try:
             context.open()
         except (av.error.FFmpegError, ValueError):
