@@ -665,3 +665,28 @@ def test_24_bit_flac_stays_24_bit(tmp_path):
     np.testing.assert_array_equal(soundfile.read(out, dtype="int32")[0], samples)
     assert run("--source", f"file:{source}", "--sink", f"file:{out16},sample_format=s16").returncode == 0
     assert soundfile.info(out16).subtype == "PCM_16"  # ffmpeg -sample_fmt s16: 16-bit
+
+
+def test_the_colour_description_is_carried(tmp_path):
+    source, out = tmp_path / "bt709.mp4", tmp_path / "out.mp4"
+    with av.open(str(source), "w") as container:  # an HD-style clip tagged BT.709 throughout
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        context = stream.codec_context
+        context.colorspace = context.color_primaries = context.color_trc = 1
+        for index in range(5):
+            picture = np.full((48, 64, 3), (200, 60, 40), np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+            frame.colorspace = frame.color_primaries = frame.color_trc = 1
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run("--source", f"file:{source}", "--proc", "scale:height=24", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i bt709.mp4 -vf scale=-2:24 out.mp4: color_space, primaries, transfer bt709, the patch
+    # shows as (199, 58, 39) (before: all three "unknown", so players may pick the BT.601 matrix)
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 1, 1)
+    np.testing.assert_allclose(frame.to_ndarray(format="rgb24")[10, 10], (199, 58, 39), atol=4)

@@ -200,7 +200,10 @@ class VideoFormat:
 @dataclass(frozen=True, slots=True, eq=False)
 class VideoFrame(Frame):
     """One picture: ``data`` is uint8 in FFmpeg's layout for ``pixel_format`` (see the module doc);
-    ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown)."""
+    ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown).
+    ``color`` is the colour description as (matrix, primaries, transfer) code points of ITU-T H.273,
+    as H.264 and FFmpeg number them (1: BT.709, 6: SMPTE 170M, 9: BT.2020), None when not stated;
+    YUV is always limited range."""
 
     data: np.ndarray
     pixel_format: str
@@ -208,6 +211,7 @@ class VideoFrame(Frame):
     height: int
     time: float = 0.0
     duration: float = 0.0
+    color: tuple[int, int, int] | None = None
     kind: ClassVar[str] = "video"
 
     def __post_init__(self):

@@ -256,6 +256,9 @@ class FileSink(Sink):
         stream.codec_context.time_base = VIDEO_TIME_BASE  # each picture keeps its own time (VFR)
         stream.width, stream.height = first.width, first.height
         stream.pix_fmt = self.accepts["video"].pixel_formats[0]
+        if first.color is not None:  # carried into the bitstream and the container, as ffmpeg does
+            context = stream.codec_context
+            context.colorspace, context.color_primaries, context.color_trc = first.color
         stream.thread_type = "AUTO"
         options = {}
         if self.video_bitrate or self.video_codec in VIDEO_BITRATES:

@@ -78,6 +78,15 @@ def layout_name(layout) -> str:
     return name
 
 
+UNSPECIFIED = 2  # H.273's code point for matrix, primaries and transfer alike
+
+
+def color_of(frame) -> tuple[int, int, int] | None:
+    """A decoded picture's colour description (matrix, primaries, transfer), None when unstated."""
+    color = (frame.colorspace, frame.color_primaries, frame.color_trc)
+    return None if all(value in (0, UNSPECIFIED) for value in color) else color
+
+
 def is_full_range(frame) -> bool:
     """Full-range ("JPEG") YUV: yuvj formats, or a frame flagged so."""
     return frame.format.name.startswith("yuvj") or (
@@ -606,7 +615,7 @@ class _Clock:
             data, width, height = rotate(data, pixel, width, height, turns)
         self.video_end = max(self.video_end, when + length)
         self.emitted += 1
-        yield VideoFrame(data, pixel, width, height, when, length)
+        yield VideoFrame(data, pixel, width, height, when, length, color_of(frame))
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""

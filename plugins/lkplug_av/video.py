@@ -12,8 +12,12 @@ def to_av(frame: VideoFrame):
 
     data = frame.data
     if data.flags.c_contiguous and frame.pixel_format != "nv12":
-        return av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
-    return av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
+        picture = av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
+    else:
+        picture = av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
+    if frame.color is not None:  # swscale converts YUV <-> RGB with the picture's own matrix
+        picture.colorspace, picture.color_primaries, picture.color_trc = frame.color
+    return picture
 
 
 class _Reformatter:
@@ -28,7 +32,9 @@ class _Reformatter:
 
             self._reformatter = VideoReformatter()
         out = self._reformatter.reformat(to_av(frame), width=width, height=height, format=pixel_format)
-        return VideoFrame(out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration)
+        return VideoFrame(
+            out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration, frame.color
+        )
 
 
 class Scale(Processor):
