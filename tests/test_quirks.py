@@ -479,13 +479,13 @@ def test_video_false_leaves_the_video_out(tmp_path):
 RAMP = (0, 32, 128, 224, 255)
 
 
-def rotated_clip(path, degrees: int, width: int = 64, height: int = 48):
+def rotated_clip(path, degrees: int, width: int = 64, height: int = 48, hflip: bool = False):
     """A phone-style clip: pictures stored wide, a red top-left quarter, and a display matrix
-    saying "turn ``degrees`` counter-clockwise to show"."""
+    saying "turn ``degrees`` counter-clockwise (and mirror, with ``hflip``) to show"."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.set_display_rotation(degrees)
+        stream.set_display_rotation(degrees, hflip=hflip)
         image = np.zeros((height, width, 3), np.uint8)
         image[: height // 2, : width // 2] = (255, 0, 0)
         for index in range(5):
@@ -508,14 +508,22 @@ def shown(path) -> tuple[tuple[int, int], str]:
 
 
 @pytest.mark.parametrize(
-    "degrees, size, corner",
+    "degrees, hflip, size, corner",
     # ffmpeg -i rotN.mp4 out.mp4 (autorotate): 90 -> 48x64, red bottom left; 180 -> 64x48, bottom
-    # right; 270 and -90 -> 48x64, top right (before: 64x48, top left, the flag dropped)
-    [(90, (48, 64), "bottom left"), (180, (64, 48), "bottom right"), (270, (48, 64), "top right")],
+    # right; 270 and -90 -> 48x64, top right; mirrored: (0, hflip) -> 64x48, top right; (90, hflip)
+    # -> 48x64, bottom right
+    # (before: 64x48, top left, the flag dropped)
+    [
+        (90, False, (48, 64), "bottom left"),
+        (180, False, (64, 48), "bottom right"),
+        (270, False, (48, 64), "top right"),
+        (0, True, (64, 48), "top right"),
+        (90, True, (48, 64), "bottom right"),
+    ],
 )
-def test_rotation_is_applied_as_ffmpegs_autorotate(degrees, size, corner, tmp_path):
+def test_rotation_is_applied_as_ffmpegs_autorotate(degrees, hflip, size, corner, tmp_path):
     source, out = tmp_path / "rot.mp4", tmp_path / "out.mp4"
-    rotated_clip(source, degrees)
+    rotated_clip(source, degrees, hflip=hflip)
     result = run("--source", f"file:{source}", "--sink", f"file:{out}")
     assert result.returncode == 0, result.stderr
     assert shown(out) == (size, corner)

@@ -94,26 +94,50 @@ def is_full_range(frame) -> bool:
     )
 
 
-def rotate(data: np.ndarray, pixel_format: str, width: int, height: int, turns: int):
-    """A picture turned ``turns`` quarter turns counter-clockwise, as ffmpeg's autorotate applies a
-    display matrix; returns (data, width, height). YUV planes are turned one by one."""
-    if turns % 2:
-        width_out, height_out = height, width
-    else:
-        width_out, height_out = width, height
+def orientation(frame) -> tuple[bool, bool, bool]:
+    """How to show a decoded picture, from its display matrix: (transpose, mirror left-right, mirror
+    top-bottom), applied in that order. The matrix maps stored (x, y) to shown (a*x + c*y, b*x + d*y)
+    with a, b, c, d of -1, 0 or 1 for the turns and flips phones and cameras write."""
+    from av.sidedata.sidedata import Type
+
+    side = frame.side_data.get(Type.DISPLAYMATRIX)
+    if side is None:
+        return (False, False, False)
+    a, b, _, c, d = (round(value / 65536) for value in np.frombuffer(bytes(side), "<i4")[:5])
+    if a == 0 and d == 0:  # a quarter turn: x' = c*y, y' = b*x
+        return (True, c < 0, b < 0)
+    return (False, a < 0, d < 0)
+
+
+def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tuple[bool, bool, bool]):
+    """The picture as shown (see ``orientation``), as ffmpeg's autorotate turns and mirrors it;
+    returns (data, width, height). YUV planes are turned one by one."""
+    transpose, mirror, flip = how
+
+    def turn(plane: np.ndarray) -> np.ndarray:
+        if transpose:
+            plane = plane.swapaxes(0, 1)
+        if mirror:
+            plane = plane[:, ::-1]
+        if flip:
+            plane = plane[::-1]
+        return plane
+
+    width_out, height_out = (height, width) if transpose else (width, height)
     if pixel_format == "yuv420p":
         quarter = height // 4
-        y = np.rot90(data[:height], turns)
-        u = np.rot90(data[height : height + quarter].reshape(height // 2, width // 2), turns)
-        v = np.rot90(data[height + quarter :].reshape(height // 2, width // 2), turns)
-        out = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(height_out * 3 // 2, width_out)
-    elif pixel_format == "nv12":
-        y = np.rot90(data[:height], turns)
-        uv = np.rot90(data[height:].reshape(height // 2, width // 2, 2), turns)
-        out = np.concatenate([y.ravel(), uv.ravel()]).reshape(height_out * 3 // 2, width_out)
-    else:
-        out = np.ascontiguousarray(np.rot90(data, turns))
-    return out, width_out, height_out
+        planes = [
+            data[:height],
+            data[height : height + quarter].reshape(height // 2, width // 2),
+            data[height + quarter :].reshape(height // 2, width // 2),
+        ]
+        out = np.concatenate([turn(plane).ravel() for plane in planes])
+        return out.reshape(height_out * 3 // 2, width_out), width_out, height_out
+    if pixel_format == "nv12":
+        planes = [data[:height], data[height:].reshape(height // 2, width // 2, 2)]
+        out = np.concatenate([turn(plane).ravel() for plane in planes])
+        return out.reshape(height_out * 3 // 2, width_out), width_out, height_out
+    return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
 def parse_streams(text: str) -> list[tuple[str, int]]:
@@ -194,14 +218,14 @@ class FileSource(Source):
                 pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
                 ok = ctx.width and ctx.height
                 width, height = ctx.width, ctx.height
-                if ok and self._turns(stream) % 2:  # shown a quarter turn round: as displayed
+                if ok and self._turned(stream):  # shown a quarter turn round: as displayed
                     width, height = height, width
                 formats[kind] = VideoFormat(width, height, pixel, fps) if ok else None
         self.duration = self._header_duration()
         return formats
 
-    def _turns(self, stream) -> int:
-        """Quarter turns (counter-clockwise) of the stream's display matrix, read from its first
+    def _turned(self, stream) -> bool:
+        """Whether the stream's display matrix turns it a quarter round, read from its first
         picture: PyAV shows the matrix on decoded frames only."""
         import av
 
@@ -209,8 +233,8 @@ class FileSource(Source):
             with av.open(self.path, metadata_errors="replace") as container:
                 picture = next(container.decode(container.streams[stream.index]))
         except (av.error.FFmpegError, StopIteration):
-            return 0
-        return round(picture.rotation / 90) % 4
+            return False
+        return orientation(picture)[0]
 
     def _select(self, container) -> dict:
         audio = list(container.streams.audio)
@@ -604,15 +628,15 @@ class _Clock:
         length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
         width, height = frame.width, frame.height
         pixel = pixel_format_for(frame.format, width, height)
-        turns = round(frame.rotation / 90) % 4
+        how = orientation(frame)
         if is_full_range(frame):  # lkplug's YUV is limited range, as encoders expect by default
             limited = "MPEG" if pixel in ("yuv420p", "nv12") else None
             frame = frame.reformat(format=pixel, src_color_range="JPEG", dst_color_range=limited)
         elif pixel != frame.format.name:
             frame = frame.reformat(format=pixel)
         data = frame.to_ndarray()
-        if turns:
-            data, width, height = rotate(data, pixel, width, height, turns)
+        if any(how):
+            data, width, height = orient(data, pixel, width, height, how)
         self.video_end = max(self.video_end, when + length)
         self.emitted += 1
         yield VideoFrame(data, pixel, width, height, when, length, color_of(frame))
