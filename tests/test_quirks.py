@@ -174,8 +174,8 @@ def test_a_hole_in_the_audio_keeps_later_audio_at_its_time(holed_mkv, tmp_path, 
     result = run("--source", f"file:{holed_mkv}", "--sink", f"file:{out}")
     assert result.returncode == 0, result.stderr
     # ffmpeg -i hole.mkv out.mkv: clicks at 1.003, 4.003, 5.003 s; out.mp4: 1.0, 4.0, 5.0
-    # (lkplug before: 1.0, 2.98, 3.98; and mp4 from this PCM-in-Matroska input, whose channels have
-    # no stated layout, failed: AAC refuses "1 channels", where ffmpeg guesses mono)
+    # (lkplug before: 1.0, 2.98, 3.98). The PCM-in-Matroska input states no channel layout
+    # ("1 channels", which AAC refuses): the mp4 case also checks it gets FFmpeg's guess, mono
     assert onsets(out) == pytest.approx([1.0, 4.0, 5.0], abs=0.02)
 
 
