@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ import traceback
 import click
 
 from . import __version__
-from .components import RunContext
+from .components import FLOAT_LIMIT, RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
 from .fanout import FanOut
@@ -193,6 +194,24 @@ def _notifier(quiet: bool):
     return lambda message: click.echo(f"lkplug: {message}", err=True)
 
 
+class Seconds(click.ParamType):
+    """A media duration: a finite number of seconds above 0 (``nan``, ``inf`` and overflowing
+    values are usage errors, not failures in the middle of a run)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(seconds) and 0 < seconds <= FLOAT_LIMIT):
+            self.fail(f"{value!r}: expected a number of seconds in (0, {FLOAT_LIMIT:g}]", param, ctx)
+        return seconds
+
+
 def _parse_pace(text: str) -> float | None | str:
     text = text.strip().lower()
     if text in ("auto", "max"):
@@ -201,8 +220,8 @@ def _parse_pace(text: str) -> float | None | str:
         value = float(text[:-1] if text.endswith("x") else text)
     except ValueError:
         raise click.BadParameter("expected auto, max, or a speed such as 1x or 2x") from None
-    if value <= 0:
-        raise click.BadParameter("the speed must be above 0")
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter("the speed must be a finite number above 0")
     return value
 
 
@@ -242,7 +261,7 @@ def _parse_pace(text: str) -> float | None | str:
 @click.option(
     "-t",
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="Stop after this much media, like ffmpeg -t (e.g. to record a live track for 10 s).",
 )

@@ -95,8 +95,9 @@ class ChannelConverter(Processor):
 
 
 class Rechunker(Processor):
-    """Regroups samples into frames of exactly ``frame_size`` samples; the tail is padded with
-    silence on flush, because stages that need fixed frames (WebRTC's APM) accept nothing else."""
+    """Regroups samples into frames of exactly ``frame_size`` samples. On flush the tail is padded
+    with silence (stages that need fixed frames, WebRTC's APM, accept nothing else); ``padding`` then
+    says how many samples were added, so the engine can cut them again after the stage."""
 
     def __init__(self, frame_size: int):
         self.frame_size = frame_size
@@ -104,15 +105,19 @@ class Rechunker(Processor):
         self._pending: list[np.ndarray] = []
         self._held = 0
         self._next_timestamp: int | None = None
-        self._rate = 0
+        self.rate = 0
+        self.padding = 0
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
         return AudioFormat(fmt.rate, fmt.channels, fmt.sample_format, self.frame_size)
 
     def process(self, frame: AudioFrame) -> list:
-        if self._next_timestamp is None:
+        if not self._held and frame.samples == self.frame_size:  # already exact: pass it on
+            self._next_timestamp, self.rate = frame.timestamp + frame.samples, frame.sample_rate
+            return [frame]
+        if self._next_timestamp is None or not self._held:
             self._next_timestamp = frame.timestamp
-        self._rate = frame.sample_rate
+        self.rate = frame.sample_rate
         self._pending.append(frame.data)
         self._held += frame.samples
         if self._held < self.frame_size:
@@ -132,11 +137,12 @@ class Rechunker(Processor):
         data = np.concatenate(self._pending)
         padded = np.zeros((self.frame_size, data.shape[1]), dtype=data.dtype)
         padded[: len(data)] = data
+        self.padding = self.frame_size - len(data)
         self._pending, self._held = [], 0
         return [self._frame(padded)]
 
     def _frame(self, data: np.ndarray) -> AudioFrame:
-        frame = AudioFrame(data, self._rate, self._next_timestamp)
+        frame = AudioFrame(data, self.rate, self._next_timestamp)
         self._next_timestamp += len(data)
         return frame
 
