@@ -108,12 +108,19 @@ def list_command(as_json, plugins, debug):
         ]
         click.echo(json.dumps({"components": rows, "broken": broken, "duplicates": duplicates}, indent=2))
         return
+    # PLUGIN is the name `-p no:NAME` takes (the distribution's name works too)
+    plugin_width = max([len(e.plugin.name) for e in entries] + [6])
     name_width = max([len(e.name) for e in entries] + [4])
     provider_width = max([len(e.plugin.provider) for e in entries] + [8])
-    click.echo(f"{'NAME':<{name_width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
+    header = ("PLUGIN", "NAME", "ROLE", "PROVIDER")
+    widths = (plugin_width, name_width, 9, provider_width)
+    click.echo("  ".join(f"{h:<{w}}" for h, w in zip(header, widths, strict=True)) + "  SUMMARY")
     for e in entries:
-        provider, summary = e.plugin.provider, e.component.summary
-        click.echo(f"{e.name:<{name_width}}  {e.role:<9}  {provider:<{provider_width}}  {summary}")
+        plugin, provider, summary = e.plugin.name, e.plugin.provider, e.component.summary
+        click.echo(
+            f"{plugin:<{plugin_width}}  {e.name:<{name_width}}  {e.role:<9}  "
+            f"{provider:<{provider_width}}  {summary}"
+        )
     for item in broken:
         where = f"{item['distribution']} {item['version']}" if item["distribution"] else item["origin"]
         click.echo(f"\nbroken plugin {item['plugin']!r} ({where}): {item['error']}")
@@ -344,7 +351,7 @@ def new_plugin_command(name, directory):
     """Write a ready plugin package: pyproject with the entry point, one processor, a passing test."""
     from .scaffold import plugin_names, write_plugin
 
-    root = write_plugin(name, directory)
+    root = write_plugin(name, directory, Registry.load())
     click.echo(f"wrote {root}/ with the processor {plugin_names(name)['name']!r}; next:")
     click.echo(f"  cd {root} && pip install -e '.[test]' && pytest && lkplug list")
 

@@ -38,6 +38,15 @@ def round_to_s16(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
 
 
+def count_s16_clips(data: np.ndarray, scale: float = 1.0) -> int:
+    """How many of ``data * scale`` (int16 units) ``round_to_s16`` clips: for a stage's ``clipped``
+    count, which the engine reports once at the end of a run (like SoX's "clipped N samples")."""
+    if data.dtype == np.int16 and abs(scale) <= 1.0:
+        return 0
+    high, low = 32767.5 / abs(scale), -32768.5 / abs(scale)
+    return int(np.count_nonzero((data > high) | (data < low)))
+
+
 def convert_sample_format(data: np.ndarray, sample_format: str) -> np.ndarray:
     return to_s16(data) if sample_format == "s16" else to_float(data)
 
@@ -46,11 +55,14 @@ class SampleFormatConverter(Processor):
     def __init__(self, sample_format: str):
         self.sample_format = sample_format
         self.label = f"format:{sample_format}"
+        self.clipped = 0  # float samples beyond full scale, clipped going to s16
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
         return AudioFormat(fmt.rate, fmt.channels, self.sample_format, fmt.frame_size)
 
     def process(self, frame: AudioFrame) -> list:
+        if self.sample_format == "s16" and frame.data.dtype == np.float32:
+            self.clipped += count_s16_clips(frame.data, S16_SCALE)
         return [frame.replace(data=convert_sample_format(frame.data, self.sample_format))]
 
 

@@ -299,20 +299,23 @@ class Pipeline:
         """One line per stage that clipped samples (``clipped``: a count it keeps), like SoX's
         "clipped N samples"; a conversion the engine inserted is named by the stage before it."""
         lines, seen = [], set()
-        counted = [
-            (step.built, chain.steps[:index])
-            for chain in self._planned
-            for index, step in enumerate(chain.steps)
-        ]
-        counted += [(sink, []) for sink in self.sinks]
-        for built, before in counted:
-            clipped = getattr(built.obj, "clipped", 0)
-            if not clipped or id(built.obj) in seen:
-                continue
-            seen.add(id(built.obj))
-            cause = next((b.built.label for b in reversed(before) if not b.built.inserted), None)
-            where = f"{built.label} (after {cause})" if built.inserted and cause else built.label
-            lines.append(f"{where} clipped {clipped} samples; lower the level before it")
+        for chain in self._planned:
+            main = self._chains.get(chain.kind)
+            upstream = [s.built.label for s in (main.steps if main else []) if not s.built.inserted]
+            for index, step in enumerate(chain.steps):
+                built = step.built
+                clipped = getattr(built.obj, "clipped", 0)
+                if not clipped or id(built.obj) in seen:
+                    continue
+                seen.add(id(built.obj))
+                before = [s.built.label for s in chain.steps[:index] if not s.built.inserted]
+                cause = (before or upstream or [self.source.label])[-1]
+                where = f"{built.label} (after {cause})" if built.inserted else built.label
+                lines.append(f"{where} clipped {clipped} samples; lower the level before it")
+        for sink in self.sinks:
+            clipped = getattr(sink.obj, "clipped", 0)
+            if clipped:
+                lines.append(f"{sink.label} clipped {clipped} samples; lower the level before it")
         return lines
 
     async def _produce(self, queue: asyncio.Queue) -> None:

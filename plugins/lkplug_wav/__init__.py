@@ -24,6 +24,7 @@ class WavSink(Sink):
         self.accepts = {"audio": AudioContract(sample_formats=(sample_format,))}
         self._file = None
         self._format = None
+        self.clipped = 0  # float samples beyond full scale, clipped for an integer subtype
 
     def write(self, frame) -> None:
         if frame.kind != "audio":
@@ -36,6 +37,7 @@ class WavSink(Sink):
             )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
+            self.clipped += int(np.count_nonzero((data > 1.0) | (data < -1.0)))
             data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
         self._file.write(data)
 
