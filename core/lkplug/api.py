@@ -60,10 +60,6 @@ def _as_dtype(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.clip(np.rint(data.astype(np.float64) * INT32_SCALE), -INT32_SCALE, INT32_SCALE - 1).astype(
             np.int32
         )
-    if dtype == np.int16:
-        from .convert import to_s16
-
-        return to_s16(data)
     return data.astype(dtype)
 
 
@@ -129,7 +125,8 @@ def process(
     """Run ``samples`` ((n, channels) or (n,); float64, float32, int32 or int16, see ``as_samples``)
     through a chain in one call, as one frame or in frames of ``frame_size`` samples.
 
-    Returns the processed samples (2-D, in the input's dtype) and their sample rate. Raises
+    Returns the processed samples (2-D) and their sample rate; for float64 or int32 input in that
+    type, else as the chain made them (int16 or float32). Raises
     UsageError for an array that cannot be (samples, channels), e.g. a (2, 48000) channels-first one.
     """
     dtype = np.asarray(samples).dtype
@@ -142,8 +139,12 @@ def process(
     frames += chain.flush()
     if not frames:
         out_format = chain._chains["audio"].out_format
-        return np.zeros((0, out_format.channels), dtype), out_format.rate
-    return _as_dtype(np.concatenate([f.data for f in frames]), dtype), frames[0].sample_rate
+        empty = dtype if dtype not in (np.int16, np.float32) else data.dtype
+        return np.zeros((0, out_format.channels), empty), out_format.rate
+    out = np.concatenate([f.data for f in frames])
+    if dtype not in (np.int16, np.float32):  # the caller's type back; int16 and float32 stay as made
+        out = _as_dtype(out, dtype)
+    return out, frames[0].sample_rate
 
 
 def _sync(coroutine):

@@ -185,7 +185,8 @@ class Processor(Stage):
         raise NotImplementedError
 
     def flush(self) -> list:
-        """End of stream: return any frames still held (a resampler's tail, buffered samples)."""
+        """End of stream: return any frames still held (a resampler's tail, buffered samples). The
+        object gets no frames after it: on a format change mid-stream the engine builds a fresh one."""
         return []
 
 
