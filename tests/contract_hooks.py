@@ -8,6 +8,7 @@ engine names them; one (``duck``) matches the documented shape without lkplug's 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 
@@ -168,6 +169,8 @@ class Faulty(Processor):
             sys.exit("faulty gave up")
         if self.how == "interrupt":
             raise KeyboardInterrupt
+        if self.how == "abort":  # as a native library does (the LiveKit SDK's Rust panics did)
+            os.abort()
         if self.how == "block":
             print("faulty: blocking", file=sys.stderr, flush=True)
             threading.Event().wait()  # blocks the thread that calls it, forever

@@ -164,6 +164,15 @@ def test_a_faulty_stage_is_named_and_the_output_holds_what_came_before(tmp_path,
     assert wav_frames(out) == 48000  # the 50 frames of 20 ms that passed before the fault
 
 
+def test_a_wav_written_before_a_native_abort_is_still_valid(tmp_path):
+    out = tmp_path / "a.wav"
+    result = run_lkplug(
+        "run", "-p", HOOKS, "--source", "tone:duration=10", "--proc", "faulty:abort", "--sink", f"wav:{out}"
+    )
+    assert result.returncode == -signal.SIGABRT  # nothing can catch an abort
+    assert wav_frames(out) == 48000  # before: the header said 0 frames
+
+
 # 12. signals always work -------------------------------------------------------------------------
 
 

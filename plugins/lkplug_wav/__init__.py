@@ -8,6 +8,8 @@ import numpy as np
 
 from lkplug import AudioContract, Component, MediaError, Param, Sink, hookimpl
 
+SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
+
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
 
@@ -52,6 +54,10 @@ class WavSink(Sink):
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
+        # libsndfile rewrites the header after every write, so the file stays valid even if the
+        # process is killed or a native library aborts before close() (sndfile.h's SF_TRUE)
+        snd = soundfile._snd
+        snd.sf_command(self._file._file, SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1)
         self._format = frame.format
 
     def close(self) -> None:
