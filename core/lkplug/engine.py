@@ -180,7 +180,8 @@ class Pipeline:
     def explain(self) -> str:
         """The negotiated plan, converters included, without running anything."""
         self._bind()
-        formats = self.source.obj.probe()
+        formats = call_plugin(self.source, self.source.obj.probe)
+        self._check_sinks(formats)
         lines = [f"source  {self.source.label}  ({self.source.provider})"]
         for kind, fmt in formats.items():
             lines.append(f"  {kind}: {fmt if fmt is not None else 'format known once frames flow'}")
@@ -190,6 +191,9 @@ class Pipeline:
         for index, sink in enumerate(self.sinks):
             lines.append(f"sink    {sink.label}  ({sink.provider})")
             for kind in formats:
+                if (index, kind) not in self._tails:
+                    lines.append(f"    (takes no {kind})")
+                    continue
                 for label, out in self._tails[(index, kind)].describe():
                     lines.append(f"    -> {label:<40} {out}")
         if self.pace:
@@ -406,8 +410,10 @@ async def _maybe_await(result):
 async def _call(built: Built, method, *args):
     Running.built = built
     try:
-        return await _maybe_await(method(*args))
+        result = await _maybe_await(method(*args))
     except LkplugError:
         raise
     except PLUGIN_FAILURES as exc:
         raise built.failure(exc) from exc
+    Running.built = None
+    return result
