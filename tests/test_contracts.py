@@ -210,6 +210,25 @@ def test_a_second_signal_ends_a_blocked_stage_and_leaves_a_valid_file(tmp_path, 
     assert wav_frames(out) == 48000  # the header was finalised: 50 frames of 20 ms
 
 
+def test_a_second_ctrl_c_during_a_blocked_stage_writes_the_mp4_trailer(tmp_path):
+    out = tmp_path / "a.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "-p", HOOKS, "--source", "tone:duration=10"]
+        + ["--proc", "faulty:block", "--sink", f"file:{out}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_line(process, "blocking")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    with av.open(str(out)) as container:  # opens: the moov atom (the trailer) was written
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert abs(samples - 48000) <= 1024  # the 50 frames of 20 ms before the block, give or take AAC's frame
+
+
 def test_sigterm_ends_a_run_waiting_on_its_pace(tmp_path):
     process, out = start_run(tmp_path, "--pace", "1e-6", "--source", "tone:duration=10")
     deadline = time.monotonic() + 30

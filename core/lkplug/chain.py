@@ -190,18 +190,16 @@ class Chain:
         it. Silence a rechunker added to complete the last frame is cut again after the stage that
         needed it, so a stage that keeps length keeps the stream's length."""
         carry: list = []
-        padding = 0  # samples of silence the step before added, at its rate
+        padding: tuple[int, int] | None = None  # (samples, rate) of silence the step before added
         for step in self.steps:
             carry = await _run(step, carry, self.kind)
             flush = getattr(step.built.obj, "flush", None)
             if flush is not None:
-                tail = call_plugin(step.built, flush)
-                carry += _checked(step, tail, self.kind, "flush()")
-            if padding:
+                carry += _checked(step, call_plugin(step.built, flush), self.kind, "flush()")
+            if padding is not None:
                 carry = _trim_end(carry, padding)
-            padding = getattr(step.built.obj, "padding", 0) if step.built.inserted else 0
-            if padding:
-                padding = (padding, step.built.obj.rate)
+            obj = step.built.obj
+            padding = (obj.padding, obj.rate) if isinstance(obj, Rechunker) and obj.padding else None
         return carry
 
     def describe(self) -> list[tuple[str, str]]:
