@@ -144,6 +144,12 @@ class DuckSink:
         pass
 
 
+class NotASink:
+    """Has ``accepts`` but no ``write``: a mistake that must name the component."""
+
+    accepts = {"audio": AudioContract()}
+
+
 # faulty on purpose --------------------------------------------------------------------------------
 
 
@@ -232,4 +238,5 @@ def lkplug_sinks():
     return [
         Component("peaks", Peaks, "peak per frame (audio only)"),
         Component("ducksink", DuckSink, "documented shape, no base class"),
+        Component("notasink", NotASink, "no write()"),
     ]

@@ -288,10 +288,14 @@ def test_dash_p_no_takes_the_plugin_or_the_distribution_name_and_refuses_unknown
 
 
 def test_components_in_the_documented_shape_without_base_classes_run(tmp_path):
+    # before: unexpected AttributeError: 'Duck' object has no attribute 'bind'
     result = run_lkplug(
         "run", "-p", HOOKS, "--source", "tone:duration=0.1", "--proc", "duck", "--sink", "ducksink"
     )
     assert result.returncode == 0, result.stderr
+    wrong = run_lkplug("run", "-p", HOOKS, "--source", "tone:duration=0.1", "--sink", "notasink")
+    line = assert_one_line_error(wrong)
+    assert "notasink (from contract_hooks (-p)) is not a sink: it has no write()" in line
 
 
 def test_new_plugin_refuses_a_name_already_provided(tmp_path):
@@ -312,6 +316,11 @@ def test_process_takes_float64_int32_and_mono_and_refuses_channels_first():
     assert abs(int(np.abs(out).max()) - int(np.abs(ints).max()) / 10 ** (6 / 20)) < 2**8  # float32 precision
     with pytest.raises(UsageError, match=r"\(samples, channels\).*\(2, 48000\)"):
         lkplug.process(stereo.T, 48000, "gain:db=-6")
+    chain = lkplug.open_chain("gain:db=-6")
+    frames = chain.push(stereo[:960], 48000) + chain.push(stereo[960:1920], 48000) + chain.flush()
+    assert [f.timestamp for f in frames] == [0, 960] and frames[0].data.dtype == np.float32
+    with pytest.raises(UsageError, match=r"got shape \(2, 960\); channels first\? pass samples.T"):
+        chain.push(stereo[:960].T, 48000)
 
 
 def test_clipping_is_reported_once_naming_the_stage(tmp_path):

@@ -87,6 +87,14 @@ class Built:
         return replace(self, obj=obj)
 
 
+def require(built: Built, role: str, *methods: str) -> None:
+    """PluginError naming ``built`` unless its object has ``methods`` (the rest are optional)."""
+    missing = [name for name in methods if not callable(getattr(built.obj, name, None))]
+    if missing:
+        needs = ", ".join(f"{name}()" for name in missing)
+        raise PluginError(f"{built.who} is not a {role}: it has no {needs} (see lkplug.{role.title()})")
+
+
 def call_plugin(built: Built, method, *args):
     """Call a plugin's method; whatever it raises becomes a PluginError naming it."""
     try:
@@ -105,6 +113,7 @@ class Step:
     is_async: bool = field(init=False)
 
     def __post_init__(self):
+        require(self.built, "processor", "process")
         self.is_async = inspect.iscoroutinefunction(self.built.obj.process)
 
     def contract_error(self, kind: str, item) -> str | None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin
+from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
 from .errors import LkplugError, ParamError, UsageError
 from .registry import Entry, Registry
@@ -148,6 +148,11 @@ class Pipeline:
         stages = [*self.processors, *self.sinks]
         self.context.kinds = frozenset(kind for built in stages for kind in accepts_of(built.obj))
         self.context.pace = self.pace
+        require(self.source, "source", "probe", "frames")
+        for built in self.processors:
+            require(built, "processor", "process")
+        for built in self.sinks:
+            require(built, "sink", "write")
         for built in [self.source, *self.processors, *self.sinks]:
             bind = getattr(built.obj, "bind", None)
             if bind is not None:
