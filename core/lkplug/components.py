@@ -7,6 +7,7 @@ through pluggy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +15,18 @@ from typing import Any
 from .errors import ParamError
 
 REQUIRED = object()  # default of a parameter the user must give
+#: the largest magnitude a float parameter takes unless its schema says otherwise: every real media
+#: quantity fits (1e12 s is 31,000 years), and values near 1e308 overflow the moment they are scaled
+FLOAT_LIMIT = 1e12
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a component, as `lkplug inspect` shows it and the spec parser reads it."""
+    """One parameter of a component, as `lkplug inspect` shows it and the spec parser reads it.
+
+    A float is always finite (``nan`` and ``inf`` are refused) and, where ``min`` or ``max`` is not
+    given, within ``FLOAT_LIMIT`` in magnitude.
+    """
 
     name: str
     type: type = str  # int, float, str or bool
@@ -48,6 +56,13 @@ class Param:
 
     def check(self, value: Any, where: str | None = None) -> Any:
         where = where or self.name
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ParamError(f"{where}={value!r}: expected a finite number")
+            low = -FLOAT_LIMIT if self.min is None else self.min
+            high = FLOAT_LIMIT if self.max is None else self.max
+            if not low <= value <= high:
+                raise ParamError(f"{where}={value!r}: expected a value in [{low:g}, {high:g}]")
         if self.choices is not None and value not in self.choices:
             raise ParamError(f"{where}={value!r}: expected one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
@@ -172,7 +187,8 @@ class Processor(Stage):
         raise NotImplementedError
 
     def flush(self) -> list:
-        """End of stream: return any frames still held (a resampler's tail, buffered samples)."""
+        """End of stream: return any frames still held (a resampler's tail, buffered samples). The
+        object gets no frames after it: on a format change mid-stream the engine builds a fresh one."""
         return []
 
 

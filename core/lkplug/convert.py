@@ -38,6 +38,15 @@ def round_to_s16(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
 
 
+def count_s16_clips(data: np.ndarray, scale: float = 1.0) -> int:
+    """How many of ``data * scale`` (int16 units) ``round_to_s16`` clips: for a stage's ``clipped``
+    count, which the engine reports once at the end of a run (like SoX's "clipped N samples")."""
+    if data.dtype == np.int16 and abs(scale) <= 1.0:
+        return 0
+    high, low = 32767.5 / abs(scale), -32768.5 / abs(scale)
+    return int(np.count_nonzero((data > high) | (data < low)))
+
+
 def convert_sample_format(data: np.ndarray, sample_format: str) -> np.ndarray:
     return to_s16(data) if sample_format == "s16" else to_float(data)
 
@@ -46,17 +55,21 @@ class SampleFormatConverter(Processor):
     def __init__(self, sample_format: str):
         self.sample_format = sample_format
         self.label = f"format:{sample_format}"
+        self.clipped = 0  # float samples beyond full scale, clipped going to s16
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
         return AudioFormat(fmt.rate, fmt.channels, self.sample_format, fmt.frame_size, fmt.layout)
 
     def process(self, frame: AudioFrame) -> list:
+        if self.sample_format == "s16" and frame.data.dtype == np.float32:
+            self.clipped += count_s16_clips(frame.data, S16_SCALE)
         return [frame.replace(data=convert_sample_format(frame.data, self.sample_format))]
 
 
 class Rechunker(Processor):
-    """Regroups samples into frames of exactly ``frame_size`` samples; the tail is padded with
-    silence on flush, because stages that need fixed frames (WebRTC's APM) accept nothing else."""
+    """Regroups samples into frames of exactly ``frame_size`` samples. On flush the tail is padded
+    with silence (stages that need fixed frames, WebRTC's APM, accept nothing else); ``padding`` then
+    says how many samples were added, so the engine can cut them again after the stage."""
 
     def __init__(self, frame_size: int):
         self.frame_size = frame_size
@@ -64,16 +77,20 @@ class Rechunker(Processor):
         self._pending: list[np.ndarray] = []
         self._held = 0
         self._next_timestamp: int | None = None
-        self._rate = 0
+        self.rate = 0
+        self.padding = 0
         self._layout = ""
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
         return AudioFormat(fmt.rate, fmt.channels, fmt.sample_format, self.frame_size, fmt.layout)
 
     def process(self, frame: AudioFrame) -> list:
-        if self._next_timestamp is None:
+        if not self._held and frame.samples == self.frame_size:  # already exact: pass it on
+            self._next_timestamp, self.rate = frame.timestamp + frame.samples, frame.sample_rate
+            return [frame]
+        if self._next_timestamp is None or not self._held:
             self._next_timestamp = frame.timestamp
-        self._rate = frame.sample_rate
+        self.rate = frame.sample_rate
         self._layout = frame.layout
         self._pending.append(frame.data)
         self._held += frame.samples
@@ -94,11 +111,12 @@ class Rechunker(Processor):
         data = np.concatenate(self._pending)
         padded = np.zeros((self.frame_size, data.shape[1]), dtype=data.dtype)
         padded[: len(data)] = data
+        self.padding = self.frame_size - len(data)
         self._pending, self._held = [], 0
         return [self._frame(padded)]
 
     def _frame(self, data: np.ndarray) -> AudioFrame:
-        frame = AudioFrame(data, self._rate, self._next_timestamp, self._layout)
+        frame = AudioFrame(data, self.rate, self._next_timestamp, self._layout)
         self._next_timestamp += len(data)
         return frame
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
-from lkplug.convert import round_to_s16
+from lkplug.convert import count_s16_clips, round_to_s16
 from lkplug.frames import LAYOUTS, default_layout, layout_channels
 
 
@@ -16,10 +16,12 @@ class Gain(Processor):
         if factor is not None and db != 0.0:
             raise UsageError("gain: give db= or factor=, not both")
         self.factor = np.float32(factor if factor is not None else 10.0 ** (db / 20.0))
+        self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
 
     def process(self, frame) -> list:
         data = frame.data
         if data.dtype == np.int16:
+            self.clipped += count_s16_clips(data, self.factor)
             return [frame.replace(data=round_to_s16(data, self.factor))]
         return [frame.replace(data=data * self.factor)]
 

@@ -8,6 +8,8 @@ import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Component, MediaError, Param, Sink, hookimpl
 
+SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
+
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
 
@@ -26,6 +28,7 @@ class WavSink(Sink):
         self.accepts = {"audio": AudioContract(sample_formats=(sample_format,))}
         self._file = None
         self._format = None
+        self.clipped = 0  # float samples beyond full scale, clipped for an integer subtype
         self._next: int | None = None  # timestamp (in samples) where what is written ends
         self._started = None  # the audio format the engine announced
         self.writes = (path,)
@@ -51,6 +54,7 @@ class WavSink(Sink):
             )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
+            self.clipped += int(np.count_nonzero((data > 1.0) | (data < -1.0)))
             data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
         if self._next is not None and frame.timestamp > self._next:
             self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
@@ -68,6 +72,10 @@ class WavSink(Sink):
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
+        # libsndfile rewrites the header after every write, so the file stays valid even if the
+        # process is killed or a native library aborts before close() (sndfile.h's SF_TRUE)
+        snd = soundfile._snd
+        snd.sf_command(self._file._file, SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1)
         self._format = frame.format
 
     def close(self) -> None:
