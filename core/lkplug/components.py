@@ -236,3 +236,6 @@ class RunContext:
     kinds: frozenset[str] | None = None
     #: the run's pace (1.0: real time; None: as fast as possible), so a source can size its frames
     pace: float | None = None
+    #: the media seconds the run asked for (``-t``; None: until the source ends), so a live source
+    #: that ends short can say so
+    duration: float | None = None

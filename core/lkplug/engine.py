@@ -139,6 +139,7 @@ class Pipeline:
         stages = [*self.processors, *self.sinks]
         self.context.kinds = frozenset(kind for built in stages for kind in built.obj.accepts)
         self.context.pace = self.pace
+        self.context.duration = self.duration
         for built in [self.source, *self.processors, *self.sinks]:
             built.obj.bind(self.context)
 
