@@ -111,20 +111,12 @@ async def _serve(port, api_key, api_secret, made_up, demo, room, departure_timeo
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(_watch_parent(stop))
-    alice = None
     try:
         if demo:
-            from .peers import Peer
-
-            # alice publishes; she subscribes to nothing (nobody listens to what she would receive)
-            alice = await Peer.join(server.url, server.token("alice", room), auto_subscribe=False)
-            await alice.publish_sine(440)
-            await alice.publish_bars()
+            server.add_demo(room, "alice")
             click.echo(f"  demo: alice publishes a 440 Hz tone and colour bars in room {room!r}")
         click.echo("ready")
         await stop.wait()
     finally:
         watcher.cancel()
-        if alice is not None:
-            await alice.close()
         await server.stop()

@@ -199,7 +199,7 @@ class Participant:
         )
 
     async def send(self, **message) -> None:
-        if not self.ws.closed:
+        if self.ws is not None and not self.ws.closed:  # None: the demo participant, in the server
             try:
                 await self.ws.send_bytes(rtc.SignalResponse(**message).SerializeToString())
             except ConnectionError:
@@ -250,6 +250,7 @@ class DevServer:
         self.api_key, self.api_secret = api_key, api_secret
         self.departure_timeout = departure_timeout
         self.rooms: dict[str, Room] = {}
+        self.demos: list[tuple[str, str]] = []  # (room, identity) of demo participants
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
 
@@ -281,7 +282,27 @@ class DevServer:
                 self.port = probe.getsockname()[1]
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
+        for room, identity in self.demos:  # back after a restart
+            self._add_demo(room, identity)
         return self
+
+    def add_demo(self, room: str = "demo", identity: str = "alice") -> None:
+        """A participant inside the server publishing a 440 Hz tone and colour bars (``demo.py``)."""
+        self.demos.append((room, identity))
+        if self._runner is not None:
+            self._add_demo(room, identity)
+
+    def _add_demo(self, room_name: str, identity: str) -> None:
+        from .demo import demo_tracks
+
+        room = self.rooms.setdefault(room_name, Room(room_name))
+        grants = api.VideoGrants(room_join=True, room=room_name, can_subscribe=False, can_publish_data=False)
+        participant = Participant(identity, identity, make_sid("PA_"), None, False, grants)
+        for info, media in demo_tracks():
+            info.sid = make_sid("TR_")
+            participant.tracks[info.sid] = Track(info, participant, media)
+        room.participants[identity] = participant
+        log.info("%s (demo) publishes a tone and colour bars in room %s", identity, room_name)
 
     async def stop(self) -> None:
         for room in list(self.rooms.values()):
@@ -302,8 +323,8 @@ class DevServer:
 
     async def drop_signal(self, identity: str, room: str = "test") -> None:
         """Fault injection: close a participant's signalling socket, as a network failure would."""
-        participant = self.rooms[room].participants[identity] if room in self.rooms else None
-        if participant is None:
+        participant = self.rooms[room].participants.get(identity) if room in self.rooms else None
+        if participant is None or participant.ws is None:
             raise KeyError(identity)
         await participant.ws.close()
 
@@ -435,7 +456,8 @@ class DevServer:
         old = room.participants.get(claims.identity)
         if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
             await self._remove(room, old)
-            await old.ws.close()
+            if old.ws is not None:
+                await old.ws.close()
         participant = Participant(
             claims.identity, claims.name or claims.identity, make_sid("PA_"), ws, auto_subscribe, claims.video
         )
@@ -471,7 +493,7 @@ class DevServer:
             participant.departure.cancel()
             participant.departure = None
         old, participant.ws = participant.ws, ws
-        if old is not ws:
+        if old is not None and old is not ws:
             await old.close()
         log.info("%s resumed its session in room %s", participant.identity, room.name)
         await participant.send(reconnect=rtc.ReconnectResponse())
