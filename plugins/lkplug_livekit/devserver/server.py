@@ -207,8 +207,9 @@ class Participant:
 
 
 class Room:
-    def __init__(self, name: str):
+    def __init__(self, name: str, departure_timeout: float = DEPARTURE_TIMEOUT):
         self.name = name
+        self.departure_timeout = departure_timeout
         self.sid = make_sid("RM_")
         self.participants: dict[str, Participant] = {}
         self.relay = MediaRelay()
@@ -219,6 +220,7 @@ class Room:
             name=self.name,
             num_participants=len(self.participants),
             creation_time=int(time.time()),
+            departure_timeout=round(self.departure_timeout),
         )
 
     def others(self, participant: Participant) -> list[Participant]:
@@ -295,7 +297,7 @@ class DevServer:
     def _add_demo(self, room_name: str, identity: str) -> None:
         from .demo import demo_tracks
 
-        room = self.rooms.setdefault(room_name, Room(room_name))
+        room = self.rooms.setdefault(room_name, Room(room_name, self.departure_timeout))
         grants = api.VideoGrants(room_join=True, room=room_name, can_subscribe=False, can_publish_data=False)
         participant = Participant(identity, identity, make_sid("PA_"), None, False, grants)
         for info, media in demo_tracks():
@@ -428,7 +430,7 @@ class DevServer:
                     return ws
                 await self._resume(room, participant, ws)
             else:
-                room = self.rooms.setdefault(claims.video.room, Room(claims.video.room))
+                room = self.rooms.setdefault(claims.video.room, Room(claims.video.room, self.departure_timeout))
                 auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
                 participant = await self._join(room, claims, ws, auto_subscribe)
             await self._serve_signal(room, participant, ws)
