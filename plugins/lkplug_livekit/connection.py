@@ -124,6 +124,11 @@ class RoomConnection:
                         await self.devserver.stop()
                     reason = getattr(exc, "message", None) or str(exc) or "timed out"
                     raise MediaError(f"cannot join {self.describe()}: {_redact(reason, self)}") from None
+                except BaseException:  # stopped (Ctrl-C, SIGTERM) while joining: no dev server left
+                    self._users -= 1
+                    if self.devserver is not None:
+                        await asyncio.shield(self.devserver.stop())
+                    raise
                 self.room = room
             return self.room
 
