@@ -84,7 +84,10 @@ def lkplug_sinks():
                     "track source kind (default: microphone for audio, camera for video)",
                     choices=tuple(SOURCES),
                 ),
-                Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+                # the SDK takes whole 10 ms frames (any other size is a Rust panic, exit 134)
+                Param(
+                    "queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000, step=10
+                ),
                 Param(
                     "wait",
                     float,

@@ -430,7 +430,8 @@ class DevServer:
                     return ws
                 await self._resume(room, participant, ws)
             else:
-                room = self.rooms.setdefault(claims.video.room, Room(claims.video.room, self.departure_timeout))
+                name = claims.video.room
+                room = self.rooms.setdefault(name, Room(name, self.departure_timeout))
                 auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
                 participant = await self._join(room, claims, ws, auto_subscribe)
             await self._serve_signal(room, participant, ws)
