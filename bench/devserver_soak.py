@@ -2,7 +2,10 @@
 tone and colour bars), nobody subscribed for the first half, then one subscriber reading both tracks.
 Prints the server's RSS every 30 s and its growth after the first minute (the goal: under 10 MB).
 
-    python bench/devserver_soak.py [--seconds 600]
+    python bench/devserver_soak.py [--seconds 600] [--sdk-publisher]
+
+``--sdk-publisher``: alice is an SDK participant in this process instead of the server's demo
+participant, so that the server receives and (once subscribed) decodes her media.
     # the code of another checkout, e.g. before a change (it took the secret in argv then):
     PYTHONPATH=/work/main/plugins:/work/main/core python bench/devserver_soak.py --seconds 120 --argv-secret
 
@@ -48,15 +51,23 @@ async def read_all(peer: Peer, counts: dict) -> None:
     )
 
 
-async def main(seconds: float, argv_secret: bool) -> None:
+async def main(seconds: float, argv_secret: bool, sdk_publisher: bool) -> None:
     port, secret = free_port(), secrets.token_urlsafe(24)
-    args = [sys.executable, "-m", "lkplug_livekit.devserver", "--demo", "-q", "--port", str(port)]
+    args = [sys.executable, "-m", "lkplug_livekit.devserver", "-q", "--port", str(port)]
     args += ["--api-secret", secret] if argv_secret else []
+    args += [] if sdk_publisher else ["--demo"]
     server = await asyncio.create_subprocess_exec(
         *args, env={**os.environ, "LIVEKIT_API_SECRET": secret}, stdout=asyncio.subprocess.PIPE
     )
     while (await server.stdout.readline()).strip() != b"ready":
         pass
+    alice = None
+    if sdk_publisher:
+        alice = await Peer.join(
+            f"ws://127.0.0.1:{port}", make_token("devkey", secret, "alice", "demo"), False
+        )
+        await alice.publish_sine(440)
+        await alice.publish_bars()
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
     subscriber, reader, counts = None, None, {"audio": 0, "video": 0}
@@ -74,8 +85,9 @@ async def main(seconds: float, argv_secret: bool) -> None:
     finally:
         if reader is not None:
             reader.cancel()
-        if subscriber is not None:
-            await subscriber.close()
+        for peer in (subscriber, alice):
+            if peer is not None:
+                await peer.close()
         server.terminate()
         await server.wait()
     after_minute = [rss for t, rss in samples if t >= 60]
@@ -93,5 +105,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--argv-secret", action="store_true", help="pass --api-secret (older checkouts)")
+    parser.add_argument("--sdk-publisher", action="store_true", help="alice is an SDK participant here")
     options = parser.parse_args()
-    asyncio.run(main(options.seconds, options.argv_secret))
+    asyncio.run(main(options.seconds, options.argv_secret, options.sdk_publisher))
