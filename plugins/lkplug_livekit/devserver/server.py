@@ -110,15 +110,29 @@ class LatestQueue(asyncio.Queue):
 class DecoderGate(queue.Queue):
     """What aiortc's receiver hands its decoder thread: encoded frames pass only while ``wanted()``
     (someone subscribes to the track), at most ``ENCODED_FRAMES`` of them (the oldest goes first).
-    ``None`` (stop the decoder) always passes. ``put`` runs on the event loop's thread only."""
+    After a pause, VP8 resumes at a keyframe (the decoder would fail on frames that refer to ones it
+    never saw). ``None`` (stop the decoder) always passes. ``put`` runs on the event loop's thread."""
 
-    def __init__(self, wanted):
+    def __init__(self, wanted, ask_keyframe):
         super().__init__(ENCODED_FRAMES)
-        self.wanted = wanted
+        self.wanted, self.ask_keyframe = wanted, ask_keyframe
+        self.paused = True
+        self.asked = 0.0  # when a keyframe was last asked for (monotonic seconds)
 
     def put(self, item, block=True, timeout=None) -> None:
-        if item is not None and not self.wanted():
-            return
+        if item is not None:
+            if not self.wanted():
+                self.paused = True
+                return
+            codec, encoded = item
+            if self.paused and codec.name == "VP8" and encoded.data[:1] and encoded.data[0] & 1:
+                # an interframe (RFC 6386: bit 0 of the frame tag is 0 for a keyframe): ask for a
+                # keyframe (again each second: a request may be lost), decode from there
+                if time.monotonic() - self.asked > 1.0:
+                    self.asked = time.monotonic()
+                    self.ask_keyframe()
+                return
+            self.paused = False
         while True:
             try:
                 super().put(item, block=False)
@@ -130,14 +144,14 @@ class DecoderGate(queue.Queue):
                     pass
 
 
-def bound_receiver(receiver, wanted) -> None:
+def bound_receiver(receiver, wanted, ask_keyframe) -> None:
     """Decode a received track only while ``wanted()``, through bounded queues. aiortc has no
     option for either: its queues are private attributes, replaced before ``receive()`` starts the
     decoder thread (checked, so a new aiortc that renames them fails here rather than leaking)."""
     name = "_RTCRtpReceiver__decoder_queue"
     if not hasattr(receiver, name) or not hasattr(receiver.track, "_queue"):
         raise RuntimeError("this aiortc version has no decoder queue to bound")
-    setattr(receiver, name, DecoderGate(wanted))
+    setattr(receiver, name, DecoderGate(wanted, ask_keyframe))
     receiver.track._queue = LatestQueue(DECODED_FRAMES)
 
 
@@ -595,8 +609,7 @@ class DevServer:
                 sender = pc.addTransceiver(media, direction="sendonly").sender
                 sender._stream_id = f"{change.owner.sid}|{sid}"
                 participant.senders[sid] = sender
-                change.subscribers.add(participant)  # its decoder starts: ask for a keyframe
-                request_keyframe(change)
+                change.subscribers.add(participant)  # its decoder starts (at a keyframe)
                 added.append(change)
         await self._send_offer(participant)
         await participant.answered.wait()
@@ -651,7 +664,7 @@ class DevServer:
             return
         info.mid = transceiver.mid
         track = Track(info, participant, media, transceiver.receiver)
-        bound_receiver(transceiver.receiver, lambda: bool(track.subscribers))
+        bound_receiver(transceiver.receiver, lambda: bool(track.subscribers), lambda: request_keyframe(track))
         participant.tracks[info.sid] = track
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
         # announce the track before offering it, so subscribers know whose it is when it arrives
