@@ -164,22 +164,24 @@ class TrackSource(Source):
                 if left and not self.follow:  # gone, or reconnecting: wait as long as LiveKit would
                     found = await self._subscribe(room, received=True, wait=DEPARTURE_TIMEOUT)
                     if found is None:
-                        self._left(participant.identity, elapsed)
+                        self._left(room, participant.identity, elapsed)
                         return
         finally:
             self.ended = True
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
 
-    def _left(self, identity: str, elapsed: float) -> None:
-        """The participant is really gone: the end, and an error when ``-t`` asked for more."""
+    def _left(self, room, identity: str, elapsed: float) -> None:
+        """The participant is really gone (or lkplug's own connection is): the end, and an error
+        when ``-t`` asked for more."""
+        what = f"{identity} left the room" if room.isconnected() else f"lost the connection to {room.name}"
         duration = getattr(self.context, "duration", None)
         if duration is not None and elapsed < duration:
             raise MediaError(
-                f"{identity} left the room after {elapsed:.1f} s of the {duration:g} s asked (-t) "
+                f"{what} after {elapsed:.1f} s of the {duration:g} s asked (-t) "
                 f"and did not come back within {DEPARTURE_TIMEOUT:g} s"
             )
-        self._notify(f"{identity} left the room")
+        self._notify(what)
 
     def _find(self, room):
         for participant in room.remote_participants.values():
