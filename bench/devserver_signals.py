@@ -108,6 +108,9 @@ async def main(trials: int, seed: int) -> None:
 
 
 if __name__ == "__main__":
+    # started in the background (nohup … &), this process ignores SIGINT, and a child inherits that
+    # until it sets its own handler: a caught signal is reset to the default at exec, an ignored one not
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
