@@ -38,6 +38,15 @@ async def test_everything_the_dev_server_with_demo_listens_on_is_loopback():
     assert [s for s in sockets if s[1] != "127.0.0.1"] == []
 
 
+@pytest.fixture(autouse=True)
+def sigint_reaches_children():
+    """A suite started in the background ignores SIGINT, and children inherit an ignored signal (a
+    caught one is reset at exec): catch it here so that lkplug starts as from a terminal."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 async def _lkplug(*args, env=None):
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lkplug", *args, env={**os.environ, **(env or {})}, stdout=PIPE, stderr=PIPE
