@@ -70,6 +70,7 @@ async def test_no_secret_on_a_command_line_during_run_devserver(tmp_path):
     try:
         await _until_line(process.stderr, "receiving alice")
         (child,) = processes_with_env(PARENT_ENV, str(process.pid))
+        assert os.getpgid(child) == os.getpgid(process.pid)  # a Ctrl-C in a terminal reaches both
         with open(f"/proc/{child}/environ", "rb") as environ:
             variables = dict(v.split(b"=", 1) for v in environ.read().split(b"\0") if b"=" in v)
         secret = variables[b"LIVEKIT_API_SECRET"].decode()  # how the child gets it
