@@ -29,12 +29,24 @@ from sockets import processes_with_env  # noqa: E402
 from lkplug_livekit.devserver.cli import PARENT_ENV  # noqa: E402
 
 
+def wav_header_problem(path: Path) -> str:
+    """'' when the RIFF and data chunk sizes match the file (its header was finalised), else what
+    does not (libsndfile reads an unfinished WAV without complaint)."""
+    raw = path.read_bytes()
+    if int.from_bytes(raw[4:8], "little") != len(raw) - 8:
+        return f"RIFF size {int.from_bytes(raw[4:8], 'little')} for a {len(raw)}-byte file"
+    at = raw.find(b"data")
+    if at < 0 or at + 8 + int.from_bytes(raw[at + 4 : at + 8], "little") != len(raw):
+        return "data chunk size does not match the file"
+    return ""
+
+
 def valid(path: Path) -> str:
     """'' when the file is a valid recording, else why not."""
     try:
         if path.suffix == ".wav":
             data, rate = soundfile.read(path)
-            return "" if rate == 48000 else f"rate {rate}"
+            return wav_header_problem(path) or ("" if rate == 48000 else f"rate {rate}")
         with av.open(str(path)) as container:
             frames = sum(1 for _ in container.decode(video=0))
         return "" if frames else "no frames"

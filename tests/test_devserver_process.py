@@ -153,8 +153,12 @@ async def test_no_dev_server_outlives_lkplug_run_devserver(tmp_path, sig, after)
         await asyncio.sleep(0.1)
     assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == [], err
     assert processes_with_env(PARENT_ENV, str(process.pid)) == []
-    if out.exists():
-        soundfile.read(out)  # a valid WAV
+    if out.exists():  # a valid WAV, its header finalised (libsndfile would read it either way)
+        soundfile.read(out)
+        raw = out.read_bytes()
+        assert int.from_bytes(raw[4:8], "little") == len(raw) - 8
+        data_at = raw.find(b"data")
+        assert data_at + 8 + int.from_bytes(raw[data_at + 4 : data_at + 8], "little") == len(raw)
 
 
 async def test_a_killed_lkplug_takes_its_dev_server_with_it():
