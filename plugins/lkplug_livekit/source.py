@@ -20,11 +20,11 @@ from lkplug.frames import video_shape
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
 
-# lkplug's pixel format -> the SDK's VideoBufferType
 # how long a departed participant may take to come back before the recording ends (seconds): LiveKit
 # keeps a participant whose connection dropped this long (its departure timeout) for a resume
 DEPARTURE_TIMEOUT = 20.0
 
+# lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 ROOM_EVENTS = (
