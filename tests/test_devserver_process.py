@@ -172,3 +172,10 @@ async def test_a_killed_lkplug_takes_its_dev_server_with_it():
             break
         await asyncio.sleep(0.1)
     assert not os.path.exists(f"/proc/{child}")
+
+
+def test_lkplug_devserver_refuses_a_secret_on_its_command_line(lkplug_cli):
+    result = lkplug_cli("devserver", "--api-secret", "x" * 32, "--port", "0")
+    assert result.returncode == 2
+    assert "Set LIVEKIT_API_SECRET or give --api-secret-file PATH" in result.stderr
+    assert "ready" not in result.stdout

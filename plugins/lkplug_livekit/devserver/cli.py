@@ -26,6 +26,12 @@ PARENT_ENV = "LKPLUG_DEVSERVER_PARENT"
     "printed). Never on the command line: every local user can read that.",
 )
 @click.option(
+    "--api-secret",
+    hidden=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _refuse_argv_secret() if value is not None else None,
+)
+@click.option(
     "--demo", is_flag=True, help="Add participant 'alice' publishing a 440 Hz tone and colour bars."
 )
 @click.option("--room", default="demo", show_default=True, help="The room of --demo's alice.")
@@ -67,6 +73,13 @@ def devserver_command(port, api_key, api_secret_file, demo, room, departure_time
         asyncio.run(_serve(port, api_key, api_secret, made_up, demo, room, departure_timeout))
     except KeyboardInterrupt:
         pass
+
+
+def _refuse_argv_secret() -> None:
+    raise click.UsageError(
+        "--api-secret is not taken: a command line is readable by every local user (ps). "
+        "Set LIVEKIT_API_SECRET or give --api-secret-file PATH"
+    )
 
 
 def _end_with_parent() -> None:
