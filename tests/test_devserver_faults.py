@@ -21,6 +21,7 @@ from livekit.rtc.participant import PublishTrackError
 from lkplug.testing import dominant_frequency, level_dbfs
 from lkplug_livekit.devserver.peers import RATE
 from lkplug_livekit.devserver.process import DevServerProcess
+from lkplug_livekit.devserver.server import DevServer
 
 pytestmark = pytest.mark.live
 SINE_RMS_DB = -6.0 - 3.01  # peers' publish_sine: a sine with a -6 dBFS peak
@@ -266,3 +267,29 @@ async def test_a_participant_gone_for_good_ends_the_recording_with_an_error(
     data, rate = soundfile.read(out)  # what came before is kept, in a valid file
     assert 1 * rate < len(data) < 10 * rate
     assert dominant_frequency(data[-rate // 2 :], rate) == pytest.approx(440, abs=2)
+
+
+async def test_a_client_that_goes_silent_is_dropped_after_the_ping_timeout_then_departs():
+    """A network that drops packets closes nothing: silence past the ping timeout is a lost
+    connection (then the departure timeout runs). Server in this process: no media here."""
+    server = await DevServer(ping_timeout=1.5, departure_timeout=1.0).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(
+                f"{server.url}/rtc?access_token={server.token('quiet')}&protocol=15"
+            )
+            await ws.receive()  # the join response; from here on it says nothing (and closes nothing)
+            room = server.rooms["test"]
+            participant = room.participants["quiet"]
+
+            async def until(condition):
+                while not condition():
+                    await asyncio.sleep(0.1)
+
+            await asyncio.wait_for(until(lambda: participant.departure or participant.gone), 20)  # ping
+            assert room.participants.get("quiet") is participant  # kept for a resume, first
+            await asyncio.wait_for(until(lambda: participant.gone), 20)  # then the departure timeout
+            assert "test" not in server.rooms
+            await ws.close()
+    finally:
+        await server.stop()

@@ -253,7 +253,9 @@ class DevServer:
     """``await DevServer().start()``; then ``url``, ``api_key``, ``api_secret`` and ``token()``.
 
     ``departure_timeout``: seconds a participant whose signalling dropped is kept and may resume its
-    session (LiveKit's default, 20 s); after that it has left the room."""
+    session (LiveKit's default, 20 s); after that it has left the room. ``ping_timeout``: seconds
+    without a message from a client after which its signalling counts as dropped (LiveKit's 30 s;
+    clients ping every ``ping_timeout / 3`` at most 10 s)."""
 
     def __init__(
         self,
@@ -261,10 +263,11 @@ class DevServer:
         api_key: str = "devkey",
         api_secret: str = "secret" * 6,
         departure_timeout: float = DEPARTURE_TIMEOUT,
+        ping_timeout: float = PING_TIMEOUT,
     ):
         self.port = port
         self.api_key, self.api_secret = api_key, api_secret
-        self.departure_timeout = departure_timeout
+        self.departure_timeout, self.ping_timeout = departure_timeout, ping_timeout
         self.rooms: dict[str, Room] = {}
         self.demos: list[tuple[str, str]] = []  # (room, identity) of demo participants
         self._runner: web.AppRunner | None = None
@@ -455,7 +458,15 @@ class DevServer:
 
     async def _serve_signal(self, room: Room, participant: Participant, ws) -> None:
         try:
-            async for message in ws:
+            while True:
+                try:  # a client pings every ping_interval: silence this long is a lost connection
+                    message = await ws.receive(timeout=self.ping_timeout)
+                except asyncio.TimeoutError:
+                    log.info("%s: no ping for %g s", participant.identity, self.ping_timeout)
+                    await ws.close()
+                    break
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
                 if message.type == WSMsgType.BINARY:
                     request_message = rtc.SignalRequest()
                     request_message.ParseFromString(message.data)
@@ -487,8 +498,8 @@ class DevServer:
             server_version=SERVER_VERSION,
             subscriber_primary=True,
             fast_publish=False,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            ping_interval=max(1, min(PING_INTERVAL, round(self.ping_timeout / 3))),  # whole seconds
+            ping_timeout=max(1, round(self.ping_timeout)),
         )
         await participant.send(join=join)
         await room.broadcast_update(participant)
