@@ -179,3 +179,17 @@ def test_lkplug_devserver_refuses_a_secret_on_its_command_line(lkplug_cli):
     assert result.returncode == 2
     assert "Set LIVEKIT_API_SECRET or give --api-secret-file PATH" in result.stderr
     assert "ready" not in result.stdout
+
+
+async def test_lkplug_run_takes_its_secret_from_a_file(livekit_server, livekit_join, tmp_path):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    (tmp_path / "secret").write_text(livekit_server.api_secret + "\n")
+    process = await _lkplug(
+        "run", "--url", livekit_server.url, "--api-key", livekit_server.api_key, "--room", "test",
+        "--api-secret-file", str(tmp_path / "secret"), "--source", "track:alice", "--sink", "null", "-t", "1",
+        env={"LIVEKIT_API_SECRET": ""},
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert b"receiving alice/microphone" in err

@@ -26,7 +26,7 @@ class RoomConnection:
         self._notify = notify
         self.url = options.get("url")
         self.api_key = options.get("api_key")
-        self.api_secret = options.get("api_secret")
+        self.api_secret = options.get("api_secret") or options.get("api_secret_file")  # the file's text
         self.token = options.get("token")
         self.room_name = options.get("room")
         self.identity = options.get("identity") or "lkplug"
