@@ -106,3 +106,21 @@ async def test_after_a_dropped_signalling_socket_media_flows_again(livekit_serve
     await livekit_server.drop_signal("bob")
     await asyncio.wait_for(reconnected.get(), 30)
     assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+
+
+async def test_a_publish_unpublish_republish_cycle_reaches_a_subscriber(livekit_server, livekit_join):
+    """aiortc has no removeTrack: the server stops the sender and offers its m-line inactive. Twice
+    round, so a second removal after a re-offer is covered too; the fixture fails the test on any
+    traceback in the server's log (before the fix: AttributeError ... 'removeTrack')."""
+    alice = await livekit_join("alice")
+    bob = await livekit_join("bob")
+    unsubscribed = await events(bob.room, "track_unsubscribed")
+    for freq in (440, 660, 880):
+        publication = await alice.publish_sine(freq)
+        assert_sine(await bob.receive_audio("alice", seconds=1.0), freq)
+        for task in alice.tasks:
+            task.cancel()
+        alice.tasks.clear()
+        await alice.room.local_participant.unpublish_track(publication.sid)
+        track, remote_publication, participant = await asyncio.wait_for(unsubscribed.get(), 10)
+        assert (remote_publication.sid, participant.identity) == (publication.sid, "alice")

@@ -11,10 +11,12 @@
 ``livekit_server`` is the dev server in a child process on a free port of 127.0.0.1 (``url``, ``api_key``,
 ``api_secret``, ``token(identity, room=...)``, ``drop_signal(identity)``, ``restart()``);
 ``livekit_join(identity, room="test", auto_subscribe=True, **grants)`` returns a joined :class:`Peer`.
-Everything is shut down after the test.
+Everything is shut down after the test, and the test fails if the server's log holds a traceback.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest_asyncio
 
@@ -22,13 +24,31 @@ from .peers import Peer
 from .process import DevServerProcess
 
 
+def server_errors(lines: list[str]) -> list[str]:
+    """The tracebacks (and the log line before each) in a dev server's output: a server that lets an
+    exception go by has dropped some work (a subscription change, a signalling request)."""
+    return [
+        "\n".join(lines[max(index - 1, 0) : index + 12])
+        for index, line in enumerate(lines)
+        if line.startswith("Traceback") or "Traceback (most recent call last)" in line
+    ]
+
+
 @pytest_asyncio.fixture
 async def livekit_server():
+    """The server; a test fails when the server's log shows a traceback, whatever the test checked."""
     server = await DevServerProcess().start()
+    output = server.process.stdout
     try:
         yield server
     finally:
         await server.stop()
+    for _ in range(50):  # let the reader of its output take the last lines
+        if output.at_eof():
+            break
+        await asyncio.sleep(0.02)
+    errors = server_errors(server.lines)
+    assert not errors, "the dev server logged tracebacks:\n" + "\n---\n".join(errors)
 
 
 @pytest_asyncio.fixture

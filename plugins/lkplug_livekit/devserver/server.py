@@ -297,7 +297,15 @@ class DevServer:
 
     async def _join(self, room: Room, claims, ws, auto_subscribe: bool) -> Participant:
         old = room.participants.get(claims.identity)
-        if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
+        if old is not None:  # the same identity joins again: replace it, and tell the one replaced
+            # why (as LiveKit does), or its SDK takes the closed socket for a network failure and
+            # joins again, replacing the newcomer in turn
+            leave = rtc.LeaveRequest(
+                can_reconnect=False,
+                reason=models.DisconnectReason.DUPLICATE_IDENTITY,
+                action=rtc.LeaveRequest.DISCONNECT,
+            )
+            await old.send(leave=leave)
             await self._remove(room, old)
             await old.ws.close()
         participant = Participant(
@@ -391,7 +399,7 @@ class DevServer:
             del participant.changes[sid]
             sender = participant.senders.pop(sid, None)
             if sender is not None:
-                pc.removeTrack(sender)
+                await stop_sending(pc, sender)
             if change is not None and change.media is not None:
                 media = room.relay.subscribe(change.media, buffered=False)
                 media._id = sid  # the SDK reads the track sid from a=msid
@@ -564,6 +572,19 @@ class DevServer:
                 await pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport we do not have is harmless
                 log.debug("ignored candidate %s: %s", line, exc)
+
+
+async def stop_sending(pc: RTCPeerConnection, sender) -> None:
+    """Take a sender off the connection. aiortc has no ``removeTrack``: stop the sender (its RTP ends,
+    the relayed track is released) and offer its m-line ``inactive`` next, which is what
+    ``removeTrack`` does in a browser. aiortc does not reuse the m-line; a new subscription gets one."""
+    transceiver = next((t for t in pc.getTransceivers() if t.sender is sender), None)
+    if transceiver is not None:
+        transceiver.direction = "inactive"
+    track = sender.track
+    await sender.stop()
+    if track is not None:
+        track.stop()
 
 
 def parse_media(sdp: str) -> dict[str, tuple[str, int, str | None]]:
