@@ -92,6 +92,8 @@ async def test_processed_audio_is_published_back(livekit_server, livekit_join):
             "track:alice-processed",
             "-t",
             "8",
+            "--identity",
+            "lkplug",
         )
     )
     carol = await livekit_join("carol")
@@ -115,7 +117,10 @@ async def test_a_file_is_published_at_real_time_and_received_whole(livekit_serve
     soundfile.write(clip, to_s16(sine(660, seconds, RATE)), RATE)
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
-        lkplug(livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:music,wait=10")
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:music,wait=10", "--identity", "lkplug"),
+        )
     )
     track = await bob.remote_track("lkplug", timeout=30)
     from livekit import rtc
@@ -252,6 +257,8 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
             f"wav:{out}",
             "-t",
             "6",
+            "--identity",
+            "lkplug",
         )
     )
     await asyncio.sleep(4)  # recording by now
@@ -305,7 +312,9 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
         lkplug(
-            livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:cam,simulcast=false,wait=10"
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:cam,simulcast=false,wait=10"),
+            *("--identity", "lkplug"),
         )
     )
     pictures = await bob.receive_video("lkplug", frames=10)
@@ -313,3 +322,56 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
     assert code == 0, err
     assert pictures[-1].shape == (HEIGHT, WIDTH, 4)
     assert_bars(pictures[-1])
+
+
+def blocks_db(data: np.ndarray, rate: int, ms: int = 20) -> np.ndarray:
+    """The level of each ``ms`` block, in dBFS."""
+    size = rate * ms // 1000
+    blocks = data[: len(data) // size * size].reshape(-1, size)
+    return 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-20)
+
+
+async def test_two_recorders_without_identity_share_a_room(livekit_server, livekit_join, tmp_path):
+    """Each process joins under an identity of its own (before: both were 'lkplug', the second replaced
+    the first, which came back and replaced the second: 0.29 s of 3 s, "alice left the room")."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    outs = [tmp_path / "one.wav", tmp_path / "two.wav"]
+    first = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[0]}", "-t", "8")
+    )
+    await asyncio.sleep(2)  # the first is recording when the second joins
+    second = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[1]}", "-t", "8")
+    )
+    results = await asyncio.gather(first, second)
+    identities = set()
+    for (code, _, err), out in zip(results, outs, strict=True):
+        assert code == 0, err
+        assert err.count("receiving alice/microphone") == 1, err  # never re-subscribed
+        (joined,) = [line for line in err.splitlines() if "joining room test as" in line]
+        identities.add(joined.split(" as ")[1])
+        data, rate = soundfile.read(out)
+        assert len(data) >= 7.9 * rate
+        # no gap: every 20 ms block past the fade-in has the tone at its level
+        levels = blocks_db(steady(data), rate)
+        assert levels.min() > SENT_RMS_DB - 3, (out.name, np.flatnonzero(levels <= SENT_RMS_DB - 3))
+    assert len(identities) == 2 and all(i.startswith("'lkplug-recorder-") for i in identities), identities
+
+
+async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_server, livekit_join, tmp_path):
+    """Two processes given one --identity: the one replaced exits non-zero, in one line, with the hint
+    (before: "alice left the room", exit 0, a short file; a publisher: UnpublishTrackError)."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    args = ("--identity", "same", "--source", "track:alice", "--sink")
+    first = asyncio.ensure_future(lkplug(livekit_server, "run", *args, f"wav:{tmp_path}/1.wav", "-t", "8"))
+    await asyncio.sleep(3)
+    code, _, err = await lkplug(livekit_server, "run", *args, "track:echo", "-t", "3")
+    assert code == 0, err
+    code, _, err = await first
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("lkplug: error:")]
+    assert len(lines) == 1 and "replaced" in lines[0] and "--identity" in lines[0], err
+    assert "Traceback" not in err and "left the room" not in err and "livekit" not in err.lower(), err
+    assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -353,6 +354,8 @@ def make_cli() -> click.Group:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("LKPLUG_DEBUG"))
+    if debug:  # plugins' and SDKs' log lines too (without it, plugins keep them quiet)
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         make_cli().main(args, prog_name="lkplug", standalone_mode=False)
     except click.ClickException as exc:

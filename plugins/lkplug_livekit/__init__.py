@@ -124,6 +124,8 @@ def lkplug_run_options():
         ),
         click.Option(["--room"], envvar="LIVEKIT_ROOM", help="Room to join [env LIVEKIT_ROOM]."),
         click.Option(
-            ["--identity"], default="lkplug", show_default=True, help="lkplug's participant identity."
+            ["--identity"],
+            help="lkplug's participant identity [default: lkplug-recorder-XXXX, lkplug-publisher-XXXX or "
+            "lkplug-relay-XXXX, new for each run; two processes under one identity replace each other].",
         ),
     ]

@@ -57,6 +57,8 @@ class TrackSink(Sink):
     async def write(self, frame) -> None:
         from livekit import rtc
 
+        if self.connection.lost:  # the server ended our session: nobody hears what we send
+            raise self.connection.lost
         if frame.kind == "audio":
             if "audio" not in self._published:
                 await self._publish_audio(frame.sample_rate, frame.channels)
@@ -114,6 +116,8 @@ class TrackSink(Sink):
         if not published:
             return
         try:
+            if self.connection.lost:
+                return  # the session is over: nothing to play out or unpublish
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():

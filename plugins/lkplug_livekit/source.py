@@ -62,6 +62,7 @@ class TrackSource(Source):
         self.context = context
         self.connection = RoomConnection.shared(context)
         self.connection.can_subscribe = True
+        self.connection.on_lost(self._poke)
         self._notify = context.notify
 
     def probe(self) -> dict:
@@ -88,6 +89,8 @@ class TrackSource(Source):
         try:
             while True:
                 self._changed.clear()
+                if self.connection.lost:
+                    raise self.connection.lost
                 for participant in list(room.remote_participants.values()):
                     identity = participant.identity
                     if identity in streams or not self.selector.matches(identity):
@@ -151,6 +154,8 @@ class TrackSource(Source):
                         )
                     elapsed = frame.time + frame.duration
                     yield frame
+                if self.connection.lost:  # replaced by a namesake, or removed: not "they left"
+                    raise self.connection.lost
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
                 if left and not self.follow:
                     self._notify(f"{participant.identity} left the room")
@@ -176,6 +181,8 @@ class TrackSource(Source):
         told = False
         while True:
             self._changed.clear()
+            if self.connection.lost:
+                raise self.connection.lost
             found = self._find(room)
             if found is not None:
                 participant, publication = found
@@ -229,7 +236,8 @@ class TrackSource(Source):
                     changed = asyncio.ensure_future(self._changed.wait())
                     await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
-                    if not next_frame.done() and not self._current(room, participant, publication, track):
+                    gone = self.connection.lost or not self._current(room, participant, publication, track)
+                    if not next_frame.done() and gone:
                         next_frame.cancel()
                         return  # unsubscribed or replaced: subscribe again
                 try:

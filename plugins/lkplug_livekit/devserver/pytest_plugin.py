@@ -20,18 +20,9 @@ import asyncio
 
 import pytest_asyncio
 
+from . import server_errors
 from .peers import Peer
 from .process import DevServerProcess
-
-
-def server_errors(lines: list[str]) -> list[str]:
-    """The tracebacks (and the log line before each) in a dev server's output: a server that lets an
-    exception go by has dropped some work (a subscription change, a signalling request)."""
-    return [
-        "\n".join(lines[max(index - 1, 0) : index + 12])
-        for index, line in enumerate(lines)
-        if line.startswith("Traceback") or "Traceback (most recent call last)" in line
-    ]
 
 
 @pytest_asyncio.fixture
