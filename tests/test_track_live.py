@@ -169,14 +169,14 @@ async def test_fan_out_records_every_publisher_to_its_own_file(livekit_server, l
         "--source",
         "track:guest-*,wait=2",
         "--sink",
-        f"wav:{tmp_path}/{{identity}}-{{source}}.wav",
+        f"wav:{tmp_path}/rec/{{identity}}-{{source}}.wav",  # README's example: rec/ is made
         "-t",
         "2",
     )
     assert code == 0, err
     heard = {}
     for identity in ("guest-a", "guest-b"):
-        data, rate = soundfile.read(tmp_path / f"{identity}-microphone.wav")
+        data, rate = soundfile.read(tmp_path / "rec" / f"{identity}-microphone.wav")
         assert len(data) == 2 * rate
         heard[identity] = dominant_frequency(steady(data), rate)
     assert heard == {"guest-a": pytest.approx(440, abs=2), "guest-b": pytest.approx(660, abs=2)}
@@ -375,3 +375,28 @@ async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_serve
     assert len(lines) == 1 and "replaced" in lines[0] and "--identity" in lines[0], err
     assert "Traceback" not in err and "left the room" not in err and "livekit" not in err.lower(), err
     assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before
+
+
+@pytest.mark.parametrize(
+    "source, sink",
+    [
+        ("track:alice", "wav:{missing}/out.wav"),
+        ("track:alice", "file:{missing}/out.mp4"),
+        # a templated output's folder is made; one that cannot be (a file is in the way) is refused
+        ("track:guest-*", "file:{missing}/{{identity}}.mp4"),
+    ],
+)
+async def test_a_bad_output_folder_fails_before_joining(livekit_server, tmp_path, source, sink):
+    """Nobody is in the room and wait= is forever: only a check before joining can end this run (before:
+    it waited for alice, and would have failed at her first frame)."""
+    missing = tmp_path / "no" / "such"
+    (tmp_path / "no").write_text("a file, not a folder")
+    started = time.monotonic()
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", source, "--sink", sink.format(missing=missing), timeout=30
+    )
+    print(f"failed after {time.monotonic() - started:.2f} s")  # reported, not asserted
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"lkplug: error: cannot write {missing}/"), err
+    assert "joining room" not in err

@@ -10,11 +10,13 @@ import asyncio
 import re
 import string
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .chain import Built
 from .components import RunContext
 from .engine import Pipeline, RunReport, build
-from .errors import LkplugError, UsageError
+from .errors import LkplugError, MediaError, UsageError
+from .paths import check_folder
 from .registry import Registry
 from .spec import parse_spec
 
@@ -44,6 +46,15 @@ def template_fields(template: str) -> set[str]:
         return {name for _, name, _, _ in string.Formatter().parse(template) if name}
     except ValueError as exc:
         raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
+
+
+def make_folder(path: Path) -> None:
+    """Create the folder of a templated output (``wav:rec/{identity}.wav`` makes ``rec/``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"cannot write {path}: cannot create folder {path.parent}: {exc.strerror}") from None
+    check_folder(path)
 
 
 class FanOut:
@@ -83,12 +94,21 @@ class FanOut:
                     f"{self.source.label} runs one pipeline per track: give each its own output, "
                     f"e.g. --sink 'wav:rec/{{identity}}-{{source}}.wav' (fields: {field_list(self.fields)})"
                 )
-        # fail on unknown components and bad parameters now, not when the first track shows up
-        self._build(example)
+        # fail on unknown components, bad parameters and unusable folders now, not when the first
+        # track shows up (maybe hours later); folders without fields in them are made now
+        _, sinks = self._build(example, make_folders=False)
+        for template, sink in zip(self.sink_templates, sinks, strict=True):
+            path = getattr(sink.obj, "path", None)
+            if isinstance(path, Path) and "{" not in str(Path(template).parent):
+                make_folder(path)
 
-    def _build(self, fields: dict[str, str]) -> tuple[list[Built], list[Built]]:
+    def _build(self, fields: dict[str, str], make_folders: bool = True) -> tuple[list[Built], list[Built]]:
         processors = [build(self.registry, "processor", spec) for spec in self.processor_specs]
         sinks = [build(self.registry, "sink", render(t, fields)) for t in self.sink_templates]
+        for sink in sinks if make_folders else ():
+            path = getattr(sink.obj, "path", None)  # a file sink's output
+            if isinstance(path, Path):
+                make_folder(path)
         return processors, sinks
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lkplug import PIXEL_FORMATS, AudioContract, MediaError, Sink, UsageError, VideoContract
+from lkplug.paths import check_folder
 
 from .video import to_av
 
@@ -113,6 +114,7 @@ class FileSink(Sink):
     # the engine's calls -----------------------------------------------------------------------
 
     def start(self, formats) -> None:
+        check_folder(self.path)  # before the source starts (a room may take hours to deliver)
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
         video = formats.get("video")
         self.fps = getattr(video, "fps", None)
@@ -146,8 +148,7 @@ class FileSink(Sink):
     def _open_and_drain(self) -> None:
         import av
 
-        if not self.path.parent.exists():
-            raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_folder(self.path)
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:

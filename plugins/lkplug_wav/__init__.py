@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lkplug import AudioContract, Component, MediaError, Param, Sink, hookimpl
+from lkplug.paths import check_folder
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
@@ -25,6 +26,10 @@ class WavSink(Sink):
         self._file = None
         self._format = None
 
+    def start(self, formats) -> None:
+        # before the source starts: a recording of a room must not wait an hour to learn this
+        check_folder(self.path)
+
     def write(self, frame) -> None:
         if frame.kind != "audio":
             return  # a WAV holds audio only; video passes it by
@@ -42,8 +47,7 @@ class WavSink(Sink):
     def _open(self, frame) -> None:
         import soundfile
 
-        if self.path.parent and not self.path.parent.exists():
-            raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_folder(self.path)
         try:
             self._file = soundfile.SoundFile(
                 self.path, "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
