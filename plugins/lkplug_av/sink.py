@@ -90,6 +90,8 @@ class FileSink(Sink):
         self._pending: list = []
         self._last_pts = -1
         self._size = None
+        self._scaler = None  # pictures of another size than the first are scaled to it
+        self._notify = print
         self._rate = None  # the video stream's frame rate
         self._audio_format = None
         self._audio_time_base = None
@@ -112,6 +114,9 @@ class FileSink(Sink):
         return VideoContract(pixel_formats=tuple(ours))
 
     # the engine's calls -----------------------------------------------------------------------
+
+    def bind(self, context) -> None:
+        self._notify = context.notify
 
     def start(self, formats) -> None:
         check_folder(self.path)  # before the source starts (a room may take hours to deliver)
@@ -220,19 +225,36 @@ class FileSink(Sink):
             picture.pts = frame.timestamp
             picture.time_base = self._audio_time_base
         else:
-            if (frame.width, frame.height) != self._size:
-                raise MediaError(
-                    f"{self.path}: video size changed mid-stream ({self._size[0]}x{self._size[1]} ->"
-                    f" {frame.width}x{frame.height}); put scale: before the sink"
-                )
             pts = round(frame.time * self._rate)
             if pts <= self._last_pts:
                 return  # two pictures on one tick of the output rate: keep the first, like -vsync vfr
             self._last_pts = pts
             picture = to_av(frame)
+            if (frame.width, frame.height) != self._size:
+                picture = self._rescale(picture)
             picture.pts = pts
             picture.time_base = 1 / self._rate
         self._mux(stream.encode(picture))
+
+    def _rescale(self, picture):
+        """A picture whose size changed mid-stream (a live track adapting to bandwidth), scaled to the
+        stream's first size as the ffmpeg CLI does (its auto-inserted scaler: bicubic); told once."""
+        from av.video.reformatter import Interpolation, VideoReformatter
+
+        width, height = self._size
+        if self._scaler is None:
+            self._scaler = VideoReformatter()
+            self._notify(
+                f"{self.path}: video size changed mid-stream ({width}x{height} -> "
+                f"{picture.width}x{picture.height}); scaling to {width}x{height}"
+            )
+        return self._scaler.reformat(
+            picture,
+            width=width,
+            height=height,
+            format=picture.format.name,
+            interpolation=Interpolation.BICUBIC,
+        )
 
     def _mux(self, packets) -> None:
         if packets:
