@@ -17,7 +17,13 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 from livekit import api
@@ -402,6 +408,8 @@ class DevServer:
                 await stop_sending(pc, sender)
             if change is not None and change.media is not None:
                 media = room.relay.subscribe(change.media, buffered=False)
+                if media.kind == "video" and change.info.width and change.info.height:
+                    media = PublishedSize(media, change.info.width, change.info.height)
                 media._id = sid  # the SDK reads the track sid from a=msid
                 sender = pc.addTransceiver(media, direction="sendonly").sender
                 sender._stream_id = f"{change.owner.sid}|{sid}"
@@ -437,7 +445,15 @@ class DevServer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
         await pc.setLocalDescription(await pc.createAnswer())
-        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
+        sizes = {}  # mid -> published video size
+        for mid, (_, _, cid) in participant.offered.items():
+            info = participant.pending.get(cid) or next(
+                (t.info for t in participant.tracks.values() if t.info.mid == mid), None
+            )
+            if info is not None and info.type == models.TrackType.VIDEO and info.width:
+                sizes[mid] = (info.width, info.height)
+        answer = video_bitrate_floor(pc.localDescription.sdp, sizes)
+        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=answer))
         # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
             if direction in ("recvonly", "inactive") or port == 0:
@@ -574,6 +590,30 @@ class DevServer:
                 log.debug("ignored candidate %s: %s", line, exc)
 
 
+class PublishedSize(MediaStreamTrack):
+    """A relayed video track at the size it was published with. libwebrtc sends a smaller picture when
+    it thinks bandwidth is short (aiortc's estimate is low; see ``video_bitrate_floor``); subscribers of
+    a real SFU without simulcast get what was published, and so do ours."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, width: int, height: int):
+        super().__init__()
+        self.source, self.width, self.height = source, width, height
+
+    async def recv(self):
+        frame = await self.source.recv()
+        if (frame.width, frame.height) == (self.width, self.height):
+            return frame
+        scaled = frame.reformat(width=self.width, height=self.height)
+        scaled.pts, scaled.time_base = frame.pts, frame.time_base
+        return scaled
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
 async def stop_sending(pc: RTCPeerConnection, sender) -> None:
     """Take a sender off the connection. aiortc has no ``removeTrack``: stop the sender (its RTP ends,
     the relayed track is released) and offer its m-line ``inactive`` next, which is what
@@ -585,6 +625,39 @@ async def stop_sending(pc: RTCPeerConnection, sender) -> None:
     await sender.stop()
     if track is not None:
         track.stop()
+
+
+VIDEO_CODECS = ("VP8", "VP9", "H264", "AV1")
+
+
+def video_bitrate_floor(sdp: str, sizes: dict[str, tuple[int, int]]) -> str:
+    """An answer to a publisher, with a bitrate floor for the video of each m-line (``sizes``: mid ->
+    the published width and height). aiortc's bandwidth estimate (REMB) stays near 100 kbit/s, and
+    libwebrtc then sends 1280x720 as 640x360 (quality limitation: bandwidth); on 127.0.0.1 there is
+    no reason to, and subscribers are to get the size that was published. libwebrtc reads
+    ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines;
+    about one bit per 300 pixels keeps 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    for section in sections:
+        mid = next((x[6:].strip() for x in section if x.startswith("a=mid:")), None)
+        if mid not in sizes:
+            continue
+        width, height = sizes[mid]
+        kbps = max(300, width * height // 300)
+        floor = f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}"
+        for line in list(section):
+            if line.startswith("a=rtpmap:") and line.split()[1].split("/")[0].upper() in VIDEO_CODECS:
+                payload = line[9:].split()[0]
+                fmtp = next((i for i, x in enumerate(section) if x.startswith(f"a=fmtp:{payload} ")), None)
+                if fmtp is None:  # VP8 has none of its own
+                    section.insert(section.index(line) + 1, f"a=fmtp:{payload} {floor}")
+                else:
+                    section[fmtp] += ";" + floor
+    return "\r\n".join(line for section in sections for line in section) + "\r\n"
 
 
 def parse_media(sdp: str) -> dict[str, tuple[str, int, str | None]]:
