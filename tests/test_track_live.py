@@ -400,3 +400,59 @@ async def test_a_bad_output_folder_fails_before_joining(livekit_server, tmp_path
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"lkplug: error: cannot write {missing}/"), err
     assert "joining room" not in err
+
+
+def sine_fit(data: np.ndarray, rate: int, near: float) -> tuple[float, float]:
+    """(frequency in Hz, THD+N in dB) of a sine: the frequency whose least-squares sine fits best
+    (searched 0.01 Hz apart around ``near``), and the power of what that sine leaves, relative to the
+    whole signal."""
+    t = np.arange(len(data)) / rate
+    best = (0.0, near)
+    for freq in np.arange(near - 2.0, near + 2.0, 0.01):
+        basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
+        coef = basis.T @ data
+        best = max(best, (float(coef @ coef), freq))
+    freq = best[1]
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t), np.ones_like(t)], axis=1)
+    fitted = basis @ np.linalg.lstsq(basis, data, rcond=None)[0]
+    residual = data - fitted
+    return freq, 10 * np.log10(np.mean(residual**2) / np.mean(data**2))
+
+
+def sine_quality(data: np.ndarray, rate: int, near: float, block: float = 0.25) -> tuple[float, float]:
+    """The median over ``block``-second blocks of :func:`sine_fit`: a receiver's jitter buffer may
+    stretch or conceal a moment (more so on a busy machine), which a fit over the whole recording
+    would count against the sender; a fault of the sender (a wrong rate, a click every frame) is in
+    every block."""
+    size = int(block * rate)
+    fits = [sine_fit(data[i : i + size], rate, near) for i in range(0, len(data) - size + 1, size)]
+    freqs, thd_ns = zip(*fits, strict=True)
+    return float(np.median(freqs)), float(np.median(thd_ns))
+
+
+@pytest.mark.parametrize("rate", [22050, 11025, 48000])
+async def test_a_tone_at_any_rate_is_published_cleanly(livekit_server, livekit_join, tmp_path, rate):
+    """Before: 22050 Hz went out in 220-sample frames taken as 10 ms: 439.0 Hz, and a click every frame.
+    48 kHz is the reference the others must match."""
+    clip = tmp_path / "tone.wav"
+    soundfile.write(clip, to_s16(sine(440, 6.0, rate)), rate)
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            f"file:{clip}",
+            "--sink",
+            "track:tts,wait=10",
+            "--identity",
+            "tts",
+        )
+    )
+    heard = await bob.receive_audio("tts", seconds=4.0)
+    code, _, err = await publish
+    assert code == 0, err
+    freq, thd_n = sine_quality(steady(heard)[: 3 * RATE].astype(np.float64), RATE, 440.0)
+    print(f"{rate} Hz: {freq:.2f} Hz, THD+N {thd_n:.1f} dB")
+    assert freq == pytest.approx(440.0, abs=0.2)
+    assert thd_n < -30
