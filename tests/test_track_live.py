@@ -456,3 +456,19 @@ async def test_a_tone_at_any_rate_is_published_cleanly(livekit_server, livekit_j
     print(f"{rate} Hz: {freq:.2f} Hz, THD+N {thd_n:.1f} dB")
     assert freq == pytest.approx(440.0, abs=0.2)
     assert thd_n < -30
+
+
+async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server, livekit_join, tmp_path):
+    """After 10 s of waiting, once: who is in the room and what they publish; the wait goes on as
+    wait= says (before: "waiting for alcie/first audio" and nothing more, forever with wait=0)."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440, name="mic")
+    await livekit_join("bob")
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", "track:alcie,wait=13", "--sink", f"wav:{tmp_path}/x.wav"
+    )
+    assert code == 1, err
+    hints = [line for line in err.splitlines() if "still waiting for alcie" in line]
+    assert len(hints) == 1, err
+    assert "alice (microphone 'mic')" in hints[0] and "bob (publishes nothing)" in hints[0], err
+    assert "did not appear in room test within 13 s" in err.splitlines()[-1], err

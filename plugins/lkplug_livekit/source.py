@@ -20,6 +20,8 @@ from .selector import TrackSelector, source_word
 # lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
+HINT_AFTER = 10.0  # seconds of waiting before saying who is in the room
+
 ROOM_EVENTS = (
     "participant_connected",
     "participant_disconnected",
@@ -178,6 +180,7 @@ class TrackSource(Source):
         when a participant followed after leaving did not come back within ``wait``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait if self.wait else None
+        hint_at = loop.time() + HINT_AFTER  # a typo would otherwise wait forever without a clue
         told = False
         while True:
             self._changed.clear()
@@ -198,7 +201,16 @@ class TrackSource(Source):
                 if received:
                     self._notify(f"{self.selector} did not come back within {self.wait:g} s")
                     return None
-                raise MediaError(f"{self.selector} did not appear in room {room.name} within {self.wait:g} s")
+                raise MediaError(
+                    f"{self.selector} did not appear in room {room.name} within {self.wait:g} s"
+                    f" ({who_is_in(room)})"
+                )
+            if hint_at is not None:
+                if loop.time() >= hint_at:
+                    self._notify(f"still waiting for {self.selector}: {who_is_in(room)}")
+                    hint_at = None
+                else:
+                    timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
             except asyncio.TimeoutError:
@@ -257,6 +269,19 @@ class TrackSource(Source):
         if self._joined:
             self._joined = False
             await self.connection.release()
+
+
+def who_is_in(room) -> str:
+    """Who is in the room and what they publish, for someone waiting for a participant who is not."""
+    people = []
+    for participant in room.remote_participants.values():
+        tracks = [
+            f"{source_word(p.source)}"
+            + (f" {p.name!r}" if p.name and p.name != source_word(p.source) else "")
+            for p in participant.track_publications.values()
+        ]
+        people.append(f"{participant.identity} ({', '.join(tracks) or 'publishes nothing'})")
+    return f"in room {room.name}: " + ("; ".join(people) if people else "nobody else")
 
 
 def audio_frame(audio, timestamp: int) -> AudioFrame:
