@@ -627,6 +627,28 @@ async def stop_sending(pc: RTCPeerConnection, sender) -> None:
         track.stop()
 
 
+def sdp_sections(sdp: str) -> list[list[str]]:
+    """An SDP's lines: the session part, then one list per m-line."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
+
+
+def add_fmtp(section: list[str], codecs: tuple[str, ...], params: str) -> None:
+    """Add ``params`` to the fmtp line of each payload of ``codecs`` in an m-line (or give it one)."""
+    for line in list(section):
+        if line.startswith("a=rtpmap:") and line.split()[1].split("/")[0].upper() in codecs:
+            payload = line[9:].split()[0]
+            fmtp = next((i for i, x in enumerate(section) if x.startswith(f"a=fmtp:{payload} ")), None)
+            if fmtp is None:
+                section.insert(section.index(line) + 1, f"a=fmtp:{payload} {params}")
+            else:
+                section[fmtp] += ";" + params
+
+
 VIDEO_CODECS = ("VP8", "VP9", "H264", "AV1")
 
 
@@ -636,27 +658,13 @@ def video_bitrate_floor(sdp: str, sizes: dict[str, tuple[int, int]]) -> str:
     libwebrtc then sends 1280x720 as 640x360 (quality limitation: bandwidth); on 127.0.0.1 there is
     no reason to, and subscribers are to get the size that was published. libwebrtc reads
     ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines;
-    about one bit per 300 pixels keeps 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
-    sections: list[list[str]] = [[]]
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    for section in sections:
+    1 kbit/s per 300 pixels kept 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
+    sections = sdp_sections(sdp)
+    for section in sections[1:]:
         mid = next((x[6:].strip() for x in section if x.startswith("a=mid:")), None)
-        if mid not in sizes:
-            continue
-        width, height = sizes[mid]
-        kbps = max(300, width * height // 300)
-        floor = f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}"
-        for line in list(section):
-            if line.startswith("a=rtpmap:") and line.split()[1].split("/")[0].upper() in VIDEO_CODECS:
-                payload = line[9:].split()[0]
-                fmtp = next((i for i, x in enumerate(section) if x.startswith(f"a=fmtp:{payload} ")), None)
-                if fmtp is None:  # VP8 has none of its own
-                    section.insert(section.index(line) + 1, f"a=fmtp:{payload} {floor}")
-                else:
-                    section[fmtp] += ";" + floor
+        if mid in sizes:
+            kbps = max(300, sizes[mid][0] * sizes[mid][1] // 300)
+            add_fmtp(section, VIDEO_CODECS, f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}")
     return "\r\n".join(line for section in sections for line in section) + "\r\n"
 
 
