@@ -472,3 +472,41 @@ async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server
     assert len(hints) == 1, err
     assert "alice (microphone 'mic')" in hints[0] and "bob (publishes nothing)" in hints[0], err
     assert "did not appear in room test within 13 s" in err.splitlines()[-1], err
+
+
+async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
+    livekit_server, livekit_join, tmp_path
+):
+    """Another participant subscribing to everything (as the demo's alice does) does not start the
+    playback; carol, joining 4 s later, hears the file from its start (before: 6.34 s of 10 s)."""
+    seconds = 6.0
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, to_s16(sine(660, seconds, RATE)), RATE)
+    await livekit_join("alice")  # auto-subscribes to what is published
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:music,wait_for=carol,wait=60"),
+            *("--identity", "music"),
+        )
+    )
+    await asyncio.sleep(4)
+    carol = await livekit_join("carol")
+    from livekit import rtc
+
+    stream = rtc.AudioStream(await carol.remote_track("music"), sample_rate=RATE, num_channels=1)
+    sounding = 0  # 10 ms frames with the tone in them, as carol's playout gives them
+
+    async def listen():
+        nonlocal sounding
+        async for event in stream:
+            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
+
+    listener = asyncio.ensure_future(listen())
+    code, _, err = await publish
+    await asyncio.sleep(1.0)  # what is still on the way
+    listener.cancel()
+    await stream.aclose()
+    assert code == 0, err
+    assert "waiting for carol to listen to music" in err
+    assert sounding * 0.01 >= seconds - 0.1, sounding

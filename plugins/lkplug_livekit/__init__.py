@@ -93,6 +93,13 @@ def lkplug_sinks():
                     min=0,
                 ),
                 Param("simulcast", bool, True, "send video in several layers (the devserver takes one)"),
+                Param(
+                    "wait_for",
+                    str,
+                    "",
+                    "hold the first frame until this participant (a name or glob) is in the room and a "
+                    "subscription is made after they came (up to wait= seconds; 0: forever)",
+                ),
             ),
             positional="name",
         )
