@@ -174,6 +174,8 @@ async def test_fan_out_records_every_publisher_to_its_own_file(livekit_server, l
         "2",
     )
     assert code == 0, err
+    # the summary counts streams; their media added up would be no real-time factor
+    assert "lkplug: 2 streams, " in err and "real time" not in err, err
     heard = {}
     for identity in ("guest-a", "guest-b"):
         data, rate = soundfile.read(tmp_path / "rec" / f"{identity}-microphone.wav")
@@ -217,6 +219,17 @@ async def test_connection_problems_are_one_clear_line(livekit_server, case, expe
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
     assert livekit_server.api_secret not in err and "wrong-secret" not in err
+    # the SDK's own log lines (its Rust core's: 401 handshakes, retries) only with --debug
+    assert all(line.startswith("lkplug:") for line in err.splitlines() if line.strip()), err
+
+
+async def test_the_sdks_log_lines_show_with_debug(livekit_server):
+    args = ["run", "--source", "track:alice,wait=2", "--sink", "null", "--debug"]
+    code, _, err = await lkplug(
+        livekit_server, *args, "--api-secret", "wrong-secret-value-that-is-long-enough"
+    )
+    assert code == 1
+    assert any(line.startswith(("ERROR livekit", "WARNING livekit")) for line in err.splitlines()), err
 
 
 async def _leave_and_rejoin(server, join, alice):
@@ -348,6 +361,7 @@ async def test_two_recorders_without_identity_share_a_room(livekit_server, livek
     identities = set()
     for (code, _, err), out in zip(results, outs, strict=True):
         assert code == 0, err
+        assert "s of media received in" in err and "real time" not in err, err  # live: no speed
         assert err.count("receiving alice/microphone") == 1, err  # never re-subscribed
         (joined,) = [line for line in err.splitlines() if "joining room test as" in line]
         identities.add(joined.split(" as ")[1])

@@ -21,7 +21,7 @@ from .components import RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
 from .fanout import FanOut
-from .progress import StatusLine
+from .progress import StatusLine, summary
 from .registry import ROLES, Registry
 
 EXIT_INTERRUPTED = 130
@@ -290,18 +290,14 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     if explain:
         click.echo(pipeline.explain())
         return
-    quiet_status = quiet or not sys.stderr.isatty() or isinstance(pipeline, FanOut)
-    status = None if quiet_status else StatusLine(sys.stderr)
+    quiet_status = quiet or not sys.stderr.isatty()
+    status = None if quiet_status else StatusLine(sys.stderr, total=duration)
     report = asyncio.run(_run_with_signals(pipeline, status))
     for warning in report.warnings:
         click.echo(f"lkplug: warning: {warning}", err=True)
     if not quiet:
-        speed = report.seconds / report.wall if report.wall > 0 else 0.0
-        click.echo(
-            f"lkplug: {report.seconds:.2f} s of media in {report.wall:.2f} s ({speed:.1f}x real time)"
-            + (", stopped by signal" if report.stopped else ""),
-            err=True,
-        )
+        live = getattr(built_source.obj, "live", False)
+        click.echo(f"lkplug: {summary(report, live, getattr(pipeline, 'streams', None))}", err=True)
     if report.stopped:
         sys.exit(EXIT_INTERRUPTED)
 

@@ -83,6 +83,7 @@ class FanOut:
         self._stopping = False
         self._all_ran = False  # with a duration: every stream found has run that long
         self._finder: asyncio.Task | None = None
+        self.streams = 0  # streams found and run
 
     def _check_templates(self) -> None:
         example = {field: field for field in self.fields}
@@ -134,9 +135,9 @@ class FanOut:
         for pipeline in self._pipelines:
             pipeline.stop()
 
-    async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
+    async def run(self, on_progress: Callable[[float, str], None] | None = None) -> RunReport:
         """Until the source finds no more streams and every pipeline ended (or ``stop()``);
-        ``on_progress`` is not called: streams come and go."""
+        ``on_progress(seconds, stream)`` gets each stream's media seconds."""
         report = RunReport()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -145,8 +146,10 @@ class FanOut:
         self.source.obj.bind(self.context)
 
         async def one(label: str, pipeline: Pipeline) -> None:
+            self.streams += 1
+            progress = None if on_progress is None else lambda seconds: on_progress(seconds, label)
             try:
-                result = await pipeline.run()
+                result = await pipeline.run(progress)
             except LkplugError as exc:
                 failures.append(f"{label}: {exc}")
                 self.context.notify(f"{label} failed: {exc}")
