@@ -178,7 +178,12 @@ class RoomConnection:
                 await room.disconnect()
             if self._users <= 0 and self.devserver is not None:
                 devserver = self.devserver
+                output = devserver.process.stdout if devserver.process is not None else None
                 await devserver.stop()
+                for _ in range(50):  # let its reader take the last lines
+                    if output is None or output.at_eof():
+                        break
+                    await asyncio.sleep(0.02)
                 for error in server_errors(devserver.lines):
                     # a fault of the dev server, not of the run: say so (the tests look for it)
                     self._notify("warning: the dev server logged an error:\n" + error)
