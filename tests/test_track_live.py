@@ -523,4 +523,4 @@ async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
     await stream.aclose()
     assert code == 0, err
     assert "waiting for carol to listen to music" in err
-    assert sounding * 0.01 >= seconds - 0.1, sounding
+    assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole file, as the real-time test has it
