@@ -22,6 +22,7 @@ from .devserver import server_errors
 
 SHARED_KEY = "livekit.connection"
 CONNECT_TIMEOUT = 20.0
+DISCONNECT_TIMEOUT = 5.0
 
 
 class RoomConnection:
@@ -175,7 +176,12 @@ class RoomConnection:
             self._users -= 1
             if self._users <= 0 and self.room is not None:
                 room, self.room = self.room, None
-                await room.disconnect()
+                try:
+                    # bounded: after the server ended the session (a namesake replaced us) the SDK's
+                    # disconnect has once not returned, and the run, its outputs closed, hung there
+                    await asyncio.wait_for(room.disconnect(), DISCONNECT_TIMEOUT)
+                except asyncio.TimeoutError:
+                    self._notify(f"warning: leaving room {room.name} took over {DISCONNECT_TIMEOUT:g} s")
             if self._users <= 0 and self.devserver is not None:
                 devserver = self.devserver
                 output = devserver.process.stdout if devserver.process is not None else None
