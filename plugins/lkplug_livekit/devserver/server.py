@@ -23,6 +23,8 @@ from aiortc.sdp import candidate_from_sdp
 from livekit import api
 from livekit.protocol import models, rtc
 
+from .agents import AgentService
+
 log = logging.getLogger("lkplug.devserver")
 
 PING_INTERVAL, PING_TIMEOUT = 10, 30  # seconds, sent to clients in the join response
@@ -91,6 +93,7 @@ class Participant:
     ws: web.WebSocketResponse
     auto_subscribe: bool
     grants: object
+    kind: str = ""  # the token's participant kind: "agent" for an Agents job's participant
     joined_at: int = field(default_factory=lambda: int(time.time()))
     publisher: RTCPeerConnection | None = None
     subscriber: RTCPeerConnection | None = None
@@ -116,6 +119,9 @@ class Participant:
             tracks=[t.info for t in self.tracks.values()],
             joined_at=self.joined_at,
             is_publisher=bool(self.tracks),
+            kind=models.ParticipantInfo.Kind.AGENT
+            if self.kind == "agent"
+            else models.ParticipantInfo.STANDARD,
             permission=models.ParticipantPermission(
                 can_subscribe=self.grants.can_subscribe is not False,
                 can_publish=self.grants.can_publish is not False,
@@ -137,6 +143,7 @@ class Room:
         self.sid = make_sid("RM_")
         self.participants: dict[str, Participant] = {}
         self.relay = MediaRelay()
+        self.published: set[str] = set()  # identities that published here (their publisher job ran)
 
     def info(self) -> models.Room:
         return models.Room(
@@ -167,6 +174,21 @@ class DevServer:
         self.rooms: dict[str, Room] = {}
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self.agents = AgentService(self)  # Agents workers and dispatch (agents.py)
+        self.version, self.protocol = SERVER_VERSION, 16
+
+    @staticmethod
+    def new_sid(prefix: str) -> str:
+        return make_sid(prefix)
+
+    def room(self, name: str, config=None) -> Room:
+        """The room ``name``, created (with the agent dispatches of ``config``, a token's
+        RoomConfiguration) if it does not exist yet."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+            self.agents.room_created(room, config)
+        return room
 
     @property
     def url(self) -> str:
@@ -186,6 +208,7 @@ class DevServer:
         # fault injection for tests, for holders of a room_admin token
         app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
         app.router.add_post("/devserver/restart", self._admin_restart)
+        self.agents.add_routes(app)  # /agent (workers) and the AgentDispatchService API
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -197,6 +220,7 @@ class DevServer:
         return self
 
     async def stop(self) -> None:
+        await self.agents.stop()
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 await self._remove(room, participant)
@@ -275,7 +299,7 @@ class DevServer:
                 leave = rtc.LeaveRequest(can_reconnect=True, action=rtc.LeaveRequest.RECONNECT)
                 await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
                 return ws
-            room = self.rooms.setdefault(claims.video.room, Room(claims.video.room))
+            room = self.room(claims.video.room, claims.room_config)
             auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
             participant = await self._join(room, claims, ws, auto_subscribe)
             try:
@@ -301,7 +325,13 @@ class DevServer:
             await self._remove(room, old)
             await old.ws.close()
         participant = Participant(
-            claims.identity, claims.name or claims.identity, make_sid("PA_"), ws, auto_subscribe, claims.video
+            claims.identity,
+            claims.name or claims.identity,
+            make_sid("PA_"),
+            ws,
+            auto_subscribe,
+            claims.video,
+            kind=claims.kind or "",
         )
         room.participants[participant.identity] = participant
         log.info("%s joined room %s", participant.identity, room.name)
@@ -318,6 +348,7 @@ class DevServer:
         await participant.send(join=join)
         await room.broadcast_update(participant)
         await self._open_subscriber(room, participant)
+        self.agents.participant_joined(room, participant)
         return participant
 
     async def _remove(self, room: Room, participant: Participant) -> None:
@@ -327,6 +358,7 @@ class DevServer:
         if room.participants.get(participant.identity) is participant:
             del room.participants[participant.identity]
         log.info("%s left room %s", participant.identity, room.name)
+        self.agents.participant_left(room, participant)
         for sid in list(participant.tracks):
             await self._unpublish(room, participant, sid, tell_owner=False)
         await room.broadcast_update(participant)
@@ -335,8 +367,9 @@ class DevServer:
         for pc in (participant.publisher, participant.subscriber):
             if pc is not None:
                 await pc.close()
-        if not room.participants:
-            self.rooms.pop(room.name, None)
+        if not room.participants and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            self.agents.room_closed(room)
 
     # the subscriber peer connection (we offer) -------------------------------------------------
 
@@ -451,6 +484,9 @@ class DevServer:
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
         # announce the track before offering it, so subscribers know whose it is when it arrives
         asyncio.ensure_future(self._announce(room, participant, track))
+        if participant.identity not in room.published:  # the first publication: publisher jobs
+            room.published.add(participant.identity)
+            self.agents.participant_published(room, participant)
 
     async def _announce(self, room: Room, participant: Participant, track: Track) -> None:
         await room.broadcast_update(participant)
