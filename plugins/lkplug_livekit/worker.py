@@ -181,15 +181,14 @@ async def run_job(settings: WorkerSettings, ctx) -> None:
         agent = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
         if settings.per == "room" and not any(p.kind != agent for p in room.remote_participants.values()):
             say("everyone left the room")
-            pipeline.stop()
+            asyncio.ensure_future(stop(pipeline, task))
 
     room.on("participant_disconnected", left)
 
     async def finish() -> None:
         if not task.done():
             say("stopping")
-            pipeline.stop()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(pipeline, task)
 
     ctx.proc.userdata[FINISH_KEY] = finish  # for session_end, when the job is shut down
     try:
@@ -198,6 +197,16 @@ async def run_job(settings: WorkerSettings, ctx) -> None:
     except LkplugError as exc:
         say(f"failed: {exc}")
     ctx.shutdown("the chain ended")
+
+
+async def stop(pipeline, task: asyncio.Future) -> None:
+    """Stop the chain and wait until its outputs are closed. Asked again each second: on Python
+    3.11 ``asyncio.wait_for`` swallows a cancellation that arrives as the awaited event fires (the
+    track source waits for room events that way), and one stop request can be lost."""
+    while not task.done():
+        pipeline.stop()
+        await asyncio.wait({task}, timeout=1.0)
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def session_end(ctx) -> None:
