@@ -222,6 +222,17 @@ async def accept(request) -> None:
     await request.accept(name="lkplug", identity=f"lkplug-{request.job.id}")
 
 
+class OneLine(logging.Formatter):
+    """The framework's log records as one line each, the exception's message instead of its traceback
+    (``--debug`` shows those)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message += f": {record.exc_info[1]}"
+        return f"lkplug: {record.name} {record.levelname.lower()}: {' '.join(message.split())}"
+
+
 def job_count_load(max_jobs: int, server) -> float:
     """The worker's load as its share of ``--max-jobs`` (1.0: full)."""
     return len(server.active_jobs) / max_jobs
@@ -350,8 +361,14 @@ def worker_command(
     )
     check_settings(settings, load_registry(plugins))
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"lkplug: {message}", err=True))
-    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("livekit").setLevel(logging.INFO if debug else logging.ERROR)
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s") if debug else OneLine()
+    )
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("livekit").setLevel(logging.INFO if debug else logging.ERROR)  # the SDK's chatter
+    # the framework's warnings matter (cannot reach the server, retrying; at full capacity)
+    logging.getLogger("livekit.agents").setLevel(logging.INFO if debug else logging.WARNING)
 
     from livekit.agents import AgentServer, JobExecutorType, WorkerType
 
@@ -408,7 +425,8 @@ async def serve(server, drain_timeout: int, say) -> None:
     forced.cancel()
     if not drain.done() or drain.exception() is not None:
         drain.cancel()
-        say(f"stopping {len(server.active_jobs)} running job(s); their outputs are closed")
+        if server.active_jobs:
+            say(f"stopping {len(server.active_jobs)} running job(s); their outputs are closed")
     await asyncio.gather(drain, return_exceptions=True)
     await server.aclose()
     await asyncio.gather(running, return_exceptions=True)
