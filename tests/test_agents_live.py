@@ -175,7 +175,7 @@ async def test_every_room_is_recorded_once_over_two_workers(livekit_server, live
             lambda room=room: any((w.cwd / "rec" / room).is_dir() for w in (first, second)),
             what=f"a recording of {room}",
         )
-    await asyncio.sleep(3)
+    await asyncio.sleep(5)
     for room, peer in peers.items():
         assert len(agents_in(peer)) == 1, (room, agents_in(peer))
         await peer.close()  # the room's job ends when everyone left
@@ -191,7 +191,7 @@ async def test_every_room_is_recorded_once_over_two_workers(livekit_server, live
         owner = first if room in jobs[0] else second
         files = list((owner.cwd / "rec" / room).iterdir())
         assert [f.name for f in files] == [f"pub-{room}.wav"]
-        assert check_recording(files[0], freq) > 2.5
+        assert check_recording(files[0], freq) > 4.5
 
 
 async def test_a_killed_workers_rooms_go_to_the_other(livekit_server, livekit_join, workers, tmp_path):
@@ -217,7 +217,7 @@ async def test_a_killed_workers_rooms_go_to_the_other(livekit_server, livekit_jo
         print(f"{room}: recorded again {time.monotonic() - killed_at:.2f} s after the kill")
     for room, peer in peers.items():  # the killed worker's participant is gone, the survivor's is there
         await until(lambda peer=peer: len(agents_in(peer)) == 1, what=f"one agent in {room}")
-    await asyncio.sleep(3)
+    await asyncio.sleep(5)
     for peer in peers.values():
         await peer.close()
     for room in freqs:
@@ -240,13 +240,13 @@ async def test_sigterm_drains_and_closes_outputs(livekit_server, livekit_join, w
     worker.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     await worker.wait_for(lambda line: "draining" in line)
-    bob = await livekit_join("bob", "late", auto_subscribe=False)  # a new room while it drains
-    await bob.publish_sine(660)
-    assert await worker.stop(timeout=60) == 0, "\n".join(worker.lines)
+    bob = await livekit_join("bob", "late", auto_subscribe=False)  # a new room (a room job) while it drains
+    assert await asyncio.wait_for(worker.process.wait(), 60) == 0, "\n".join(worker.lines)
     assert "late" not in worker.jobs() and agents_in(bob) == []
     assert "busy" in worker.jobs()
     seconds = check_recording(tmp_path / "w" / "rec" / "busy" / "alice.wav", 440)
-    assert seconds >= signalled - receiving  # the media up to the signal is there
+    # the media up to the signal is there, and the job went on while the worker drained (4 s)
+    assert seconds >= signalled - receiving + 3.0, "\n".join(worker.lines)
 
 
 async def test_explicit_dispatch_by_api_and_token(livekit_server, livekit_join, workers, tmp_path):
