@@ -250,7 +250,10 @@ async def test_sigterm_drains_and_closes_outputs(livekit_server, livekit_join, w
 
 
 async def test_explicit_dispatch_by_api_and_token(livekit_server, livekit_join, workers, tmp_path):
-    worker = await workers(livekit_server, *RECORD, *LIGHT, "--agent-name", "cleaner", cwd=tmp_path / "w")
+    worker = await workers(
+        livekit_server, *RECORD, "--sink", "wav:jobs/{job}/{identity}.wav", *LIGHT, "--agent-name", "cleaner",
+        cwd=tmp_path / "w",
+    )  # fmt: skip
     plain = await livekit_join("plain-pub", "plain", auto_subscribe=False)
     await plain.publish_sine(300)
     # CreateDispatch with livekit-api's client; the room exists once the dispatch made it
@@ -296,6 +299,8 @@ async def test_explicit_dispatch_by_api_and_token(livekit_server, livekit_join, 
     assert await worker.stop() == 0
     check_recording(tmp_path / "w" / "rec" / "by-token" / "token-pub.wav", 600)
     check_recording(tmp_path / "w" / "rec" / "by-api" / "api-pub.wav", 450)
+    (job,) = worker.jobs()["by-api"]  # {job} in a template: the job's id
+    check_recording(tmp_path / "w" / "jobs" / job / "api-pub.wav", 450)
 
 
 async def test_per_publisher_jobs_make_processed_twins(livekit_server, livekit_join, workers, tmp_path):

@@ -4,6 +4,8 @@
 It is not an SFU: every subscriber gets the publisher's media decoded and encoded again (aiortc's
 ``MediaRelay``), there is one room per name, no simulcast, no resume. It listens on 127.0.0.1 only and
 gathers only loopback ICE candidates; no STUN or TURN server is ever contacted.
+
+LiveKit Agents workers register at ``/agent`` and get jobs for its rooms (``agents.py``).
 """
 
 from __future__ import annotations
