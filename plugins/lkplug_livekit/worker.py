@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import glob
 import logging
 import signal
 import sys
@@ -76,6 +77,7 @@ class JobRoomConnection(RoomConnection):
         self.url = None
         self.token = None
         self.devserver = None
+        self._options = {}
         self.can_subscribe = self.can_publish = False
         self._notify = notify
 
@@ -119,6 +121,17 @@ class JobFanOut(FanOut):
         return super()._build(fields)
 
 
+def job_source(settings: WorkerSettings, registry: Registry, fields: dict[str, str]):
+    """The ``--source`` of a job. Per publisher, the selector's participant is the job's, taken as it
+    is (not made safe for a file name as in templates, and never a glob)."""
+    if settings.per != "publisher":
+        return build(registry, "source", fill(settings.source, fields))
+    spec = fill(settings.source, {k: v for k, v in fields.items() if k != "identity"})
+    source = build(registry, "source", spec.replace("{identity}", "identity"))
+    source.obj.selector = dataclasses.replace(source.obj.selector, identity=glob.escape(fields["identity"]))
+    return source
+
+
 def build_chain(
     settings: WorkerSettings,
     registry: Registry,
@@ -127,7 +140,7 @@ def build_chain(
     make_dirs: bool = True,
 ):
     """The job's pipeline: a fan-out over the room's streams (``track:*``) or one pipeline."""
-    source = build(registry, "source", fill(settings.source, fields))
+    source = job_source(settings, registry, fields)
     sinks = [fill(t, fields) for t in settings.sinks]
     if getattr(source.obj, "fans_out", False):
         return JobFanOut(source, settings.procs, sinks, registry, context=context, make_dirs=make_dirs)
@@ -173,7 +186,12 @@ async def run_job(settings: WorkerSettings, ctx) -> None:
     registry = Registry.load(settings.plugins)
     context = RunContext(notify=say)
     context.shared[SHARED_KEY] = JobRoomConnection(room, say)
-    pipeline = build_chain(settings, registry, job_fields(settings, room.name, job.id, identity), context)
+    try:
+        pipeline = build_chain(settings, registry, job_fields(settings, room.name, job.id, identity), context)
+    except LkplugError as exc:
+        say(f"failed: {exc}")
+        ctx.shutdown("the chain could not be built")
+        return
     say(f"started as {room.local_participant.identity}")
     task = asyncio.ensure_future(pipeline.run())
 
