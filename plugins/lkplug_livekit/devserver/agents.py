@@ -226,7 +226,7 @@ class AgentService:
             worker = candidates[0]
             tried.add(worker)
             try:
-                state = await self._assign(worker, job, room)
+                state = await self._assign(worker, job)
             except NotAvailable as exc:
                 log.info("worker %s did not take job %s: %s", worker.id, job.id, exc)
                 continue
@@ -242,7 +242,7 @@ class AgentService:
             )
             return
 
-    async def _assign(self, worker: Worker, job: agent.Job, room) -> agent.JobState:
+    async def _assign(self, worker: Worker, job: agent.Job) -> agent.JobState:
         """AvailabilityRequest, then JobAssignment with a token (the server's Worker.AssignJob)."""
         now = _now_ns()
         job.state.CopyFrom(
@@ -269,7 +269,7 @@ class AgentService:
         job.state.participant_identity = response.participant_identity
         attributes = dict(response.participant_attributes)
         attributes[AGENT_NAME_ATTRIBUTE] = worker.agent_name
-        token = self._agent_token(worker, room.name, response, attributes)
+        token = self._agent_token(worker, job.room.name, response, attributes)
         worker.jobs[job.id] = job
         try:
             await worker.send(assignment=agent.JobAssignment(job=job, token=token))
@@ -446,12 +446,8 @@ class AgentService:
         )
         if request.HasField("participant"):
             job.participant.CopyFrom(request.participant)
-
-        class _Named:
-            name = request.room.name
-
         try:
-            await self._assign(worker, job, _Named)
+            await self._assign(worker, job)
         except NotAvailable as exc:
             log.info("simulated job %s not taken: %s", job.id, exc)
 
