@@ -146,7 +146,8 @@ def test_list_and_inspect(lkplug_cli):
     listing = lkplug_cli("list")
     assert listing.returncode == 0
     for name in ("tone", "file", "gain", "resample", "remix", "wav", "null"):
-        assert any(line.split()[0] == name and "lkplug" in line for line in listing.stdout.splitlines()[1:])
+        # PLUGIN NAME ROLE PROVIDER SUMMARY
+        assert any(line.split()[1] == name and "lkplug" in line for line in listing.stdout.splitlines()[1:])
     text = lkplug_cli("inspect", "gain").stdout
     assert "Parameters:" in text and "db" in text and "[-150, 60]" in text and "Accepts:" in text
     described = json.loads(lkplug_cli("inspect", "resample", "--json").stdout)[0]

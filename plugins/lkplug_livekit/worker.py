@@ -324,7 +324,17 @@ def job_count_load(max_jobs: int, server) -> float:
 @click.option("--http-port", type=int, default=0, help="The framework's health check port (0: any free).")
 @click.option("--url", envvar="LIVEKIT_URL", help="LiveKit server URL [env LIVEKIT_URL].")
 @click.option("--api-key", envvar="LIVEKIT_API_KEY", help="API key [env LIVEKIT_API_KEY].")
-@click.option("--api-secret", envvar="LIVEKIT_API_SECRET", help="API secret [env LIVEKIT_API_SECRET].")
+@click.option(
+    "--api-secret",
+    envvar="LIVEKIT_API_SECRET",
+    help="API secret [env LIVEKIT_API_SECRET] (prefer the env or --api-secret-file: ps shows argv).",
+)
+@click.option(
+    "--api-secret-file",
+    type=click.File("r"),
+    callback=lambda ctx, param, file: file.read().strip() if file is not None else None,
+    help="Read the API secret from this file.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Errors only.")
 @click.option(
     "-p",
@@ -350,6 +360,7 @@ def worker_command(
     url,
     api_key,
     api_secret,
+    api_secret_file,
     quiet,
     plugins,
     debug,
@@ -369,6 +380,7 @@ def worker_command(
 
     if not url:
         raise UsageError("no LiveKit server: give --url or set LIVEKIT_URL (e.g. ws://127.0.0.1:7880)")
+    api_secret = api_secret or api_secret_file
     if not (api_key and api_secret):
         raise UsageError(
             "no credentials: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET (a worker mints job "
