@@ -57,6 +57,14 @@ def make_folder(path: Path) -> None:
     check_folder(path)
 
 
+def make_sink_folders(sinks: Sequence[Built]) -> None:
+    """Create the output folders of built file sinks (those whose object has a ``path``)."""
+    for sink in sinks:
+        path = getattr(sink.obj, "path", None)
+        if isinstance(path, Path):
+            make_folder(path)
+
+
 class FanOut:
     """Runs like a :class:`Pipeline` (``explain``, ``run``, ``stop``) but starts one pipeline per
     stream; a stream that fails is reported and the others go on."""
@@ -69,8 +77,10 @@ class FanOut:
         registry: Registry,
         pace: float | None = None,
         context: RunContext | None = None,
+        make_folders: bool = True,
     ):
         self.source = source
+        self.make_folders = make_folders  # False: only check (``lkplug worker`` at start)
         self.processor_specs = list(processors)
         self.sink_templates = list(sinks)
         self.registry = registry
@@ -98,18 +108,17 @@ class FanOut:
         # fail on unknown components, bad parameters and unusable folders now, not when the first
         # track shows up (maybe hours later); folders without fields in them are made now
         _, sinks = self._build(example, make_folders=False)
-        for template, sink in zip(self.sink_templates, sinks, strict=True):
-            path = getattr(sink.obj, "path", None)
-            if isinstance(path, Path) and "{" not in str(Path(template).parent):
-                make_folder(path)
+        if self.make_folders:
+            fixed = [
+                s for t, s in zip(self.sink_templates, sinks, strict=True) if "{" not in str(Path(t).parent)
+            ]
+            make_sink_folders(fixed)
 
     def _build(self, fields: dict[str, str], make_folders: bool = True) -> tuple[list[Built], list[Built]]:
         processors = [build(self.registry, "processor", spec) for spec in self.processor_specs]
         sinks = [build(self.registry, "sink", render(t, fields)) for t in self.sink_templates]
-        for sink in sinks if make_folders else ():
-            path = getattr(sink.obj, "path", None)  # a file sink's output
-            if isinstance(path, Path):
-                make_folder(path)
+        if make_folders and self.make_folders:
+            make_sink_folders(sinks)
         return processors, sinks
 
     @property

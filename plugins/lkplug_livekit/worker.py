@@ -21,14 +21,13 @@ import logging
 import signal
 import sys
 from functools import partial
-from pathlib import Path
 
 import click
 
 from lkplug import LkplugError, MediaError, UsageError
 from lkplug.components import RunContext
 from lkplug.engine import Pipeline, build
-from lkplug.fanout import FanOut, render
+from lkplug.fanout import FanOut, make_sink_folders, render
 from lkplug.registry import Registry
 from lkplug.spec import parse_spec
 
@@ -71,15 +70,8 @@ class JobRoomConnection(RoomConnection):
     track sources and sinks of the chain share it, and the framework disconnects it."""
 
     def __init__(self, room, notify):
+        super().__init__({"room": room.name, "identity": room.local_participant.identity}, notify)
         self.room = room
-        self.room_name = room.name
-        self.identity = room.local_participant.identity
-        self.url = None
-        self.token = None
-        self.devserver = None
-        self._options = {}
-        self.can_subscribe = self.can_publish = False
-        self._notify = notify
 
     def check(self) -> None:
         pass
@@ -92,33 +84,6 @@ class JobRoomConnection(RoomConnection):
 
     async def release(self) -> None:
         pass  # the framework leaves the room when the job ends
-
-
-def make_parents(registry: Registry, sink_spec: str) -> None:
-    """A sink's output folder that a template names per room or job is made when the job starts."""
-    spec = parse_spec(sink_spec)
-    try:
-        entry = registry.get("sink", spec.name)
-    except LkplugError:
-        return
-    path = spec.params.get("path") or (spec.value if entry.component.positional == "path" else None)
-    if path and "{" not in str(Path(path).parent):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-
-
-class JobFanOut(FanOut):
-    """The fan-out of ``lkplug run``, making each stream's output folders (``rec/{room}/``)."""
-
-    def __init__(self, *args, make_dirs: bool = False, **kwargs):
-        self.make_dirs = False  # not for the example streams that the constructor builds
-        super().__init__(*args, **kwargs)
-        self.make_dirs = make_dirs
-
-    def _build(self, fields):
-        if self.make_dirs:
-            for template in self.sink_templates:
-                make_parents(self.registry, render(template, fields))
-        return super()._build(fields)
 
 
 def job_source(settings: WorkerSettings, registry: Registry, fields: dict[str, str]):
@@ -142,14 +107,15 @@ def build_chain(
     """The job's pipeline: a fan-out over the room's streams (``track:*``) or one pipeline."""
     source = job_source(settings, registry, fields)
     sinks = [fill(t, fields) for t in settings.sinks]
-    if getattr(source.obj, "fans_out", False):
-        return JobFanOut(source, settings.procs, sinks, registry, context=context, make_dirs=make_dirs)
-    for sink in sinks if make_dirs else ():
-        make_parents(registry, sink)
+    if getattr(source.obj, "fans_out", False):  # output folders (rec/{room}/) made per stream
+        return FanOut(source, settings.procs, sinks, registry, context=context, make_folders=make_dirs)
+    built_sinks = [build(registry, "sink", s) for s in sinks]
+    if make_dirs:
+        make_sink_folders(built_sinks)
     return Pipeline(
         source,
         [build(registry, "processor", p) for p in settings.procs],
-        [build(registry, "sink", s) for s in sinks],
+        built_sinks,
         registry,
         context=context,
     )
