@@ -16,6 +16,8 @@ import traceback
 import click
 
 from . import __version__
+from .batch import batch_source
+from .batch import run_cli as run_batch_cli
 from .components import RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
@@ -206,6 +208,32 @@ def _parse_pace(text: str) -> float | None | str:
     return value
 
 
+def batch_options(command):
+    """-j, --fail-fast, --skip-existing and --cluster: for a batch (the file source given a glob or
+    an @list), run by lkplug.batch."""
+    options = [
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Batch: run N files at once in worker processes [default: the number of cores].",
+        ),
+        click.option("--fail-fast", is_flag=True, help="Batch: stop at the first file that fails."),
+        click.option(
+            "--skip-existing", is_flag=True, help="Batch: skip inputs whose outputs exist (to resume)."
+        ),
+        click.option(
+            "--cluster",
+            metavar="tcp://HOST:8786",
+            help="Batch: run the files on a Dask scheduler's workers (pip install 'lkplug[cluster]').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command("run")
 @click.option(
     "--source",
@@ -247,9 +275,25 @@ def _parse_pace(text: str) -> float | None | str:
     help="Stop after this much media, like ffmpeg -t (e.g. to record a live track for 10 s).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
+@batch_options
 @plugin_option
 @debug_option
-def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
+def run_command(
+    source,
+    procs,
+    sinks,
+    pace,
+    explain,
+    duration,
+    quiet,
+    plugins,
+    debug,
+    jobs,
+    fail_fast,
+    skip_existing,
+    cluster,
+    **plugin_options,
+):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -267,6 +311,28 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
     registry = load_registry(plugins)
+    if batch_source(registry, source):  # file:rec/*.m4a, file:@inputs.txt: one pipeline per file
+        code = run_batch_cli(
+            registry,
+            source,
+            procs,
+            sinks,
+            plugins=plugins,
+            pace=pace_value if isinstance(pace_value, float) else None,
+            duration=duration,
+            options=plugin_options,
+            explain=explain,
+            jobs=jobs,
+            cluster=cluster,
+            skip_existing=skip_existing,
+            fail_fast=fail_fast,
+            quiet=quiet,
+            echo=lambda line: click.echo(line, err=True),
+            stream=sys.stderr,
+        )
+        sys.exit(code)
+    if cluster:
+        raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     built_source = build(registry, "source", source)
     if getattr(built_source.obj, "fans_out", False):

@@ -51,3 +51,47 @@ class StatusLine:
         if self.next_draw:
             self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K\n")
             self.stream.flush()
+
+
+class BatchStatus:
+    """A batch's progress: files done / total (and failed), media seconds, real-time factor, ETA.
+    On a terminal one line is redrawn; ``print`` puts a message above it."""
+
+    def __init__(self, stream, redraw: bool = True):
+        self.stream = stream
+        self.redraw = redraw
+        self.total = 0
+        self.done = self.failed = 0
+        self.seconds = 0.0
+        self.started = 0.0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def update(self, ok: int, failed: int, seconds: float) -> None:
+        self.done, self.failed, self.seconds = ok + failed, failed, seconds
+        if self.redraw:
+            self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K")
+            self.stream.flush()
+
+    def print(self, line: str) -> None:
+        if self.redraw and self.done:
+            self.stream.write("\r\x1b[K" + line + "\n" + self.render(time.monotonic()) + "\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def render(self, now: float) -> str:
+        elapsed = now - self.started
+        speed = f"{self.seconds / elapsed:.1f}x" if elapsed > 0 else "-"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        # the inputs' lengths are not known before they are opened: the estimate counts files
+        left = elapsed / self.done * (self.total - self.done) if self.done else None
+        eta = clock(left) if left is not None else "-"
+        return f"{self.done}/{self.total} files{failed}  {clock(self.seconds)} of media  {speed}  ETA {eta}"
+
+    def finish(self) -> None:
+        if self.redraw and self.done:
+            self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K\n")
+            self.stream.flush()

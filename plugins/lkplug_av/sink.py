@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import PIXEL_FORMATS, AudioContract, MediaError, Sink, UsageError, VideoContract
+from lkplug import PIXEL_FORMATS, AudioContract, MediaError, OutputFile, Sink, UsageError, VideoContract
 
 from .video import to_av
 
@@ -140,6 +140,7 @@ class FileSink(Sink):
             if self.container is not None:
                 self.container.close()
                 self.container = None
+                self._output.complete()
 
     # writing --------------------------------------------------------------------------------
 
@@ -151,7 +152,8 @@ class FileSink(Sink):
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
-            self.container = av.open(str(self.path), "w", format=self.muxer)
+            self._output = OutputFile(self.path)  # written aside, renamed to path when closed
+            self.container = av.open(str(self._output.temp), "w", format=self.muxer)
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
         try:
@@ -162,7 +164,7 @@ class FileSink(Sink):
         except av.error.FFmpegError as exc:
             self.container.close()
             self.container = None
-            self.path.unlink(missing_ok=True)
+            self._output.discard()
             raise MediaError(f"cannot write {self.path}: {exc}") from None
         for frame in sorted(pending, key=lambda f: f.time):
             self._encode(frame)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, Component, MediaError, Param, Sink, hookimpl
+from lkplug import AudioContract, Component, MediaError, OutputFile, Param, Sink, hookimpl
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
@@ -44,9 +44,10 @@ class WavSink(Sink):
 
         if self.path.parent and not self.path.parent.exists():
             raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        self._output = OutputFile(self.path)  # written aside, renamed to path when closed
         try:
             self._file = soundfile.SoundFile(
-                self.path, "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
+                self._output.temp, "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
@@ -56,6 +57,7 @@ class WavSink(Sink):
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._output.complete()
 
 
 # `lkplug inspect wav` shows the default contract (pcm16 wants s16; pcm24 and float want flt).
