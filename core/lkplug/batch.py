@@ -119,7 +119,10 @@ class Batch:
         pace: float | None = None,
         duration: float | None = None,
         options: dict | None = None,
+        absolute: bool = False,
     ):
+        """``absolute``: write the inputs' and outputs' paths absolute in the jobs, for workers that
+        run in another folder (a cluster's, on storage every worker sees under the same path)."""
         spec, param, pattern = _batch_param(registry, source)
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
@@ -132,6 +135,8 @@ class Batch:
         for path in self.files:
             fields = file_fields(path, self.root)
             rendered = [_fill(parse_spec(text), fields) for text in sinks]
+            if absolute:
+                rendered = [_absolute_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
             paths = (_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True))
             outputs = tuple(path for path in paths if path)
             for output in outputs:
@@ -144,7 +149,7 @@ class Batch:
                         f" apart in the sink's path ({field_list(FIELDS)}, e.g. out/{{relpath}}/{{stem}}.wav)"
                     )
                 seen[key] = path
-            source_spec = _with_param(spec, param, path)
+            source_spec = _with_param(spec, param, os.path.abspath(path) if absolute else path)
             self.jobs.append(
                 Job(
                     path,
@@ -216,6 +221,15 @@ def _fill(spec: Spec, fields: dict[str, str]) -> Spec:
     return replace(spec, value=value, params={k: render(v, fields, raw=True) for k, v in spec.params.items()})
 
 
+def _absolute_path(entry, spec: Spec) -> Spec:
+    path = _output_path(entry, spec)
+    if path is None:
+        return spec
+    if "path" in spec.params:
+        return replace(spec, params={**spec.params, "path": os.path.abspath(path)})
+    return replace(spec, value=os.path.abspath(path))
+
+
 def _output_path(entry, spec: Spec) -> str | None:
     """The file a sink writes: its ``path`` parameter, if it has one."""
     if entry.component.param("path") is None:
@@ -240,8 +254,10 @@ def _registry(plugins: tuple[str, ...]) -> Registry:
 
 def _init_worker(stop_event, plugins: tuple[str, ...]) -> None:
     global _stop_event
-    # Ctrl-C on a terminal reaches the whole process group: the parent decides, and tells us
+    # Ctrl-C on a terminal (or a SIGTERM to the group) reaches every process: the parent decides,
+    # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _stop_event = stop_event
     _registry(plugins)
 
@@ -462,7 +478,7 @@ def _result(future, job: Job) -> Result | None:
     try:
         return future.result()
     except Exception as exc:  # the worker itself died (killed, out of memory)
-        if type(exc).__name__ == "CancelledError":
+        if type(exc).__name__ == "CancelledError":  # Dask's, for a task cancelled as it started
             return None
         return Result(job.input, error=f"the worker running it failed: {type(exc).__name__}: {exc}")
 
@@ -508,7 +524,7 @@ def run_cli(
     stream,
 ) -> int:
     """``lkplug run`` on a batch source; returns the exit code."""
-    batch = Batch(registry, source, processors, sinks, plugins, pace, duration, options)
+    batch = Batch(registry, source, processors, sinks, plugins, pace, duration, options, bool(cluster))
     if explain:
         echo(batch.explain(registry))
         return 0

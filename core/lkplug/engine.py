@@ -194,8 +194,9 @@ class Pipeline:
             seen: set[str] = set()  # kinds that arrived, and those that reached --duration
             finished: set[str] = set()
             self._producer = asyncio.create_task(self._produce(queue))
-            if self._stopping:  # stop() came before the task existed
-                self._producer.cancel()
+            if self._stopping:  # stop() came before the task existed; cancelled before it starts,
+                self._producer.cancel()  # it never puts its end marker: put it here
+                queue.put_nowait(_END)
             while not (queue.empty() and self._producer.done()):
                 frame = await queue.get()
                 if frame is _END:
