@@ -247,3 +247,42 @@ def test_dask_cluster_writes_the_same_samples_as_local_workers(batch_dir):
         assert rate == 16000 and len(ours) == EXPECTED[name]
         assert np.array_equal(ours, theirs), name
     assert hidden_parts(batch_dir) == []
+
+
+def test_fields_and_roots_of_globs_and_lists(tmp_path, monkeypatch):
+    from lkplug.batch import expand, file_fields
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("rec/a.wav", "rec/day1/talk.m4a", "rec/day1/x/y.m4a", "other/z.m4a"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    files, root = expand("rec/**/*.m4a")
+    assert (files, root) == (["rec/day1/talk.m4a", "rec/day1/x/y.m4a"], "rec")
+    assert file_fields("rec/day1/talk.m4a", root) == {
+        "stem": "talk",
+        "name": "talk.m4a",
+        "ext": "m4a",
+        "dir": "rec/day1",
+        "relpath": "day1",
+    }
+    assert file_fields("rec/a.wav", "rec")["relpath"] == "."
+    assert expand("rec/*.wav") == (["rec/a.wav"], "rec")
+    Path("list.txt").write_text("rec/day1/x/y.m4a\n# not this\n\nrec/day1/talk.m4a\n")
+    files, root = expand("@list.txt")
+    assert files == ["rec/day1/x/y.m4a", "rec/day1/talk.m4a"] and root == str(tmp_path / "rec" / "day1")
+    assert file_fields(files[0], root)["relpath"] == "x"
+
+
+def test_batch_status_line():
+    import io
+
+    from lkplug.progress import BatchStatus
+
+    stream = io.StringIO()
+    status = BatchStatus(stream)
+    status.start(4)
+    status.started -= 10  # as if 10 s had passed
+    status.update(1, 1, 300.0)
+    line = stream.getvalue().split("\r")[-1]
+    # 2 of 4 in 10 s: 10 s to go; 300 s of media in 10 s: 30x
+    assert line.startswith("2/4 files (1 failed)  05:00.0 of media  30.0x  ETA 00:10.0"), line

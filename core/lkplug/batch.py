@@ -459,7 +459,7 @@ def run_batch(
                 else:
                     summary.failed.append(result)
                     notify(f"failed {result.input}: {result.error}")
-            if finished and status is not None:
+            if status is not None:
                 status.update(len(summary.ok), len(summary.failed), summary.seconds)
     finally:
         for sig, handler in previous.items():
@@ -531,9 +531,10 @@ def run_cli(
     status = None if quiet else BatchStatus(stream, redraw=stream.isatty())
 
     def notify(line: str) -> None:
-        if status is not None:
+        # on a terminal the status line tells the progress: only failures and warnings go above it
+        if status is not None and not (status.redraw and line.startswith("ok ")):
             status.print(f"lkplug: {line}")
-        elif line.startswith("failed "):
+        elif status is None and line.startswith("failed "):
             echo(f"lkplug: {line}")
 
     summary = run_batch(batch, jobs, cluster, skip_existing, fail_fast, notify, status)

@@ -64,19 +64,23 @@ class BatchStatus:
         self.done = self.failed = 0
         self.seconds = 0.0
         self.started = 0.0
+        self.next_draw = 0.0
 
     def start(self, total: int) -> None:
         self.total = total
         self.started = time.monotonic()
 
     def update(self, ok: int, failed: int, seconds: float) -> None:
+        changed = (ok + failed, failed, seconds) != (self.done, self.failed, self.seconds)
         self.done, self.failed, self.seconds = ok + failed, failed, seconds
-        if self.redraw:
+        now = time.monotonic()
+        if self.redraw and (changed or now >= self.next_draw):
+            self.next_draw = now + REDRAW_SECONDS
             self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K")
             self.stream.flush()
 
     def print(self, line: str) -> None:
-        if self.redraw and self.done:
+        if self.redraw and self.next_draw:
             self.stream.write("\r\x1b[K" + line + "\n" + self.render(time.monotonic()) + "\x1b[K")
         else:
             self.stream.write(line + "\n")
@@ -92,6 +96,6 @@ class BatchStatus:
         return f"{self.done}/{self.total} files{failed}  {clock(self.seconds)} of media  {speed}  ETA {eta}"
 
     def finish(self) -> None:
-        if self.redraw and self.done:
+        if self.redraw and self.next_draw:
             self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K\n")
             self.stream.flush()
