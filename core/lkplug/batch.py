@@ -103,6 +103,7 @@ class Result:
     error: str = ""
     warnings: list[str] = field(default_factory=list)
     stopped: bool = False
+    crashed: bool = False  # the worker process died, not the input
 
 
 class Batch:
@@ -447,7 +448,8 @@ def run_batch(
             pending = [f for f in pending if not f.done()]
             for future in finished:
                 result = _result(future, job_of[future])
-                if result is None or result.stopped:
+                # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
+                if result is None or result.stopped or result.crashed and summary.interrupted:
                     summary.not_run += 1
                     continue
                 summary.seconds += result.seconds
@@ -480,7 +482,8 @@ def _result(future, job: Job) -> Result | None:
     except Exception as exc:  # the worker itself died (killed, out of memory)
         if type(exc).__name__ == "CancelledError":  # Dask's, for a task cancelled as it started
             return None
-        return Result(job.input, error=f"the worker running it failed: {type(exc).__name__}: {exc}")
+        error = f"the worker running it failed: {type(exc).__name__}: {exc}"
+        return Result(job.input, error=error, crashed=True)
 
 
 def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) -> int:
@@ -526,7 +529,7 @@ def run_cli(
     """``lkplug run`` on a batch source; returns the exit code."""
     batch = Batch(registry, source, processors, sinks, plugins, pace, duration, options, bool(cluster))
     if explain:
-        echo(batch.explain(registry))
+        print(batch.explain(registry))  # the plan goes to stdout, as a single run's
         return 0
     status = None if quiet else BatchStatus(stream, redraw=stream.isatty())
 
