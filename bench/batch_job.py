@@ -4,7 +4,8 @@ The job, per file: decode -> gain -6 dB -> 16 kHz mono (soxr in both) -> 16-bit 
 2 minutes each in WAV, FLAC, MP3, M4A (AAC) and Opus. The three tools run interleaved in every round
 (machine load hits all alike; round 0 warms the page cache and is not counted); every round's
 outputs are checked (20 files, 16 kHz, mono, 2 minutes). Prints the median wall time (min-max) per
-tool and its ratio to `xargs -P 2 ffmpeg`.
+tool and its ratio to `xargs -P 2 ffmpeg`, and the same for the CPU time of all the tool's processes
+(user + system; less sensitive than wall time to other load on the machine).
 
 The inputs are made with ffmpeg on first use (pink noise and a sine, stereo) in --data.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -106,6 +108,7 @@ def main() -> None:
     make_inputs(inputs, args.count, args.minutes)
     tools = commands(inputs, Path("OUT"), args.jobs)
     walls: dict[str, list[float]] = {name: [] for name in tools}
+    cpus: dict[str, list[float]] = {name: [] for name in tools}
     checked = {}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs + 1):  # run 0 warms the page cache and is not counted
@@ -113,26 +116,33 @@ def main() -> None:
                 out = Path(tmp) / f"out-{run}-{name.split()[0]}"
                 out.mkdir()
                 command = commands(inputs, out, args.jobs)[name]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 started = time.perf_counter()
                 result = subprocess.run(command, capture_output=True, text=True)
                 wall = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process of the tool
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 if result.returncode != 0:
                     raise SystemExit(f"{name} failed ({result.returncode}): {result.stderr[-2000:]}")
                 checked[name] = check(out, args.count, args.minutes)
                 shutil.rmtree(out)
                 if run:
                     walls[name].append(wall)
+                    cpus[name].append(cpu)
     base_name = f"xargs -P {args.jobs}"
     base = statistics.median(walls[base_name])
     print(
         f"\n## batch: {args.count} inputs x {args.minutes:g} min ({', '.join(FORMATS)}), decode -> gain -6 dB"
         f" -> 16 kHz mono -> WAV  (runs={args.runs}, -j {args.jobs}, {os.cpu_count()} cores)"
     )
-    print(f"{'tool':<12} {'wall_s median (min-max)':>25} {'vs xargs':>9}  output")
+    cpu_base = statistics.median(cpus[base_name])
+    header = f"{'wall_s median (min-max)':>25} {'vs xargs':>9} {'cpu_s median':>13} {'vs xargs':>9}"
+    print(f"{'tool':<12} {header}  output")
     for name, values in walls.items():
-        median = statistics.median(values)
+        median, cpu = statistics.median(values), statistics.median(cpus[name])
         spread = f"{median:.2f} ({min(values):.2f}-{max(values):.2f})"
-        print(f"{name:<12} {spread:>25} {median / base:>8.2f}x  {checked[name]}")
+        ratios = f"{median / base:>8.2f}x {cpu:>13.2f} {cpu / cpu_base:>8.2f}x"
+        print(f"{name:<12} {spread:>25} {ratios}  {checked[name]}")
 
 
 if __name__ == "__main__":

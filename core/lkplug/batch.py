@@ -17,6 +17,7 @@ import glob
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -124,6 +125,7 @@ class Batch:
     ):
         """``absolute``: write the inputs' and outputs' paths absolute in the jobs, for workers that
         run in another folder (a cluster's, on storage every worker sees under the same path)."""
+        _registries.setdefault(tuple(plugins), registry)  # a forked worker uses it as it is
         spec, param, pattern = _batch_param(registry, source)
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
@@ -330,14 +332,23 @@ async def _run(pipeline: Pipeline, stop_event):
 # the parent side ------------------------------------------------------------------------------
 
 
+def _start_method() -> str:
+    """Fork this process when that is safe: it has loaded the plugins already, and a fork skips a new
+    interpreter's start-up and imports (measured: 0.5 s of CPU less for a batch on two workers).
+    Only the main thread may be running (a fork copies no other thread, and a lock one of them holds
+    stays locked); otherwise, and where there is no fork, a fresh interpreter is spawned."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
 class _LocalPool:
-    """N worker processes (spawned: a fresh interpreter, not a fork of one that may hold an SDK's
-    threads), each loading the plugins once."""
+    """N worker processes, each loading the plugins once (a forked one has them already)."""
 
     def __init__(self, workers: int, plugins: tuple[str, ...]):
         from concurrent.futures import ProcessPoolExecutor
 
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context(_start_method())
         self.stop_event = context.Event()
         self.executor = ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(self.stop_event, plugins)
