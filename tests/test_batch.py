@@ -236,6 +236,7 @@ def test_dask_cluster_writes_the_same_samples_as_local_workers(batch_dir):
             "run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "--cluster", cluster.scheduler_address,
             cwd=batch_dir,
         )  # fmt: skip
+        assert "run_job" in cluster.scheduler.task_prefixes  # the files ran as the cluster's tasks
     assert remote.returncode == 1, remote.stderr
     assert "lkplug: batch: 5 ok, 1 failed;" in remote.stderr, remote.stderr
     assert f"lkplug:   failed {FAILED}: cannot read" in remote.stderr

@@ -189,8 +189,11 @@ class Batch:
         """(to run, skipped): with ``skip_existing`` an input whose outputs all exist is skipped."""
         if not skip_existing:
             return list(self.jobs), []
-        done = [job for job in self.jobs if job.outputs and all(os.path.exists(o) for o in job.outputs)]
-        return [job for job in self.jobs if job not in done], done
+        todo, done = [], []
+        for job in self.jobs:
+            exists = job.outputs and all(os.path.exists(output) for output in job.outputs)
+            (done if exists else todo).append(job)
+        return todo, done
 
 
 def batch_source(registry: Registry, source: str) -> bool:
