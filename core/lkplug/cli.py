@@ -208,6 +208,9 @@ def _parse_pace(text: str) -> float | None | str:
     return value
 
 
+BATCH_OPTIONS = ("jobs", "fail_fast", "skip_existing", "cluster")
+
+
 def batch_options(command):
     """-j, --fail-fast, --skip-existing and --cluster: for a batch (the file source given a glob or
     an @list), run by lkplug.batch."""
@@ -278,22 +281,7 @@ def batch_options(command):
 @batch_options
 @plugin_option
 @debug_option
-def run_command(
-    source,
-    procs,
-    sinks,
-    pace,
-    explain,
-    duration,
-    quiet,
-    plugins,
-    debug,
-    jobs,
-    fail_fast,
-    skip_existing,
-    cluster,
-    **plugin_options,
-):
+def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -310,6 +298,7 @@ def run_command(
     pace_value = _parse_pace(pace)
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
+    batch = {name: plugin_options.pop(name) for name in BATCH_OPTIONS}
     registry = load_registry(plugins)
     if batch_source(registry, source):  # file:rec/*.m4a, file:@inputs.txt: one pipeline per file
         code = run_batch_cli(
@@ -322,16 +311,13 @@ def run_command(
             duration=duration,
             options=plugin_options,
             explain=explain,
-            jobs=jobs,
-            cluster=cluster,
-            skip_existing=skip_existing,
-            fail_fast=fail_fast,
             quiet=quiet,
             echo=lambda line: click.echo(line, err=True),
             stream=sys.stderr,
+            **batch,
         )
         sys.exit(code)
-    if cluster:
+    if batch["cluster"]:
         raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     built_source = build(registry, "source", source)
