@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,6 +94,7 @@ class Job:
     pace: float | None = None
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
+    stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
 
 
 @dataclass
@@ -286,7 +288,12 @@ def run_job(job: Job) -> Result:
     by itself without error."""
     started = time.monotonic()
     result = Result(job.input)
-    if _stop_event is not None and _stop_event.is_set():
+    stop_event = _stop_event
+    if job.stop_event is not None:  # on a Dask worker
+        from distributed import Event
+
+        stop_event = Event(job.stop_event)
+    if stop_event is not None and stop_event.is_set():
         result.stopped = True  # queued before the batch was stopped
         return result
     try:
@@ -295,7 +302,7 @@ def run_job(job: Job) -> Result:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
         with held_outputs() as held:
             try:
-                report = asyncio.run(_run(pipeline, _stop_event))
+                report = asyncio.run(_run(pipeline, stop_event))
             except BaseException:
                 held.discard()
                 raise
@@ -380,19 +387,23 @@ class _DaskPool:
 
     def __init__(self, address: str):
         try:
-            from distributed import Client
+            from distributed import Client, Event
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'lkplug[cluster]'") from None
         try:
             self.client = Client(address, timeout=10)
         except (OSError, TimeoutError) as exc:
             raise MediaError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        # the running tasks watch it as local workers watch theirs (a scheduler-side flag)
+        self.stop_event = Event(f"lkplug-batch-stop-{uuid.uuid4().hex}", client=self.client)
 
     def submit(self, jobs: list[Job]) -> list:
+        jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
 
     def stop(self, futures) -> None:
-        """Tasks not started are cancelled; those already running on a worker run to their end."""
+        """Tasks not started are cancelled; running ones stop and discard their outputs."""
+        self.stop_event.set()
         self.client.cancel(list(futures))
 
     def abort(self) -> None:
