@@ -38,13 +38,6 @@ def run_lkplug(
     )
 
 
-def bytes_written(path: Path) -> int:
-    """How much a running lkplug has written to ``path`` so far: sinks write under a temporary name
-    beside it (``.NAME.PID.part``) and rename it when complete."""
-    parts = [path, *path.parent.glob(f".{path.name}.*.part")]
-    return sum(part.stat().st_size for part in parts if part.exists())
-
-
 @pytest.fixture
 def lkplug_cli():
     return run_lkplug

@@ -114,7 +114,8 @@ class WithData(Source):
 
 
 class Collect(Sink):
-    accepts = {"audio": AudioContract()}  # frames of other kinds still arrive, unconverted
+    # audio of any format, and data frames as they come (a kind with no contract to convert to)
+    accepts = {"audio": AudioContract(), "data": None}
 
     def __init__(self):
         self.frames: list = []

@@ -11,29 +11,33 @@ import soundfile
 from conftest import run_lkplug
 
 import lkplug
-from lkplug.convert import remix_matrix
-from lkplug.testing import dominant_frequency, level_dbfs, sine
+from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 
-def test_stereo_to_mono_is_the_average():
+def test_stereo_to_mono_is_ffmpegs_downmix():
+    # ffmpeg -i stereo_flt.wav -ac 1: mono = 0.7071 * (L + R) for float (libswresample does not
+    # rescale float matrices); for s16 the matrix is scaled to 0.5 each so it cannot clip
     left, right = sine(300, 0.1, 48000, dbfs=-6), sine(500, 0.1, 48000, dbfs=-12)
     out, _ = lkplug.process(np.hstack([left, right]), 48000, "remix:1")
-    np.testing.assert_allclose(out[:, 0], (left[:, 0] + right[:, 0]) / 2, atol=1e-6)
+    np.testing.assert_allclose(out[:, 0], (left[:, 0] + right[:, 0]) * 0.7071, atol=1e-4)
+    stereo = to_s16(np.hstack([left, right]))
+    out, _ = lkplug.process(stereo, 48000, "remix:mono")
+    np.testing.assert_allclose(out[:, 0], (stereo[:, 0] + stereo[:, 1].astype(float)) / 2, atol=1)
 
 
-def test_mono_to_stereo_copies():
+def test_mono_to_stereo_is_ffmpegs_upmix():
+    # ffmpeg -i mono.wav -ac 2 (s16): each side is the mono signal times 0.7072 (measured)
     mono = sine(300, 0.1, 48000)
     out, _ = lkplug.process(mono, 48000, "remix:channels=2")
     np.testing.assert_array_equal(out[:, 0], out[:, 1])
-    np.testing.assert_array_equal(out[:, 0], mono[:, 0])
+    np.testing.assert_allclose(out[:, 0], mono[:, 0] * 0.7071, atol=1e-4)
 
 
-def test_five_one_folds_centre_and_surrounds_at_minus_3_db_without_clipping():
-    matrix = remix_matrix(6, 2)  # L R C LFE Ls Rs
-    assert matrix[3].tolist() == [0.0, 0.0]  # LFE dropped
-    assert matrix[2, 0] == matrix[2, 1] == pytest.approx(matrix[0, 0] * 0.7071, rel=1e-4)
-    assert matrix[4, 0] == pytest.approx(matrix[0, 0] * 0.7071, rel=1e-4) and matrix[4, 1] == 0
-    assert matrix.sum(axis=0).max() <= 1.0 + 1e-6  # full-scale input on every channel cannot clip
+def test_remix_takes_layout_names_and_refuses_others():
+    out, _ = lkplug.process(sine(300, 0.01, 48000, channels=2), 48000, "remix:5.1(side)")
+    assert out.shape[1] == 6
+    with pytest.raises(lkplug.UsageError, match="not a channel count or an FFmpeg layout"):
+        lkplug.process(sine(300, 0.01, 48000), 48000, "remix:surround-ish")
 
 
 @pytest.mark.parametrize("quality", ["quick", "lq", "mq", "hq", "vhq"])
@@ -118,7 +122,7 @@ def test_an_attenuation_runs_after_a_downmix_with_the_same_result():
     plan = lkplug.Pipeline.from_specs(tone, ["gain:db=-6", "remix:channels=1"], [], registry).explain()
     assert plan.index("remix:channels=1") < plan.index("gain:db=-6")  # half the samples to scale
     mixed_first, _ = lkplug.process(stereo, 48000, "gain:db=-6", "remix:channels=1")
-    by_hand = stereo.mean(axis=1, keepdims=True) * np.float32(10 ** (-6 / 20))
+    by_hand = lkplug.process(stereo, 48000, "remix:channels=1")[0] * np.float32(10 ** (-6 / 20))
     assert np.abs(mixed_first - by_hand).max() < 1e-6
     plan = lkplug.Pipeline.from_specs(tone, ["gain:db=6", "remix:channels=1"], [], registry).explain()
     assert plan.index("gain:db=6") < plan.index("remix:channels=1")  # s16 would clip each channel first

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import assert_one_line_error, bytes_written, run_lkplug
+from conftest import assert_one_line_error, run_lkplug
 from signals import write_flac
 
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
@@ -92,7 +92,7 @@ def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 30
-    while bytes_written(out) <= 48000 and time.monotonic() < deadline:
+    while not (out.exists() and out.stat().st_size > 48000) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
@@ -146,7 +146,8 @@ def test_list_and_inspect(lkplug_cli):
     listing = lkplug_cli("list")
     assert listing.returncode == 0
     for name in ("tone", "file", "gain", "resample", "remix", "wav", "null"):
-        assert any(line.split()[0] == name and "lkplug" in line for line in listing.stdout.splitlines()[1:])
+        # PLUGIN NAME ROLE PROVIDER SUMMARY
+        assert any(line.split()[1] == name and "lkplug" in line for line in listing.stdout.splitlines()[1:])
     text = lkplug_cli("inspect", "gain").stdout
     assert "Parameters:" in text and "db" in text and "[-150, 60]" in text and "Accepts:" in text
     described = json.loads(lkplug_cli("inspect", "resample", "--json").stdout)[0]
@@ -213,7 +214,7 @@ def test_sigterm_stops_cleanly_too(tmp_path):
         ],
     )
     deadline = time.monotonic() + 30
-    while bytes_written(out) <= 4800 and time.monotonic() < deadline:
+    while not (out.exists() and out.stat().st_size > 4800) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 130

@@ -18,10 +18,12 @@ from lkplug import Registry, UnknownComponentError, UsageError, __version__
 
 GOOD = """
 import numpy as np
-from lkplug import Component, Param, Processor, hookimpl
+from lkplug import AudioFormat, Component, Param, Processor, hookimpl
 
 class Invert(Processor):
-    emits = "the same audio, polarity inverted"
+    emits = "the same audio, polarity inverted, as float"
+    def output_format(self, fmt):  # it hands on float: say so (the engine checks what it hands on)
+        return AudioFormat(fmt.rate, fmt.channels, "flt")
     def process(self, frame):
         return [frame.replace(data=-frame.data.astype(np.float32))]
 

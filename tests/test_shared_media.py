@@ -108,7 +108,10 @@ def check_through_cli(path, entry, tmp_path) -> None:
     elif entry["audio"]:
         stream = entry["audio"][0]
         assert (info.samplerate, info.channels) == (stream["sample_rate"], stream["channels"])
-    assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 1  # one warning at most
+    # one warning at most, besides the report of samples clipped going to s16 (a decoder's overshoot
+    # beyond full scale; SoX reports the same as "output clipped N samples")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " clipped " not in line]
+    assert len(lines) <= 1
 
 
 @pytest.mark.parametrize("entry", _entries())

@@ -28,7 +28,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render
-from .outputs import OutputFile, held_outputs
+from .outputs import held_outputs, temporary_name
 from .progress import BatchStatus
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -320,7 +320,7 @@ def run_job(job: Job) -> Result:
         result.error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
     if not result.ok:
         for output in job.outputs:  # a sink that failed before completing leaves its temporary file
-            OutputFile(output).discard()
+            temporary_name(Path(output)).unlink(missing_ok=True)
     result.wall = time.monotonic() - started
     return result
 

@@ -14,9 +14,31 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .components import AudioContract, VideoContract
-from .convert import ChannelConverter, Rechunker, SampleFormatConverter, pick
+from .convert import Rechunker, SampleFormatConverter, pick, pick_layout
 from .errors import LkplugError, NegotiationError, PluginError
-from .frames import AudioFormat, VideoFormat
+from .frames import AudioFormat, AudioFrame, VideoFormat, VideoFrame, layout_channels
+
+#: what a stage that declares no ``accepts`` takes (as ``lkplug.Stage`` does)
+DEFAULT_ACCEPTS = {"audio": AudioContract()}
+#: what a plugin may raise that is still only that plugin's failure, never the run's end
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+FRAME_TYPES = {"audio": AudioFrame, "video": VideoFrame}
+
+
+def accepts_of(obj) -> Any:
+    """A stage's ``accepts``: components may match the documented shape without lkplug's classes."""
+    return getattr(obj, "accepts", DEFAULT_ACCEPTS)
+
+
+def output_format_of(obj, fmt):
+    method = getattr(obj, "output_format", None)
+    return fmt if method is None else method(fmt)
+
+
+class Running:
+    """The stage the engine is inside right now (for a signal handler's "still running X")."""
+
+    built: Built | None = None
 
 
 @dataclass
@@ -27,9 +49,60 @@ class Built:
     obj: Any
     provider: str = "lkplug"
     inserted: bool = False  # put in by the engine, not asked for by the user
+    #: builds a fresh object from the same spec (for a new stream after a format change)
+    make: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def who(self) -> str:
+        return f"{self.label} (from {self.provider})"
 
     def describe_failure(self, exc: BaseException) -> str:
-        return f"{self.label} (from {self.provider}) failed: {type(exc).__name__}: {exc}"
+        if isinstance(exc, SystemExit):  # sys.exit() in a plugin ends nothing but that plugin
+            code = "" if exc.code is None else repr(exc.code)
+            return f"{self.who} failed: SystemExit: it called sys.exit({code})"
+        text = str(exc)
+        return f"{self.who} failed: {type(exc).__name__}" + (f": {text}" if text else "")
+
+    def failure(self, exc: BaseException) -> PluginError:
+        error = PluginError(self.describe_failure(exc))
+        error.__cause__ = exc
+        return error
+
+    def fresh(self, context=None) -> Built:
+        """This stage for a new stream: ``reset()`` if the object has one, else a new object from
+        its spec. Raises PluginError when neither is possible."""
+        reset = getattr(self.obj, "reset", None)
+        if reset is not None:
+            call_plugin(self, reset)
+            return self
+        if self.make is None:
+            raise PluginError(
+                f"{self.who} cannot start a new stream after a format change: build it from a spec"
+                " or give it a reset() method"
+            )
+        obj = call_plugin(self, self.make)
+        bind = getattr(obj, "bind", None)
+        if bind is not None and context is not None:
+            call_plugin(self, bind, context)
+        return replace(self, obj=obj)
+
+
+def require(built: Built, role: str, *methods: str) -> None:
+    """PluginError naming ``built`` unless its object has ``methods`` (the rest are optional)."""
+    missing = [name for name in methods if not callable(getattr(built.obj, name, None))]
+    if missing:
+        needs = ", ".join(f"{name}()" for name in missing)
+        raise PluginError(f"{built.who} is not a {role}: it has no {needs} (see lkplug.{role.title()})")
+
+
+def call_plugin(built: Built, method, *args):
+    """Call a plugin's method; whatever it raises becomes a PluginError naming it."""
+    try:
+        return method(*args)
+    except LkplugError:
+        raise
+    except PLUGIN_FAILURES as exc:
+        raise built.failure(exc) from exc
 
 
 @dataclass
@@ -40,7 +113,27 @@ class Step:
     is_async: bool = field(init=False)
 
     def __post_init__(self):
+        require(self.built, "processor", "process")
         self.is_async = inspect.iscoroutinefunction(self.built.obj.process)
+
+    def contract_error(self, kind: str, item) -> str | None:
+        """Why ``item`` is not a frame of ``kind`` in the format this step declared, or None."""
+        frame_type = FRAME_TYPES.get(kind)
+        if getattr(item, "kind", None) != kind or (frame_type and not isinstance(item, frame_type)):
+            return f"handed on {item!r:.60} ({type(item).__name__}) where a {kind} frame was due"
+        out = self.out_format
+        if out is None:
+            return None
+        if kind == "audio":
+            if (item.sample_rate, item.data.shape[1], item.sample_format) != (
+                out.rate,
+                out.channels,
+                out.sample_format,
+            ):
+                return f"handed on {item.format} where its output_format promised {out}"
+        elif kind == "video" and item.format != out:
+            return f"handed on {item.format} where its output_format promised {out}"
+        return None
 
 
 # kind -> function(fmt, contract, why, make_converter) -> list[Built]
@@ -55,6 +148,7 @@ class Chain:
         self.in_format = in_format
         self.steps = steps
         self.out_format = steps[-1].out_format if steps else in_format
+        self.used = False  # a frame went in: a format change must end this chain's stream
         self.is_async = any(step.is_async for step in steps)
 
     @classmethod
@@ -64,9 +158,9 @@ class Chain:
         in_format, steps = fmt, []
         if kind == "audio" and fmt is not None:
             stages = downmix_first(stages, fmt)
-        targets = [(b, b.obj.accepts.get(kind), True) for b in stages]
+        targets = [(b, accepts_of(b.obj).get(kind), True) for b in stages]
         if sink is not None:
-            targets.append((sink, sink.obj.accepts.get(kind), False))
+            targets.append((sink, accepts_of(sink.obj).get(kind), False))
         for built, contract, runs in targets:
             if contract is None:
                 continue  # a stage that does not take this kind lets it pass untouched
@@ -75,7 +169,7 @@ class Chain:
                     steps.append(Step(converter, fmt, converter.obj.output_format(fmt)))
                     fmt = steps[-1].out_format
             if runs:
-                out = built.obj.output_format(fmt) if fmt is not None else None
+                out = call_plugin(built, output_format_of, built.obj, fmt) if fmt is not None else None
                 steps.append(Step(built, fmt, out))
                 fmt = out
         return cls(kind, in_format, steps)
@@ -84,8 +178,9 @@ class Chain:
         return await self.push_all([frame])
 
     async def push_all(self, frames: list) -> list:
+        self.used = True
         for step in self.steps:
-            frames = await _run(step, frames)
+            frames = await _run(step, frames, self.kind)
         return frames
 
     def accepts_frame(self, frame) -> bool:
@@ -100,19 +195,21 @@ class Chain:
         return getattr(planned, "frame_size", None) is not None and replace(planned, frame_size=None) == fmt
 
     async def flush(self) -> list:
-        """Drain every stage in order: what one stage flushes still passes the stages after it."""
-        out = []
-        for index, step in enumerate(self.steps):
-            try:
-                tail = step.built.obj.flush()
-            except LkplugError:
-                raise
-            except Exception as exc:
-                raise PluginError(step.built.describe_failure(exc)) from exc
-            for later in self.steps[index + 1 :]:
-                tail = await _run(later, tail)
-            out += tail
-        return out
+        """End of stream: drain every stage in order, what one stage flushes passing the stages after
+        it. Silence a rechunker added to complete the last frame is cut again after the stage that
+        needed it, so a stage that keeps length keeps the stream's length."""
+        carry: list = []
+        padding: tuple[int, int] | None = None  # (samples, rate) of silence the step before added
+        for step in self.steps:
+            carry = await _run(step, carry, self.kind)
+            flush = getattr(step.built.obj, "flush", None)
+            if flush is not None:
+                carry += _checked(step, call_plugin(step.built, flush), self.kind, "flush()")
+            if padding is not None:
+                carry = _trim_end(carry, padding)
+            obj = step.built.obj
+            padding = (obj.padding, obj.rate) if isinstance(obj, Rechunker) and obj.padding else None
+        return carry
 
     def describe(self) -> list[tuple[str, str]]:
         """(label, format after the step) per step, for --explain."""
@@ -123,18 +220,51 @@ class Chain:
         return rows
 
 
-async def _run(step: Step, frames: list) -> list:
+async def _run(step: Step, frames: list, kind: str) -> list:
     out = []
     process = step.built.obj.process
+    Running.built = step.built
     try:
         for frame in frames:
             result = await process(frame) if step.is_async else process(frame)
-            if result:
-                out += result
+            out += _checked(step, result, kind, "process()")
     except LkplugError:
         raise
-    except Exception as exc:
-        raise PluginError(step.built.describe_failure(exc)) from exc
+    except PLUGIN_FAILURES as exc:
+        raise step.built.failure(exc) from exc
+    Running.built = None
+    return out
+
+
+def _checked(step: Step, result, kind: str, method: str) -> list:
+    """``result`` if it is a list of frames as ``step`` declared; else a PluginError naming it."""
+    if type(result) is not list:
+        if not isinstance(result, (list, tuple)):
+            raise PluginError(
+                f"{step.built.who} broke the frame contract: {method} returned {result!r:.60},"
+                " not a list of frames (return [] for none)"
+            )
+        result = list(result)
+    for item in result:
+        error = step.contract_error(kind, item)
+        if error is not None:
+            raise PluginError(f"{step.built.who} broke the frame contract: {method} {error}")
+    return result
+
+
+def _trim_end(frames: list, padding: tuple[int, int]) -> list:
+    """Cut ``padding`` (samples, at rate) from the end of a list of audio frames, at their rate."""
+    samples, rate = padding
+    out = list(frames)
+    while out and samples > 0:
+        last = out[-1]
+        cut = round(samples * last.sample_rate / rate)
+        if cut >= last.samples:
+            out.pop()
+            samples -= round(last.samples * rate / last.sample_rate)
+            continue
+        out[-1] = last.replace(data=last.data[: last.samples - cut])
+        break
     return out
 
 
@@ -148,12 +278,12 @@ def downmix_first(stages: list[Built], fmt: AudioFormat) -> list[Built]:
     while index < len(stages) - 1:
         first, then = stages[index].obj, stages[index + 1].obj
         if getattr(first, "per_channel_linear", False) and getattr(then, "channel_mix", False):
-            mixed = then.output_format(replace(fmt, channels=channels))
+            mixed = output_format_of(then, replace(fmt, channels=channels))
             if mixed is not None and mixed.channels < channels:
                 stages[index], stages[index + 1] = stages[index + 1], stages[index]
                 continue  # the downmix may move further forward
-        if "audio" in first.accepts:
-            out = first.output_format(replace(fmt, channels=channels))
+        if "audio" in accepts_of(first):
+            out = output_format_of(first, replace(fmt, channels=channels))
             channels = out.channels if out is not None else channels
         index += 1
     return stages
@@ -179,9 +309,12 @@ def _converters(kind, fmt, contract, why, registry) -> list[Built]:
 
 
 def plan_audio_converters(fmt: AudioFormat, contract: AudioContract, why: str, make) -> list[Built]:
-    """Downmix before resampling (less to resample), upmix after; sample format, then frame size."""
+    """Downmix before resampling (less to resample), upmix after; sample format, then frame size.
+    Channel layouts are converted by whichever plugin converts ``layout`` (libswresample's
+    rematrixing, as FFmpeg does), never by a matrix of lkplug's own."""
     rate = pick(contract.rates, fmt.rate)
-    channels = pick(contract.channels, fmt.channels)
+    layout = pick_layout(fmt.layout, fmt.channels, contract.channels, contract.layouts)
+    channels = layout_channels(layout) or fmt.channels
     formats = contract.sample_formats
     sample_format = fmt.sample_format if not formats or fmt.sample_format in formats else formats[0]
     out: list[Built] = []
@@ -189,18 +322,21 @@ def plan_audio_converters(fmt: AudioFormat, contract: AudioContract, why: str, m
     def core(obj) -> Built:
         return Built(obj.label, obj, inserted=True)
 
-    if channels < fmt.channels:
-        out.append(core(ChannelConverter(fmt.channels, channels)))
+    def remix() -> Built:
+        return make("layout", f"{layout} (stream is {fmt.layout})", channels=layout)
+
+    if layout != fmt.layout and channels <= fmt.channels:
+        out.append(remix())
     if rate != fmt.rate:
         out.append(make("rate", f"{rate} Hz (stream is {fmt.rate} Hz)", rate=rate))
-    if channels > fmt.channels:
-        out.append(core(ChannelConverter(fmt.channels, channels)))
+    if layout != fmt.layout and channels > fmt.channels:
+        out.append(remix())
     if sample_format != fmt.sample_format:
         out.append(core(SampleFormatConverter(sample_format)))
     if contract.frame_ms:
-        size = round(rate * contract.frame_ms / 1000)
-        if fmt.frame_size != size:
-            out.append(core(Rechunker(size)))
+        # always: a declared frame size is no proof (a source's short last frame, -t, a stage that
+        # regroups samples but inherits output_format); on exact frames the rechunker passes them on
+        out.append(core(Rechunker(round(rate * contract.frame_ms / 1000))))
     return out
 
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import select
 import signal
 import sys
+import threading
+import time
 import traceback
 
 import click
@@ -18,7 +22,8 @@ import click
 from . import __version__
 from .batch import batch_source
 from .batch import run_cli as run_batch_cli
-from .components import RunContext
+from .chain import Running
+from .components import FLOAT_LIMIT, RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
 from .fanout import FanOut
@@ -26,6 +31,8 @@ from .progress import StatusLine
 from .registry import ROLES, Registry
 
 EXIT_INTERRUPTED = 130
+ESCALATE_SECONDS = 2.0  # how long the event loop may leave a first Ctrl-C untaken (a stage blocks it)
+FINAL_SECONDS = 0.5  # how long a cancelled run may take to close its outputs before they are closed for it
 EPILOG = """\b
 Specs are NAME, NAME:VALUE or NAME:KEY=VALUE,KEY=VALUE:
   file:in.flac   gain:db=-6   resample:rate=16000,quality=vhq   wav:out.wav
@@ -103,12 +110,19 @@ def list_command(as_json, plugins, debug):
         ]
         click.echo(json.dumps({"components": rows, "broken": broken, "duplicates": duplicates}, indent=2))
         return
+    # PLUGIN is the name `-p no:NAME` takes (the distribution's name works too)
+    plugin_width = max([len(e.plugin.name) for e in entries] + [6])
     name_width = max([len(e.name) for e in entries] + [4])
     provider_width = max([len(e.plugin.provider) for e in entries] + [8])
-    click.echo(f"{'NAME':<{name_width}}  {'ROLE':<9}  {'PROVIDER':<{provider_width}}  SUMMARY")
+    header = ("PLUGIN", "NAME", "ROLE", "PROVIDER")
+    widths = (plugin_width, name_width, 9, provider_width)
+    click.echo("  ".join(f"{h:<{w}}" for h, w in zip(header, widths, strict=True)) + "  SUMMARY")
     for e in entries:
-        provider, summary = e.plugin.provider, e.component.summary
-        click.echo(f"{e.name:<{name_width}}  {e.role:<9}  {provider:<{provider_width}}  {summary}")
+        plugin, provider, summary = e.plugin.name, e.plugin.provider, e.component.summary
+        click.echo(
+            f"{plugin:<{plugin_width}}  {e.name:<{name_width}}  {e.role:<9}  "
+            f"{provider:<{provider_width}}  {summary}"
+        )
     for item in broken:
         where = f"{item['distribution']} {item['version']}" if item["distribution"] else item["origin"]
         click.echo(f"\nbroken plugin {item['plugin']!r} ({where}): {item['error']}")
@@ -195,6 +209,24 @@ def _notifier(quiet: bool):
     return lambda message: click.echo(f"lkplug: {message}", err=True)
 
 
+class Seconds(click.ParamType):
+    """A media duration: a finite number of seconds above 0 (``nan``, ``inf`` and overflowing
+    values are usage errors, not failures in the middle of a run)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(seconds) and 0 < seconds <= FLOAT_LIMIT):
+            self.fail(f"{value!r}: expected a number of seconds in (0, {FLOAT_LIMIT:g}]", param, ctx)
+        return seconds
+
+
 def _parse_pace(text: str) -> float | None | str:
     text = text.strip().lower()
     if text in ("auto", "max"):
@@ -203,8 +235,8 @@ def _parse_pace(text: str) -> float | None | str:
         value = float(text[:-1] if text.endswith("x") else text)
     except ValueError:
         raise click.BadParameter("expected auto, max, or a speed such as 1x or 2x") from None
-    if value <= 0:
-        raise click.BadParameter("the speed must be above 0")
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter("the speed must be a finite number above 0")
     return value
 
 
@@ -273,7 +305,7 @@ def batch_options(command):
 @click.option(
     "-t",
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="Stop after this much media, like ffmpeg -t (e.g. to record a live track for 10 s).",
 )
@@ -301,6 +333,7 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     batch = {name: plugin_options.pop(name) for name in BATCH_OPTIONS}
     registry = load_registry(plugins)
     if batch_source(registry, source):  # file:rec/*.m4a, file:@inputs.txt: one pipeline per file
+        # before the signal watch: a batch takes Ctrl-C itself (its workers stop and discard)
         code = run_batch_cli(
             registry,
             source,
@@ -319,6 +352,11 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         sys.exit(code)
     if batch["cluster"]:
         raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
+    with SignalWatch() as watch:
+        _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options)
+
+
+def _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options):
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     built_source = build(registry, "source", source)
     if getattr(built_source.obj, "fans_out", False):
@@ -343,7 +381,7 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         return
     quiet_status = quiet or not sys.stderr.isatty() or isinstance(pipeline, FanOut)
     status = None if quiet_status else StatusLine(sys.stderr)
-    report = asyncio.run(_run_with_signals(pipeline, status))
+    report = asyncio.run(_run_with_signals(pipeline, status, watch))
     for warning in report.warnings:
         click.echo(f"lkplug: warning: {warning}", err=True)
     if not quiet:
@@ -366,30 +404,129 @@ def new_plugin_command(name, directory):
     """Write a ready plugin package: pyproject with the entry point, one processor, a passing test."""
     from .scaffold import plugin_names, write_plugin
 
-    root = write_plugin(name, directory)
+    root = write_plugin(name, directory, Registry.load())
     click.echo(f"wrote {root}/ with the processor {plugin_names(name)['name']!r}; next:")
     click.echo(f"  cd {root} && pip install -e '.[test]' && pytest && lkplug list")
 
 
-async def _run_with_signals(pipeline: Pipeline, status):
-    """The first Ctrl-C or SIGTERM stops cleanly; a second Ctrl-C aborts at once."""
-    loop = asyncio.get_running_loop()
+def _ignore(signum, frame) -> None:
+    """The Python-level handler: the watcher thread has the signal already (see SignalWatch)."""
 
-    def stop():
-        pipeline.stop()
-        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C raises KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+class Interrupted(LkplugError):
+    """The run was ended by a second signal (or a first one that a blocked stage kept waiting)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class SignalWatch:
+    """Ctrl-C and SIGTERM, taken on a thread of their own, so they work whatever a stage does.
+
+    The first asks the pipeline to stop: the source ends, chains flush, sinks close. A second one,
+    or a first that the event loop has not taken within ``ESCALATE_SECONDS`` (a stage blocks it),
+    cancels the run; if that has not ended it within ``FINAL_SECONDS`` (the stage still blocks), the
+    sinks are closed from this thread (WAV headers, MP4 trailers) and the process exits with 130.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.pipeline = self.loop = self.task = None
+        self.escalated: str | None = None
+        self.finished = threading.Event()  # the run returned: nothing left to do here
+        self._heard = threading.Event()  # the event loop took the stop request
+        self._thread = threading.Thread(target=self._watch, name="lkplug-signals", daemon=True)
+
+    def __enter__(self) -> SignalWatch:
+        # Python's C-level handler writes each signal's number to the wakeup fd at once, in whichever
+        # thread the kernel picked; the Python-level handler (a no-op) would wait for the main thread
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._handlers = {sig: signal.signal(sig, _ignore) for sig in self.SIGNALS}
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finished.set()
+        self._thread.join()
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        os.close(self._read)
+        os.close(self._write)
+
+    def attach(self, pipeline, loop, task) -> None:
+        self.pipeline, self.loop, self.task = pipeline, loop, task
+
+    def _next_signal(self) -> int | None:
+        ready, _, _ = select.select([self._read], [], [], 0.05)
+        if not ready:
+            return None
+        data = os.read(self._read, 1)
+        return data[0] if data else None
+
+    def _watch(self) -> None:
+        count, deadline = 0, None
+        while not self.finished.is_set():
+            signum = self._next_signal()
+            if signum is not None:
+                count += 1
+                if count == 1:
+                    deadline = time.monotonic() + ESCALATE_SECONDS
+                    self._soon(self._stop)
+                else:
+                    self._escalate()
+            elif deadline is not None and not self._heard.is_set() and time.monotonic() > deadline:
+                self._escalate()
+
+    def _soon(self, callback) -> bool:
+        if self.loop is None:  # nothing runs yet, so nothing to finalise
+            click.echo("lkplug: interrupted", err=True)
+            os._exit(EXIT_INTERRUPTED)
+        try:
+            self.loop.call_soon_threadsafe(callback)
+            return True
+        except RuntimeError:  # the loop has closed: the run is over
+            return False
+
+    def _stop(self) -> None:
+        self._heard.set()
+        self.pipeline.stop()
+
+    def _escalate(self) -> None:
+        if self.escalated is not None:
+            return
+        running = Running.built
+        what = running.who if running is not None else "the run"
+        self.escalated = f"stopped by a signal while {what} was still running"
+        self._heard.set()
+        if self._soon(self.task.cancel) and self.finished.wait(FINAL_SECONDS):
+            return
+        if self.finished.is_set():
+            return
+        closed = self.pipeline.finalize_now()  # the loop is blocked: close the outputs from here
+        also = f"; closed {', '.join(closed)}" if closed else ""
+        click.echo(f"lkplug: error: {self.escalated}{also}", err=True)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
+async def _run_with_signals(pipeline: Pipeline, status, watch: SignalWatch):
+    """Run with ``watch`` handling the signals: a first one stops cleanly, a second ends it now."""
+    watch.attach(pipeline, asyncio.get_running_loop(), asyncio.current_task())
     try:
         if status is not None:
             status.start(pipeline.source.obj)
         return await pipeline.run(status.update if status else None)
+    except asyncio.CancelledError:
+        if watch.escalated is None:
+            raise
+        raise Interrupted(watch.escalated) from None
     finally:
         if status is not None:
             status.finish()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def make_cli() -> click.Group:

@@ -7,6 +7,7 @@ through pluggy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +15,18 @@ from typing import Any
 from .errors import ParamError
 
 REQUIRED = object()  # default of a parameter the user must give
+#: the largest magnitude a float parameter takes unless its schema says otherwise: every real media
+#: quantity fits (1e12 s is 31,000 years), and values near 1e308 overflow the moment they are scaled
+FLOAT_LIMIT = 1e12
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a component, as `lkplug inspect` shows it and the spec parser reads it."""
+    """One parameter of a component, as `lkplug inspect` shows it and the spec parser reads it.
+
+    A float is always finite (``nan`` and ``inf`` are refused) and, where ``min`` or ``max`` is not
+    given, within ``FLOAT_LIMIT`` in magnitude.
+    """
 
     name: str
     type: type = str  # int, float, str or bool
@@ -48,6 +56,13 @@ class Param:
 
     def check(self, value: Any, where: str | None = None) -> Any:
         where = where or self.name
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ParamError(f"{where}={value!r}: expected a finite number")
+            low = -FLOAT_LIMIT if self.min is None else self.min
+            high = FLOAT_LIMIT if self.max is None else self.max
+            if not low <= value <= high:
+                raise ParamError(f"{where}={value!r}: expected a value in [{low:g}, {high:g}]")
         if self.choices is not None and value not in self.choices:
             raise ParamError(f"{where}={value!r}: expected one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
@@ -86,14 +101,16 @@ class AudioContract:
     channels: tuple[int, ...] | None = None
     sample_formats: tuple[str, ...] | None = None
     frame_ms: float | None = None  # fixed frame duration, e.g. 10 ms for WebRTC's APM
+    layouts: tuple[str, ...] | None = None  # FFmpeg layout names, e.g. what an encoder takes
 
     def describe(self) -> str:
         def one(values, unit=""):
             return "any" if values is None else "/".join(f"{v}{unit}" for v in values)
 
         frames = "any length" if self.frame_ms is None else f"{self.frame_ms:g} ms"
+        layouts = f", layouts {one(self.layouts)}" if self.layouts is not None else ""
         return (
-            f"rate {one(self.rates, ' Hz')}, channels {one(self.channels)}, "
+            f"rate {one(self.rates, ' Hz')}, channels {one(self.channels)}{layouts}, "
             f"format {one(self.sample_formats)}, frames {frames}"
         )
 
@@ -170,7 +187,8 @@ class Processor(Stage):
         raise NotImplementedError
 
     def flush(self) -> list:
-        """End of stream: return any frames still held (a resampler's tail, buffered samples)."""
+        """End of stream: return any frames still held (a resampler's tail, buffered samples). The
+        object gets no frames after it: on a format change mid-stream the engine builds a fresh one."""
         return []
 
 
@@ -182,8 +200,15 @@ class Sink(Stage):
     def start(self, formats: Mapping[str, Any]) -> None:
         """Called before the first frame with the negotiated format per kind (None if not yet known)."""
 
+    #: the files this sink writes (the engine refuses to run when one is the source's input)
+    writes: tuple[str, ...] = ()
+
     def write(self, frame) -> None:
         raise NotImplementedError
+
+    def end(self) -> None:
+        """The stream ended without an error (also on Ctrl-C), just before ``close``: a sink that got
+        no frame (an input too short to give one whole output sample) writes a valid empty output."""
 
     def close(self) -> None:
         """Finalise the output; called on every exit path, also after errors and Ctrl-C."""
@@ -196,6 +221,8 @@ class Source:
     duration: float | None = None
     #: frames arrive at real time by themselves (a room track): ``--pace auto`` never slows them
     live: bool = False
+    #: the files this source reads (see ``Sink.writes``)
+    reads: tuple[str, ...] = ()
     #: stands for many streams (``track:*``): the engine runs one pipeline per stream that
     #: ``instances()`` yields, instead of calling ``frames()``
     fans_out: bool = False

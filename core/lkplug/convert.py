@@ -1,7 +1,8 @@
 """Conversions the engine inserts between stages whose audio contracts differ.
 
-Sample format, channel layout and frame size are plain numpy and live here; sample-rate conversion
-needs a real resampler and comes from whichever plugin declares ``converts=("rate",)``.
+Sample format and frame size are plain numpy and live here; sample-rate conversion and channel
+layout conversion need real libraries (soxr, libswresample) and come from whichever plugin declares
+``converts=("rate",)`` or ``converts=("layout",)``. What layout to convert to is decided here.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from .components import Processor
-from .frames import AudioFormat, AudioFrame
+from .frames import LAYOUTS, AudioFormat, AudioFrame, default_layout, layout_channels
 
 S16_SCALE = 32768.0
-_DB3 = 0.7071067811865476  # -3 dB, the usual weight of centre and surrounds in a downmix
 
 
 def to_float(data: np.ndarray) -> np.ndarray:
@@ -38,6 +38,15 @@ def round_to_s16(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
 
 
+def count_s16_clips(data: np.ndarray, scale: float = 1.0) -> int:
+    """How many of ``data * scale`` (int16 units) ``round_to_s16`` clips: for a stage's ``clipped``
+    count, which the engine reports once at the end of a run (like SoX's "clipped N samples")."""
+    if data.dtype == np.int16 and abs(scale) <= 1.0:
+        return 0
+    high, low = 32767.5 / abs(scale), -32768.5 / abs(scale)
+    return int(np.count_nonzero((data > high) | (data < low)))
+
+
 def convert_sample_format(data: np.ndarray, sample_format: str) -> np.ndarray:
     return to_s16(data) if sample_format == "s16" else to_float(data)
 
@@ -46,57 +55,21 @@ class SampleFormatConverter(Processor):
     def __init__(self, sample_format: str):
         self.sample_format = sample_format
         self.label = f"format:{sample_format}"
+        self.clipped = 0  # float samples beyond full scale, clipped going to s16
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
-        return AudioFormat(fmt.rate, fmt.channels, self.sample_format, fmt.frame_size)
+        return AudioFormat(fmt.rate, fmt.channels, self.sample_format, fmt.frame_size, fmt.layout)
 
     def process(self, frame: AudioFrame) -> list:
+        if self.sample_format == "s16" and frame.data.dtype == np.float32:
+            self.clipped += count_s16_clips(frame.data, S16_SCALE)
         return [frame.replace(data=convert_sample_format(frame.data, self.sample_format))]
 
 
-def remix_matrix(inputs: int, outputs: int) -> np.ndarray:
-    """The (inputs, outputs) matrix of a standard downmix or upmix, scaled so it cannot clip.
-
-    Mono is copied to every output; anything to mono is the average; 5.1 (L R C LFE Ls Rs) and 7.1
-    fold centre and surrounds into the front pair at -3 dB and drop LFE, like FFmpeg's swresample.
-    """
-    matrix = np.zeros((inputs, outputs), dtype=np.float32)
-    if inputs == 1:
-        matrix[0, :] = 1.0
-        return matrix
-    if outputs == 1:
-        matrix[:, 0] = 1.0 / inputs
-        return matrix
-    if outputs == 2 and inputs in (6, 8):
-        matrix[0, 0] = matrix[1, 1] = 1.0
-        matrix[2, :] = _DB3  # centre
-        for left in range(4, inputs, 2):  # Ls/Rs, then Lb/Rb for 7.1
-            matrix[left, 0] = matrix[left + 1, 1] = _DB3
-    else:
-        for channel in range(inputs):
-            matrix[channel, channel % outputs] = 1.0
-    return matrix / max(1.0, float(matrix.sum(axis=0).max()))
-
-
-class ChannelConverter(Processor):
-    def __init__(self, inputs: int, outputs: int):
-        self.outputs = outputs
-        self.matrix = remix_matrix(inputs, outputs)
-        self.label = f"remix:{inputs}->{outputs}"
-
-    def output_format(self, fmt: AudioFormat) -> AudioFormat:
-        return AudioFormat(fmt.rate, self.outputs, fmt.sample_format, fmt.frame_size)
-
-    def process(self, frame: AudioFrame) -> list:
-        data = frame.data
-        if data.dtype == np.int16:  # mix in int16 units: no scaling there and back
-            return [frame.replace(data=round_to_s16(data.astype(np.float32) @ self.matrix))]
-        return [frame.replace(data=data @ self.matrix)]
-
-
 class Rechunker(Processor):
-    """Regroups samples into frames of exactly ``frame_size`` samples; the tail is padded with
-    silence on flush, because stages that need fixed frames (WebRTC's APM) accept nothing else."""
+    """Regroups samples into frames of exactly ``frame_size`` samples. On flush the tail is padded
+    with silence (stages that need fixed frames, WebRTC's APM, accept nothing else); ``padding`` then
+    says how many samples were added, so the engine can cut them again after the stage."""
 
     def __init__(self, frame_size: int):
         self.frame_size = frame_size
@@ -104,15 +77,21 @@ class Rechunker(Processor):
         self._pending: list[np.ndarray] = []
         self._held = 0
         self._next_timestamp: int | None = None
-        self._rate = 0
+        self.rate = 0
+        self.padding = 0
+        self._layout = ""
 
     def output_format(self, fmt: AudioFormat) -> AudioFormat:
-        return AudioFormat(fmt.rate, fmt.channels, fmt.sample_format, self.frame_size)
+        return AudioFormat(fmt.rate, fmt.channels, fmt.sample_format, self.frame_size, fmt.layout)
 
     def process(self, frame: AudioFrame) -> list:
-        if self._next_timestamp is None:
+        if not self._held and frame.samples == self.frame_size:  # already exact: pass it on
+            self._next_timestamp, self.rate = frame.timestamp + frame.samples, frame.sample_rate
+            return [frame]
+        if self._next_timestamp is None or not self._held:
             self._next_timestamp = frame.timestamp
-        self._rate = frame.sample_rate
+        self.rate = frame.sample_rate
+        self._layout = frame.layout
         self._pending.append(frame.data)
         self._held += frame.samples
         if self._held < self.frame_size:
@@ -132,11 +111,12 @@ class Rechunker(Processor):
         data = np.concatenate(self._pending)
         padded = np.zeros((self.frame_size, data.shape[1]), dtype=data.dtype)
         padded[: len(data)] = data
+        self.padding = self.frame_size - len(data)
         self._pending, self._held = [], 0
         return [self._frame(padded)]
 
     def _frame(self, data: np.ndarray) -> AudioFrame:
-        frame = AudioFrame(data, self._rate, self._next_timestamp)
+        frame = AudioFrame(data, self.rate, self._next_timestamp, self._layout)
         self._next_timestamp += len(data)
         return frame
 
@@ -148,3 +128,35 @@ def pick(allowed: tuple | None, current: int) -> int:
         return current
     above = sorted(v for v in allowed if v > current)
     return above[0] if above else max(allowed)
+
+
+def speakers(layout: str) -> set[str]:
+    """The speaker names of an FFmpeg layout (``5.1``: FL FR FC LFE BL BR); a layout with no order
+    ("3 channels") counts as FFmpeg's default layout for its count."""
+    if layout in LAYOUTS:
+        return set(LAYOUTS[layout])
+    if "+" in layout:
+        return set(layout.split("+"))
+    count = layout_channels(layout)
+    return set(LAYOUTS.get(default_layout(count), ())) if count else set()
+
+
+def pick_layout(layout: str, channels: int, counts: tuple | None, layouts: tuple | None) -> str:
+    """The layout to convert ``layout`` (of ``channels`` channels) to for a stage that takes
+    ``counts`` channels and ``layouts`` (None: any): itself if taken; else, among the layouts taken,
+    the one FFmpeg's format negotiation would pick (most speakers in common, fewest not in common);
+    with no list of layouts, the default layout of the nearest count taken."""
+    if (counts is None or channels in counts) and (layouts is None or layout in layouts):
+        return layout
+    if layouts is None:
+        return default_layout(pick(counts, channels))
+    options = [name for name in layouts if counts is None or layout_channels(name) in counts]
+    if not options:
+        return default_layout(pick(counts, channels))
+    have = speakers(layout)
+
+    def score(name: str) -> tuple:
+        other = speakers(name)
+        return (4 * len(have & other) - len(have ^ other), -abs((layout_channels(name) or 0) - channels))
+
+    return max(options, key=score)

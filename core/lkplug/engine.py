@@ -4,21 +4,30 @@ The source runs as its own task feeding a bounded queue (backpressure: a fast fi
 the chain). Chains are planned when the first frame of a kind arrives (or from the source's probe for
 ``--explain``) and re-planned if the stream's format changes. Stopping (Ctrl-C) ends the source,
 flushes every chain and closes every sink, so outputs hold every processed frame.
+
+The engine keeps the frame contract for every stage: a sink gets only the kinds it accepts; a stage
+with a fixed frame size gets exactly that many samples (padding added for the last frame is cut again
+after it); ``flush()`` means end of stream, so a format change mid-stream flushes the stages and
+carries on with fresh ones; what a stage hands on is checked against what it declared, and any
+failure, ``sys.exit()`` and ``KeyboardInterrupt`` included, is reported as that stage's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import inspect
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import Built, Chain
+from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
-from .errors import LkplugError, ParamError, PluginError
+from .errors import LkplugError, ParamError, UsageError
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -66,13 +75,9 @@ def build(registry: Registry, role: str, spec_text: str) -> Built:
 
 def build_entry(entry: Entry, spec: Spec) -> Built:
     params = resolve_params(entry.component, spec)
-    built = Built(format_spec(spec), None, entry.plugin.provider)
-    try:
-        built.obj = entry.component.factory(**params)
-    except LkplugError:
-        raise
-    except Exception as exc:
-        raise PluginError(built.describe_failure(exc)) from exc
+    make = functools.partial(entry.component.factory, **params)
+    built = Built(format_spec(spec), None, entry.plugin.provider, make=make)
+    built.obj = call_plugin(built, make)
     return built
 
 
@@ -108,8 +113,13 @@ class Pipeline:
         self.duration = duration  # stop after this many seconds of media, like ffmpeg's -t
         self._producer: asyncio.Task | None = None
         self._stopping = False
+        self._wake = asyncio.Event()  # set by stop(): ends a wait for the pace at once
+        self._stages: dict[str, list[Built]] = {}  # per kind: fresh objects after a format change
         self._chains: dict[str, Chain] = {}
         self._tails: dict[tuple[int, str], Chain] = {}
+        self._planned: list[Chain] = []  # every chain and tail that ran, for the clipping report
+        self._closed: set[int] = set()  # sinks already closed (finalize_now runs on another thread)
+        self._close_lock = threading.Lock()
 
     @classmethod
     def from_specs(
@@ -137,22 +147,57 @@ class Pipeline:
 
     def _bind(self) -> None:
         stages = [*self.processors, *self.sinks]
-        self.context.kinds = frozenset(kind for built in stages for kind in built.obj.accepts)
+        self.context.kinds = frozenset(kind for built in stages for kind in accepts_of(built.obj))
         self.context.pace = self.pace
+        require(self.source, "source", "probe", "frames")
+        for built in self.processors:
+            require(built, "processor", "process")
+        for built in self.sinks:
+            require(built, "sink", "write")
         for built in [self.source, *self.processors, *self.sinks]:
-            built.obj.bind(self.context)
+            bind = getattr(built.obj, "bind", None)
+            if bind is not None:
+                call_plugin(built, bind, self.context)
+        self._refuse_overwriting_the_input()
+
+    def _refuse_overwriting_the_input(self) -> None:
+        """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop
+        before anything is opened. Components name their files in ``reads`` and ``writes``."""
+        reads = [path for path in getattr(self.source.obj, "reads", ()) if os.path.exists(path)]
+        for sink in self.sinks:
+            for path in getattr(sink.obj, "writes", ()):
+                if any(os.path.exists(path) and os.path.samefile(path, read) for read in reads):
+                    raise UsageError(f"{sink.label}: {path} is also the input; write to another file")
 
     def _plan(self, kind: str, fmt: Any) -> Chain:
-        chain = Chain.plan(kind, fmt, self.processors, self.registry)
+        stages = self._stages.setdefault(kind, list(self.processors))
+        chain = Chain.plan(kind, fmt, stages, self.registry)
         self._chains[kind] = chain
+        self._planned.append(chain)
         for index, sink in enumerate(self.sinks):
-            self._tails[(index, kind)] = Chain.plan(kind, chain.out_format, [], self.registry, sink)
+            if kind in accepts_of(sink.obj):  # a sink gets only the kinds it accepts
+                tail = Chain.plan(kind, chain.out_format, [], self.registry, sink)
+                self._tails[(index, kind)] = tail
+                self._planned.append(tail)
         return chain
+
+    def _check_sinks(self, formats: dict) -> None:
+        """Every sink must take some kind the source gives (else it would silently get nothing)."""
+        if not formats:
+            return  # the source cannot say before frames flow
+        for sink in self.sinks:
+            if not set(formats) & set(accepts_of(sink.obj)):
+                takes = ", ".join(accepts_of(sink.obj)) or "nothing"
+                raise UsageError(
+                    f"{sink.label} takes none of what {self.source.label} gives "
+                    f"({', '.join(formats)}); it takes {takes}"
+                )
 
     def explain(self) -> str:
         """The negotiated plan, converters included, without running anything."""
         self._bind()
-        formats = self.source.obj.probe()
+        formats = call_plugin(self.source, self.source.obj.probe)
+        self._check_sinks(formats)
         lines = [f"source  {self.source.label}  ({self.source.provider})"]
         for kind, fmt in formats.items():
             lines.append(f"  {kind}: {fmt if fmt is not None else 'format known once frames flow'}")
@@ -162,6 +207,9 @@ class Pipeline:
         for index, sink in enumerate(self.sinks):
             lines.append(f"sink    {sink.label}  ({sink.provider})")
             for kind in formats:
+                if (index, kind) not in self._tails:
+                    lines.append(f"    (takes no {kind})")
+                    continue
                 for label, out in self._tails[(index, kind)].describe():
                     lines.append(f"    -> {label:<40} {out}")
         if self.pace:
@@ -175,8 +223,32 @@ class Pipeline:
     def stop(self) -> None:
         """Ask the run to end: the source stops, chains flush, sinks close. Safe from a signal."""
         self._stopping = True
+        self._wake.set()
         if self._producer is not None:
             self._producer.cancel()
+
+    def finalize_now(self) -> list[str]:
+        """Close every sink not yet closed, from any thread, whatever the event loop is doing: the
+        last resort of a second Ctrl-C while a stage blocks. Returns the labels closed."""
+        done = []
+        for index, sink in enumerate(self.sinks):
+            close = getattr(sink.obj, "close", None)
+            if close is None or inspect.iscoroutinefunction(close) or not self._claim(index):
+                continue
+            try:
+                close()
+                done.append(sink.label)
+            except BaseException:  # noqa: BLE001 - the process is about to end; close the others
+                pass
+        return done
+
+    def _claim(self, index: int) -> bool:
+        """True once per sink: whoever claims it closes it."""
+        with self._close_lock:
+            if index in self._closed:
+                return False
+            self._closed.add(index)
+            return True
 
     async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
         report = RunReport()
@@ -185,12 +257,17 @@ class Pipeline:
         error: BaseException | None = None
         try:
             self._bind()
-            formats = self.source.obj.probe()
+            formats = call_plugin(self.source, self.source.obj.probe)
+            self._check_sinks(formats)
             for kind, fmt in formats.items():
                 self._plan(kind, fmt)
             for index, sink in enumerate(self.sinks):
-                start = sink.obj.start({k: self._tails[(index, k)].out_format for k in formats})
-                await _maybe_await(start)
+                start = getattr(sink.obj, "start", None)
+                if start is not None:
+                    tails = {
+                        k: self._tails[(index, k)].out_format for k in formats if (index, k) in self._tails
+                    }
+                    await _call(sink, start, tails)
             seen: set[str] = set()  # kinds that arrived, and those that reached --duration
             finished: set[str] = set()
             self._producer = asyncio.create_task(self._produce(queue))
@@ -201,7 +278,7 @@ class Pipeline:
                 self._producer.cancel()
             while not (queue.empty() and self._producer.done()):
                 frame = await queue.get()
-                if frame is _END:
+                if frame is _END or self._stopping:
                     break
                 if self.duration is not None:
                     seen.add(frame.kind)
@@ -215,6 +292,8 @@ class Pipeline:
                     frame = cut
                 if self.pace:
                     await self._wait_for_pace(frame)
+                    if self._stopping:
+                        break  # stopped while waiting: this frame was not due yet
                 await self._handle(frame)
                 report.frames += 1
                 report.seconds = max(report.seconds, frame.time + getattr(frame, "duration", 0.0))
@@ -236,7 +315,31 @@ class Pipeline:
             report.stopped = self._stopping
             report.wall = time.monotonic() - started
             report.warnings += list(getattr(self.source.obj, "warnings", ()))
+            report.warnings += self._clipping()
         return report
+
+    def _clipping(self) -> list[str]:
+        """One line per stage that clipped samples (``clipped``: a count it keeps), like SoX's
+        "clipped N samples"; a conversion the engine inserted is named by the stage before it."""
+        lines, seen = [], set()
+        for chain in self._planned:
+            main = self._chains.get(chain.kind)
+            upstream = [s.built.label for s in (main.steps if main else []) if not s.built.inserted]
+            for index, step in enumerate(chain.steps):
+                built = step.built
+                clipped = getattr(built.obj, "clipped", 0)
+                if not clipped or id(built.obj) in seen:
+                    continue
+                seen.add(id(built.obj))
+                before = [s.built.label for s in chain.steps[:index] if not s.built.inserted]
+                cause = (before or upstream or [self.source.label])[-1]
+                where = f"{built.label} (after {cause})" if built.inserted else built.label
+                lines.append(f"{where} clipped {clipped} samples; lower the level before it")
+        for sink in self.sinks:
+            clipped = getattr(sink.obj, "clipped", 0)
+            if clipped:
+                lines.append(f"{sink.label} clipped {clipped} samples; lower the level before it")
+        return lines
 
     async def _produce(self, queue: asyncio.Queue) -> None:
         source = self.source
@@ -245,8 +348,8 @@ class Pipeline:
                 await queue.put(frame)
         except (LkplugError, asyncio.CancelledError):
             raise
-        except Exception as exc:
-            raise PluginError(source.describe_failure(exc)) from exc
+        except PLUGIN_FAILURES as exc:
+            raise source.failure(exc) from exc
 
     async def _wait_for_pace(self, frame) -> None:
         now = time.monotonic()
@@ -258,14 +361,22 @@ class Pipeline:
             # from here rather than catch up in a burst the listener would not hear
             self._pace_origin -= delay
         elif delay > 0:
-            await asyncio.sleep(delay)
+            try:  # stop() ends the wait at once
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
 
     async def _handle(self, frame) -> None:
         kind = frame.kind
         chain = self._chains.get(kind)
         if chain is None or not chain.accepts_frame(frame):
-            if chain is not None and chain.in_format is not None:
-                await self._deliver(kind, await chain.flush())  # format changed mid-stream
+            if chain is not None and chain.used:
+                # the format changed mid-stream: end that stream (flush means end of stream) and
+                # go on with fresh stages, so no state leaks from one format into the other
+                await self._deliver(kind, await chain.flush())
+                self._stages[kind] = [
+                    b.fresh(self.context) if kind in accepts_of(b.obj) else b for b in self._stages[kind]
+                ]
             chain = self._plan(kind, frame.format)
         await self._deliver(kind, await chain.push(frame))
 
@@ -273,7 +384,9 @@ class Pipeline:
         if not frames:
             return
         for index, sink in enumerate(self.sinks):
-            tail = self._tails[(index, kind)]
+            tail = self._tails.get((index, kind))
+            if tail is None:
+                continue  # not a kind this sink accepts
             out = await tail.push_all(frames) if tail.steps else frames
             for frame in out:
                 await _call(sink, sink.obj.write, frame)
@@ -286,13 +399,26 @@ class Pipeline:
                 for frame in await tail.flush():
                     await _call(sink, sink.obj.write, frame)
         first_failure = None
-        for sink in self.sinks:
+        for index, sink in enumerate(self.sinks):
+            if not self._claim(index):
+                continue  # the signal watcher closed it already
+            end = getattr(sink.obj, "end", None)
+            if error is None and end is not None:
+                try:
+                    await _call(sink, end)
+                except Exception as exc:
+                    first_failure = first_failure or exc
+            close = getattr(sink.obj, "close", None)
+            if close is None:
+                continue
             try:
-                await _call(sink, sink.obj.close)
+                await _call(sink, close)
             except Exception as exc:
                 first_failure = first_failure or exc
+        aclose = getattr(self.source.obj, "aclose", None)
         try:
-            await self.source.obj.aclose()
+            if aclose is not None:
+                await _call(self.source, aclose)
         except Exception as exc:
             first_failure = first_failure or exc
         if first_failure is not None and error is None:
@@ -311,9 +437,12 @@ async def _maybe_await(result):
 
 
 async def _call(built: Built, method, *args):
+    Running.built = built
     try:
-        return await _maybe_await(method(*args))
+        result = await _maybe_await(method(*args))
     except LkplugError:
         raise
-    except Exception as exc:
-        raise PluginError(built.describe_failure(exc)) from exc
+    except PLUGIN_FAILURES as exc:
+        raise built.failure(exc) from exc
+    Running.built = None
+    return result

@@ -115,6 +115,10 @@ class FanOut:
         for pipeline in self._pipelines:
             pipeline.stop()
 
+    def finalize_now(self) -> list[str]:
+        """Close every running pipeline's sinks from any thread (see ``Pipeline.finalize_now``)."""
+        return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now()]
+
     async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
         """Until the source finds no more streams and every pipeline ended (or ``stop()``);
         ``on_progress`` is not called: streams come and go."""

@@ -1,7 +1,9 @@
 """Frames: numpy arrays with the few facts a media stage needs.
 
 Audio is (samples, channels), interleaved like LiveKit's and soundfile's frames, in one of two sample
-formats named as FFmpeg names them: ``s16`` (int16) and ``flt`` (float32, full scale is 1.0).
+formats named as FFmpeg names them: ``s16`` (int16) and ``flt`` (float32, full scale is 1.0). Its
+channels are in FFmpeg's order for the frame's channel layout, named as FFmpeg names layouts
+(``stereo``, ``3.0``, ``5.1(side)``, ``FL+FR+LFE``); no layout means FFmpeg's default for the count.
 Every frame knows its media ``kind`` and its start ``time`` in seconds, so a muxer can interleave kinds.
 
 Video is a numpy array in FFmpeg's layout for its pixel format (what PyAV's ``to_ndarray`` gives):
@@ -19,6 +21,60 @@ import numpy as np
 SAMPLE_FORMATS = {"s16": np.dtype(np.int16), "flt": np.dtype(np.float32)}
 DTYPE_TO_FORMAT = {dtype: name for name, dtype in SAMPLE_FORMATS.items()}
 PIXEL_FORMATS = ("yuv420p", "nv12", "rgb24", "rgba", "bgra", "gray")
+
+# FFmpeg's standard channel layouts (``ffmpeg -layouts``): name -> channels, in FFmpeg's order
+LAYOUTS = {
+    name: tuple(channels.split("+"))
+    for name, channels in (
+        ("mono", "FC"),
+        ("stereo", "FL+FR"),
+        ("2.1", "FL+FR+LFE"),
+        ("3.0", "FL+FR+FC"),
+        ("3.0(back)", "FL+FR+BC"),
+        ("4.0", "FL+FR+FC+BC"),
+        ("quad", "FL+FR+BL+BR"),
+        ("quad(side)", "FL+FR+SL+SR"),
+        ("3.1", "FL+FR+FC+LFE"),
+        ("5.0", "FL+FR+FC+BL+BR"),
+        ("5.0(side)", "FL+FR+FC+SL+SR"),
+        ("4.1", "FL+FR+FC+LFE+BC"),
+        ("5.1", "FL+FR+FC+LFE+BL+BR"),
+        ("5.1(side)", "FL+FR+FC+LFE+SL+SR"),
+        ("6.0", "FL+FR+FC+BC+SL+SR"),
+        ("6.0(front)", "FL+FR+FLC+FRC+SL+SR"),
+        ("hexagonal", "FL+FR+FC+BL+BR+BC"),
+        ("6.1", "FL+FR+FC+LFE+BC+SL+SR"),
+        ("6.1(back)", "FL+FR+FC+LFE+BL+BR+BC"),
+        ("6.1(front)", "FL+FR+LFE+FLC+FRC+SL+SR"),
+        ("7.0", "FL+FR+FC+BL+BR+SL+SR"),
+        ("7.0(front)", "FL+FR+FC+FLC+FRC+SL+SR"),
+        ("7.1", "FL+FR+FC+LFE+BL+BR+SL+SR"),
+        ("7.1(wide)", "FL+FR+FC+LFE+BL+BR+FLC+FRC"),
+        ("7.1(wide-side)", "FL+FR+FC+LFE+FLC+FRC+SL+SR"),
+        ("octagonal", "FL+FR+FC+BL+BR+BC+SL+SR"),
+        ("downmix", "DL+DR"),
+    )
+}
+# FFmpeg's default layout for a channel count (av_channel_layout_default)
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def default_layout(channels: int) -> str:
+    """FFmpeg's name for the default layout of ``channels`` channels ("N channels": no order)."""
+    return DEFAULT_LAYOUTS.get(channels, f"{channels} channels")
+
+
+def layout_channels(layout: str) -> int | None:
+    """How many channels the FFmpeg layout name ``layout`` has (``5.1(side)``: 6, ``FL+FR+LFE``: 3,
+    ``6c`` or ``6 channels``: 6); None for a name not known here (FFmpeg may still know it)."""
+    if layout in LAYOUTS:
+        return len(LAYOUTS[layout])
+    count = layout.removesuffix(" channels").removesuffix("c")
+    if count.isdigit():
+        return int(count)
+    if "+" in layout:
+        return layout.count("+") + 1
+    return None
 
 
 class Frame:
@@ -42,28 +98,39 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
-    """What an audio stream carries; ``frame_size`` is None when frames vary in length."""
+    """What an audio stream carries; ``frame_size`` is None when frames vary in length. ``layout`` is
+    FFmpeg's channel layout name; empty, or one whose count differs from ``channels`` (a stage that
+    changed the count), becomes FFmpeg's default layout for ``channels``."""
 
     rate: int
     channels: int
     sample_format: str = "s16"
     frame_size: int | None = None
+    layout: str = ""
+
+    def __post_init__(self):
+        if not self.layout or layout_channels(self.layout) not in (None, self.channels):
+            object.__setattr__(self, "layout", default_layout(self.channels))
 
     def __str__(self) -> str:
         size = f", {self.frame_size / self.rate * 1000:g} ms frames" if self.frame_size else ""
-        return f"audio {self.rate} Hz, {self.channels} ch, {self.sample_format}{size}"
+        layout = f" ({self.layout})" if self.layout != default_layout(self.channels) else ""
+        return f"audio {self.rate} Hz, {self.channels} ch{layout}, {self.sample_format}{size}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AudioFrame(Frame):
     """``data`` has shape (samples, channels), dtype int16 or float32.
 
-    ``timestamp`` counts samples (per channel) since the stream started.
+    ``timestamp`` counts samples (per channel) since the stream started; a frame that starts later
+    than the previous one ended leaves a hole (lost packets, DTX) that a sink may fill with silence.
+    ``layout`` names the channel layout as FFmpeg does (empty: the default for the count).
     """
 
     data: np.ndarray
     sample_rate: int
     timestamp: int = 0
+    layout: str = ""
     kind: ClassVar[str] = "audio"
 
     def __post_init__(self):
@@ -95,7 +162,7 @@ class AudioFrame(Frame):
 
     @property
     def format(self) -> AudioFormat:
-        return AudioFormat(self.sample_rate, self.data.shape[1], self.sample_format)
+        return AudioFormat(self.sample_rate, self.data.shape[1], self.sample_format, layout=self.layout)
 
     def until(self, end: float):
         keep = round(end * self.sample_rate) - self.timestamp
@@ -133,7 +200,10 @@ class VideoFormat:
 @dataclass(frozen=True, slots=True, eq=False)
 class VideoFrame(Frame):
     """One picture: ``data`` is uint8 in FFmpeg's layout for ``pixel_format`` (see the module doc);
-    ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown)."""
+    ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown).
+    ``color`` is the colour description as (matrix, primaries, transfer) code points of ITU-T H.273,
+    as H.264 and FFmpeg number them (1: BT.709, 6: SMPTE 170M, 9: BT.2020), None when not stated;
+    YUV is always limited range."""
 
     data: np.ndarray
     pixel_format: str
@@ -141,6 +211,7 @@ class VideoFrame(Frame):
     height: int
     time: float = 0.0
     duration: float = 0.0
+    color: tuple[int, int, int] | None = None
     kind: ClassVar[str] = "video"
 
     def __post_init__(self):

@@ -43,8 +43,21 @@ def lkplug_processors() -> Iterable[Component]:
 
     Each ``Component.factory(**params)`` builds an object with ``accepts`` (kind -> contract),
     ``output_format(fmt)``, ``process(frame) -> list`` and ``flush() -> list`` (see
-    ``lkplug.Processor``). A processor whose ``converts`` names a conversion (``"rate"``) is also what
+    ``lkplug.Processor``; subclassing it is optional, and ``output_format``, ``flush`` and ``bind``
+    may be left out). A processor whose ``converts`` names a conversion (``"rate"``) is also what
     the engine inserts automatically where contracts need that conversion.
+
+    The engine's side of the contract: ``process`` gets only frames its ``accepts`` takes, and with
+    ``frame_ms`` exactly that many samples (silence that completes the last frame is cut again after
+    it). ``flush()`` means end of stream: when the input format changes mid-stream the object is
+    flushed and a fresh one is built from the same spec (or ``reset()`` is called, for an object the
+    engine cannot rebuild), so no state crosses formats.
+
+    The processor's side: ``process`` and ``flush`` return a list (possibly empty) of frames of the
+    kind they were given, in the format ``output_format(fmt)`` declared; anything else, and any
+    exception (``SystemExit`` and ``KeyboardInterrupt`` included), ends the run with an error naming
+    the processor. A processor that clips may count the samples in ``clipped``; the engine reports
+    the count at the end of the run.
     """
 
 
@@ -53,7 +66,10 @@ def lkplug_sinks() -> Iterable[Component]:
     """Return the sinks this plugin provides.
 
     Each ``Component.factory(**params)`` builds an object with ``accepts``, ``start(formats)``,
-    ``write(frame)`` and ``close()`` (see ``lkplug.Sink``); ``close`` runs on every exit path.
+    ``write(frame)`` and ``close()`` (see ``lkplug.Sink``; ``start``, ``close`` and ``bind`` are
+    optional); ``close`` runs on every exit path, also on a second Ctrl-C while a stage blocks
+    (then from another thread). A sink gets only frames of the kinds in its ``accepts``, and
+    ``start`` only their formats; a run where a sink takes none of the source's kinds is a usage error.
     """
 
 

@@ -10,6 +10,7 @@ import difflib
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
+from .errors import UsageError
 
 ENTRY_POINT_GROUP = "lkplug"
 ENV_PLUGINS = "LKPLUG_PLUGINS"
@@ -47,7 +49,9 @@ def make_plugin_manager(
     """A fresh plugin manager with every plugin loaded.
 
     ``plugins`` are ``-p`` arguments: a module name, a path to a ``.py`` file, or ``no:NAME`` to
-    block the plugin NAME. ``$LKPLUG_PLUGINS`` adds more, comma-separated.
+    block a plugin by its name (the entry point's) or every plugin of a distribution by the
+    distribution's name. ``$LKPLUG_PLUGINS`` adds more, comma-separated. A ``no:NAME`` that matches
+    nothing raises UsageError with the closest name.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -56,28 +60,49 @@ def make_plugin_manager(
     for arg in plugins:
         requested.append(arg)
         origins[arg] = "-p"
-    blocked = {arg[3:] for arg in requested if arg.startswith("no:")}
-    for name in blocked:
-        pm.set_blocked(name)
+    blocked = {arg.strip()[3:].strip() for arg in requested if arg.strip().startswith("no:")}
+    used: set[str] = set()  # blocked names that matched a plugin
     infos: list[PluginInfo] = []
+    known: list[str] = []  # every plugin and distribution name, for a suggestion
     if load_entrypoints:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in blocked or pm.has_plugin(ep.name):
-                continue
             dist = getattr(ep, "dist", None)
+            names = {ep.name} | ({dist.name, _normalize(dist.name)} if dist else set())
+            known += sorted(names)
+            hit = blocked & names | {b for b in blocked if _normalize(b) in names}
+            if hit:
+                used |= hit
+                pm.set_blocked(ep.name)
+                continue
+            if pm.has_plugin(ep.name):
+                continue
             info = PluginInfo(ep.name, dist and dist.name, dist and dist.version)
             _load(pm, info, ep.load)
             infos.append(info)
     for arg in requested:
-        if arg.startswith("no:"):
+        if arg.strip().startswith("no:"):
             continue
         arg = arg.strip()
         info = PluginInfo(_local_name(arg), origin=origins[arg])
+        known.append(info.name)
         if info.name in blocked:
+            used.add(info.name)
             continue
         _load(pm, info, lambda arg=arg: _import_local(arg))
         infos.append(info)
+    for name in sorted(blocked - used):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"-p no:{name}: no plugin or distribution is called {name!r}; {hint}"
+            "`lkplug list` shows plugin names in its PLUGIN column"
+        )
     return pm, infos
+
+
+def _normalize(name: str) -> str:
+    """A distribution name as packaging compares them (PEP 503): ``LKPlug_Delay`` is ``lkplug-delay``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _load(pm: pluggy.PluginManager, info: PluginInfo, load) -> None:

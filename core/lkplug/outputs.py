@@ -1,12 +1,11 @@
-"""Output files written under a temporary name in their folder and renamed when complete.
+"""Output files of a batch: written under a temporary name in their folder and renamed when complete.
 
-A sink opens ``OutputFile(path).temp``, and calls ``complete()`` once the file is closed and valid:
-the rename (atomic within one folder) puts it under its final name. A process killed mid-write leaves
-only a hidden ``.NAME.PID.part`` file, never a partial file under the final name.
-
-A batch holds the renames of one input's outputs (``held_outputs``) and makes them only if that input
-ran to its end; a failed or interrupted input leaves nothing. A single run renames at ``close``, so a
-Ctrl-C still keeps what was written (as a WAV written so far is valid).
+A sink opens ``OutputFile(path).temp`` and calls ``complete()`` once the file is closed and valid. In a
+batch (``held_outputs``) ``temp`` is a hidden ``.NAME.PID.part`` beside the final name, and the rename
+(atomic within one folder) happens only once the input has run to its end: a killed or interrupted
+batch never leaves a partial file under a final name, and ``--skip-existing`` can trust what exists.
+A single run writes to the final name itself, so what it wrote stays there even if the process is
+killed or aborts (a WAV's header is kept valid as it goes).
 """
 
 from __future__ import annotations
@@ -22,28 +21,32 @@ _held: ContextVar[list[OutputFile] | None] = ContextVar("lkplug_held_outputs", d
 
 
 class OutputFile:
-    """``path`` (str or Path): the final name. ``temp``: where the sink writes, a hidden file in the
-    same folder (so the rename never crosses file systems)."""
+    """``path`` (str or Path): the final name. ``temp``: where the sink writes; in a batch a hidden
+    file in the same folder (so the rename never crosses file systems), else ``path`` itself."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
+        self._held = _held.get()
+        self.temp = self.path if self._held is None else temporary_name(self.path)
 
     def complete(self) -> None:
-        """The file is closed and valid: rename it to its final name (or, in a batch, when the
-        input has ended). Raises OSError if the rename fails."""
-        held = _held.get()
-        if held is None:
-            self.commit()
-        else:
-            held.append(self)
+        """The file is closed and valid; in a batch it gets its final name once the input has ended."""
+        if self._held is not None:
+            self._held.append(self)
 
     def commit(self) -> None:
-        os.replace(self.temp, self.path)
+        """Rename to the final name. Raises OSError if that fails."""
+        if self.temp != self.path:
+            os.replace(self.temp, self.path)
 
     def discard(self) -> None:
-        """Remove the temporary file (a failed or interrupted output)."""
+        """Remove what was written (an output that failed, or a batch input that was interrupted)."""
         self.temp.unlink(missing_ok=True)
+
+
+def temporary_name(path: Path) -> Path:
+    """Where a batch writes ``path`` until it is complete: ``.NAME.PID.part`` in the same folder."""
+    return path.with_name(f".{path.name}.{os.getpid()}.part")
 
 
 class HeldOutputs(list):

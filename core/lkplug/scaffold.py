@@ -126,9 +126,24 @@ def plugin_names(name: str) -> dict[str, str]:
     }
 
 
-def write_plugin(name: str, directory: Path | None = None) -> Path:
-    """Write the skeleton into ``directory`` (default ``./lkplug-NAME``); return the directory."""
+def check_name_is_free(name: str, registry) -> None:
+    """UsageError if a loaded plugin already provides a component or plugin called like the new one:
+    the new package's component would clash with it (and its test would fail)."""
     names = plugin_names(name)
+    taken = [
+        f"{e.role} {e.name!r} ({e.plugin.provider})" for e in registry.entries() if e.name == names["name"]
+    ]
+    taken += [f"plugin {i.name!r} ({i.provider})" for i in registry.plugins if i.name == names["name"]]
+    if taken:
+        raise UsageError(f"{names['name']!r} is already provided: {taken[0]}; choose another name")
+
+
+def write_plugin(name: str, directory: Path | None = None, registry=None) -> Path:
+    """Write the skeleton into ``directory`` (default ``./lkplug-NAME``); return the directory.
+    With ``registry``, refuse a name that a loaded plugin already provides."""
+    names = plugin_names(name)
+    if registry is not None:
+        check_name_is_free(name, registry)
     root = Path(directory) if directory else Path(names["dist"])
     if root.exists() and any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty; choose another --dir")

@@ -63,9 +63,16 @@ def lkplug_processors():
         Component(
             "remix",
             Remix,
-            "Change the channel count: standard downmix (5.1 folds to stereo) or upmix",
-            params=(Param("channels", int, help="output channel count", min=1, max=32),),
+            "Change the channel layout with libswresample (FFmpeg's own downmix and upmix)",
+            params=(
+                Param(
+                    "channels",
+                    str,
+                    help="output layout: a channel count (1, 2, 6) or FFmpeg's name (stereo, 5.1(side))",
+                ),
+            ),
             positional="channels",
+            converts=("layout",),
         ),
     ]
 

@@ -1,11 +1,12 @@
-"""Processors and sinks that need nothing but numpy."""
+"""Processors and sinks that need nothing but numpy (and libswresample through PyAV for ``remix``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lkplug import AudioContract, Processor, Sink, UsageError, VideoContract
-from lkplug.convert import ChannelConverter, round_to_s16
+from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
+from lkplug.convert import count_s16_clips, round_to_s16
+from lkplug.frames import LAYOUTS, default_layout, layout_channels
 
 
 class Gain(Processor):
@@ -18,31 +19,72 @@ class Gain(Processor):
         # an attenuation commutes with a downmix (the planner then runs it on fewer channels); a
         # boost does not on s16, where each channel would clip before the mix rather than after
         self.per_channel_linear = bool(self.factor <= 1.0)
+        self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
 
     def process(self, frame) -> list:
         data = frame.data
         if data.dtype == np.int16:
+            self.clipped += count_s16_clips(data, self.factor)
             return [frame.replace(data=round_to_s16(data, self.factor))]
         return [frame.replace(data=data * self.factor)]
 
 
 class Remix(Processor):
-    emits = "audio with channels= channels, same rate and sample format"
+    """Converts to another channel layout with libswresample's rematrixing (through PyAV), the same
+    matrix the ffmpeg CLI uses for ``-ac`` and ``-ch_layout``: speakers missing in the output fold
+    into the nearest ones (centre and surrounds at -3 dB), LFE is dropped in a downmix, and integer
+    output is scaled so it cannot clip (float output is not, as in FFmpeg)."""
+
+    emits = "audio in the layout channels= gives, same rate and sample format"
     channel_mix = True
 
-    def __init__(self, channels: int):
-        self.channels = channels
-        self._converter: ChannelConverter | None = None
+    def __init__(self, channels: str):
+        self.layout = layout_name(channels)
+        self.channels = layout_channels(self.layout) or 0
+        self._resampler = None
+        self._key: tuple | None = None
 
     def output_format(self, fmt):
-        return type(fmt)(fmt.rate, self.channels, fmt.sample_format, fmt.frame_size)
+        return type(fmt)(fmt.rate, self.channels, fmt.sample_format, fmt.frame_size, self.layout)
 
     def process(self, frame) -> list:
-        if frame.channels == self.channels:
+        layout = frame.format.layout
+        if layout == self.layout:
             return [frame]
-        if self._converter is None or self._converter.matrix.shape[0] != frame.channels:
-            self._converter = ChannelConverter(frame.channels, self.channels)
-        return self._converter.process(frame)
+        import av
+
+        fmt = frame.sample_format
+        key = (layout, frame.sample_rate, fmt)
+        if key != self._key:
+            self._resampler = av.AudioResampler(format=fmt, layout=self.layout, rate=frame.sample_rate)
+            self._key = key
+        packed = np.ascontiguousarray(frame.data).reshape(1, -1)
+        mixed = av.AudioFrame.from_ndarray(packed, format=fmt, layout=layout)
+        mixed.sample_rate = frame.sample_rate
+        # same rate in and out: libswresample only rematrixes, sample for sample, holding nothing back
+        out = [f.to_ndarray().reshape(-1, self.channels) for f in self._resampler.resample(mixed)]
+        data = np.concatenate(out) if out else np.zeros((0, self.channels), frame.data.dtype)
+        return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
+
+
+def layout_name(text: str) -> str:
+    """FFmpeg's name for a layout given as a channel count (``2``) or a layout name (``5.1(side)``,
+    ``FL+FR+LFE``); UsageError for neither."""
+    text = text.strip()
+    if text.isdigit():
+        if not 1 <= int(text) <= 64:
+            raise UsageError(f"remix: channels={text}: expected 1 to 64 channels or a layout name")
+        return default_layout(int(text))
+    import av
+
+    try:
+        return av.AudioLayout(text).name
+    except (ValueError, TypeError, av.error.FFmpegError):
+        known = ", ".join(list(LAYOUTS)[:8])
+        raise UsageError(
+            f"remix: channels={text!r}: not a channel count or an FFmpeg layout name ({known}, ...;"
+            " `ffmpeg -layouts` lists them)"
+        ) from None
 
 
 class NullSink(Sink):

@@ -21,14 +21,16 @@ class Resampler(Processor):
         self._next_timestamp = 0
         self._shape = (0, 1)
         self._dtype = np.int16
+        self._layout = ""
 
     def output_format(self, fmt):
-        return type(fmt)(self.rate, fmt.channels, fmt.sample_format, None)
+        return type(fmt)(self.rate, fmt.channels, fmt.sample_format, None, fmt.layout)
 
     def _open(self, frame: AudioFrame) -> None:
         import soxr  # imported here so that listing plugins does not load it
 
         self._in_rate = frame.sample_rate
+        self._layout = frame.layout
         self._dtype = frame.data.dtype
         self._shape = (0, frame.channels)
         self._next_timestamp = round(frame.timestamp * self.rate / frame.sample_rate)
@@ -51,6 +53,6 @@ class Resampler(Processor):
     def _emit(self, data: np.ndarray) -> list:
         if not len(data):
             return []
-        frame = AudioFrame(data.reshape(len(data), -1), self.rate, self._next_timestamp)
+        frame = AudioFrame(data.reshape(len(data), -1), self.rate, self._next_timestamp, self._layout)
         self._next_timestamp += len(data)
         return [frame]

@@ -26,7 +26,12 @@ def lkplug_sources():
                     "streams as ffmpeg -map: a:0, v:0, a:1+v:0 (default: first audio, and first video"
                     " when a stage takes video)",
                 ),
-                Param("video", bool, False, "decode the first video stream too"),
+                Param(
+                    "video",
+                    bool,
+                    None,
+                    "decode the first video stream (default: when a stage takes video; false: never)",
+                ),
                 Param("start", float, 0.0, "begin this many seconds in", min=0.0),
                 Param("duration", float, 0.0, "stop after this many seconds (0: to the end)", min=0.0),
                 Param("loop", int, 1, "play the file this many times (0: endlessly)", min=0),
@@ -84,6 +89,13 @@ def lkplug_sinks():
                 Param("video_bitrate", int, 0, "video bit rate in bit/s (0: crf= decides)", min=0),
                 Param("crf", int, -1, "video quality for x264/vpx (lower is better; -1: default)", min=-1),
                 Param("preset", str, "", "encoder speed preset (x264: ultrafast ... veryslow)"),
+                Param(
+                    "sample_format",
+                    str,
+                    "",
+                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the codec's"
+                    " that loses least: 24-bit stays 24-bit in FLAC)",
+                ),
             ),
             positional="path",
         )

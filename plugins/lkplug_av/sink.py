@@ -2,8 +2,15 @@
 
 The container is created when the first frames arrive (a run that fails before any media leaves no
 file behind) and only once every expected kind has shown its first frame, since all streams must
-exist before the header is written. libavformat's interleaved writer puts packets in timestamp
+exist before the header is written: a stream that starts late (audio 2 s after the video) is waited
+for, up to ``WAIT_SECONDS`` of media. libavformat's interleaved writer puts packets in timestamp
 order. ``close`` drains the encoders and writes the trailer on every exit path, Ctrl-C included.
+
+Timestamps are kept: each picture keeps its own time (variable frame rate survives; ``fps:`` makes
+it constant), audio keeps its start offset and its holes where the container carries timestamps
+(mp4, mov, m4a, mkv, webm) and gets silence in them where it counts samples (wav, flac, mp3, ogg,
+opus). The audio is written in the channel layout it arrives in, and in the sample format the codec
+takes that loses least (24-bit stays 24-bit in FLAC, as s32), or ``sample_format=``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import PIXEL_FORMATS, AudioContract, MediaError, OutputFile, Sink, UsageError, VideoContract
+from lkplug import (
+    PIXEL_FORMATS,
+    AudioContract,
+    AudioFrame,
+    MediaError,
+    OutputFile,
+    Sink,
+    UsageError,
+    VideoContract,
+    VideoFrame,
+)
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
 
 from .video import to_av
 
@@ -32,8 +50,20 @@ CONTAINERS = {
 }
 AUDIO_BITRATES = {"aac": 128_000, "libopus": 96_000, "opus": 96_000, "libmp3lame": 192_000, "vorbis": 128_000}
 VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own default (256k) smears
-MAX_CHANNELS = {"libmp3lame": 2}
-WAIT_SECONDS = 1.0  # how much media may arrive before a stream that has not shown up is given up on
+# how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of
+# 1080p is some 900 MB of pictures)
+WAIT_SECONDS = 10.0
+# muxers that number samples rather than time them: a hole in the audio is filled with silence
+SAMPLE_COUNTING = {"wav", "flac", "mp3", "ogg", "opus"}
+VIDEO_TIME_BASE = Fraction(1, 90000)  # fine enough for any picture's own time (MPEG's clock)
+# sample formats an encoder may take, in the order that loses least from s16 or flt (FFmpeg's choice)
+PREFERENCE = {
+    "s16": ("s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"),
+    "flt": ("flt", "fltp", "s32", "s32p", "dbl", "dblp", "s16", "s16p"),
+}
+# format=wav: the PCM codec for a sample_format=
+WAV_CODECS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
+STANDARD_LAYOUTS = tuple(name for name in LAYOUTS if name != "downmix")
 
 
 def _codec(name: str, kind: str):
@@ -62,8 +92,10 @@ class FileSink(Sink):
         video_bitrate: int = 0,
         crf: int = -1,
         preset: str = "",
+        sample_format: str = "",
     ):
         self.path = Path(path)
+        self.writes = (path,)
         container = format or self.path.suffix.lstrip(".").lower()
         if container not in CONTAINERS:
             raise UsageError(
@@ -71,7 +103,10 @@ class FileSink(Sink):
                 f" format= {', '.join(CONTAINERS)}"
             )
         self.muxer, default_audio, default_video = CONTAINERS[container]
+        if self.muxer == "wav" and sample_format and not codec:
+            default_audio = WAV_CODECS.get(sample_format, default_audio)
         self.audio_codec = codec or default_audio
+        self.sample_format = sample_format
         self.video_codec = video_codec or default_video
         if video_codec and default_video is None:
             raise UsageError(f"file: {container} holds no video; use mp4, mov, mkv or webm")
@@ -86,22 +121,35 @@ class FileSink(Sink):
         self.fps: float | None = None
         self.container = None
         self.streams: dict = {}
-        self._pending: list = []
+        self._formats: dict = {}
+        self._pending: list = []  # frames held until every expected kind has shown up
+        self._kinds: set[str] = set()
+        self._first_time = float("inf")
+        self._last_time = float("-inf")
         self._last_pts = -1
         self._size = None
         self._rate = None  # the video stream's frame rate
         self._audio_format = None
         self._audio_time_base = None
+        self._next_sample: int | None = None  # where the audio written so far ends
 
     def _audio_contract(self) -> AudioContract:
         codec = _codec(self.audio_codec, "audio")
-        formats = {f.name for f in codec.audio_formats or ()}
-        s16_only = formats and formats <= {"s16", "s16p"}
-        channels = MAX_CHANNELS.get(self.audio_codec)
+        self.codec_formats = [f.name for f in codec.audio_formats or ()]
+        if self.sample_format and self.codec_formats and self.sample_format not in self.codec_formats:
+            raise UsageError(
+                f"file: {self.audio_codec} takes sample_format= {', '.join(self.codec_formats)},"
+                f" not {self.sample_format}"
+            )
+        s16_only = self.codec_formats and set(self.codec_formats) <= {"s16", "s16p"}
+        rates = tuple(codec.audio_rates or ())
+        rate = 48000 if not rates or 48000 in rates else rates[0]
+        layouts = _layouts(self.audio_codec, self.codec_formats[0] if self.codec_formats else "s16", rate)
+        wants_s16 = s16_only or self.sample_format in ("s16", "s16p", "u8", "u8p")
         return AudioContract(
             rates=tuple(codec.audio_rates) if codec.audio_rates else None,
-            channels=tuple(range(1, channels + 1)) if channels else None,
-            sample_formats=("s16",) if s16_only else None,
+            sample_formats=("s16",) if wants_s16 else None,
+            layouts=None if len(layouts) in (0, len(STANDARD_LAYOUTS)) else layouts,
         )
 
     def _video_contract(self) -> VideoContract:
@@ -114,17 +162,36 @@ class FileSink(Sink):
 
     def start(self, formats) -> None:
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
+        self._formats = {kind: fmt for kind, fmt in formats.items() if kind in self.accepts}
         video = formats.get("video")
         self.fps = getattr(video, "fps", None)
+
+    def end(self) -> None:
+        """No frame came (an input too short for one whole output sample): write a valid file with
+        the streams the run would have had, and no media in them."""
+        if self.container is not None or self._pending:
+            return
+        audio, video = self._formats.get("audio"), self._formats.get("video")
+        if audio is not None:
+            empty = np.zeros((0, audio.channels), SAMPLE_FORMATS[audio.sample_format])
+            self._pending.append(AudioFrame(empty, audio.rate, 0, audio.layout))
+        if video is not None and "video" in self.accepts:
+            shape = video_shape(video.pixel_format, video.width, video.height)
+            self._pending.append(
+                VideoFrame(np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height)
+            )
+        if self._pending:
+            self._open_and_drain(encode=False)
 
     def write(self, frame) -> None:
         if frame.kind not in self.accepts:
             return
         if self.container is None:
             self._pending.append(frame)
-            kinds = {f.kind for f in self._pending}
-            span = self._pending[-1].time - self._pending[0].time
-            if kinds >= self.expected or span > WAIT_SECONDS:
+            self._kinds.add(frame.kind)
+            self._first_time = min(self._first_time, frame.time)
+            self._last_time = max(self._last_time, frame.time)
+            if self._kinds >= self.expected or self._last_time - self._first_time > WAIT_SECONDS:
                 self._open_and_drain()
             return
         self._encode(frame)
@@ -144,7 +211,7 @@ class FileSink(Sink):
 
     # writing --------------------------------------------------------------------------------
 
-    def _open_and_drain(self) -> None:
+    def _open_and_drain(self, encode: bool = True) -> None:
         import av
 
         if not self.path.parent.exists():
@@ -166,25 +233,35 @@ class FileSink(Sink):
             self.container = None
             self._output.discard()
             raise MediaError(f"cannot write {self.path}: {exc}") from None
-        for frame in sorted(pending, key=lambda f: f.time):
+        for frame in sorted(pending, key=lambda f: f.time) if encode else ():
             self._encode(frame)
 
     def _add_audio(self, first) -> None:
         import av
 
         stream = self.container.add_stream(self.audio_codec, rate=first.sample_rate)
-        stream.layout = av.AudioLayout(f"{first.channels}c")
+        stream.layout = av.AudioLayout(first.format.layout)
+        stream.format = self._pick_sample_format(first.sample_format)
         if self.bitrate or self.audio_codec in AUDIO_BITRATES:
             stream.bit_rate = self.bitrate or AUDIO_BITRATES[self.audio_codec]
         self.streams["audio"] = stream
         self._audio_format = first.format
         self._audio_time_base = Fraction(1, first.sample_rate)
 
+    def _pick_sample_format(self, given: str) -> str:
+        if self.sample_format or not self.codec_formats:
+            return self.sample_format or given
+        return next((name for name in PREFERENCE[given] if name in self.codec_formats), self.codec_formats[0])
+
     def _add_video(self, first) -> None:
         rate = Fraction(self.fps or 30).limit_denominator(1001)
         stream = self.container.add_stream(self.video_codec, rate=rate)
+        stream.codec_context.time_base = VIDEO_TIME_BASE  # each picture keeps its own time (VFR)
         stream.width, stream.height = first.width, first.height
         stream.pix_fmt = self.accepts["video"].pixel_formats[0]
+        if first.color is not None:  # carried into the bitstream and the container, as ffmpeg does
+            context = stream.codec_context
+            context.colorspace, context.color_primaries, context.color_trc = first.color
         stream.thread_type = "AUTO"
         options = {}
         if self.video_bitrate or self.video_codec in VIDEO_BITRATES:
@@ -199,14 +276,18 @@ class FileSink(Sink):
         stream.options = options
         self.streams["video"] = stream
         self._size = (first.width, first.height)
-        self._rate = rate
+        self._rate = rate  # nominal, for the encoder's rate control and the container's header
 
     def _encode(self, frame) -> None:
         import av
 
         stream = self.streams.get(frame.kind)
         if stream is None:
-            return  # this kind showed up too late to get a stream
+            raise MediaError(
+                f"{self.path}: the {frame.kind} starts {frame.time - self._first_time:.1f} s after the other"
+                " streams;"
+                f" the file sink waits at most {WAIT_SECONDS:g} s for a late stream"
+            )
         if frame.kind == "audio":
             if frame.format != self._audio_format:
                 raise MediaError(
@@ -215,10 +296,17 @@ class FileSink(Sink):
             data = frame.data
             if data.dtype == np.float32:
                 data = np.clip(data, -1.0, 1.0)
+            timestamp = frame.timestamp
+            if self.muxer in SAMPLE_COUNTING and self._next_sample is not None:
+                hole = timestamp - self._next_sample
+                if hole > 0:  # the container numbers samples: the hole becomes silence
+                    data = np.concatenate([np.zeros((hole, data.shape[1]), data.dtype), data])
+                    timestamp = self._next_sample
+            self._next_sample = max(self._next_sample or 0, timestamp + len(data))
             packed = np.ascontiguousarray(data).reshape(1, -1)
             picture = av.AudioFrame.from_ndarray(packed, format=frame.sample_format, layout=stream.layout)
             picture.sample_rate = frame.sample_rate
-            picture.pts = frame.timestamp
+            picture.pts = timestamp
             picture.time_base = self._audio_time_base
         else:
             if (frame.width, frame.height) != self._size:
@@ -226,15 +314,32 @@ class FileSink(Sink):
                     f"{self.path}: video size changed mid-stream ({self._size[0]}x{self._size[1]} ->"
                     f" {frame.width}x{frame.height}); put scale: before the sink"
                 )
-            pts = round(frame.time * self._rate)
+            pts = round(frame.time / VIDEO_TIME_BASE)
             if pts <= self._last_pts:
-                return  # two pictures on one tick of the output rate: keep the first, like -vsync vfr
+                return  # two pictures at one time: keep the first, like -vsync vfr
             self._last_pts = pts
             picture = to_av(frame)
             picture.pts = pts
-            picture.time_base = 1 / self._rate
+            picture.time_base = VIDEO_TIME_BASE
         self._mux(stream.encode(picture))
 
     def _mux(self, packets) -> None:
         if packets:
             self.container.mux(packets)
+
+
+def _layouts(codec: str, sample_format: str, rate: int) -> tuple[str, ...]:
+    """FFmpeg's standard layouts that ``codec`` opens with (libopus: mono, stereo, 3.0, quad, 5.0,
+    5.1, 6.1, 7.1; libmp3lame: mono, stereo), found by opening it: PyAV does not list them."""
+    import av
+
+    taken = []
+    for layout in STANDARD_LAYOUTS:
+        context = av.CodecContext.create(codec, "w")
+        context.layout, context.sample_rate, context.format = layout, rate, sample_format
+        try:
+            context.open()
+        except (av.error.FFmpegError, ValueError):
+            continue
+        taken.append(layout)
+    return tuple(taken)

@@ -25,7 +25,12 @@ from .wavcheck import wav_reader
 BLOCK_SECONDS = 0.5
 PACED_BLOCK_SECONDS = 0.1
 _S16 = ("s16", "s16p")
-# sample formats copied straight from the decoder's planes: name -> (dtype, planar)
+# a decoded frame that starts this much later than the audio before it ended leaves a hole
+HOLE_SECONDS = 0.005
+# a bigger jump is a broken timestamp, not a hole (ffmpeg's -dts_delta_threshold)
+DISCONTINUITY_SECONDS = 10.0
+# sample formats copied straight from the decoder's planes: name -> (dtype, planar); any other
+# (s32 of 24-bit FLAC, u8, s64, dbl) is converted to flt by libswresample
 _DIRECT = {
     "s16": (np.int16, False),
     "s16p": (np.int16, True),
@@ -48,25 +53,10 @@ def open_container(path: str):
         raise MediaError(f"cannot read {path}: not a media file FFmpeg can open ({exc.strerror})") from None
 
 
-def to_samples(frame) -> np.ndarray:
-    """A decoded PyAV audio frame as (samples, channels) int16 or float32."""
-    array = frame.to_ndarray()
-    name = frame.format.name
-    channels = len(frame.layout.channels)
-    data = array.T if frame.format.is_planar else array.reshape(-1, channels)
-    if name in _S16 or name in ("flt", "fltp"):
-        return data
-    if name in ("s32", "s32p"):
-        return data.astype(np.float32) * np.float32(1 / 2**31)
-    if name in ("u8", "u8p"):
-        return (data.astype(np.float32) - 128) * np.float32(1 / 128)
-    return data.astype(np.float32)  # dbl, dblp, s64
-
-
 def pixel_format_for(fmt, width: int, height: int) -> str:
     """The lkplug pixel format a decoder's PyAV ``VideoFormat`` is delivered in (converted when it
     differs): its own when lkplug has it, else the nearest of yuv420p, rgb24, rgba and gray."""
-    name = "yuv420p" if fmt.name == "yuvj420p" else fmt.name  # same planes, full range
+    name = "yuv420p" if fmt.name == "yuvj420p" else fmt.name  # same planes; its range is converted
     odd = width % 2 or height % 2  # 4:2:0 needs even sizes; keep every pixel as RGB instead
     if name in PIXEL_FORMATS and not (odd and name in ("yuv420p", "nv12")):
         return name
@@ -75,6 +65,79 @@ def pixel_format_for(fmt, width: int, height: int) -> str:
     if any(c.is_alpha for c in fmt.components):
         return "rgba"
     return "rgb24" if fmt.is_rgb or odd else "yuv420p"
+
+
+def layout_name(layout) -> str:
+    """FFmpeg's name for a PyAV layout; channels in no stated order (PCM in Matroska: "1 channels")
+    get FFmpeg's default layout for their count, as the ffmpeg CLI guesses one for its encoders."""
+    name = layout.name
+    if name.endswith(" channels") and name.split()[0].isdigit():
+        import av
+
+        return av.AudioLayout(f"{layout.nb_channels}c").name
+    return name
+
+
+UNSPECIFIED = 2  # H.273's code point for matrix, primaries and transfer alike
+
+
+def color_of(frame) -> tuple[int, int, int] | None:
+    """A decoded picture's colour description (matrix, primaries, transfer), None when unstated."""
+    color = (frame.colorspace, frame.color_primaries, frame.color_trc)
+    return None if all(value in (0, UNSPECIFIED) for value in color) else color
+
+
+def is_full_range(frame) -> bool:
+    """Full-range ("JPEG") YUV: yuvj formats, or a frame flagged so."""
+    return frame.format.name.startswith("yuvj") or (
+        frame.color_range == 2 and not frame.format.is_rgb and frame.format.name != "gray"
+    )
+
+
+def orientation(frame) -> tuple[bool, bool, bool]:
+    """How to show a decoded picture, from its display matrix: (transpose, mirror left-right, mirror
+    top-bottom), applied in that order. The matrix maps stored (x, y) to shown (a*x + c*y, b*x + d*y)
+    with a, b, c, d of -1, 0 or 1 for the turns and flips phones and cameras write."""
+    from av.sidedata.sidedata import Type
+
+    side = frame.side_data.get(Type.DISPLAYMATRIX)
+    if side is None:
+        return (False, False, False)
+    a, b, _, c, d = (round(value / 65536) for value in np.frombuffer(bytes(side), "<i4")[:5])
+    if a == 0 and d == 0:  # a quarter turn: x' = c*y, y' = b*x
+        return (True, c < 0, b < 0)
+    return (False, a < 0, d < 0)
+
+
+def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tuple[bool, bool, bool]):
+    """The picture as shown (see ``orientation``), as ffmpeg's autorotate turns and mirrors it;
+    returns (data, width, height). YUV planes are turned one by one."""
+    transpose, mirror, flip = how
+
+    def turn(plane: np.ndarray) -> np.ndarray:
+        if transpose:
+            plane = plane.swapaxes(0, 1)
+        if mirror:
+            plane = plane[:, ::-1]
+        if flip:
+            plane = plane[::-1]
+        return plane
+
+    width_out, height_out = (height, width) if transpose else (width, height)
+    if pixel_format == "yuv420p":
+        quarter = height // 4
+        planes = [
+            data[:height],
+            data[height : height + quarter].reshape(height // 2, width // 2),
+            data[height + quarter :].reshape(height // 2, width // 2),
+        ]
+        out = np.concatenate([turn(plane).ravel() for plane in planes])
+        return out.reshape(height_out * 3 // 2, width_out), width_out, height_out
+    if pixel_format == "nv12":
+        planes = [data[:height], data[height:].reshape(height // 2, width // 2, 2)]
+        out = np.concatenate([turn(plane).ravel() for plane in planes])
+        return out.reshape(height_out * 3 // 2, width_out), width_out, height_out
+    return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
 def parse_streams(text: str) -> list[tuple[str, int]]:
@@ -95,12 +158,13 @@ class FileSource(Source):
         self,
         path: str,
         stream: str = "",
-        video: bool = False,
+        video: bool | None = None,
         start: float = 0.0,
         duration: float = 0.0,
         loop: int = 1,
     ):
         self.path = path
+        self.reads = (path,)
         self.wanted = parse_streams(stream)
         self.video = video
         self.start = start
@@ -115,6 +179,7 @@ class FileSource(Source):
         self.skipped = 0
         self.errors: list[str] = []  # FFmpeg's error messages while decoding
         self.warnings: list[str] = []
+        self.length: float | None = None  # the header's length of the file, in seconds
 
     def bind(self, context) -> None:
         self.kinds = context.kinds
@@ -130,7 +195,7 @@ class FileSource(Source):
             if self.formats is None:
                 self.reader = None
                 self.formats = self._open()
-            length = self.duration
+            length = self.length = self.duration
             if length is not None:
                 length = max(0.0, length - self.start)
                 if self.limit:
@@ -148,14 +213,30 @@ class FileSource(Source):
             if kind == "audio":
                 fmt = "s16" if ctx.format is not None and ctx.format.name in _S16 else "flt"
                 ok = ctx.sample_rate and ctx.channels
-                formats[kind] = AudioFormat(ctx.sample_rate, ctx.channels, fmt) if ok else None
+                layout = layout_name(ctx.layout) if ok else ""
+                formats[kind] = AudioFormat(ctx.sample_rate, ctx.channels, fmt, layout=layout) if ok else None
             else:
                 fps = float(stream.average_rate or stream.guessed_rate or 0) or None
                 pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
                 ok = ctx.width and ctx.height
-                formats[kind] = VideoFormat(ctx.width, ctx.height, pixel, fps) if ok else None
+                width, height = ctx.width, ctx.height
+                if ok and self._turned(stream):  # shown a quarter turn round: as displayed
+                    width, height = height, width
+                formats[kind] = VideoFormat(width, height, pixel, fps) if ok else None
         self.duration = self._header_duration()
         return formats
+
+    def _turned(self, stream) -> bool:
+        """Whether the stream's display matrix turns it a quarter round, read from its first
+        picture: PyAV shows the matrix on decoded frames only."""
+        import av
+
+        try:
+            with av.open(self.path, metadata_errors="replace") as container:
+                picture = next(container.decode(container.streams[stream.index]))
+        except (av.error.FFmpegError, StopIteration):
+            return False
+        return orientation(picture)[0]
 
     def _select(self, container) -> dict:
         audio = list(container.streams.audio)
@@ -172,7 +253,7 @@ class FileSource(Source):
             return picked
         kinds = self.kinds
         want_audio = kinds is None or "audio" in kinds
-        want_video = self.video or (kinds is not None and "video" in kinds)
+        want_video = self.video if self.video is not None else kinds is not None and "video" in kinds
         picked = {}
         if want_audio and audio:
             picked["audio"] = audio[0]
@@ -196,7 +277,8 @@ class FileSource(Source):
             raise MediaError(f"cannot read {self.path}: {exc}") from None
         self.duration = info.frames / info.samplerate if info.samplerate else None
         fmt = "s16" if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "flt"
-        return {"audio": AudioFormat(info.samplerate, info.channels, fmt)}
+        layout = _ffmpeg_layout(self.path) if info.channels > 2 else ""  # libsndfile does not say
+        return {"audio": AudioFormat(info.samplerate, info.channels, fmt, layout=layout)}
 
     def _header_duration(self) -> float | None:
         """Only an estimate for progress: some containers' headers are wrong by orders of magnitude."""
@@ -215,7 +297,8 @@ class FileSource(Source):
         block = self.block_seconds
         if "video" in self.streams:
             block = min(block, PACED_BLOCK_SECONDS)
-        clock = _Clock(self.limit, block, set(self.streams) or {"audio"})
+        layout = self.formats["audio"].layout if self.reader else ""
+        clock = _Clock(self.limit, block, set(self.streams) or {"audio"}, layout)
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
@@ -238,6 +321,10 @@ class FileSource(Source):
                 break
         if self.skipped or self.errors:
             self.warnings.append(self._damage_report())
+        self.warnings += [f"{self.path}: {change}" for change in clock.changes]
+        if not clock.emitted and self.start and (clock.file_end or self.length):
+            length = clock.file_end or self.length
+            raise MediaError(f"{self.path}: start={self.start:g} is past the end: the file is {length:.2f} s")
         if not clock.emitted:
             what = " or ".join(self.streams) if self.streams else "audio"
             raise MediaError(f"{self.path}: no {what} could be decoded")
@@ -331,6 +418,26 @@ class FileSource(Source):
             self.container = None
 
 
+def _ffmpeg_layout(path: str) -> str:
+    """FFmpeg's name for the channel layout of a WAV's first audio stream (the channel mask), or ""."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            return layout_name(container.streams.audio[0].codec_context.layout)
+    except (av.error.FFmpegError, IndexError):
+        return ""
+
+
+def _length(frame) -> float:
+    """Seconds a decoded frame lasts (0: unknown)."""
+    if isinstance(frame, _Samples):
+        return len(frame.data) / frame.sample_rate
+    if hasattr(frame, "sample_rate"):
+        return frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+    return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+
+
 class _Samples:
     """Already-converted samples, shaped like a decoded PyAV frame for ``_Clock``."""
 
@@ -341,20 +448,34 @@ class _Samples:
 
 class _Clock:
     """Turns decoded frames into lkplug frames on one timeline: trims what lies before ``start=``,
-    gathers audio into blocks, cuts at ``duration=``, and carries time on across loops."""
+    gathers audio into blocks, cuts at ``duration=``, and carries time on across loops.
 
-    def __init__(self, limit: float | None, block_seconds: float, kinds: set[str]):
+    Timestamps are the truth: audio that starts later than the audio before it ended (lost packets,
+    DTX) starts a new block at its own time, leaving the hole for the sink (a muxer keeps it, a WAV
+    sink fills it with silence); a jump beyond ffmpeg's discontinuity threshold is a broken timestamp
+    and is ignored. Decoded audio that changes format mid-stream (an MP3 going from 44.1 to 48 kHz)
+    is converted to the first format with libswresample, as the ffmpeg CLI does."""
+
+    def __init__(self, limit: float | None, block_seconds: float, kinds: set[str], layout: str = ""):
         self.limit = limit
         self.kinds = kinds
         self.finished: set[str] = set()  # kinds that reached duration=
         self.block_seconds = block_seconds
         self.start = 0.0
         self.offset = 0.0  # seconds of the earlier passes (loop=)
-        self.position: int | None = None  # next audio sample number
+        self.position: int | None = None  # sample number of the next audio block's first sample
+        self.shift = 0.0  # seconds of the file's clock that are the audio's time 0 (audio alone)
         self.rate = 0
+        self.layout = layout  # of blocks read through libsndfile (FFmpeg's frames name their own)
         self.fifo = None  # FFmpeg's AVAudioFifo, gathering the audio block
         self.fifo_key: tuple | None = None  # rate, sample format, channels of what it holds
+        self.first: tuple | None = None  # rate, layout of the first decoded audio
+        self.target = "flt"  # packed sample format that audio in another format is converted to
+        self.converter = None  # libswresample (PyAV) for audio not in the first format
+        self.converter_key: tuple | None = None
+        self.changes: list[str] = []  # the first mid-stream change of the audio format
         self.video_end = 0.0
+        self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
 
     @property
@@ -366,6 +487,7 @@ class _Clock:
         self.start = start
         for kind, seconds, frame in decoded:
             if seconds is not None:
+                self.file_end = max(self.file_end, seconds + _length(frame))
                 seconds -= start
             if kind == "audio":
                 yield from self._audio(frame, seconds, several)
@@ -377,38 +499,94 @@ class _Clock:
     def _audio(self, frame, seconds: float | None, several: bool) -> list:
         """Gather decoded frames in FFmpeg's own FIFO and make one array per block: per decoded
         frame (some 50 per second of audio) Python does almost nothing."""
-        rate = frame.sample_rate
         if isinstance(frame, _Samples):  # already a block (libsndfile reads whole blocks)
-            return self._block(frame.data, rate, seconds, several)
+            return self._block(frame.data, frame.sample_rate, seconds, several)
+        out = []
+        for uniform in self._uniform(frame, seconds):
+            out += self._gather(uniform, seconds if uniform is frame else None, several)
+        return out
+
+    def _uniform(self, frame, seconds: float | None) -> list:
+        """``frame`` in the first decoded rate and layout and a sample format lkplug takes (converted
+        where it is not); the converter's delayed output comes out with later frames."""
+        name, rate, layout = frame.format.name, frame.sample_rate, layout_name(frame.layout)
+        if self.first is None:
+            self.first = (rate, layout)
+            self.target = "s16" if name in _S16 else "flt"
+        if (rate, layout) != self.first and not self.changes:
+            when = seconds if seconds is not None else self.position / self.rate - self.offset
+            self.changes.append(
+                f"audio changed mid-stream at {max(0.0, when):.2f} s ({self.first[0]} Hz {self.first[1]}"
+                f" -> {rate} Hz {layout}); the rest is converted to the first format, as ffmpeg does"
+            )
+        direct = (rate, layout) == self.first and name in _DIRECT
+        key = (name, rate, layout)
+        out = []
+        if self.converter is not None and (direct or key != self.converter_key):
+            out += self._drain_converter()
+        if direct:
+            return [*out, frame]
+        if self.converter is None:
+            import av
+
+            self.converter = av.AudioResampler(format=self.target, layout=self.first[1], rate=self.first[0])
+            self.converter_key = key
+        frame.pts = None  # the converter's clock is not ours: this clock counts samples
+        return out + list(self.converter.resample(frame))
+
+    def _drain_converter(self) -> list:
+        converter, self.converter = self.converter, None
+        return list(converter.resample(None)) if converter is not None else []
+
+    def _gather(self, frame, seconds: float | None, several: bool) -> list:
+        rate = frame.sample_rate
+        skip = 0
         if self.start and seconds is not None and seconds < 0:  # decoded from the keyframe before start=
-            cut = round(-seconds * rate)
-            data = to_samples(frame)
-            return self._block(data[cut:], rate, 0.0, several) if cut < len(data) else []
+            skip = round(-seconds * rate)
+            if skip >= frame.samples:
+                return []
+            seconds = 0.0
+        out = []
+        if self.position is None:
+            self._start_position(rate, seconds, several)
+        elif seconds is not None:
+            target = round((self.offset + max(0.0, seconds - self.shift)) * rate)
+            held = self.fifo.samples if self.fifo is not None else 0
+            gap = (target - self.position - held) / rate
+            if HOLE_SECONDS < gap < DISCONTINUITY_SECONDS:
+                out += self._emit_fifo()
+                self.position = target
         key = (rate, frame.format.name, frame.layout.nb_channels)
-        out = self._emit_fifo() if self.fifo is not None and key != self.fifo_key else []
-        self._start_position(rate, seconds, several)
+        if self.fifo is not None and key != self.fifo_key:
+            out += self._emit_fifo()
         if self.fifo is None:
             import av
 
             self.fifo, self.fifo_key = av.AudioFifo(), key
         frame.pts = None  # the FIFO checks continuity of timestamps; the clock here counts samples
         self.fifo.write(frame)
+        if skip:
+            self.fifo.read(skip)
         if self.fifo.samples >= rate * self.block_seconds:
             out += self._emit_fifo()
         return out
 
     def _start_position(self, rate: int, seconds: float | None, several: bool) -> None:
-        if self.position is None:
-            first = max(0.0, seconds) if several and seconds is not None else 0.0
-            self.position = round((self.offset + first) * rate)
-        elif rate != self.rate and self.rate:
-            self.position = round(self.position * rate / self.rate)
+        """Beside video, audio starts at its own time in the file; alone, at 0."""
+        if several:
+            self.shift = 0.0
+            first = max(0.0, seconds) if seconds is not None else 0.0
+        else:
+            self.shift = seconds or 0.0
+            first = 0.0
+        self.position = round((self.offset + first) * rate)
         self.rate = rate
 
     def _block(self, data: np.ndarray, rate: int, seconds: float | None, several: bool) -> list:
         out = self._emit_fifo()
-        self._start_position(rate, seconds, several)
-        return out + self._emit(data)
+        if self.position is None:
+            self._start_position(rate, seconds, several)
+        return out + self._emit(data, self.layout)
 
     def _emit_fifo(self) -> list:
         fifo, self.fifo = self.fifo, None
@@ -416,22 +594,20 @@ class _Clock:
         if block is None:
             return []
         samples = block.samples
-        direct = _DIRECT.get(block.format.name)
-        if direct is None:
-            data = to_samples(block)
-        elif direct[1]:  # planar: one plane per channel, interleaved here in one pass per channel
+        dtype, planar = _DIRECT[block.format.name]
+        if planar:  # one plane per channel, interleaved here in one pass per channel
             planes = block.planes
-            data = np.empty((samples, len(planes)), direct[0])
+            data = np.empty((samples, len(planes)), dtype)
             for channel, plane in enumerate(planes):
-                data[:, channel] = np.frombuffer(plane, direct[0], count=samples)
+                data[:, channel] = np.frombuffer(plane, dtype, count=samples)
         else:
             channels = block.layout.nb_channels
-            data = np.frombuffer(block.planes[0], direct[0], count=samples * channels)
+            data = np.frombuffer(block.planes[0], dtype, count=samples * channels)
             data = data.reshape(samples, channels).copy()
-        return self._emit(data)
+        return self._emit(data, layout_name(block.layout))
 
-    def _emit(self, data: np.ndarray) -> list:
-        frame = AudioFrame(data, self.rate, self.position)
+    def _emit(self, data: np.ndarray, layout: str) -> list:
+        frame = AudioFrame(data, self.rate, self.position, layout)
         if self.limit is not None:
             frame = frame.until(self.limit)
             if frame is None or frame.samples < len(data):
@@ -454,14 +630,23 @@ class _Clock:
         length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
         width, height = frame.width, frame.height
         pixel = pixel_format_for(frame.format, width, height)
-        if pixel != frame.format.name:
+        how = orientation(frame)
+        if is_full_range(frame):  # lkplug's YUV is limited range, as encoders expect by default
+            limited = "MPEG" if pixel in ("yuv420p", "nv12") else None
+            frame = frame.reformat(format=pixel, src_color_range="JPEG", dst_color_range=limited)
+        elif pixel != frame.format.name:
             frame = frame.reformat(format=pixel)
+        data = frame.to_ndarray()
+        if any(how):
+            data, width, height = orient(data, pixel, width, height, how)
         self.video_end = max(self.video_end, when + length)
         self.emitted += 1
-        yield VideoFrame(frame.to_ndarray(), pixel, width, height, when, length)
+        yield VideoFrame(data, pixel, width, height, when, length, color_of(frame))
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
+        for frame in self._drain_converter():
+            yield from self._gather(frame, None, False)
         yield from self._emit_fifo()
         audio_end = self.position / self.rate if self.position is not None and self.rate else 0.0
         self.offset = max(audio_end, self.video_end, self.offset)

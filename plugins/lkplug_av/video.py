@@ -12,8 +12,12 @@ def to_av(frame: VideoFrame):
 
     data = frame.data
     if data.flags.c_contiguous and frame.pixel_format != "nv12":
-        return av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
-    return av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
+        picture = av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
+    else:
+        picture = av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
+    if frame.color is not None:  # swscale converts YUV <-> RGB with the picture's own matrix
+        picture.colorspace, picture.color_primaries, picture.color_trc = frame.color
+    return picture
 
 
 class _Reformatter:
@@ -28,12 +32,14 @@ class _Reformatter:
 
             self._reformatter = VideoReformatter()
         out = self._reformatter.reformat(to_av(frame), width=width, height=height, format=pixel_format)
-        return VideoFrame(out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration)
+        return VideoFrame(
+            out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration, frame.color
+        )
 
 
 class Scale(Processor):
     accepts = {"video": VideoContract()}
-    emits = "video of width= x height=, same pixel format (even sizes for yuv420p/nv12)"
+    emits = "video of width= x height=, same pixel format (a derived side even, as scale=-2:h)"
 
     def __init__(self, width: int = 0, height: int = 0):
         if not width and not height:
@@ -43,11 +49,16 @@ class Scale(Processor):
         self.reformat = _Reformatter()
 
     def size(self, width: int, height: int, pixel_format: str) -> tuple[int, int]:
+        """FFmpeg's rules: a side left out follows the aspect ratio rounded to an even number, as
+        ``scale=-2:360`` does (641x359 -> 642x360), so any encoder can take the result; a side given
+        is kept, made even only where the pixel format subsamples chroma."""
+        even = pixel_format in ("yuv420p", "nv12")  # chroma is subsampled 2x2: sizes must be even
         out_w = self.width or self.height * width / height
         out_h = self.height or self.width * height / width
-        if pixel_format in ("yuv420p", "nv12"):  # chroma is subsampled 2x2: sizes must be even
-            return max(2, round(out_w / 2) * 2), max(2, round(out_h / 2) * 2)
-        return max(1, round(out_w)), max(1, round(out_h))
+        return (
+            _side(out_w, even or not self.width),
+            _side(out_h, even or not self.height),
+        )
 
     def output_format(self, fmt):
         if fmt is None:
@@ -59,6 +70,10 @@ class Scale(Processor):
         if (width, height) == (frame.width, frame.height):
             return [frame]
         return [self.reformat(frame, width, height, frame.pixel_format)]
+
+
+def _side(length: float, even: bool) -> int:
+    return max(2, round(length / 2) * 2) if even else max(1, round(length))
 
 
 class PixelFormat(Processor):

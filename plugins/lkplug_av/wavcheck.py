@@ -9,6 +9,7 @@ writers disagree on where the 24 bits sit in the slot, so they are refused rathe
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 from lkplug import MediaError
 
@@ -17,16 +18,18 @@ WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 def wav_reader(path: str) -> str | None:
     """ "soundfile" for a WAV that must be read through libsndfile, None for FFmpeg; raises
-    MediaError for a layout no reader here gets right."""
+    MediaError for a layout no reader here gets right. The whole chunk list is read (a ``fmt ``
+    chunk may follow a large ``LIST`` or ``JUNK`` chunk)."""
     try:
         with open(path, "rb") as file:
-            head = file.read(4096)
+            head = file.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            chunks = _chunks(file, order, Path(path).stat().st_size)
     except OSError:
         return None  # FFmpeg's open reports it
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-        return None
-    order = "<" if head[:4] == b"RIFF" else ">"
-    fmt = _chunk(head, b"fmt ", order)
+    fmt = chunks.get(b"fmt ")
     if fmt is None or len(fmt) < 16:
         return None
     tag, channels, _rate, _byte_rate, block_align, bits = struct.unpack(order + "HHIIHH", fmt[:16])
@@ -48,16 +51,32 @@ def wav_reader(path: str) -> str | None:
         )
     if order == ">":
         return "soundfile"
+    if not chunks.get(_DATA_SIZE_OK, False):
+        return None  # sizes never filled in (a recorder that stopped early): FFmpeg reads to the end
     # plain PCM and float: libsndfile reads them in large blocks, far cheaper than packet by packet
     return "soundfile" if tag in (1, 3) and bits in (16, 24, 32) else None
 
 
-def _chunk(head: bytes, name: bytes, order: str) -> bytes | None:
+_DATA_SIZE_OK = b"data size ok"  # a key no chunk has: whether the data chunk's size is believable
+_FMT_LIMIT = 1 << 16  # a fmt chunk is tens of bytes; more is a damaged header, not read into memory
+
+
+def _chunks(file, order: str, file_size: int) -> dict:
+    """The fmt chunk's bytes under ``b"fmt "`` and whether the data chunk's size is believable (not
+    0, as a recorder stopped before closing leaves it) under ``_DATA_SIZE_OK``; other chunks are
+    skipped without reading them."""
+    found: dict = {}
     position = 12
-    while position + 8 <= len(head):
-        chunk_id = head[position : position + 4]
-        size = struct.unpack(order + "I", head[position + 4 : position + 8])[0]
-        if chunk_id == name:
-            return head[position + 8 : position + 8 + size]
+    while position + 8 <= file_size:
+        file.seek(position)
+        header = file.read(8)
+        if len(header) < 8:
+            break
+        chunk_id, size = header[:4], struct.unpack(order + "I", header[4:8])[0]
+        if chunk_id == b"fmt ":
+            found[chunk_id] = file.read(min(size, _FMT_LIMIT))
+        elif chunk_id == b"data":
+            found[_DATA_SIZE_OK] = 0 < size
+            break  # what follows the samples does not change how they are read
         position += 8 + size + (size & 1)
-    return None
+    return found

@@ -43,6 +43,17 @@ class Apm(Processor):
 
     def _run(self, frame, method):
         data = frame.data
+        # the engine guarantees this contract; a caller who goes around it gets an error here, not
+        # the SDK's Rust panic, which aborts the whole process ("slice must have a multiple of 10ms")
+        if (
+            frame.sample_rate not in RATES
+            or data.shape[0] * 100 != frame.sample_rate
+            or data.dtype != np.int16
+        ):
+            raise ValueError(
+                f"apm takes 10 ms of s16 at {'/'.join(map(str, RATES))} Hz; got {data.shape[0]} {data.dtype}"
+                f" samples at {frame.sample_rate} Hz"
+            )
         lk_frame = self._rtc.AudioFrame(bytearray(data), frame.sample_rate, data.shape[1], data.shape[0])
         method(lk_frame)  # in place
         return np.frombuffer(lk_frame.data, np.int16).reshape(data.shape)

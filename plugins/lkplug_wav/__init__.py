@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, Component, MediaError, OutputFile, Param, Sink, hookimpl
+from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
+
+SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
@@ -14,7 +16,9 @@ SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("F
 
 class WavSink(Sink):
     """Streams to disk as frames arrive; the file is created at the first frame, so a run that
-    fails before any audio leaves nothing behind, and closing (also on Ctrl-C) fixes the header."""
+    fails before any audio leaves nothing behind, and closing (also on Ctrl-C) fixes the header.
+    A WAV numbers samples and has no timestamps: a hole in the audio's timestamps (lost packets,
+    DTX) is written as silence, so the audio after it stays at its time."""
 
     emits = "a WAV file"
 
@@ -24,6 +28,20 @@ class WavSink(Sink):
         self.accepts = {"audio": AudioContract(sample_formats=(sample_format,))}
         self._file = None
         self._format = None
+        self.clipped = 0  # float samples beyond full scale, clipped for an integer subtype
+        self._next: int | None = None  # timestamp (in samples) where what is written ends
+        self._started = None  # the audio format the engine announced
+        self.writes = (path,)
+
+    def start(self, formats) -> None:
+        self._started = formats.get("audio")
+
+    def end(self) -> None:
+        """No frame came (an input too short for one whole output sample): a valid empty WAV."""
+        fmt = self._started
+        if self._file is None and fmt is not None:
+            dtype = np.int16 if fmt.sample_format == "s16" else np.float32
+            self._open(AudioFrame(np.zeros((0, fmt.channels), dtype), fmt.rate))
 
     def write(self, frame) -> None:
         if frame.kind != "audio":
@@ -36,8 +54,12 @@ class WavSink(Sink):
             )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
+            self.clipped += int(np.count_nonzero((data > 1.0) | (data < -1.0)))
             data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
+        if self._next is not None and frame.timestamp > self._next:
+            self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
         self._file.write(data)
+        self._next = max(self._next or 0, frame.timestamp + len(data))
 
     def _open(self, frame) -> None:
         import soundfile
@@ -51,6 +73,10 @@ class WavSink(Sink):
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
+        # libsndfile rewrites the header after every write, so the file stays valid even if the
+        # process is killed or a native library aborts before close() (sndfile.h's SF_TRUE)
+        snd = soundfile._snd
+        snd.sf_command(self._file._file, SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1)
         self._format = frame.format
 
     def close(self) -> None:

@@ -1,0 +1,700 @@
+"""Files with real-world quirks come out right (issue 11): timing, channel layouts, picture metadata,
+sample formats, odd headers, and runs that cannot do what was asked.
+
+Every input is made here with PyAV, numpy and soundfile. Each expected value is what the ffmpeg CLI
+(5.1, on the machine this was written on) gives for the same input; the comment beside it says which
+command measured it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from conftest import assert_one_line_error, run_lkplug
+
+from lkplug import Pipeline
+
+RATE = 48000
+
+
+# media made here ------------------------------------------------------------------------------
+
+
+def click_track(seconds: float, clicks: list[float], rate: int = RATE, channels: int = 1) -> np.ndarray:
+    """Silence with a 2 ms full-scale-ish burst at each time in ``clicks`` (int16, (n, channels))."""
+    data = np.zeros((round(seconds * rate), channels), np.int16)
+    for at in clicks:
+        start = round(at * rate)
+        data[start : start + rate // 500] = 20000
+    return data
+
+
+def grey_picture(width: int, height: int, value: int = 128) -> np.ndarray:
+    return np.full((height, width, 3), value, np.uint8)
+
+
+def write_av(
+    path,
+    video_times: list[float] | None = None,
+    audio: np.ndarray | None = None,
+    audio_start: float = 0.0,
+    drop: tuple[float, float] | None = None,
+    size: tuple[int, int] = (320, 240),
+    audio_codec: str = "aac",
+    video_codec: str = "libx264",
+    picture=None,
+    rate: int = RATE,
+):
+    """A file with pictures at ``video_times`` (seconds) and ``audio`` starting at ``audio_start``,
+    in packets of 1024 samples; packets starting inside ``drop`` (start, end) are left out, the way
+    lost packets leave a hole in a recording."""
+    with av.open(str(path), "w") as container:
+        streams = {}
+        if video_times is not None:
+            video = container.add_stream(video_codec, rate=30)
+            video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+            video.codec_context.time_base = Fraction(1, 1000)
+            video.options = {"preset": "ultrafast"} if video_codec == "libx264" else {}
+            streams["video"] = video
+        if audio is not None:
+            layout = "mono" if audio.shape[1] == 1 else "stereo"
+            streams["audio"] = container.add_stream(audio_codec, rate=rate, layout=layout)
+        packets = []
+        if video_times is not None:
+            for time in video_times:
+                image = picture(time) if picture else grey_picture(*size)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+                packets += streams["video"].encode(frame)
+            packets += streams["video"].encode(None)
+        if audio is not None:
+            stream = streams["audio"]
+            for start in range(0, len(audio), 1024):
+                at = audio_start + start / rate
+                if drop and drop[0] <= at < drop[1]:
+                    continue
+                chunk = np.ascontiguousarray(audio[start : start + 1024]).reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout=stream.layout)
+                frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+                frame.pts = round(at * rate)
+                packets += stream.encode(frame)
+            packets += stream.encode(None)
+        packets.sort(key=lambda p: float(p.dts * p.time_base) if p.dts is not None else 0.0)
+        for packet in packets:
+            container.mux(packet)
+
+
+# reading results --------------------------------------------------------------------------------
+
+
+def origin(container) -> float:
+    """The file's time 0: the earliest start of its streams (as ffprobe's start_time)."""
+    starts = [float(s.start_time * s.time_base) for s in container.streams if s.start_time is not None]
+    return min(starts, default=0.0)
+
+
+def onsets(path, threshold: float = 0.2) -> list[float]:
+    """Times (s, on the file's clock) where audio bursts begin."""
+    with av.open(str(path)) as container:
+        zero = origin(container)
+        found, last = [], -1.0
+        for frame in container.decode(container.streams.audio[0]):
+            data = frame.to_ndarray()
+            level = np.abs(data.astype(np.float32)).max(axis=0)
+            if data.dtype == np.int16:
+                level = level / 32768
+            for index in np.flatnonzero(level > threshold):
+                when = frame.time - zero + index / frame.sample_rate
+                if when - last > 0.1:
+                    found.append(when)
+                last = when
+    return found
+
+
+def video_times(path) -> list[float]:
+    """Each picture's time (s, on the file's clock)."""
+    with av.open(str(path)) as container:
+        zero = origin(container)
+        return [frame.time - zero for frame in container.decode(container.streams.video[0])]
+
+
+def run(*args):
+    return run_lkplug("run", *args, "--quiet", timeout=120)
+
+
+# timing ------------------------------------------------------------------------------------------
+
+
+def test_audio_that_starts_after_the_video_is_kept_at_its_time(tmp_path):
+    source, out = tmp_path / "late_audio.mp4", tmp_path / "out.mp4"
+    write_av(source, [i / 30 for i in range(150)], click_track(3.0, [1.0]), audio_start=2.0)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i late_audio.mp4 out.mp4: an audio stream, click at 2.999 s; 150 pictures
+    # (before: no audio stream at all)
+    assert onsets(out) == pytest.approx([2.999], abs=0.02)
+    assert len(video_times(out)) == 150
+
+
+def test_video_that_starts_after_the_audio_is_kept_at_its_time(tmp_path):
+    source, out = tmp_path / "late_video.mp4", tmp_path / "out.mp4"
+    write_av(source, [2 + i / 30 for i in range(90)], click_track(5.0, [3.0]))
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i late_video.mp4 -fps_mode passthrough out.mp4: click at 3.0 s, 90 pictures from 2.0 s
+    # (ffmpeg's default for mp4, cfr, repeats the first picture back to 0 s: 150 pictures)
+    assert onsets(out) == pytest.approx([3.0], abs=0.02)
+    times = video_times(out)
+    assert len(times) == 90 and times[0] == pytest.approx(2.0, abs=0.02)
+
+
+@pytest.fixture
+def holed_mkv(tmp_path):
+    """Video 0-6 s; audio with clicks at 1, 4 and 5 s and its packets from 2.5 to 3.5 s missing."""
+    path = tmp_path / "hole.mkv"
+    write_av(
+        path,
+        [i / 30 for i in range(180)],
+        click_track(6.0, [1.0, 4.0, 5.0]),
+        drop=(2.5, 3.5),
+        audio_codec="pcm_s16le",
+    )
+    return path
+
+
+@pytest.mark.parametrize("extension", ["mkv", "mp4"])
+def test_a_hole_in_the_audio_keeps_later_audio_at_its_time(holed_mkv, tmp_path, extension):
+    out = tmp_path / f"out.{extension}"
+    result = run("--source", f"file:{holed_mkv}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i hole.mkv out.mkv: clicks at 1.003, 4.003, 5.003 s; out.mp4: 1.0, 4.0, 5.0
+    # (lkplug before: 1.0, 2.98, 3.98). The PCM-in-Matroska input states no channel layout
+    # ("1 channels", which AAC refuses): the mp4 case also checks it gets FFmpeg's guess, mono
+    assert onsets(out) == pytest.approx([1.0, 4.0, 5.0], abs=0.02)
+
+
+@pytest.mark.parametrize("sink", ["wav:{}", "file:{}"])
+def test_a_wav_gets_silence_in_the_hole(holed_mkv, tmp_path, sink):
+    out = tmp_path / "out.wav"
+    result = run("--source", f"file:{holed_mkv}", "--sink", sink.format(out))
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i hole.mkv -af aresample=async=1 out.wav: clicks at 1.0, 4.0, 5.0 s
+    # (plain ffmpeg -i hole.mkv out.wav gives 1.0, 2.997, 3.997, as lkplug did before)
+    assert onsets(out) == pytest.approx([1.0, 4.0, 5.0], abs=0.02)
+    assert soundfile.info(out).frames == pytest.approx(6 * RATE, abs=1024)
+
+
+def test_variable_frame_rate_keeps_every_picture_at_its_time(tmp_path):
+    source, out = tmp_path / "vfr.mkv", tmp_path / "out.mp4"
+    times = [i / 60 for i in range(60)] + [1 + i / 5 for i in range(20)]  # 60 fps for 1 s, then 5 fps
+    write_av(source, times)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i vfr.mkv -fps_mode passthrough out.mp4: 80 frames (ffmpeg's default cfr gives 149
+    # by repeating pictures, -vsync vfr 51; lkplug before: 37)
+    got = video_times(out)
+    assert len(got) == 80
+    np.testing.assert_allclose(got, times, atol=0.002)
+
+
+# channel layouts ---------------------------------------------------------------------------------
+
+BLOCK, LEVEL = 64, 16384
+
+# ffmpeg -i in.wav -ac 2 out.wav and -ac 1 (s16 throughout, as here), for a WAV whose channel k
+# holds LEVEL in block k (layout_wav): (stereo rows (to L, to R) per input channel, mono row)
+FFMPEG_DOWNMIX = {
+    "2.1": ([(1.0, 0.0), (0.0, 1.0), (0.0, 0.0)], [0.5, 0.5, 0.0]),
+    "3.0": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.4142)], [0.2929, 0.2929, 0.4142]),
+    "3.0(back)": ([(0.6667, 0.0), (0.0, 0.6667), (0.3334, 0.3334)], [0.3694, 0.3694, 0.2612]),
+    "4.0": (
+        [(0.4531, 0.0), (0.0, 0.4531), (0.3204, 0.3204), (0.2266, 0.2266)],
+        [0.2427, 0.2427, 0.3431, 0.1716],
+    ),
+    "quad": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.0), (0.0, 0.4142)], [0.2929, 0.2929, 0.2071, 0.2071]),
+    "quad(side)": (
+        [(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.0), (0.0, 0.4142)],
+        [0.2929, 0.2929, 0.2071, 0.2071],
+    ),
+    "3.1": ([(0.5858, 0.0), (0.0, 0.5858), (0.4142, 0.4142), (0.0, 0.0)], [0.2929, 0.2929, 0.4142, 0.0]),
+    "5.0": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.1465, 0.1465],
+    ),
+    "5.0(side)": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.1465, 0.1465],
+    ),
+    "4.1": (
+        [(0.4531, 0.0), (0.0, 0.4531), (0.3204, 0.3204), (0.0, 0.0), (0.2266, 0.2266)],
+        [0.2427, 0.2427, 0.3431, 0.0, 0.1716],
+    ),
+    "5.1": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.0, 0.0), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.0, 0.1465, 0.1465],
+    ),
+    "5.1(side)": (
+        [(0.4142, 0.0), (0.0, 0.4142), (0.2929, 0.2929), (0.0, 0.0), (0.2929, 0.0), (0.0, 0.2929)],
+        [0.2071, 0.2071, 0.2929, 0.0, 0.1465, 0.1465],
+    ),
+    "6.0": (
+        [(0.3431, 0.0), (0.0, 0.3431), (0.2427, 0.2427), (0.1716, 0.1716), (0.2427, 0.0), (0.0, 0.2427)],
+        [0.1807, 0.1807, 0.2555, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.0(front)": (
+        [(0.3694, 0.0), (0.0, 0.3694), (0.3694, 0.0), (0.0, 0.3694), (0.2612, 0.0), (0.0, 0.2612)],
+        [0.1847, 0.1847, 0.1847, 0.1847, 0.1306, 0.1306],
+    ),
+    "hexagonal": (
+        [(0.3431, 0.0), (0.0, 0.3431), (0.2427, 0.2427), (0.2427, 0.0), (0.0, 0.2427), (0.1716, 0.1716)],
+        [0.1807, 0.1807, 0.2555, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1": (
+        [
+            (0.3431, 0.0),
+            (0.0, 0.3431),
+            (0.2427, 0.2427),
+            (0.0, 0.0),
+            (0.1716, 0.1716),
+            (0.2427, 0.0),
+            (0.0, 0.2427),
+        ],
+        [0.1807, 0.1807, 0.2555, 0.0, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1(back)": (
+        [
+            (0.3431, 0.0),
+            (0.0, 0.3431),
+            (0.2427, 0.2427),
+            (0.0, 0.0),
+            (0.2427, 0.0),
+            (0.0, 0.2427),
+            (0.1716, 0.1716),
+        ],
+        [0.1807, 0.1807, 0.2555, 0.0, 0.1277, 0.1277, 0.1277],
+    ),
+    "6.1(front)": (
+        [
+            (0.3694, 0.0),
+            (0.0, 0.3694),
+            (0.0, 0.0),
+            (0.3694, 0.0),
+            (0.0, 0.3694),
+            (0.2612, 0.0),
+            (0.0, 0.2612),
+        ],
+        [0.1847, 0.1847, 0.0, 0.1847, 0.1847, 0.1306, 0.1306],
+    ),
+    "7.0": (
+        [
+            (0.3204, 0.0),
+            (0.0, 0.3204),
+            (0.2266, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+        ],
+        [0.1602, 0.1602, 0.2266, 0.1133, 0.1133, 0.1133, 0.1133],
+    ),
+    "7.0(front)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.1465, 0.1465, 0.1036, 0.1036],
+    ),
+    "7.1": (
+        [
+            (0.3204, 0.0),
+            (0.0, 0.3204),
+            (0.2266, 0.2266),
+            (0.0, 0.0),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+            (0.2266, 0.0),
+            (0.0, 0.2266),
+        ],
+        [0.1602, 0.1602, 0.2266, 0.0, 0.1133, 0.1133, 0.1133, 0.1133],
+    ),
+    "7.1(wide)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.0, 0.0),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.0, 0.1036, 0.1036, 0.1465, 0.1465],
+    ),
+    "7.1(wide-side)": (
+        [
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.2071),
+            (0.0, 0.0),
+            (0.2929, 0.0),
+            (0.0, 0.2929),
+            (0.2071, 0.0),
+            (0.0, 0.2071),
+        ],
+        [0.1465, 0.1465, 0.2071, 0.0, 0.1465, 0.1465, 0.1036, 0.1036],
+    ),
+}
+
+
+def layout_wav(path, layout: str) -> int:
+    """A 16-bit WAV in ``layout`` (its channel mask) whose channel k holds LEVEL in samples
+    [k*BLOCK, (k+1)*BLOCK) and nothing elsewhere; returns the channel count."""
+    channels = av.AudioLayout(layout).nb_channels
+    data = np.zeros((BLOCK * channels, channels), np.int16)
+    for k in range(channels):
+        data[k * BLOCK : (k + 1) * BLOCK, k] = LEVEL
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=RATE, layout=layout)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate, frame.pts = RATE, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return channels
+
+
+def run_here(source: str, processors: list[str], sink: str):
+    """A run in this process (faster than the CLI for many small runs)."""
+    return asyncio.run(Pipeline.from_specs(source, processors, [sink]).run())
+
+
+@pytest.mark.parametrize("layout", list(FFMPEG_DOWNMIX))
+def test_downmix_coefficients_are_ffmpegs(layout, tmp_path):
+    source = tmp_path / "in.wav"
+    channels = layout_wav(source, layout)
+    stereo, mono = FFMPEG_DOWNMIX[layout]
+    for target, expected in (("2", np.array(stereo)), ("mono", np.array(mono)[:, None])):
+        out = tmp_path / f"out{target}.wav"
+        run_here(f"file:{source}", [f"remix:{target}"], f"wav:{out}")
+        data = soundfile.read(out, dtype="int16", always_2d=True)[0]
+        got = np.array([data[k * BLOCK + BLOCK // 2] / LEVEL for k in range(channels)])
+        np.testing.assert_allclose(got, expected, atol=0.01, err_msg=f"{layout} -> {target}")
+
+
+@pytest.mark.parametrize("layout", ["3.0", "quad", "5.0(side)", "hexagonal"])
+@pytest.mark.parametrize("extension", ["m4a", "flac", "opus"])
+def test_the_file_sink_writes_the_layout_it_gets(layout, extension, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / f"out.{extension}"
+    layout_wav(source, layout)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        written = container.streams.audio[0].codec_context.layout.name
+    # ffmpeg -i in.wav out.m4a / out.flac / out.opus: 3.0 and quad are written as 3.0 and quad
+    # (before: 2.1 and 4.0 in m4a and flac, an FFmpeg argument error for opus). libopus takes
+    # neither 5.0(side) nor hexagonal (ffmpeg 5.1 stops: "Invalid channel layout"); lkplug
+    # converts to the libopus layout sharing most speakers (6.1 and 5.0)
+    # AAC has no channel configuration for 5.0(side) and hexagonal: ffprobe reads ffmpeg's own
+    # out.m4a as "unknown" (5 and 6 unordered channels), and so it reads lkplug's
+    expected = {
+        "opus": {"5.0(side)": "6.1", "hexagonal": "5.0"},
+        "m4a": {"5.0(side)": "5 channels", "hexagonal": "6 channels"},
+    }.get(extension, {})
+    assert written == expected.get(layout, layout)
+
+
+def test_a_sink_that_takes_two_channels_gets_ffmpegs_downmix_inserted(tmp_path):
+    source = tmp_path / "in.wav"
+    layout_wav(source, "5.1(side)")
+    result = run_lkplug(
+        "run", "--source", f"file:{source}", "--sink", f"file:{tmp_path / 'o.mp3'}", "--explain"
+    )
+    assert "remix:channels=stereo" in result.stdout and "(5.1(side))" in result.stdout
+
+
+# runs that cannot do what was asked ---------------------------------------------------------------
+
+
+def tone_file(path, seconds: float, rate: int = RATE, channels: int = 1, subtype: str = "PCM_16"):
+    t = np.arange(round(seconds * rate)) / rate
+    data = np.repeat((0.5 * np.sin(2 * np.pi * 440 * t))[:, None], channels, axis=1)
+    soundfile.write(path, data, rate, subtype=subtype)
+    return data
+
+
+@pytest.mark.parametrize("sink", ["file:{}", "wav:{}"])
+def test_the_input_as_output_is_refused_and_left_untouched(tmp_path, sink):
+    source = tmp_path / "in.flac"
+    tone_file(source, 10.0)
+    before = source.read_bytes()
+    result = run("--source", f"file:{source}", "--sink", sink.format(source))
+    # ffmpeg -i in.flac in.flac refuses (exit 1: "already exists"; with -y: "Output same as Input
+    # #0"); lkplug before: exit 0 and a 10 s FLAC became 6.27 s
+    assert "is also the input" in assert_one_line_error(result)
+    assert source.read_bytes() == before
+
+
+def test_start_past_the_end_says_how_long_the_file_is(tmp_path):
+    source, out = tmp_path / "in.flac", tmp_path / "out.wav"
+    tone_file(source, 10.0)
+    result = run("--source", f"file:{source},start=12", "--sink", f"wav:{out}")
+    # ffmpeg -ss 12 -i in.flac out.wav writes an empty WAV (exit 0); lkplug refuses, saying the
+    # length (before: "no audio could be decoded")
+    assert "past the end: the file is 10.00 s" in assert_one_line_error(result)
+    assert not out.exists()
+
+
+def test_an_input_too_short_for_one_output_sample_gives_a_valid_empty_file(tmp_path):
+    source, out = tmp_path / "one.wav", tmp_path / "out.wav"
+    soundfile.write(source, np.array([[1000]], np.int16), RATE)
+    result = run("--source", f"file:{source}", "--proc", "resample:16000", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i one.wav -ar 16000 out.wav: a valid WAV of 0 samples (before: no file at all)
+    info = soundfile.info(out)
+    assert (info.frames, info.samplerate) == (0, 16000)
+
+
+def test_video_false_leaves_the_video_out(tmp_path):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_av(source, [i / 30 for i in range(30)], click_track(1.0, [0.5]))
+    result = run("--source", f"file:{source},video=false", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -vn -i ... keeps the audio alone (before: video=false still wrote the video)
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["audio"]
+
+
+# picture metadata ---------------------------------------------------------------------------------
+
+RAMP = (0, 32, 128, 224, 255)
+
+
+def rotated_clip(path, degrees: int, width: int = 64, height: int = 48, hflip: bool = False):
+    """A phone-style clip: pictures stored wide, a red top-left quarter, and a display matrix
+    saying "turn ``degrees`` counter-clockwise (and mirror, with ``hflip``) to show"."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip)
+        image = np.zeros((height, width, 3), np.uint8)
+        image[: height // 2, : width // 2] = (255, 0, 0)
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def shown(path) -> tuple[tuple[int, int], str]:
+    """The first picture as a player shows it: (width, height) and the corner that is red."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.rotation == 0  # nothing left for the player to turn
+        picture = frame.to_ndarray(format="rgb24")
+    height, width = picture.shape[:2]
+    corners = {"top left": (2, 2), "top right": (2, -3), "bottom left": (-3, 2), "bottom right": (-3, -3)}
+    red = [name for name, (y, x) in corners.items() if picture[y, x, 0] > 200]
+    return (width, height), red[0]
+
+
+@pytest.mark.parametrize(
+    "degrees, hflip, size, corner",
+    # ffmpeg -i rotN.mp4 out.mp4 (autorotate): 90 -> 48x64, red bottom left; 180 -> 64x48, bottom
+    # right; 270 and -90 -> 48x64, top right; mirrored: (0, hflip) -> 64x48, top right; (90, hflip)
+    # -> 48x64, bottom right
+    # (before: 64x48, top left, the flag dropped)
+    [
+        (90, False, (48, 64), "bottom left"),
+        (180, False, (64, 48), "bottom right"),
+        (270, False, (48, 64), "top right"),
+        (0, True, (64, 48), "top right"),
+        (90, True, (48, 64), "bottom right"),
+    ],
+)
+def test_rotation_is_applied_as_ffmpegs_autorotate(degrees, hflip, size, corner, tmp_path):
+    source, out = tmp_path / "rot.mp4", tmp_path / "out.mp4"
+    rotated_clip(source, degrees, hflip=hflip)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    assert shown(out) == (size, corner)
+
+
+def full_range_ramp(path, width: int = 160, height: int = 32):
+    """yuvj420p (full range) H.264, lossless: five bands of grey at RAMP."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        stream.options = {"preset": "ultrafast", "qp": "0"}
+        luma = np.zeros((height, width), np.uint8)
+        for index, value in enumerate(RAMP):
+            luma[:, index * width // 5 : (index + 1) * width // 5] = value
+        planes = np.concatenate([luma.ravel(), np.full(height * width // 2, 128, np.uint8)])
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(planes.reshape(height * 3 // 2, width), format="yuvj420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def displayed_ramp(path) -> list[int]:
+    """The grey of each band as displayed (the frame's own colour range honoured)."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    full = frame.format.name.startswith("yuvj") or frame.color_range == 2
+    source_range = "JPEG" if full else "MPEG"
+    rgb = frame.reformat(format="rgb24", src_color_range=source_range, dst_color_range="JPEG").to_ndarray()
+    width = rgb.shape[1]
+    return [round(float(rgb[:, i * width // 5 + width // 10, 1].mean())) for i in range(5)]
+
+
+def test_full_range_video_keeps_its_contrast(tmp_path):
+    source, out = tmp_path / "ramp.mp4", tmp_path / "out.mp4"
+    full_range_ramp(source)
+    assert displayed_ramp(source) == list(RAMP)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i ramp.mp4 out.mp4 keeps yuvj420p: 0/32/128/224/255 as displayed
+    # (lkplug before: 0/18/130/242/255, full range read as limited)
+    np.testing.assert_allclose(displayed_ramp(out), [0, 32, 128, 224, 255], atol=4)
+
+
+def test_scale_gives_an_even_derived_side_as_ffmpeg(tmp_path):
+    source, out = tmp_path / "odd.mkv", tmp_path / "out.mp4"
+    with av.open(str(source), "w") as container:  # 641x359, which 4:2:0 cannot hold
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 641, 359, "yuv444p"
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(grey_picture(641, 359), format="rgb24").reformat(
+                format="yuv444p"
+            )
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run("--source", f"file:{source}", "--proc", "scale:height=360", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i odd.mkv -vf scale=-2:360 out.mp4: 642x360 (before: "needs even sizes ... put
+    # scale: before it")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (642, 360)
+
+
+# sample formats and headers -----------------------------------------------------------------------
+
+
+def wav_bytes(samples: bytes, channels: int, rate: int, bits: int, sizes: tuple | None = None) -> bytes:
+    """A RIFF/WAVE file (integer PCM) around ``samples``; ``sizes`` (riff, data) overrides the
+    header's sizes, as a recorder that stopped before closing the file leaves them (0, 0)."""
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
+    riff, data = sizes or (4 + 8 + len(fmt) + 8 + len(samples), len(samples))
+    return b"".join(
+        [b"RIFF", struct.pack("<I", riff), b"WAVE", b"fmt ", struct.pack("<I", len(fmt)), fmt]
+        + [b"data", struct.pack("<I", data), samples]
+    )
+
+
+def half_scale_sine(seconds: float = 1.0, rate: int = RATE) -> np.ndarray:
+    return 0.5 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * rate)) / rate)
+
+
+def test_64_bit_integer_pcm_wav_is_read(tmp_path):
+    source, out = tmp_path / "s64.wav", tmp_path / "out.wav"
+    source.write_bytes(wav_bytes((half_scale_sine() * 2**63).astype("<i8").tobytes(), 1, RATE, 64))
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i s64.wav -c:a pcm_s16le out.wav: 48000 samples, peak 0.5 (before: a PyAV ValueError)
+    data = soundfile.read(out)[0]
+    assert len(data) == 48000 and np.abs(data).max() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_wav_whose_sizes_were_never_filled_in_is_read_to_its_end(tmp_path):
+    source, out = tmp_path / "zero.wav", tmp_path / "out.wav"
+    samples = (half_scale_sine() * 32767).astype("<i2").tobytes()
+    source.write_bytes(wav_bytes(samples, 1, RATE, 16, sizes=(0, 0)))
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i zero.wav out.wav: 48000 samples (before: "no audio could be decoded")
+    assert soundfile.info(out).frames == 48000
+
+
+def mp3_part(rate: int, seconds: float, freq: float) -> bytes:
+    """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp3", options={"id3v2_version": "0", "write_xing": "0"}) as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        count = round(seconds * rate)
+        data = (0.5 * np.sin(2 * np.pi * freq * np.arange(count) / rate) * 32767).astype(np.int16)
+        for start in range(0, count, 1152):
+            frame = av.AudioFrame.from_ndarray(
+                data[start : start + 1152].reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def test_an_mp3_whose_rate_changes_midway_is_converted_to_the_first_rate(tmp_path):
+    source, out = tmp_path / "change.mp3", tmp_path / "out.wav"
+    source.write_bytes(mp3_part(44100, 2.0, 440) + mp3_part(48000, 2.0, 880))
+    result = run_lkplug("run", "--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i change.mp3 out.wav: 44100 Hz, 179913 samples, the 880 Hz half included
+    # (before: "audio format changed mid-stream" halfway)
+    info = soundfile.info(out)
+    assert info.samplerate == 44100 and abs(info.frames - 179913) <= 1152
+    data = soundfile.read(out)[0]
+    second_half = data[-44100:]
+    spectrum = np.abs(np.fft.rfft(second_half))
+    assert np.argmax(spectrum) * 44100 / len(second_half) == pytest.approx(880, abs=5)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "44100 Hz mono -> 48000 Hz mono" in warnings[0]
+
+
+def test_24_bit_flac_stays_24_bit(tmp_path):
+    source, out, out16 = tmp_path / "in24.flac", tmp_path / "out.flac", tmp_path / "out16.flac"
+    samples = (half_scale_sine(2.0) * 2**23).astype(np.int32) << 8  # 24 bits, in s32's top bits
+    soundfile.write(source, samples, RATE, subtype="PCM_24")
+    assert run("--source", f"file:{source}", "--sink", f"file:{out}").returncode == 0
+    # ffmpeg -i in24.flac out.flac: sample_fmt s32, bits_per_raw_sample 24, samples identical
+    # (before: written as 16-bit)
+    assert soundfile.info(out).subtype == "PCM_24"
+    np.testing.assert_array_equal(soundfile.read(out, dtype="int32")[0], samples)
+    assert run("--source", f"file:{source}", "--sink", f"file:{out16},sample_format=s16").returncode == 0
+    assert soundfile.info(out16).subtype == "PCM_16"  # ffmpeg -sample_fmt s16: 16-bit
+
+
+def test_the_colour_description_is_carried(tmp_path):
+    source, out = tmp_path / "bt709.mp4", tmp_path / "out.mp4"
+    with av.open(str(source), "w") as container:  # an HD-style clip tagged BT.709 throughout
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        context = stream.codec_context
+        context.colorspace = context.color_primaries = context.color_trc = 1
+        for index in range(5):
+            picture = np.full((48, 64, 3), (200, 60, 40), np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+            frame.colorspace = frame.color_primaries = frame.color_trc = 1
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run("--source", f"file:{source}", "--proc", "scale:height=24", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i bt709.mp4 -vf scale=-2:24 out.mp4: color_space, primaries, transfer bt709, the patch
+    # shows as (199, 58, 39) (before: all three "unknown", so players may pick the BT.601 matrix)
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 1, 1)
+    np.testing.assert_allclose(frame.to_ndarray(format="rgb24")[10, 10], (199, 58, 39), atol=4)
