@@ -219,7 +219,7 @@ class FileSink(Sink):
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
-            self._output = OutputFile(self.path)  # written aside, renamed to path when closed
+            self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
             self.container = av.open(str(self._output.temp), "w", format=self.muxer)
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
