@@ -96,6 +96,13 @@ def lkplug_sinks():
                     min=0,
                 ),
                 Param("simulcast", bool, True, "send video in several layers (the devserver takes one)"),
+                Param(
+                    "wait_for",
+                    str,
+                    "",
+                    "hold the first frame until this participant (a name or glob) is in the room and a "
+                    "subscription is made after they came (up to wait= seconds; 0: forever)",
+                ),
             ),
             positional="name",
         )
@@ -135,6 +142,8 @@ def lkplug_run_options():
         ),
         click.Option(["--room"], envvar="LIVEKIT_ROOM", help="Room to join [env LIVEKIT_ROOM]."),
         click.Option(
-            ["--identity"], default="lkplug", show_default=True, help="lkplug's participant identity."
+            ["--identity"],
+            help="lkplug's participant identity [default: lkplug-recorder-XXXX, lkplug-publisher-XXXX or "
+            "lkplug-relay-XXXX, new for each run; two processes under one identity replace each other].",
         ),
     ]

@@ -27,6 +27,8 @@ DEPARTURE_TIMEOUT = 20.0
 # lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
+HINT_AFTER = 10.0  # seconds of waiting before saying who is in the room
+
 ROOM_EVENTS = (
     "participant_connected",
     "participant_disconnected",
@@ -69,6 +71,7 @@ class TrackSource(Source):
         self.context = context
         self.connection = RoomConnection.shared(context)
         self.connection.can_subscribe = True
+        self.connection.on_lost(self._poke)
         self._notify = context.notify
 
     def probe(self) -> dict:
@@ -95,6 +98,8 @@ class TrackSource(Source):
         try:
             while True:
                 self._changed.clear()
+                if self.connection.lost:
+                    raise self.connection.lost
                 for participant in list(room.remote_participants.values()):
                     identity = participant.identity
                     if identity in streams or not self.selector.matches(identity):
@@ -159,6 +164,8 @@ class TrackSource(Source):
                         )
                     elapsed = frame.time + frame.duration
                     yield frame
+                if self.connection.lost:  # replaced by a namesake, or removed: not "they left"
+                    raise self.connection.lost
                 found = None
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
                 if left and not self.follow:  # gone, or reconnecting: wait as long as LiveKit would
@@ -197,9 +204,12 @@ class TrackSource(Source):
         loop = asyncio.get_running_loop()
         wait = self.wait if wait is None else wait
         deadline = loop.time() + wait if wait else None
+        hint_at = loop.time() + HINT_AFTER  # a typo would otherwise wait forever without a clue
         told = False
         while True:
             self._changed.clear()
+            if self.connection.lost:
+                raise self.connection.lost
             found = self._find(room)
             if found is not None:
                 participant, publication = found
@@ -215,7 +225,16 @@ class TrackSource(Source):
                 if received:
                     self._notify(f"{self.selector} did not come back within {wait:g} s")
                     return None
-                raise MediaError(f"{self.selector} did not appear in room {room.name} within {wait:g} s")
+                raise MediaError(
+                    f"{self.selector} did not appear in room {room.name} within {wait:g} s"
+                    f" ({who_is_in(room)})"
+                )
+            if hint_at is not None:
+                if loop.time() >= hint_at:
+                    self._notify(f"still waiting for {self.selector}: {who_is_in(room)}")
+                    hint_at = None
+                else:
+                    timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
             except asyncio.TimeoutError:
@@ -253,7 +272,8 @@ class TrackSource(Source):
                     changed = asyncio.ensure_future(self._changed.wait())
                     await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
-                    if not next_frame.done() and not self._current(room, participant, publication, track):
+                    gone = self.connection.lost or not self._current(room, participant, publication, track)
+                    if not next_frame.done() and gone:
                         next_frame.cancel()
                         return  # unsubscribed or replaced: subscribe again
                 try:
@@ -273,6 +293,19 @@ class TrackSource(Source):
         if self._joined:
             self._joined = False
             await self.connection.release()
+
+
+def who_is_in(room) -> str:
+    """Who is in the room and what they publish, for someone waiting for a participant who is not."""
+    people = []
+    for participant in room.remote_participants.values():
+        tracks = [
+            f"{source_word(p.source)}"
+            + (f" {p.name!r}" if p.name and p.name != source_word(p.source) else "")
+            for p in participant.track_publications.values()
+        ]
+        people.append(f"{participant.identity} ({', '.join(tracks) or 'publishes nothing'})")
+    return f"in room {room.name}: " + ("; ".join(people) if people else "nobody else")
 
 
 def audio_frame(audio, timestamp: int) -> AudioFrame:

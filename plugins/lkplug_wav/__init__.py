@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
+from lkplug.paths import check_folder
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
 
@@ -35,6 +36,8 @@ class WavSink(Sink):
         self.writes = (path,)
 
     def start(self, formats) -> None:
+        # before the source starts: a recording of a room must not wait an hour to learn this
+        check_folder(self.path)
         self._started = formats.get("audio")
 
     def end(self) -> None:
@@ -65,8 +68,7 @@ class WavSink(Sink):
     def _open(self, frame) -> None:
         import soundfile
 
-        if self.path.parent and not self.path.parent.exists():
-            raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_folder(self.path)
         self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
         try:
             self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name

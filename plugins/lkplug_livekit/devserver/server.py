@@ -23,7 +23,13 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 from google.protobuf import json_format
@@ -482,7 +488,15 @@ class DevServer:
 
     async def _join(self, room: Room, claims, ws, auto_subscribe: bool) -> Participant:
         old = room.participants.get(claims.identity)
-        if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
+        if old is not None:  # the same identity joins again: replace it, and tell the one replaced
+            # why (as LiveKit does), or its SDK takes the closed socket for a network failure and
+            # joins again, replacing the newcomer in turn
+            leave = rtc.LeaveRequest(
+                can_reconnect=False,
+                reason=models.DisconnectReason.DUPLICATE_IDENTITY,
+                action=rtc.LeaveRequest.DISCONNECT,
+            )
+            await old.send(leave=leave)
             await self._remove(room, old)
             if old.ws is not None:
                 await old.ws.close()
@@ -610,12 +624,14 @@ class DevServer:
             del participant.changes[sid]
             sender = participant.senders.pop(sid, None)
             if sender is not None:
-                pc.removeTrack(sender)
+                await stop_sending(pc, sender)
                 track = room.find_track(sid)
                 if track is not None:
                     track.subscribers.discard(participant)
             if change is not None and change.media is not None and sid in change.owner.tracks:
                 media = room.relay.subscribe(change.media, buffered=False)
+                if media.kind == "video" and change.info.width and change.info.height:
+                    media = PublishedSize(media, change.info.width, change.info.height)
                 media._id = sid  # the SDK reads the track sid from a=msid
                 sender = pc.addTransceiver(media, direction="sendonly").sender
                 sender._stream_id = f"{change.owner.sid}|{sid}"
@@ -657,7 +673,15 @@ class DevServer:
         follow_ice_restart(pc, sdp)
         await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
         await pc.setLocalDescription(await pc.createAnswer())
-        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
+        sizes = {}  # mid -> published video size
+        for mid, (_, _, cid) in participant.offered.items():
+            info = participant.pending.get(cid) or next(
+                (t.info for t in participant.tracks.values() if t.info.mid == mid), None
+            )
+            if info is not None and info.type == models.TrackType.VIDEO and info.width:
+                sizes[mid] = (info.width, info.height)
+        answer = video_bitrate_floor(pc.localDescription.sdp, sizes)
+        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=answer))
         # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
             if direction in ("recvonly", "inactive") or port == 0:
@@ -827,6 +851,84 @@ def follow_ice_restart(pc: RTCPeerConnection, sdp: str) -> None:
         connection = ice._connection
         if connection.remote_username and connection.remote_username != ufrag.group(1):
             connection.remote_username, connection.remote_password = ufrag.group(1), pwd.group(1)
+
+
+class PublishedSize(MediaStreamTrack):
+    """A relayed video track at the size it was published with. libwebrtc sends a smaller picture when
+    it thinks bandwidth is short (aiortc's estimate is low; see ``video_bitrate_floor``); subscribers of
+    a real SFU without simulcast get what was published, and so do ours."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, width: int, height: int):
+        super().__init__()
+        self.source, self.width, self.height = source, width, height
+
+    async def recv(self):
+        frame = await self.source.recv()
+        if (frame.width, frame.height) == (self.width, self.height):
+            return frame
+        scaled = frame.reformat(width=self.width, height=self.height)
+        scaled.pts, scaled.time_base = frame.pts, frame.time_base
+        return scaled
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+async def stop_sending(pc: RTCPeerConnection, sender) -> None:
+    """Take a sender off the connection. aiortc has no ``removeTrack``: stop the sender (its RTP ends,
+    the relayed track is released) and offer its m-line ``inactive`` next, which is what
+    ``removeTrack`` does in a browser. aiortc does not reuse the m-line; a new subscription gets one."""
+    transceiver = next((t for t in pc.getTransceivers() if t.sender is sender), None)
+    if transceiver is not None:
+        transceiver.direction = "inactive"
+    track = sender.track
+    await sender.stop()
+    if track is not None:
+        track.stop()
+
+
+def sdp_sections(sdp: str) -> list[list[str]]:
+    """An SDP's lines: the session part, then one list per m-line."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
+
+
+def add_fmtp(section: list[str], codecs: tuple[str, ...], params: str) -> None:
+    """Add ``params`` to the fmtp line of each payload of ``codecs`` in an m-line (or give it one)."""
+    for line in list(section):
+        if line.startswith("a=rtpmap:") and line.split()[1].split("/")[0].upper() in codecs:
+            payload = line[9:].split()[0]
+            fmtp = next((i for i, x in enumerate(section) if x.startswith(f"a=fmtp:{payload} ")), None)
+            if fmtp is None:
+                section.insert(section.index(line) + 1, f"a=fmtp:{payload} {params}")
+            else:
+                section[fmtp] += ";" + params
+
+
+VIDEO_CODECS = ("VP8", "VP9", "H264", "AV1")
+
+
+def video_bitrate_floor(sdp: str, sizes: dict[str, tuple[int, int]]) -> str:
+    """An answer to a publisher, with a bitrate floor for the video of each m-line (``sizes``: mid ->
+    the published width and height). aiortc's bandwidth estimate (REMB) stays near 100 kbit/s, and
+    libwebrtc then sends 1280x720 as 640x360 (quality limitation: bandwidth); on 127.0.0.1 there is
+    no reason to, and subscribers are to get the size that was published. libwebrtc reads
+    ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines;
+    1 kbit/s per 300 pixels kept 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
+    sections = sdp_sections(sdp)
+    for section in sections[1:]:
+        mid = next((x[6:].strip() for x in section if x.startswith("a=mid:")), None)
+        if mid in sizes:
+            kbps = max(300, sizes[mid][0] * sizes[mid][1] // 300)
+            add_fmtp(section, VIDEO_CODECS, f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}")
+    return "\r\n".join(line for section in sections for line in section) + "\r\n"
 
 
 def parse_media(sdp: str) -> dict[str, tuple[str, int, str | None]]:
