@@ -112,8 +112,10 @@ def lkplug_sinks():
 @hookimpl
 def lkplug_register_commands(cli):
     from .devserver.cli import devserver_command
+    from .worker import worker_command
 
     cli.add_command(devserver_command)
+    cli.add_command(worker_command)
 
 
 @hookimpl

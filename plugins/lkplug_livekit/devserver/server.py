@@ -8,6 +8,8 @@ goes first), so memory stays flat however long it runs. Grants are enforced as L
 A participant whose signalling drops is kept for ``departure_timeout`` seconds and may resume. It
 listens on 127.0.0.1 only and gathers only loopback ICE candidates; no STUN or TURN server is ever
 contacted.
+
+LiveKit Agents workers register at ``/agent`` and get jobs for its rooms (``agents.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from google.protobuf import json_format
 from livekit import api
 from livekit.protocol import models, rtc
 from livekit.protocol import room as room_proto
+
+from .agents import AgentService
 
 log = logging.getLogger("lkplug.devserver")
 
@@ -178,6 +182,7 @@ class Participant:
     ws: web.WebSocketResponse
     auto_subscribe: bool
     grants: object
+    kind: str = ""  # the token's participant kind: "agent" for an Agents job's participant
     joined_at: int = field(default_factory=lambda: int(time.time()))
     publisher: RTCPeerConnection | None = None
     subscriber: RTCPeerConnection | None = None
@@ -211,6 +216,9 @@ class Participant:
             tracks=[t.info for t in self.tracks.values()],
             joined_at=self.joined_at,
             is_publisher=bool(self.tracks),
+            kind=models.ParticipantInfo.Kind.AGENT
+            if self.kind == "agent"
+            else models.ParticipantInfo.STANDARD,
             permission=models.ParticipantPermission(
                 can_subscribe=self.grants.can_subscribe is not False,
                 can_publish=self.grants.can_publish is not False,
@@ -233,6 +241,7 @@ class Room:
         self.sid = make_sid("RM_")
         self.participants: dict[str, Participant] = {}
         self.relay = MediaRelay()
+        self.published: set[str] = set()  # identities that published here (their publisher job ran)
 
     def info(self) -> models.Room:
         return models.Room(
@@ -278,6 +287,21 @@ class DevServer:
         self.demos: list[tuple[str, str]] = []  # (room, identity) of demo participants
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self.agents = AgentService(self)  # Agents workers and dispatch (agents.py)
+        self.version, self.protocol = SERVER_VERSION, 16
+
+    @staticmethod
+    def new_sid(prefix: str) -> str:
+        return make_sid(prefix)
+
+    def room(self, name: str, config=None) -> Room:
+        """The room ``name``, created (with the agent dispatches of ``config``, a token's
+        RoomConfiguration) if it does not exist yet."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.departure_timeout)
+            self.agents.room_created(room, config)
+        return room
 
     @property
     def url(self) -> str:
@@ -299,6 +323,7 @@ class DevServer:
         # fault injection for tests, for holders of a room_admin token of the room concerned
         app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
         app.router.add_post("/devserver/restart", self._admin_restart)
+        self.agents.add_routes(app)  # /agent (workers) and the AgentDispatchService API
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -320,7 +345,7 @@ class DevServer:
     def _add_demo(self, room_name: str, identity: str) -> None:
         from .demo import demo_tracks
 
-        room = self.rooms.setdefault(room_name, Room(room_name, self.departure_timeout))
+        room = self.room(room_name)
         grants = api.VideoGrants(room_join=True, room=room_name, can_subscribe=False, can_publish_data=False)
         participant = Participant(identity, identity, make_sid("PA_"), None, False, grants)
         for info, media in demo_tracks():
@@ -328,8 +353,11 @@ class DevServer:
             participant.tracks[info.sid] = Track(info, participant, media)
         room.participants[identity] = participant
         log.info("%s (demo) publishes a tone and colour bars in room %s", identity, room_name)
+        room.published.add(identity)
+        self.agents.participant_published(room, participant)
 
     async def stop(self) -> None:
+        await self.agents.stop()
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 await self._remove(room, participant)
@@ -453,8 +481,7 @@ class DevServer:
                     return ws
                 await self._resume(room, participant, ws)
             else:
-                name = claims.video.room
-                room = self.rooms.setdefault(name, Room(name, self.departure_timeout))
+                room = self.room(claims.video.room, claims.room_config)
                 auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
                 participant = await self._join(room, claims, ws, auto_subscribe)
             await self._serve_signal(room, participant, ws)
@@ -501,7 +528,13 @@ class DevServer:
             if old.ws is not None:
                 await old.ws.close()
         participant = Participant(
-            claims.identity, claims.name or claims.identity, make_sid("PA_"), ws, auto_subscribe, claims.video
+            claims.identity,
+            claims.name or claims.identity,
+            make_sid("PA_"),
+            ws,
+            auto_subscribe,
+            claims.video,
+            kind=claims.kind or "",
         )
         room.participants[participant.identity] = participant
         log.info("%s joined room %s", participant.identity, room.name)
@@ -518,6 +551,7 @@ class DevServer:
         await participant.send(join=join)
         await room.broadcast_update(participant)
         await self._open_subscriber(room, participant)
+        self.agents.participant_joined(room, participant)
         return participant
 
     def _depart(self, room: Room, participant: Participant) -> None:
@@ -557,6 +591,7 @@ class DevServer:
         if room.participants.get(participant.identity) is participant:
             del room.participants[participant.identity]
         log.info("%s left room %s", participant.identity, room.name)
+        self.agents.participant_left(room, participant)
         for sid in list(participant.tracks):
             await self._unpublish(room, participant, sid, tell_owner=False)
         for other in room.participants.values():
@@ -570,6 +605,7 @@ class DevServer:
                 await pc.close()
         if not room.participants and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            self.agents.room_closed(room)
 
     # the subscriber peer connection (we offer) -------------------------------------------------
 
@@ -704,6 +740,9 @@ class DevServer:
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
         # announce the track before offering it, so subscribers know whose it is when it arrives
         asyncio.ensure_future(self._announce(room, participant, track))
+        if participant.identity not in room.published:  # the first publication: publisher jobs
+            room.published.add(participant.identity)
+            self.agents.participant_published(room, participant)
 
     async def _announce(self, room: Room, participant: Participant, track: Track) -> None:
         await room.broadcast_update(participant)
