@@ -113,3 +113,16 @@ def test_a_pipeline_writes_to_several_sinks(tmp_path):
     db, _ = soundfile.read(b)
     assert len(da) == len(db) == 2400
     np.testing.assert_allclose(da, db, atol=1 / 32768)
+
+
+def test_an_attenuation_runs_after_a_downmix_with_the_same_result():
+    registry = lkplug.Registry.load()
+    stereo = sine(440, 1.0, 48000, channels=2)
+    tone = "tone:rate=48000,channels=2"
+    plan = lkplug.Pipeline.from_specs(tone, ["gain:db=-6", "remix:channels=1"], [], registry).explain()
+    assert plan.index("remix:channels=1") < plan.index("gain:db=-6")  # half the samples to scale
+    mixed_first, _ = lkplug.process(stereo, 48000, "gain:db=-6", "remix:channels=1")
+    by_hand = lkplug.process(stereo, 48000, "remix:channels=1")[0] * np.float32(10 ** (-6 / 20))
+    assert np.abs(mixed_first - by_hand).max() < 1e-6
+    plan = lkplug.Pipeline.from_specs(tone, ["gain:db=6", "remix:channels=1"], [], registry).explain()
+    assert plan.index("gain:db=6") < plan.index("remix:channels=1")  # s16 would clip each channel first

@@ -230,3 +230,14 @@ async def test_a_downmix_after_a_resampler_runs_first_with_the_same_result(regis
     )  # resample both channels, then take one (the channels are equal)
     assert rate == 16000 and swapped.shape == by_hand.shape
     assert np.abs(swapped.astype(int) - by_hand.astype(int)).max() <= 2  # rounding only
+
+
+async def test_a_stop_as_the_run_starts_ends_it(registry):
+    # stop() at the run's first suspension: the source task is cancelled before its first step, so
+    # its own code never runs (a batch worker stopped by Ctrl-C hung here)
+    run = lkplug.Pipeline.from_specs("tone:duration=5", [], ["null"], registry)
+    task = asyncio.ensure_future(run.run())
+    await asyncio.sleep(0)  # the run takes its first step: it creates the source task and waits
+    run.stop()
+    report = await asyncio.wait_for(task, 10)
+    assert report.stopped and report.frames == 0

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .frames import PIXEL_FORMATS, AudioFormat, AudioFrame, Frame, VideoFormat, VideoFrame
 from .hookspecs import hookimpl, hookspec
+from .outputs import OutputFile
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -56,6 +57,7 @@ __all__ = [
     "MediaError",
     "NegotiationError",
     "OpenChain",
+    "OutputFile",
     "Param",
     "ParamError",
     "Pipeline",

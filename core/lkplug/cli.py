@@ -21,6 +21,8 @@ import traceback
 import click
 
 from . import __version__
+from .batch import batch_source
+from .batch import run_cli as run_batch_cli
 from .chain import Running
 from .components import FLOAT_LIMIT, RunContext
 from .engine import Pipeline, build
@@ -239,6 +241,35 @@ def _parse_pace(text: str) -> float | None | str:
     return value
 
 
+BATCH_OPTIONS = ("jobs", "fail_fast", "skip_existing", "cluster")
+
+
+def batch_options(command):
+    """-j, --fail-fast, --skip-existing and --cluster: for a batch (the file source given a glob or
+    an @list), run by lkplug.batch."""
+    options = [
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Batch: run N files at once in worker processes [default: the number of cores].",
+        ),
+        click.option("--fail-fast", is_flag=True, help="Batch: stop at the first file that fails."),
+        click.option(
+            "--skip-existing", is_flag=True, help="Batch: skip inputs whose outputs exist (to resume)."
+        ),
+        click.option(
+            "--cluster",
+            metavar="tcp://HOST:8786",
+            help="Batch: run the files on a Dask scheduler's workers (pip install 'lkplug[cluster]').",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command("run")
 @click.option(
     "--source",
@@ -280,6 +311,7 @@ def _parse_pace(text: str) -> float | None | str:
     help="Stop after this much media, like ffmpeg -t (e.g. to record a live track for 10 s).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
+@batch_options
 @plugin_option
 @debug_option
 def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
@@ -299,12 +331,33 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     pace_value = _parse_pace(pace)
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
-    with SignalWatch() as watch:
-        _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options)
-
-
-def _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options):
+    batch = {name: plugin_options.pop(name) for name in BATCH_OPTIONS}
     registry = load_registry(plugins)
+    if batch_source(registry, source):  # file:rec/*.m4a, file:@inputs.txt: one pipeline per file
+        # before the signal watch: a batch takes Ctrl-C itself (its workers stop and discard)
+        code = run_batch_cli(
+            registry,
+            source,
+            procs,
+            sinks,
+            plugins=plugins,
+            pace=pace_value if isinstance(pace_value, float) else None,
+            duration=duration,
+            options=plugin_options,
+            explain=explain,
+            quiet=quiet,
+            echo=lambda line: click.echo(line, err=True),
+            stream=sys.stderr,
+            **batch,
+        )
+        sys.exit(code)
+    if batch["cluster"]:
+        raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
+    with SignalWatch() as watch:
+        _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options)
+
+
+def _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options):
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     built_source = build(registry, "source", source)
     if getattr(built_source.obj, "fans_out", False):

@@ -229,6 +229,9 @@ class Source:
     #: stands for many streams (``track:*``): the engine runs one pipeline per stream that
     #: ``instances()`` yields, instead of calling ``frames()``
     fans_out: bool = False
+    #: the parameter that may name many inputs (a glob ``rec/*.m4a`` or ``@list.txt``): the CLI then
+    #: runs one pipeline per input in worker processes (``lkplug.batch``); None: no batches
+    batch_param: str | None = None
 
     def bind(self, context: RunContext) -> None:
         """Called once before the run with run-wide settings."""

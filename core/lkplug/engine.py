@@ -272,6 +272,9 @@ class Pipeline:
             seen: set[str] = set()  # kinds that arrived, and those that reached --duration
             finished: set[str] = set()
             self._producer = asyncio.create_task(self._produce(queue))
+            # a task cancelled before its first step (a stop() right after it was created) never runs
+            # its finally: the end marker must come from here, or the loop below waits for it forever
+            self._producer.add_done_callback(lambda _: _put_end(queue))
             if self._stopping:  # stop() came before the task existed
                 self._producer.cancel()
             while not (queue.empty() and self._producer.done()):
@@ -348,11 +351,6 @@ class Pipeline:
             raise
         except PLUGIN_FAILURES as exc:
             raise source.failure(exc) from exc
-        finally:
-            try:
-                queue.put_nowait(_END)
-            except asyncio.QueueFull:
-                pass  # the consumer drains the queue, then sees that this task is done
 
     async def _wait_for_pace(self, frame) -> None:
         now = time.monotonic()
@@ -426,6 +424,13 @@ class Pipeline:
             first_failure = first_failure or exc
         if first_failure is not None and error is None:
             raise first_failure
+
+
+def _put_end(queue: asyncio.Queue) -> None:
+    try:
+        queue.put_nowait(_END)
+    except asyncio.QueueFull:
+        pass  # the consumer is not waiting: it drains the queue, then sees that the producer is done
 
 
 async def _maybe_await(result):

@@ -24,9 +24,10 @@ from .spec import parse_spec
 _UNSAFE = re.compile(r"[^\w.@+=-]")
 
 
-def render(template: str, fields: dict[str, str]) -> str:
-    """Fill ``{field}`` placeholders; values are made safe to use in a file name."""
-    safe = {key: _UNSAFE.sub("_", str(value)) or "_" for key, value in fields.items()}
+def render(template: str, fields: dict[str, str], raw: bool = False) -> str:
+    """Fill ``{field}`` placeholders; values are made safe to use in a file name (a participant's
+    identity), unless ``raw`` (a batch's file names and folders, which come from the file system)."""
+    safe = fields if raw else {key: _UNSAFE.sub("_", str(value)) or "_" for key, value in fields.items()}
     try:
         return template.format_map(safe)
     except KeyError as exc:

@@ -106,3 +106,51 @@ def summary(report, live: bool = False, streams: int | None = None) -> str:
         return f"{report.seconds:.2f} s of media received in {report.wall:.2f} s{stopped}"
     speed = report.seconds / report.wall if report.wall > 0 else 0.0
     return f"{report.seconds:.2f} s of media in {report.wall:.2f} s ({speed:.1f}x real time){stopped}"
+
+
+class BatchStatus:
+    """A batch's progress: files done / total (and failed), media seconds, real-time factor, ETA.
+    On a terminal one line is redrawn; ``print`` puts a message above it."""
+
+    def __init__(self, stream, redraw: bool = True):
+        self.stream = stream
+        self.redraw = redraw
+        self.total = 0
+        self.done = self.failed = 0
+        self.seconds = 0.0
+        self.started = 0.0
+        self.next_draw = 0.0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def update(self, ok: int, failed: int, seconds: float) -> None:
+        changed = (ok + failed, failed, seconds) != (self.done, self.failed, self.seconds)
+        self.done, self.failed, self.seconds = ok + failed, failed, seconds
+        now = time.monotonic()
+        if self.redraw and (changed or now >= self.next_draw):
+            self.next_draw = now + REDRAW_SECONDS
+            self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K")
+            self.stream.flush()
+
+    def print(self, line: str) -> None:
+        if self.redraw and self.next_draw:
+            self.stream.write("\r\x1b[K" + line + "\n" + self.render(time.monotonic()) + "\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def render(self, now: float) -> str:
+        elapsed = now - self.started
+        speed = f"{self.seconds / elapsed:.1f}x" if elapsed > 0 else "-"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        # the inputs' lengths are not known before they are opened: the estimate counts files
+        left = elapsed / self.done * (self.total - self.done) if self.done else None
+        eta = clock(left) if left is not None else "-"
+        return f"{self.done}/{self.total} files{failed}  {clock(self.seconds)} of media  {speed}  ETA {eta}"
+
+    def finish(self) -> None:
+        if self.redraw and self.next_draw:
+            self.stream.write("\r" + self.render(time.monotonic()) + "\x1b[K\n")
+            self.stream.flush()

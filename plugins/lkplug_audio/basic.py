@@ -16,6 +16,9 @@ class Gain(Processor):
         if factor is not None and db != 0.0:
             raise UsageError("gain: give db= or factor=, not both")
         self.factor = np.float32(factor if factor is not None else 10.0 ** (db / 20.0))
+        # an attenuation commutes with a downmix (the planner then runs it on fewer channels); a
+        # boost does not on s16, where each channel would clip before the mix rather than after
+        self.per_channel_linear = bool(self.factor <= 1.0)
         self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
 
     def process(self, frame) -> list:

@@ -25,6 +25,7 @@ from lkplug import (
     AudioContract,
     AudioFrame,
     MediaError,
+    OutputFile,
     Sink,
     UsageError,
     VideoContract,
@@ -213,6 +214,7 @@ class FileSink(Sink):
             if self.container is not None:
                 self.container.close()
                 self.container = None
+                self._output.complete()
 
     # writing --------------------------------------------------------------------------------
 
@@ -223,7 +225,8 @@ class FileSink(Sink):
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
-            self.container = av.open(str(self.path), "w", format=self.muxer)
+            self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
+            self.container = av.open(str(self._output.temp), "w", format=self.muxer)
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
         try:
@@ -234,7 +237,7 @@ class FileSink(Sink):
         except av.error.FFmpegError as exc:
             self.container.close()
             self.container = None
-            self.path.unlink(missing_ok=True)
+            self._output.discard()
             raise MediaError(f"cannot write {self.path}: {exc}") from None
         for frame in sorted(pending, key=lambda f: f.time) if encode else ():
             self._encode(frame)

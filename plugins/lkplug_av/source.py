@@ -153,6 +153,8 @@ def parse_streams(text: str) -> list[tuple[str, int]]:
 
 
 class FileSource(Source):
+    batch_param = "path"  # a glob or @list here runs one pipeline per file (lkplug.batch)
+
     def __init__(
         self,
         path: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, AudioFrame, Component, MediaError, Param, Sink, hookimpl
+from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
 from lkplug.paths import check_folder
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
@@ -69,9 +69,15 @@ class WavSink(Sink):
         import soundfile
 
         check_folder(self.path)
+        self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
         try:
             self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
-                os.fsencode(self.path), "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
+                os.fsencode(self._output.temp),
+                "w",
+                frame.sample_rate,
+                frame.channels,
+                self.subtype,
+                format="WAV",
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
@@ -85,6 +91,7 @@ class WavSink(Sink):
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._output.complete()
 
 
 # `lkplug inspect wav` shows the default contract (pcm16 wants s16; pcm24 and float want flt).

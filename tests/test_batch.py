@@ -1,0 +1,307 @@
+"""Batch file jobs: a glob or @list of inputs through -j worker processes or a Dask cluster, one-line
+failures and a summary, --skip-existing, --fail-fast, and no partial file under a final name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from conftest import run_lkplug
+
+from lkplug.testing import level_dbfs, sine
+
+CHAIN = ["--proc", "gain:db=-6", "--proc", "resample:rate=16000", "--proc", "remix:channels=1"]
+SINK = ["--sink", "wav:out/{relpath}/{stem}.wav"]
+
+# output file -> samples at 16 kHz mono. WAV and FLAC: their exact lengths (3.0 s, 2.5 s) at 16 kHz.
+# MP3, M4A and the MP4's audio: what `ffmpeg -i IN -vn -af volume=-6dB -ar 16000 -ac 1 x.wav` gives for
+# the inputs make_inputs writes (FFmpeg 7.1, counted with soundfile, by hand): 32000, 32427 and 16043.
+# The AAC files hold the encoder's 1024 priming samples with no edit list to drop them, so FFmpeg
+# decodes 95 frames of 1024 at 48 kHz (97280 -> 32427 at 16 kHz), and so must we.
+EXPECTED = {
+    "out/a.wav": 48000,
+    "out/sub/b.wav": 40000,
+    "out/c.wav": 32000,
+    "out/d.wav": 32427,
+    "out/e.wav": 16043,
+}
+FAILED = "rec/damaged.m4a"
+
+
+def encode_audio(path: Path, codec: str, data: np.ndarray, rate: int) -> None:
+    """float32 (samples, channels) -> a compressed file through PyAV, independent of lkplug."""
+    layout = {1: "mono", 2: "stereo"}[data.shape[1]]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format="fltp", layout=layout)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def encode_video(path: Path, seconds: float = 1.0, fps: int = 25, rate: int = 48000) -> None:
+    """An H.264 + AAC MP4: moving grey pictures and a 440 Hz tone."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="stereo")
+        for index in range(round(seconds * fps)):
+            picture = av.VideoFrame.from_ndarray(np.full((240, 320, 3), index * 8 % 256, np.uint8), "rgb24")
+            picture.pts, picture.time_base = index, Fraction(1, fps)
+            container.mux(video.encode(picture))
+        tone = sine(440, seconds, rate, channels=2)
+        block = 1024
+        for start in range(0, len(tone), block):
+            chunk = np.ascontiguousarray(tone[start : start + block].T)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(audio.encode(frame))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+
+
+def make_inputs(folder: Path) -> None:
+    """rec/ with WAV, FLAC (in sub/), MP3, M4A, a video MP4, and an M4A cut short (no moov atom, as
+    a recording that was killed leaves it)."""
+    rec = folder / "rec"
+    (rec / "sub").mkdir(parents=True)
+    soundfile.write(rec / "a.wav", sine(440, 3.0, 48000, channels=2), 48000, "PCM_16")
+    soundfile.write(rec / "sub" / "b.flac", sine(1000, 2.5, 44100), 44100, "PCM_16")
+    encode_audio(rec / "c.mp3", "libmp3lame", sine(440, 2.0, 44100, channels=2), 44100)
+    encode_audio(rec / "d.m4a", "aac", sine(440, 2.0, 48000, channels=2), 48000)
+    encode_video(rec / "e.mp4")
+    encode_audio(rec / "whole.m4a", "aac", sine(440, 2.0, 48000), 48000)
+    whole = (rec / "whole.m4a").read_bytes()
+    (rec / "damaged.m4a").write_bytes(whole[: len(whole) // 2])
+    (rec / "whole.m4a").unlink()
+
+
+def outputs(folder: Path) -> dict[str, Path]:
+    return {str(p.relative_to(folder)): p for p in sorted((folder / "out").rglob("*")) if p.is_file()}
+
+
+def hidden_parts(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*.part")]
+
+
+@pytest.fixture
+def batch_dir(tmp_path) -> Path:
+    make_inputs(tmp_path)
+    return tmp_path
+
+
+def test_mixed_glob_through_two_workers(batch_dir):
+    result = run_lkplug("run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "-j", "2", cwd=batch_dir)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    written = outputs(batch_dir)
+    assert set(written) == set(EXPECTED), result.stderr
+    for name, frames in EXPECTED.items():
+        info = soundfile.info(written[name])
+        assert (info.samplerate, info.channels, info.frames) == (16000, 1, frames), name
+    # gain -6 dB on the WAV: a -6 dBFS sine (RMS -9.03 dBFS) comes out at -15.03 dBFS
+    assert level_dbfs(soundfile.read(written["out/a.wav"])[0]) == pytest.approx(-15.03, abs=0.05)
+    lines = result.stderr.splitlines()
+    failures = [line for line in lines if line.startswith("lkplug: failed ")]
+    assert len(failures) == 1 and failures[0].startswith(f"lkplug: failed {FAILED}: cannot read"), lines
+    summary = next(line for line in lines if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 5 ok, 1 failed;"), summary
+    assert lines[-1].startswith(f"lkplug:   failed {FAILED}: cannot read"), lines
+    assert hidden_parts(batch_dir) == []
+
+
+def test_skip_existing_reruns_nothing(batch_dir):
+    first = run_lkplug("run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "-j", "2", cwd=batch_dir)
+    assert first.returncode == 1, first.stderr
+    before = {name: path.stat().st_mtime_ns for name, path in outputs(batch_dir).items()}
+    assert set(before) == set(EXPECTED)
+    os.remove(batch_dir / "out" / "c.wav")  # as if the first batch had stopped before it
+    again = run_lkplug(
+        "run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "-j", "2", "--skip-existing", cwd=batch_dir
+    )
+    after = {name: path.stat().st_mtime_ns for name, path in outputs(batch_dir).items()}
+    assert set(after) == set(EXPECTED)
+    assert {name: t for name, t in after.items() if name != "out/c.wav"} == {
+        name: t for name, t in before.items() if name != "out/c.wav"
+    }
+    assert soundfile.info(batch_dir / "out" / "c.wav").frames == EXPECTED["out/c.wav"]
+    # the damaged input has no output, so it is tried again (and fails again)
+    assert "lkplug: batch: 1 ok, 1 failed, 4 skipped (outputs exist);" in again.stderr, again.stderr
+    assert again.returncode == 1
+
+
+def test_all_ok_exits_0_and_a_list_file_keeps_its_order(batch_dir):
+    (batch_dir / "inputs.txt").write_text("# to transcribe\nrec/e.mp4\n\nrec/a.wav\n")
+    result = run_lkplug(
+        "run", "--source", "file:@inputs.txt", *CHAIN, "--sink", "wav:out/{stem}.{ext}.wav", "-j", "1",
+        cwd=batch_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[2] for line in result.stderr.splitlines() if line.startswith("lkplug: ok ")] == [
+        "rec/e.mp4",
+        "rec/a.wav",
+    ]
+    assert set(outputs(batch_dir)) == {"out/e.mp4.wav", "out/a.wav.wav"}
+    assert "lkplug: batch: 2 ok, 0 failed;" in result.stderr
+
+
+def test_outputs_two_inputs_would_share_are_refused(batch_dir):
+    result = run_lkplug("run", "--source", "file:rec/**/*.*", "--sink", "wav:out/{ext}.wav", cwd=batch_dir)
+    assert result.returncode == 2
+    assert "would both write out/m4a.wav" in result.stderr, result.stderr
+    assert not (batch_dir / "out").exists()
+    nothing = run_lkplug("run", "--source", "file:rec/*.ogg", "--sink", "wav:{stem}.wav", cwd=batch_dir)
+    assert nothing.returncode == 1 and "no file matches rec/*.ogg" in nothing.stderr
+
+
+def long_inputs(folder: Path, count: int, seconds: float) -> list[Path]:
+    rec = folder / "long"
+    rec.mkdir()
+    paths = [rec / f"{index}.wav" for index in range(count)]
+    for index, path in enumerate(paths):
+        soundfile.write(path, sine(300 + 100 * index, seconds, 48000), 48000, "PCM_16")
+    return paths
+
+
+def test_fail_fast_stops_at_the_first_failure(batch_dir):
+    inputs = long_inputs(batch_dir, 4, 3.0)
+    (batch_dir / "inputs.txt").write_text(
+        "\n".join([FAILED, *(str(p.relative_to(batch_dir)) for p in inputs)])
+    )
+    # --pace 4x: each input takes 0.75 s, so the failure is seen long before the last ones would start
+    result = run_lkplug(
+        "run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "-j", "1", "--fail-fast",
+        "--pace", "4x", cwd=batch_dir,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "1 failed" in result.stderr and "not run" in result.stderr, result.stderr
+    assert not (batch_dir / "out" / "3.wav").exists()
+    for path in outputs(batch_dir).values():  # what ran is complete
+        assert soundfile.info(path).frames == 3 * 48000
+    assert hidden_parts(batch_dir) == []
+
+
+def interrupt_mid_batch(folder: Path, *options: str) -> None:
+    """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
+    partial has a final name and that the inputs in progress left nothing."""
+    inputs = long_inputs(folder, 6, 4.0)
+    out = folder / "out"
+    # paced at 2x real time, each input takes 2 s: the signal comes while two are being written
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
+        + ["--pace", "2x", *options],
+        cwd=folder,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # Ctrl-C on a terminal reaches the whole group: the workers too
+    )
+    deadline = time.monotonic() + 60
+    writing: list[Path] = []
+    while not writing and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        writing = list(out.glob(".*.part")) if out.exists() else []
+    assert writing, "no input was being written"
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "stopped by signal" in stderr, stderr
+    deadline = time.monotonic() + 20  # a cluster's workers may stop just after the client has gone
+    while hidden_parts(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hidden_parts(folder) == []
+    interrupted = {part.name.split(".")[1] for part in writing}  # .0.wav.PID.part -> "0"
+    for stem in interrupted:
+        assert not (out / f"{stem}.wav").exists(), stem
+    for path in out.glob("*.wav"):  # inputs that ended before the signal are whole
+        assert soundfile.info(path).frames == 4 * 48000
+    assert len(list(out.glob("*.wav"))) < len(inputs)
+
+
+def test_sigint_mid_batch_leaves_no_partial_file_under_a_final_name(batch_dir):
+    interrupt_mid_batch(batch_dir, "-j", "2")
+
+
+def local_cluster():
+    distributed = pytest.importorskip("distributed")  # in the dev extra: CI runs these
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+
+
+def test_sigint_stops_a_batch_on_a_dask_cluster_alike(batch_dir):
+    with local_cluster() as cluster:
+        interrupt_mid_batch(batch_dir, "--cluster", cluster.scheduler_address)
+
+
+def test_dask_cluster_writes_the_same_samples_as_local_workers(batch_dir):
+    local = run_lkplug("run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "-j", "2", cwd=batch_dir)
+    assert local.returncode == 1, local.stderr
+    os.rename(batch_dir / "out", batch_dir / "out-local")
+    with local_cluster() as cluster:
+        remote = run_lkplug(
+            "run", "--source", "file:rec/**/*.*", *CHAIN, *SINK, "--cluster", cluster.scheduler_address,
+            cwd=batch_dir,
+        )  # fmt: skip
+        assert "run_job" in cluster.scheduler.task_prefixes  # the files ran as the cluster's tasks
+    assert remote.returncode == 1, remote.stderr
+    assert "lkplug: batch: 5 ok, 1 failed;" in remote.stderr, remote.stderr
+    assert f"lkplug:   failed {FAILED}: cannot read" in remote.stderr
+    written = outputs(batch_dir)
+    assert set(written) == set(EXPECTED)
+    for name, path in written.items():
+        ours, rate = soundfile.read(path, dtype="int16")
+        theirs, _ = soundfile.read(batch_dir / "out-local" / Path(name).relative_to("out"), dtype="int16")
+        assert rate == 16000 and len(ours) == EXPECTED[name]
+        assert np.array_equal(ours, theirs), name
+    assert hidden_parts(batch_dir) == []
+
+
+def test_fields_and_roots_of_globs_and_lists(tmp_path, monkeypatch):
+    from lkplug.batch import expand, file_fields
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("rec/a.wav", "rec/day1/talk.m4a", "rec/day1/x/y.m4a", "other/z.m4a"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    files, root = expand("rec/**/*.m4a")
+    assert (files, root) == (["rec/day1/talk.m4a", "rec/day1/x/y.m4a"], "rec")
+    assert file_fields("rec/day1/talk.m4a", root) == {
+        "stem": "talk",
+        "name": "talk.m4a",
+        "ext": "m4a",
+        "dir": "rec/day1",
+        "relpath": "day1",
+    }
+    assert file_fields("rec/a.wav", "rec")["relpath"] == "."
+    assert expand("rec/*.wav") == (["rec/a.wav"], "rec")
+    Path("list.txt").write_text("rec/day1/x/y.m4a\n# not this\n\nrec/day1/talk.m4a\n")
+    files, root = expand("@list.txt")
+    assert files == ["rec/day1/x/y.m4a", "rec/day1/talk.m4a"] and root == str(tmp_path / "rec" / "day1")
+    assert file_fields(files[0], root)["relpath"] == "x"
+
+
+def test_batch_status_line():
+    import io
+
+    from lkplug.progress import BatchStatus
+
+    stream = io.StringIO()
+    status = BatchStatus(stream)
+    status.start(4)
+    status.started -= 10  # as if 10 s had passed
+    status.update(1, 1, 300.0)
+    line = stream.getvalue().split("\r")[-1]
+    # 2 of 4 in 10 s: 10 s to go; 300 s of media in 10 s: 30x
+    assert line.startswith("2/4 files (1 failed)  05:00.0 of media  30.0x  ETA 00:10.0"), line
