@@ -31,6 +31,8 @@ from livekit import api
 from livekit.protocol import models, rtc
 from livekit.protocol import room as room_proto
 
+from .page import add_page
+
 log = logging.getLogger("lkplug.devserver")
 
 PING_INTERVAL, PING_TIMEOUT = 10, 30  # seconds, sent to clients in the join response
@@ -182,6 +184,7 @@ class Participant:
     changes: dict = field(default_factory=dict)  # track sid -> Track to add, None to remove, next offer
     candidates: dict = field(default_factory=lambda: {0: [], 1: []})  # queued until a description is set
     offered: dict = field(default_factory=dict)  # the publisher's last offer: mid -> (direction, port, cid)
+    offer_id: int = 0  # of our last offer on the subscriber PC (clients echo it in their answer)
     need_offer: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -283,8 +286,10 @@ class DevServer:
     async def start(self) -> DevServer:
         check_host_addresses()
         loopback_only()
-        app = web.Application()
-        app.router.add_get("/rtc/v1", self._not_here)  # newer clients try this first, then /rtc
+        app = web.Application(middlewares=[cors])
+        # newer clients try the single-peer-connection path first; its validate answering 404 is how
+        # livekit-client (2.x) learns to fall back to /rtc (a server older than /rtc/v1)
+        app.router.add_get("/rtc/v1", self._not_here)
         app.router.add_get("/rtc", self._signal)
         app.router.add_get("/rtc/validate", self._validate)
         app.router.add_get("/rtc/v1/validate", self._not_here)
@@ -293,6 +298,7 @@ class DevServer:
         # fault injection for tests, for holders of a room_admin token of the room concerned
         app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
         app.router.add_post("/devserver/restart", self._admin_restart)
+        add_page(app)  # a page for people at / (page.py)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -531,7 +537,8 @@ class DevServer:
         pc = participant.subscriber
         if pc is not None and pc.localDescription is not None and not participant.answered.is_set():
             # the offer in flight when the socket dropped was lost with it: send it again
-            await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
+            offer = rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=participant.offer_id)
+            await participant.send(offer=offer)
 
     async def _remove(self, room: Room, participant: Participant) -> None:
         if participant.gone:
@@ -585,8 +592,10 @@ class DevServer:
     async def _send_offer(self, participant: Participant) -> None:
         pc = participant.subscriber
         participant.answered.clear()
+        participant.offer_id += 1
         await pc.setLocalDescription(await pc.createOffer())
-        await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
+        offer = rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=participant.offer_id)
+        await participant.send(offer=offer)
         log.debug("offered %s: %s", participant.identity, pc.localDescription.sdp)
 
     async def _renegotiate(self, room: Room, participant: Participant) -> None:
@@ -646,7 +655,12 @@ class DevServer:
 
     # the publisher peer connection (the client offers) -----------------------------------------
 
-    async def _on_publisher_offer(self, room: Room, participant: Participant, sdp: str) -> None:
+    async def _on_publisher_offer(
+        self, room: Room, participant: Participant, offer: rtc.SessionDescription
+    ) -> None:
+        """The answer carries the offer's id: livekit-client applies only the answer to its latest
+        offer (and times a negotiation out without one). Clients that send no id get 0, as before."""
+        sdp = offer.sdp
         pc = participant.publisher
         if pc is None:
             pc = participant.publisher = new_peer_connection()
@@ -657,7 +671,8 @@ class DevServer:
         follow_ice_restart(pc, sdp)
         await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
         await pc.setLocalDescription(await pc.createAnswer())
-        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
+        answer = rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp, id=offer.id)
+        await participant.send(answer=answer)
         # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
             if direction in ("recvonly", "inactive") or port == 0:
@@ -727,7 +742,7 @@ class DevServer:
     async def _handle(self, room: Room, participant: Participant, request: rtc.SignalRequest) -> None:
         which = request.WhichOneof("message")
         if which == "offer":
-            await self._on_publisher_offer(room, participant, request.offer.sdp)
+            await self._on_publisher_offer(room, participant, request.offer)
         elif which == "answer":
             pc = participant.subscriber
             await pc.setRemoteDescription(RTCSessionDescription(sdp=request.answer.sdp, type="answer"))
@@ -799,6 +814,29 @@ class DevServer:
                 await pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport we do not have is harmless
                 log.debug("ignored candidate %s: %s", line, exc)
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """CORS on every HTTP answer, as LiveKit's server sends it (any origin, any header: tokens, not
+    origins, are what it trusts): a page on another origin (a browser app on its own dev server)
+    reads /rtc/validate this way, and the SDK's fallback from /rtc/v1 to /rtc depends on it."""
+    origin = request.headers.get("Origin")
+    if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
+        response = web.Response(status=204)  # a preflight: answered here, never by a handler
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, HEAD"
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:
+            response.headers["Access-Control-Allow-Headers"] = asked
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405: they need the headers as well
+            response = exc
+    if origin and not getattr(response, "prepared", False):  # a WebSocket's headers are sent already
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+    return response
 
 
 def twirp_error(status: int, code: str, message: str) -> web.Response:
