@@ -228,3 +228,53 @@ async def test_lkplugs_tone_is_heard_in_the_browser_at_the_level_sent(
     assert dominant_frequency(data, rate) == pytest.approx(660, abs=2)
     assert sounding_level(data, rate) == pytest.approx(SENT_RMS_DB, abs=0.5)
     record_property("dropouts", dropouts(data, rate, SENT_RMS_DB))
+
+
+async def test_the_page_joins_lists_tracks_and_meters_lkplugs_tone(livekit_server, browser, tmp_path):
+    """``lkplug devserver``'s page at / (its livekit-client from npm in place of the CDN's copy)."""
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.route(CLIENT_JS, lambda route: route.fulfill(path=SDK, content_type="text/javascript"))
+    token = livekit_server.token("visitor")
+    await page.goto(f"http://127.0.0.1:{livekit_server.port}/#token={token}")
+    assert await page.inner_text("#room-name") == "test"
+    tone = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "tone:660", "--sink", "track:lk", "-t", "12")
+    )
+    try:
+        await page.click("text=Join with microphone and camera")
+        await page.wait_for_selector("text=connected to room test as visitor", timeout=20_000)
+        # the visitor's own microphone and camera (Chromium's fake devices), then lkplug's tone
+        await page.wait_for_selector('[data-participant="visitor"] [data-kind="video"] video', timeout=20_000)
+        mine = '[data-participant="visitor"] [data-kind="audio"] meter'
+        theirs = '[data-participant="lkplug"] [data-kind="audio"] meter'
+        await page.wait_for_selector(theirs, timeout=30_000)
+        assert await page.get_attribute(theirs, "value") is not None
+        # the meter starts at silence (-60) and moves to the tone's level once it plays
+        await page.wait_for_function(f"document.querySelector('{theirs}').value > -20", timeout=10_000)
+        levels = []
+        for _ in range(10):
+            levels.append(
+                (
+                    float(await page.get_attribute(theirs, "data-dbfs")),
+                    float(await page.get_attribute(mine, "data-dbfs")),
+                )
+            )
+            await asyncio.sleep(0.1)
+        shot = tmp_path / "page.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        participants = await page.eval_on_selector_all(
+            "[data-participant]", "ds => ds.map(d => d.dataset.participant)"
+        )
+    finally:
+        code, _, err = await tone
+        await page.close()
+    assert code == 0, err
+    assert sorted(participants) == ["lkplug", "visitor"]
+    assert max(theirs for theirs, _ in levels) == pytest.approx(SENT_RMS_DB, abs=1.0), levels
+    # the visitor's microphone goes through the browser's voice processing (the page keeps the SDK's
+    # defaults, right for a voice), which turns a steady tone down as noise: heard, not at its level
+    assert max(mine for _, mine in levels) > -40, levels
+    assert not errors, errors
