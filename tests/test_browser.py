@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import av
@@ -26,6 +27,7 @@ from lkplug.testing import dominant_frequency, level_dbfs, sine
 from lkplug_livekit.devserver.page import CLIENT_JS, CLIENT_JS_VERSION
 from lkplug_livekit.devserver.peers import HEIGHT, WIDTH, colour_bars
 from lkplug_livekit.devserver.process import free_port
+from lkplug_livekit.source import DEPARTURE_TIMEOUT
 
 pytestmark = pytest.mark.live
 
@@ -278,3 +280,36 @@ async def test_the_page_joins_lists_tracks_and_meters_lkplugs_tone(livekit_serve
     # defaults, right for a voice), which turns a steady tone down as noise: heard, not at its level
     assert max(mine for _, mine in levels) > -40, levels
     assert not errors, errors
+
+
+@pytest.mark.parametrize("unpublish_first", [False, True], ids=["leave", "unpublish-then-leave"])
+async def test_a_participant_who_leaves_ends_a_default_recording(
+    livekit_server, sdk_page, tmp_path, record_property, unpublish_first
+):
+    """Leaving is the end of a recording without ``follow``: no wait for a return (that is for a
+    connection that drops, which LiveKit's server keeps in the room meanwhile)."""
+    await join(sdk_page, livekit_server)
+    await sdk_page.evaluate(f"publishTone(440, {10 ** (SENT_PEAK_DB / 20)})")
+    out = tmp_path / "browser.wav"
+    recording = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:browser", "--sink", f"wav:{out}")
+    )
+    for _ in range(300):  # until a second of the tone is written
+        if out.exists() and out.stat().st_size > 48000 * 2 or recording.done():
+            break
+        await asyncio.sleep(0.1)
+    if unpublish_first:
+        await sdk_page.evaluate("unpublishAll()")
+        await asyncio.sleep(1.0)
+    left = time.monotonic()
+    await sdk_page.evaluate("room.disconnect()")
+    code, _, err = await asyncio.wait_for(recording, 60)
+    ended = time.monotonic() - left
+    record_property("ended_after_s", round(ended, 2))
+    assert code == 0, err
+    assert "browser left the room" in err
+    # lkplug waits DEPARTURE_TIMEOUT (20 s) only for a participant who may come back
+    assert ended < DEPARTURE_TIMEOUT / 2, ended
+    data, rate = soundfile.read(out)
+    assert len(data) > rate
+    assert dominant_frequency(steady(data), rate) == pytest.approx(440, abs=2)

@@ -190,6 +190,7 @@ class Participant:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list = field(default_factory=list)
     gone: bool = False
+    reason: int = 0  # the DisconnectReason of its departure, once gone
     departure: asyncio.TimerHandle | None = None  # removal, while the signalling is down
 
     def can_publish_source(self, source: int) -> bool:
@@ -207,6 +208,7 @@ class Participant:
             state=models.ParticipantInfo.State.DISCONNECTED if self.gone else models.ParticipantInfo.ACTIVE,
             tracks=[t.info for t in self.tracks.values()],
             joined_at=self.joined_at,
+            disconnect_reason=self.reason,
             is_publisher=bool(self.tracks),
             permission=models.ParticipantPermission(
                 can_subscribe=self.grants.can_subscribe is not False,
@@ -332,7 +334,7 @@ class DevServer:
     async def stop(self) -> None:
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                await self._remove(room, participant)
+                await self._remove(room, participant, models.DisconnectReason.SERVER_SHUTDOWN)
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -404,7 +406,7 @@ class DevServer:
             reason=models.DisconnectReason.PARTICIPANT_REMOVED, action=rtc.LeaveRequest.DISCONNECT
         )
         await participant.send(leave=leave)
-        await self._remove(room, participant)
+        await self._remove(room, participant, models.DisconnectReason.PARTICIPANT_REMOVED)
         if participant.ws is not None:
             await participant.ws.close()
         done = room_proto.RemoveParticipantResponse().SerializeToString()
@@ -489,7 +491,7 @@ class DevServer:
     async def _join(self, room: Room, claims, ws, auto_subscribe: bool) -> Participant:
         old = room.participants.get(claims.identity)
         if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
-            await self._remove(room, old)
+            await self._remove(room, old, models.DisconnectReason.DUPLICATE_IDENTITY)
             if old.ws is not None:
                 await old.ws.close()
         participant = Participant(
@@ -517,7 +519,10 @@ class DevServer:
         ``departure_timeout`` seconds, as LiveKit does, so that it can resume."""
         log.info("%s: signalling lost, kept %g s for a resume", participant.identity, self.departure_timeout)
         participant.departure = asyncio.get_running_loop().call_later(
-            self.departure_timeout, lambda: asyncio.ensure_future(self._remove(room, participant))
+            self.departure_timeout,
+            lambda: asyncio.ensure_future(
+                self._remove(room, participant, models.DisconnectReason.SIGNAL_CLOSE)
+            ),
         )
 
     async def _resume(self, room: Room, participant: Participant, ws) -> None:
@@ -540,10 +545,13 @@ class DevServer:
             offer = rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=participant.offer_id)
             await participant.send(offer=offer)
 
-    async def _remove(self, room: Room, participant: Participant) -> None:
+    async def _remove(self, room: Room, participant: Participant, reason: int = 0) -> None:
+        """``reason``: a ``DisconnectReason``, told to the others with the participant's departure (the
+        SDKs tell a leave, CLIENT_INITIATED, from a replacement, DUPLICATE_IDENTITY, by it)."""
         if participant.gone:
             return
         participant.gone = True
+        participant.reason = reason
         if participant.departure is not None:
             participant.departure.cancel()
             participant.departure = None
@@ -768,7 +776,7 @@ class DevServer:
                 track.info.muted = request.mute.muted
                 await room.broadcast_update(participant)
         elif which == "leave":
-            await self._remove(room, participant)
+            await self._remove(room, participant, models.DisconnectReason.CLIENT_INITIATED)
             await participant.ws.close()
         elif which == "ping_req":
             pong = rtc.Pong(last_ping_timestamp=request.ping_req.timestamp, timestamp=int(time.time() * 1000))
