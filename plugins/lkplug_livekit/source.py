@@ -3,8 +3,8 @@
 It waits for the participant and the track, re-subscribes after an unpublish/republish or an SDK
 reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``. A
 departure followed by a return within ``DEPARTURE_TIMEOUT`` (a reconnect, theirs or lkplug's) is a
-gap, not the end; a participant really gone ends the recording, with an error when ``-t`` was not
-reached.
+gap, not the end; a participant really gone (one who left: the server says why) ends the recording at
+once, with an error when ``-t`` was not reached.
 """
 
 from __future__ import annotations

@@ -334,7 +334,7 @@ class DevServer:
     async def stop(self) -> None:
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                await self._remove(room, participant, models.DisconnectReason.SERVER_SHUTDOWN)
+                await self._remove(room, participant)  # no reason: they may be back (a restart)
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
