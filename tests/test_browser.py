@@ -313,3 +313,33 @@ async def test_a_participant_who_leaves_ends_a_default_recording(
     data, rate = soundfile.read(out)
     assert len(data) > rate
     assert dominant_frequency(steady(data), rate) == pytest.approx(440, abs=2)
+
+
+async def test_every_http_answer_carries_cors_headers(livekit_server):
+    """No browser needed: aiohttp's own 404 and 405, a handler's answer and a preflight."""
+    import aiohttp
+
+    http = livekit_server.url.replace("ws://", "http://")
+    origin = {"Origin": "http://127.0.0.1:1"}
+    preflight = {
+        **origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    seen = []
+    async with aiohttp.ClientSession() as session:
+        for method, path, headers in [
+            ("GET", "/no/such/path", origin),
+            ("DELETE", "/rtc/validate", origin),
+            ("GET", "/rtc/validate", origin),
+            ("OPTIONS", "/twirp/livekit.RoomService/RemoveParticipant", preflight),
+        ]:
+            async with session.request(method, http + path, headers=headers) as answer:
+                allowed = answer.headers.get("Access-Control-Allow-Origin")
+                seen.append((answer.status, allowed, answer.headers.get("Access-Control-Allow-Headers")))
+    assert seen == [
+        (404, origin["Origin"], None),
+        (405, origin["Origin"], None),
+        (401, origin["Origin"], None),
+        (204, origin["Origin"], "authorization"),
+    ]

@@ -839,9 +839,12 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     else:
         try:
             response = await handler(request)
-        except web.HTTPException as exc:  # aiohttp's own 404/405: they need the headers as well
-            response = exc
-    if origin and not getattr(response, "prepared", False):  # a WebSocket's headers are sent already
+        except web.HTTPException as exc:  # aiohttp's own 404/405 need the headers as well
+            if origin:
+                exc.headers["Access-Control-Allow-Origin"] = origin
+                exc.headers.add("Vary", "Origin")
+            raise
+    if origin and not response.prepared:  # a WebSocket's headers are sent already
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
     return response
