@@ -3,8 +3,8 @@
 It waits for the participant and the track, re-subscribes after an unpublish/republish or an SDK
 reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``. A
 departure followed by a return within ``DEPARTURE_TIMEOUT`` (a reconnect, theirs or lkplug's) is a
-gap, not the end; a participant really gone ends the recording, with an error when ``-t`` was not
-reached.
+gap, not the end; a participant really gone (one who left: the server says why) ends the recording at
+once, with an error when ``-t`` was not reached.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from .selector import TrackSelector, source_word
 # how long a departed participant may take to come back before the recording ends (seconds): LiveKit
 # keeps a participant whose connection dropped this long (its departure timeout) for a resume
 DEPARTURE_TIMEOUT = 20.0
+
+# why a participant left, when it means they come back at once: their own full reconnect replaces them
+# (DUPLICATE_IDENTITY), a server moves them (MIGRATION). Without a reason (a server that does not say,
+# or lkplug's own reconnect) they may be back within DEPARTURE_TIMEOUT. Any other reason (they left,
+# were removed, the room closed) is the end.
+COMING_BACK = {None, "DUPLICATE_IDENTITY", "MIGRATION"}
 
 # lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
@@ -145,10 +151,12 @@ class TrackSource(Source):
             room.on(event, self._poke)
         try:
             elapsed = 0.0  # media seconds delivered: a track that comes back continues from here
-            found = None
+            found = previous = None
             while True:
-                found = found or await self._subscribe(room, received=elapsed > 0)
+                found = found or await self._subscribe(room, received=elapsed > 0, previous=previous)
                 if found is None:
+                    if previous is not None:  # they left while we waited for their track to come back
+                        self._left(room, previous.identity, elapsed, waited=False)
                     return
                 participant, publication = found
                 self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
@@ -166,7 +174,10 @@ class TrackSource(Source):
                     yield frame
                 if self.connection.lost:  # replaced by a namesake, or removed: not "they left"
                     raise self.connection.lost
-                found = None
+                found, previous = None, participant
+                if not self.follow and self._gone(room, participant):
+                    self._left(room, participant.identity, elapsed, waited=False)
+                    return
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
                 if left and not self.follow:  # gone, or reconnecting: wait as long as LiveKit would
                     found = await self._subscribe(room, received=True, wait=DEPARTURE_TIMEOUT)
@@ -178,17 +189,25 @@ class TrackSource(Source):
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
 
-    def _left(self, room, identity: str, elapsed: float) -> None:
+    def _left(self, room, identity: str, elapsed: float, waited: bool = True) -> None:
         """The participant is really gone (or lkplug's own connection is): the end, and an error
-        when ``-t`` asked for more."""
+        when ``-t`` asked for more. ``waited``: after ``DEPARTURE_TIMEOUT`` for a return."""
         what = f"{identity} left the room" if room.isconnected() else f"lost the connection to {room.name}"
         duration = getattr(self.context, "duration", None)
         if duration is not None and elapsed < duration:
-            raise MediaError(
-                f"{what} after {elapsed:.1f} s of the {duration:g} s asked (-t) "
-                f"and did not come back within {DEPARTURE_TIMEOUT:g} s"
-            )
+            why = f" and did not come back within {DEPARTURE_TIMEOUT:g} s" if waited else ""
+            raise MediaError(f"{what} after {elapsed:.1f} s of the {duration:g} s asked (-t){why}")
         self._notify(what)
+
+    @staticmethod
+    def _gone(room, participant) -> bool:
+        """Has ``participant`` left for good: no longer in the room, with a reason that is the end?"""
+        if room.remote_participants.get(participant.identity) is participant or not room.isconnected():
+            return False
+        from livekit.rtc import DisconnectReason
+
+        reason = participant.disconnect_reason
+        return (None if reason is None else DisconnectReason.Name(reason)) not in COMING_BACK
 
     def _find(self, room):
         for participant in room.remote_participants.values():
@@ -198,9 +217,10 @@ class TrackSource(Source):
                     return participant, publication
         return None
 
-    async def _subscribe(self, room, received: bool, wait: float | None = None):
+    async def _subscribe(self, room, received: bool, wait: float | None = None, previous=None):
         """Wait (up to ``wait`` seconds, default the ``wait`` parameter, 0 = forever) until the
-        selected track is subscribed; None when a participant who left did not come back in time."""
+        selected track is subscribed; None when a participant who left did not come back in time, or
+        when ``previous`` (whose track we had) has left for good (unless ``follow``)."""
         loop = asyncio.get_running_loop()
         wait = self.wait if wait is None else wait
         deadline = loop.time() + wait if wait else None
@@ -210,6 +230,8 @@ class TrackSource(Source):
             self._changed.clear()
             if self.connection.lost:
                 raise self.connection.lost
+            if previous is not None and not self.follow and self._gone(room, previous):
+                return None
             found = self._find(room)
             if found is not None:
                 participant, publication = found

@@ -128,6 +128,11 @@ async def _serve(port, api_key, api_secret, made_up, demo, room, departure_timeo
         if demo:
             server.add_demo(room, "alice")
             click.echo(f"  demo: alice publishes a 440 Hz tone and colour bars in room {room!r}")
+        # the page for people (page.py); the token rides in the fragment, which browsers never send
+        page_token = server.token("me", room)
+        click.echo(
+            f"  page: http://127.0.0.1:{server.port}/#token={page_token}  (joins room {room!r} as 'me')"
+        )
         click.echo("ready")
         await stop.wait()
     finally:

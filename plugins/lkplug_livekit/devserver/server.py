@@ -40,6 +40,7 @@ from livekit.protocol import models, rtc
 from livekit.protocol import room as room_proto
 
 from .agents import AgentService
+from .page import add_page
 
 log = logging.getLogger("lkplug.devserver")
 
@@ -193,11 +194,13 @@ class Participant:
     changes: dict = field(default_factory=dict)  # track sid -> Track to add, None to remove, next offer
     candidates: dict = field(default_factory=lambda: {0: [], 1: []})  # queued until a description is set
     offered: dict = field(default_factory=dict)  # the publisher's last offer: mid -> (direction, port, cid)
+    offer_id: int = 0  # of our last offer on the subscriber PC (clients echo it in their answer)
     need_offer: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list = field(default_factory=list)
     gone: bool = False
+    reason: int = 0  # the DisconnectReason of its departure, once gone
     departure: asyncio.TimerHandle | None = None  # removal, while the signalling is down
 
     def can_publish_source(self, source: int) -> bool:
@@ -215,6 +218,7 @@ class Participant:
             state=models.ParticipantInfo.State.DISCONNECTED if self.gone else models.ParticipantInfo.ACTIVE,
             tracks=[t.info for t in self.tracks.values()],
             joined_at=self.joined_at,
+            disconnect_reason=self.reason,
             is_publisher=bool(self.tracks),
             kind=models.ParticipantInfo.Kind.AGENT
             if self.kind == "agent"
@@ -313,8 +317,10 @@ class DevServer:
     async def start(self) -> DevServer:
         check_host_addresses()
         loopback_only()
-        app = web.Application()
-        app.router.add_get("/rtc/v1", self._not_here)  # newer clients try this first, then /rtc
+        app = web.Application(middlewares=[cors])
+        # newer clients try the single-peer-connection path first; its validate answering 404 is how
+        # livekit-client (2.x) learns to fall back to /rtc (a server older than /rtc/v1)
+        app.router.add_get("/rtc/v1", self._not_here)
         app.router.add_get("/rtc", self._signal)
         app.router.add_get("/rtc/validate", self._validate)
         app.router.add_get("/rtc/v1/validate", self._not_here)
@@ -324,6 +330,7 @@ class DevServer:
         app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
         app.router.add_post("/devserver/restart", self._admin_restart)
         self.agents.add_routes(app)  # /agent (workers) and the AgentDispatchService API
+        add_page(app)  # a page for people at / (page.py)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -360,7 +367,7 @@ class DevServer:
         await self.agents.stop()
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                await self._remove(room, participant)
+                await self._remove(room, participant)  # no reason: they may be back (a restart)
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -432,7 +439,7 @@ class DevServer:
             reason=models.DisconnectReason.PARTICIPANT_REMOVED, action=rtc.LeaveRequest.DISCONNECT
         )
         await participant.send(leave=leave)
-        await self._remove(room, participant)
+        await self._remove(room, participant, models.DisconnectReason.PARTICIPANT_REMOVED)
         if participant.ws is not None:
             await participant.ws.close()
         done = room_proto.RemoveParticipantResponse().SerializeToString()
@@ -524,7 +531,7 @@ class DevServer:
                 action=rtc.LeaveRequest.DISCONNECT,
             )
             await old.send(leave=leave)
-            await self._remove(room, old)
+            await self._remove(room, old, models.DisconnectReason.DUPLICATE_IDENTITY)
             if old.ws is not None:
                 await old.ws.close()
         participant = Participant(
@@ -559,7 +566,10 @@ class DevServer:
         ``departure_timeout`` seconds, as LiveKit does, so that it can resume."""
         log.info("%s: signalling lost, kept %g s for a resume", participant.identity, self.departure_timeout)
         participant.departure = asyncio.get_running_loop().call_later(
-            self.departure_timeout, lambda: asyncio.ensure_future(self._remove(room, participant))
+            self.departure_timeout,
+            lambda: asyncio.ensure_future(
+                self._remove(room, participant, models.DisconnectReason.SIGNAL_CLOSE)
+            ),
         )
 
     async def _resume(self, room: Room, participant: Participant, ws) -> None:
@@ -579,12 +589,16 @@ class DevServer:
         pc = participant.subscriber
         if pc is not None and pc.localDescription is not None and not participant.answered.is_set():
             # the offer in flight when the socket dropped was lost with it: send it again
-            await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
+            offer = rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=participant.offer_id)
+            await participant.send(offer=offer)
 
-    async def _remove(self, room: Room, participant: Participant) -> None:
+    async def _remove(self, room: Room, participant: Participant, reason: int = 0) -> None:
+        """``reason``: a ``DisconnectReason``, told to the others with the participant's departure (the
+        SDKs tell a leave, CLIENT_INITIATED, from a replacement, DUPLICATE_IDENTITY, by it)."""
         if participant.gone:
             return
         participant.gone = True
+        participant.reason = reason
         if participant.departure is not None:
             participant.departure.cancel()
             participant.departure = None
@@ -635,8 +649,10 @@ class DevServer:
     async def _send_offer(self, participant: Participant) -> None:
         pc = participant.subscriber
         participant.answered.clear()
+        participant.offer_id += 1
         await pc.setLocalDescription(await pc.createOffer())
-        await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
+        offer = rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp, id=participant.offer_id)
+        await participant.send(offer=offer)
         log.debug("offered %s: %s", participant.identity, pc.localDescription.sdp)
 
     async def _renegotiate(self, room: Room, participant: Participant) -> None:
@@ -698,7 +714,12 @@ class DevServer:
 
     # the publisher peer connection (the client offers) -----------------------------------------
 
-    async def _on_publisher_offer(self, room: Room, participant: Participant, sdp: str) -> None:
+    async def _on_publisher_offer(
+        self, room: Room, participant: Participant, offer: rtc.SessionDescription
+    ) -> None:
+        """The answer carries the offer's id: livekit-client applies only the answer to its latest
+        offer (and times a negotiation out without one). Clients that send no id get 0, as before."""
+        sdp = offer.sdp
         pc = participant.publisher
         if pc is None:
             pc = participant.publisher = new_peer_connection()
@@ -717,7 +738,8 @@ class DevServer:
             if info is not None and info.type == models.TrackType.VIDEO and info.width:
                 sizes[mid] = (info.width, info.height)
         answer = video_bitrate_floor(pc.localDescription.sdp, sizes)
-        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=answer))
+        # the offer's id echoed: the JS SDK matches answers to its offers by it
+        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=answer, id=offer.id))
         # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
             if direction in ("recvonly", "inactive") or port == 0:
@@ -790,7 +812,7 @@ class DevServer:
     async def _handle(self, room: Room, participant: Participant, request: rtc.SignalRequest) -> None:
         which = request.WhichOneof("message")
         if which == "offer":
-            await self._on_publisher_offer(room, participant, request.offer.sdp)
+            await self._on_publisher_offer(room, participant, request.offer)
         elif which == "answer":
             pc = participant.subscriber
             await pc.setRemoteDescription(RTCSessionDescription(sdp=request.answer.sdp, type="answer"))
@@ -816,7 +838,7 @@ class DevServer:
                 track.info.muted = request.mute.muted
                 await room.broadcast_update(participant)
         elif which == "leave":
-            await self._remove(room, participant)
+            await self._remove(room, participant, models.DisconnectReason.CLIENT_INITIATED)
             await participant.ws.close()
         elif which == "ping_req":
             pong = rtc.Pong(last_ping_timestamp=request.ping_req.timestamp, timestamp=int(time.time() * 1000))
@@ -862,6 +884,32 @@ class DevServer:
                 await pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport we do not have is harmless
                 log.debug("ignored candidate %s: %s", line, exc)
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """CORS on every HTTP answer, as LiveKit's server sends it (any origin, any header: tokens, not
+    origins, are what it trusts): a page on another origin (a browser app on its own dev server)
+    reads /rtc/validate this way, and the SDK's fallback from /rtc/v1 to /rtc depends on it."""
+    origin = request.headers.get("Origin")
+    if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
+        response = web.Response(status=204)  # a preflight: answered here, never by a handler
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, HEAD"
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:
+            response.headers["Access-Control-Allow-Headers"] = asked
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405 need the headers as well
+            if origin:
+                exc.headers["Access-Control-Allow-Origin"] = origin
+                exc.headers.add("Vary", "Origin")
+            raise
+    if origin and not response.prepared:  # a WebSocket's headers are sent already
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+    return response
 
 
 def twirp_error(status: int, code: str, message: str) -> web.Response:
