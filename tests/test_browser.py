@@ -220,7 +220,18 @@ async def test_lkplugs_tone_is_heard_in_the_browser_at_the_level_sent(
 ):
     await join(sdk_page, livekit_server)
     tone = asyncio.ensure_future(
-        lkplug(livekit_server, "run", "--source", "tone:660", "--sink", "track:lk", "-t", "10")
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            "tone:660",
+            "--sink",
+            "track:lk",
+            "--identity",
+            "lkplug",
+            "-t",
+            "10",
+        )
     )
     heard = await sdk_page.evaluate("listen('lkplug', 4)")
     code, _, err = await tone
@@ -242,7 +253,18 @@ async def test_the_page_joins_lists_tracks_and_meters_lkplugs_tone(livekit_serve
     await page.goto(f"http://127.0.0.1:{livekit_server.port}/#token={token}")
     assert await page.inner_text("#room-name") == "test"
     tone = asyncio.ensure_future(
-        lkplug(livekit_server, "run", "--source", "tone:660", "--sink", "track:lk", "-t", "12")
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            "tone:660",
+            "--sink",
+            "track:lk",
+            "--identity",
+            "lkplug",
+            "-t",
+            "12",
+        )
     )
     try:
         await page.click("text=Join with microphone and camera")

@@ -233,7 +233,18 @@ async def test_a_20_s_recording_without_follow_outlasts_a_fault(
     await alice.publish_sine(440)
     out = tmp_path / "out.wav"
     record = asyncio.ensure_future(
-        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{out}", "-t", "20")
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            "track:alice",
+            "--sink",
+            f"wav:{out}",
+            "--identity",
+            "lkplug",
+            "-t",
+            "20",
+        )
     )
     await asyncio.sleep(6)  # recording by now
     await fault(livekit_server)
