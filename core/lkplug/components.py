@@ -263,3 +263,7 @@ class RunContext:
     kinds: frozenset[str] | None = None
     #: the run's pace (1.0: real time; None: as fast as possible), so a source can size its frames
     pace: float | None = None
+    #: how long a live source's frames should be, in ms (set by the engine from the chain): short
+    #: (10 ms) where a stage or a real-time sink needs them, long where nothing does (a recording),
+    #: so Python's per-frame cost is paid 10 times a second instead of 100; None: not known
+    frame_ms: float | None = None
