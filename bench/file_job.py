@@ -17,6 +17,7 @@ or --data); the 60-minute FLAC is made from music.wav on first use.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 AUDIO_INPUTS = ["music.wav", "music.flac", "music.opus", "music.mp3", "music.m4a"]
-SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader
+SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader (and mp3 only when built with it)
 FF = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 LKPLUG = [sys.executable, "-m", "lkplug"]
 
@@ -39,7 +40,7 @@ def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
         "lkplug": [*LKPLUG, "run", "--quiet", "--source", f"file:{src}", "--proc", "gain:db=-6"]
         + ["--proc", "resample:rate=16000", "--proc", "remix:channels=1", "--sink", f"wav:{out}"],
     }
-    if src.suffix in SOX_READS and shutil.which("sox"):
+    if src.suffix in SOX_READS and src.suffix[1:] in sox_formats():
         commands["sox"] = [
             "sox",
             "-q",
@@ -55,6 +56,16 @@ def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
             "16k",
         ]
     return commands
+
+
+@functools.cache
+def sox_formats() -> set[str]:
+    """The file types this machine's sox reads (``sox -h``: Debian's has no mp3 without libsox-fmt-mp3)."""
+    if not shutil.which("sox"):
+        return set()
+    text = subprocess.run(["sox", "-h"], capture_output=True, text=True).stdout
+    line = next((row for row in text.splitlines() if row.startswith("AUDIO FILE FORMATS:")), "")
+    return set(line.split(":", 1)[-1].split())
 
 
 def video_commands(src: Path, out: Path) -> dict[str, list[str]]:
