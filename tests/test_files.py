@@ -244,25 +244,6 @@ def test_start_duration_and_loop(tmp_path):
     assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
 
 
-def test_stopping_early_ends_the_decoder_thread_before_the_file_closes(clip):
-    """The source decodes on a thread of its own, ahead of the chain; aclose() (a stop, -t) must end
-    that thread before it closes the container the thread reads."""
-    import threading
-
-    source = FileSource(str(clip), video=True)
-    source.bind(RunContext(kinds=frozenset({"audio", "video"})))
-
-    async def two_then_close():
-        frames = source.frames()
-        taken = [await anext(frames), await anext(frames)]
-        await source.aclose()
-        return taken
-
-    taken = asyncio.run(two_then_close())
-    assert len(taken) == 2 and source.container is None
-    assert not [t for t in threading.enumerate() if t.name == "lkplug-ahead"]
-
-
 def decode_all_with(path, **params):
     source = FileSource(str(path), **params)
 

@@ -9,12 +9,12 @@ and share one clock (seconds from the start of the file, or from ``start=``)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, UsageError, VideoFormat, VideoFrame
-from lkplug.ahead import Ahead
 from lkplug.frames import PIXEL_FORMATS
 
 from .wavcheck import wav_reader
@@ -140,9 +140,9 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
     return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
-# audio decoders whose frame threads pay off: FFmpeg's Opus decoder (decode alone: 1.95 -> 1.35 s for
-# 10 min); FLAC's gain nothing beside the source's own thread and cost a hand-off per frame (14,000
-# context switches for the 10-minute FLAC, against 1,000 without)
+# audio decoders given FFmpeg's frame threads: Opus (issue 15 measured decode alone 1.95 -> 1.35 s for
+# 10 min). FLAC's gain nothing and cost a hand-off per frame: the 10-minute FLAC job took 12,000
+# context switches and 1.19-1.44 s with them, a few dozen and 1.12-1.16 s without
 THREADED_AUDIO = {"opus"}
 
 
@@ -190,7 +190,6 @@ class FileSource(Source):
         self.errors: list[str] = []  # FFmpeg's error messages while decoding
         self.warnings: list[str] = []
         self.length: float | None = None  # the header's length of the file, in seconds
-        self._decoder = Ahead()
 
     def bind(self, context) -> None:
         self.kinds = context.kinds
@@ -304,14 +303,6 @@ class FileSource(Source):
 
     async def frames(self):
         self.probe()
-        # decoding (and gathering blocks) runs on a thread of its own, a few blocks ahead of the
-        # chain: FFmpeg's decoders, libsndfile and soxr release the GIL, so a second core works
-        async for frame in self._decoder.items(self._decode_all()):
-            yield frame
-
-    def _decode_all(self):
-        """Every lkplug frame of the run, in order (a plain generator: it runs on the decoder
-        thread); raises MediaError at the end when nothing could be decoded."""
         # beside video, short audio blocks keep the two kinds close together on their way to a muxer
         block = self.block_seconds
         if "video" in self.streams:
@@ -324,14 +315,14 @@ class FileSource(Source):
                 self._reopen()
             produced = 0
             decoded = self._read_soundfile() if self.reader else self._decoded()
-            try:
-                for frame in clock.frames(decoded, self.start, len(self.streams) > 1):
-                    produced += 1
-                    yield frame
-                    if clock.done:
-                        break
-            finally:
-                decoded.close()  # ends FFmpeg's log capture now, not whenever it is collected
+            for frame in clock.frames(decoded, self.start, len(self.streams) > 1):
+                produced += 1
+                yield frame
+                if produced % 8 == 0:
+                    await asyncio.sleep(0)
+                if clock.done:
+                    break
+            decoded.close()  # ends FFmpeg's log capture now, not whenever it is collected
             for frame in clock.end_pass():
                 produced += 1
                 yield frame
@@ -432,7 +423,6 @@ class FileSource(Source):
                 position += len(block)
 
     async def aclose(self) -> None:
-        await self._decoder.stop()  # before the container closes under it
         if self.container is not None:
             self.container.close()
             self.container = None
