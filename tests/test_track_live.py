@@ -259,7 +259,8 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
     code, _, err = await record
     assert code == 0, err
     assert "Traceback" not in err
-    assert err.count("receiving alice/microphone") >= 2, err  # subscribed again after the disruption
+    if disruption is not _drop_lkplugs_signalling_socket:  # that one resumes the session: no new track
+        assert err.count("receiving alice/microphone") >= 2, err  # subscribed again after the disruption
     data, rate = soundfile.read(out)  # a valid file, as long as asked (gaps are not recorded)
     assert len(data) == 6 * rate
     tail = data[-rate:]  # the last second came after the disruption

@@ -151,6 +151,7 @@ class Pipeline:
         stages = [*self.processors, *self.sinks]
         self.context.kinds = frozenset(kind for built in stages for kind in accepts_of(built.obj))
         self.context.pace = self.pace
+        self.context.duration = self.duration
         self.context.frame_ms = self._live_frame_ms()
         require(self.source, "source", "probe", "frames")
         for built in self.processors:

@@ -84,7 +84,10 @@ def lkplug_sinks():
                     "track source kind (default: microphone for audio, camera for video)",
                     choices=tuple(SOURCES),
                 ),
-                Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+                # the SDK takes whole 10 ms frames (any other size is a Rust panic, exit 134)
+                Param(
+                    "queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000, step=10
+                ),
                 Param(
                     "wait",
                     float,
@@ -117,7 +120,15 @@ def lkplug_run_options():
         click.Option(["--url"], envvar="LIVEKIT_URL", help="LiveKit server URL [env LIVEKIT_URL]."),
         click.Option(["--api-key"], envvar="LIVEKIT_API_KEY", help="API key [env LIVEKIT_API_KEY]."),
         click.Option(
-            ["--api-secret"], envvar="LIVEKIT_API_SECRET", help="API secret [env LIVEKIT_API_SECRET]."
+            ["--api-secret"],
+            envvar="LIVEKIT_API_SECRET",
+            help="API secret [env LIVEKIT_API_SECRET] (prefer the env or --api-secret-file: ps shows argv).",
+        ),
+        click.Option(
+            ["--api-secret-file"],
+            type=click.File("r"),
+            callback=lambda ctx, param, file: file.read().strip() if file is not None else None,
+            help="Read the API secret from this file.",
         ),
         click.Option(
             ["--token"], envvar="LIVEKIT_TOKEN", help="A ready access token instead of key and secret."

@@ -26,7 +26,7 @@ class RoomConnection:
         self._notify = notify
         self.url = options.get("url")
         self.api_key = options.get("api_key")
-        self.api_secret = options.get("api_secret")
+        self.api_secret = options.get("api_secret") or options.get("api_secret_file")  # the file's text
         self.token = options.get("token")
         self.room_name = options.get("room")
         self.identity = options.get("identity") or "lkplug"
@@ -124,6 +124,11 @@ class RoomConnection:
                         await self.devserver.stop()
                     reason = getattr(exc, "message", None) or str(exc) or "timed out"
                     raise MediaError(f"cannot join {self.describe()}: {_redact(reason, self)}") from None
+                except BaseException:  # stopped (Ctrl-C, SIGTERM) while joining: no dev server left
+                    self._users -= 1
+                    if self.devserver is not None:
+                        await asyncio.shield(self.devserver.stop())
+                    raise
                 self.room = room
             return self.room
 

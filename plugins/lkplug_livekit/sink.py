@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lkplug import AudioContract, Sink, VideoContract
+from lkplug import AudioContract, Sink, UsageError, VideoContract
 
 from .connection import RoomConnection
 from .selector import SOURCES
@@ -36,6 +36,8 @@ class TrackSink(Sink):
         wait: float = 0.0,
         simulcast: bool = True,
     ):
+        if queue_ms < 10 or queue_ms % 10:  # the SDK panics (abort) on any other queue size
+            raise UsageError(f"queue_ms={queue_ms}: the SDK's capture queue takes multiples of 10 ms")
         self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
         self.simulcast = simulcast
         self.connection: RoomConnection | None = None

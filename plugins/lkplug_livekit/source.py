@@ -1,7 +1,10 @@
 """The ``track`` source: a participant's track, subscribed with the real SDK (``AudioStream``).
 
 It waits for the participant and the track, re-subscribes after an unpublish/republish or an SDK
-reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``.
+reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``. A
+departure followed by a return within ``DEPARTURE_TIMEOUT`` (a reconnect, theirs or lkplug's) is a
+gap, not the end; a participant really gone ends the recording, with an error when ``-t`` was not
+reached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from lkplug.frames import video_shape
 
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
+
+# how long a departed participant may take to come back before the recording ends (seconds): LiveKit
+# keeps a participant whose connection dropped this long (its departure timeout) for a resume
+DEPARTURE_TIMEOUT = 20.0
 
 # lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
@@ -139,8 +146,9 @@ class TrackSource(Source):
             room.on(event, self._poke)
         try:
             elapsed = 0.0  # media seconds delivered: a track that comes back continues from here
+            found = None
             while True:
-                found = await self._subscribe(room, received=elapsed > 0)
+                found = found or await self._subscribe(room, received=elapsed > 0)
                 if found is None:
                     return
                 participant, publication = found
@@ -157,14 +165,29 @@ class TrackSource(Source):
                         )
                     elapsed = frame.time + frame.duration
                     yield frame
+                found = None
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
-                if left and not self.follow:
-                    self._notify(f"{participant.identity} left the room")
-                    return
+                if left and not self.follow:  # gone, or reconnecting: wait as long as LiveKit would
+                    found = await self._subscribe(room, received=True, wait=DEPARTURE_TIMEOUT)
+                    if found is None:
+                        self._left(room, participant.identity, elapsed)
+                        return
         finally:
             self.ended = True
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
+
+    def _left(self, room, identity: str, elapsed: float) -> None:
+        """The participant is really gone (or lkplug's own connection is): the end, and an error
+        when ``-t`` asked for more."""
+        what = f"{identity} left the room" if room.isconnected() else f"lost the connection to {room.name}"
+        duration = getattr(self.context, "duration", None)
+        if duration is not None and elapsed < duration:
+            raise MediaError(
+                f"{what} after {elapsed:.1f} s of the {duration:g} s asked (-t) "
+                f"and did not come back within {DEPARTURE_TIMEOUT:g} s"
+            )
+        self._notify(what)
 
     def _find(self, room):
         for participant in room.remote_participants.values():
@@ -174,11 +197,12 @@ class TrackSource(Source):
                     return participant, publication
         return None
 
-    async def _subscribe(self, room, received: bool):
-        """Wait (up to ``wait`` seconds, 0 = forever) until the selected track is subscribed; None
-        when a participant followed after leaving did not come back within ``wait``."""
+    async def _subscribe(self, room, received: bool, wait: float | None = None):
+        """Wait (up to ``wait`` seconds, default the ``wait`` parameter, 0 = forever) until the
+        selected track is subscribed; None when a participant who left did not come back in time."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait if self.wait else None
+        wait = self.wait if wait is None else wait
+        deadline = loop.time() + wait if wait else None
         told = False
         while True:
             self._changed.clear()
@@ -195,9 +219,9 @@ class TrackSource(Source):
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
                 if received:
-                    self._notify(f"{self.selector} did not come back within {self.wait:g} s")
+                    self._notify(f"{self.selector} did not come back within {wait:g} s")
                     return None
-                raise MediaError(f"{self.selector} did not appear in room {room.name} within {self.wait:g} s")
+                raise MediaError(f"{self.selector} did not appear in room {room.name} within {wait:g} s")
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
             except asyncio.TimeoutError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,8 @@ class WavSink(Sink):
         if self.path.parent and not self.path.parent.exists():
             raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
         try:
-            self._file = soundfile.SoundFile(
-                self.path, "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
+            self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
+                os.fsencode(self.path), "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None

@@ -9,7 +9,8 @@
         audio = await bob.receive_audio("alice", seconds=1.0)
 
 ``livekit_server`` is the dev server in a child process on a free port of 127.0.0.1 (``url``, ``api_key``,
-``api_secret``, ``token(identity, room=...)``, ``drop_signal(identity)``, ``restart()``);
+``api_secret`` (random), ``token(identity, room=..., **grants)``, ``drop_signal(identity, room="test")``:
+the participant resumes, ``restart(room="test")``: every session is lost);
 ``livekit_join(identity, room="test", auto_subscribe=True, **grants)`` returns a joined :class:`Peer`.
 Everything is shut down after the test.
 """
