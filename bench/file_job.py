@@ -5,9 +5,10 @@ Jobs (each tool as a whole process, output checked, runs interleaved so machine 
   video  720p H.264 + AAC -> scale to 360p -> H.264 (x264 medium, crf 23) + AAC 128k in MP4
   rss    peak memory of the audio job on a 10-minute and a 60-minute FLAC
 
-Prints the median wall time (min-max) and peak RSS per tool, and each tool's median divided by
-ffmpeg's. Inputs come from shared/bench/make_data.sh (BENCH_DATA or --data); the 60-minute FLAC is
-made from music.wav on first use.
+Prints the median wall time (min-max), the median CPU time (user + system, all threads) and peak
+RSS per tool, each tool's median divided by ffmpeg's, and the load average (machines are shared: CPU
+time is the steadier figure when others run). Inputs come from shared/bench/make_data.sh (BENCH_DATA
+or --data); the 60-minute FLAC is made from music.wav on first use.
 
     python bench/file_job.py --data /work/benchdata -n 5
     python bench/file_job.py --jobs video -n 3
@@ -16,6 +17,7 @@ made from music.wav on first use.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 AUDIO_INPUTS = ["music.wav", "music.flac", "music.opus", "music.mp3", "music.m4a"]
-SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader
+SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader (and mp3 only when built with it)
 FF = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 LKPLUG = [sys.executable, "-m", "lkplug"]
 
@@ -38,7 +40,7 @@ def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
         "lkplug": [*LKPLUG, "run", "--quiet", "--source", f"file:{src}", "--proc", "gain:db=-6"]
         + ["--proc", "resample:rate=16000", "--proc", "remix:channels=1", "--sink", f"wav:{out}"],
     }
-    if src.suffix in SOX_READS and shutil.which("sox"):
+    if src.suffix in SOX_READS and src.suffix[1:] in sox_formats():
         commands["sox"] = [
             "sox",
             "-q",
@@ -56,6 +58,16 @@ def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
     return commands
 
 
+@functools.cache
+def sox_formats() -> set[str]:
+    """The file types this machine's sox reads (``sox -h``: Debian's has no mp3 without libsox-fmt-mp3)."""
+    if not shutil.which("sox"):
+        return set()
+    text = subprocess.run(["sox", "-h"], capture_output=True, text=True).stdout
+    line = next((row for row in text.splitlines() if row.startswith("AUDIO FILE FORMATS:")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
 def video_commands(src: Path, out: Path) -> dict[str, list[str]]:
     return {
         "ffmpeg": [*FF, "-i", str(src), "-vf", "scale=-2:360:flags=bilinear", "-c:v", "libx264"]
@@ -65,16 +77,17 @@ def video_commands(src: Path, out: Path) -> dict[str, list[str]]:
     }
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one run of ``command``."""
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds) of one run of ``command``."""
     with tempfile.NamedTemporaryFile("r") as report:
-        wrapped = ["/usr/bin/time", "-f", "%M", "-o", report.name, *command]
+        wrapped = ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *command]
         started = time.perf_counter()
         result = subprocess.run(wrapped, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if result.returncode != 0:
             raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-2000:]}")
-        return wall, int(report.read().split()[-1]) / 1024
+        rss, user, system = report.read().split()[-3:]
+        return wall, int(rss) / 1024, float(user) + float(system)
 
 
 def probe(path: Path) -> str:
@@ -85,24 +98,30 @@ def probe(path: Path) -> str:
 
 def compare(title: str, commands: dict[str, list[str]], out: Path, runs: int) -> dict[str, float]:
     walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, float] = {name: 0.0 for name in commands}
     outputs: dict[str, str] = {}
     for run in range(runs + 1):  # run 0 warms the page cache and is not counted
         for name, command in commands.items():
             out.unlink(missing_ok=True)
-            wall, peak = timed(command)
+            wall, peak, cpu = timed(command)
             if run:
                 walls[name].append(wall)
+                cpus[name].append(cpu)
                 rss[name] = max(rss[name], peak)
             outputs[name] = probe(out)
     base = statistics.median(walls["ffmpeg"])
-    print(f"\n## {title}  (runs={runs}, {os.cpu_count()} cores)")
-    print(f"{'tool':<8} {'wall_s median (min-max)':>25} {'rss_MiB':>8} {'vs ffmpeg':>10}  output")
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"\n## {title}  (runs={runs}, {os.cpu_count()} cores, load {load})")
+    print(
+        f"{'tool':<8} {'wall_s median (min-max)':>25} {'cpu_s':>6} {'rss_MiB':>8} {'vs ffmpeg':>10}  output"
+    )
     medians = {}
     for name, values in walls.items():
         median = medians[name] = statistics.median(values)
         spread = f"{median:.2f} ({min(values):.2f}-{max(values):.2f})"
-        print(f"{name:<8} {spread:>25} {rss[name]:>8.0f} {median / base:>9.2f}x  {outputs[name]}")
+        cpu = statistics.median(cpus[name])
+        print(f"{name:<8} {spread:>25} {cpu:>6.2f} {rss[name]:>8.0f} {median / base:>9.2f}x  {outputs[name]}")
     return medians
 
 
@@ -146,7 +165,7 @@ def main() -> None:
             print("\n## peak RSS of the audio job (lkplug)")
             for path in (args.data / "music.flac", ensure_hour(args.data)):
                 command = audio_commands(path, out)["lkplug"]
-                wall, peak = timed(command)
+                wall, peak, _cpu = timed(command)
                 seconds = probe(path).split()[-1]
                 print(f"{path.name:<20} {seconds:>10} s  wall {wall:6.2f} s  peak RSS {peak:6.0f} MiB")
     if ratios:

@@ -1,7 +1,9 @@
 """Live figures on the local dev server (issues 4 and 5): join time, first-frame time, end-to-end audio
-latency, the latency lkplug's chain adds against a bare-SDK relay, and CPU per live stream.
+latency, the latency lkplug's chain adds against a bare-SDK relay, and CPU per recorded live stream
+(gain + resample to 16 kHz + a WAV file per stream) against the bare SDK's subscriber at its default
+frame size, for 1 and 8 concurrent streams.
 
-    python bench/live_latency.py [--runs 5] [--seconds 10]
+    python bench/live_latency.py [--runs 5] [--seconds 10] [--streams 1,8] [--only cpu]
 
 Everything runs on 127.0.0.1 on this machine, server included (aiortc, Python): absolute latencies
 include the dev server's decode and re-encode, which a real LiveKit SFU does not do. The comparisons
@@ -16,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,15 +131,18 @@ def cpu_seconds(command: list[str], env: dict) -> float:
 
 
 async def cpu_per_stream(server, streams: int, seconds: float) -> tuple[float, float]:
-    """CPU seconds per second of media for lkplug (gain + resample to a null sink) and for the bare
-    SDK (subscribe, discard), each receiving ``streams`` publishers at once."""
+    """CPU seconds per second of media for lkplug (gain + resample, one WAV file per stream) and for
+    the bare SDK (subscribe at its default frame size, discard), each receiving ``streams``
+    publishers at once."""
     publishers = []
     for index in range(streams):
         peer = await Peer.join(server.url, server.token(f"guest-{index}"))
         await peer.publish_sine(300 + 100 * index)
         publishers.append(peer)
     loop = asyncio.get_running_loop()
-    lkplug = cli("run", "--source", "track:guest-*,wait=1", *CHAIN, "--sink", "null", "-t", str(seconds))
+    folder = tempfile.mkdtemp(prefix="lkplug-bench-")
+    record = ["--sink", f"wav:{folder}/{{identity}}.wav", "-t", str(seconds)]
+    lkplug = cli("run", "--source", "track:guest-*,wait=1", *CHAIN, *record)
     sdk = [sys.executable, str(HERE / "sdk_peer.py"), "record", server.url]
     sdk += [server.token("bare-sdk"), "guest-", str(seconds), str(streams)]
     try:
@@ -148,45 +154,13 @@ async def cpu_per_stream(server, streams: int, seconds: float) -> tuple[float, f
     return ours / seconds, bare / seconds
 
 
-async def main(runs: int, seconds: float) -> None:
+async def main(runs: int, seconds: float, counts: list[int], only: str) -> None:
     server = await DevServerProcess().start()
     try:
-        joins = []
-        for index in range(runs):
-            peer, took = await timed_join(server, f"joiner-{index}")
-            joins.append(took)
-            await peer.close()
-        print(f"join (connect until joined)         {median_ms(joins)}")
-
-        alice = await Peer.join(server.url, server.token("alice"))
-        await alice.publish_sine(impulses=True)
-        firsts = [await first_frame(server, f"first-{index}") for index in range(runs)]
-        print(f"first frame (join start to sound)   {median_ms(firsts)}")
-
-        bob = await Peer.join(server.url, server.token("bob"))
-        sdk = [sys.executable, str(HERE / "sdk_peer.py"), "relay", server.url]
-        sdk += [server.token("bare-relay"), "alice", str(seconds + 20)]
-        ours = cli("run", "--source", "track:alice", *CHAIN, "--sink", "track:processed")
-        bare_delays = await relay_delay(server, bob, sdk, "bare-relay", seconds)
-        our_delays = await relay_delay(server, bob, ours, "lkplug", seconds)
-        print(f"relay through the bare SDK, extra   {median_ms(bare_delays)}")
-        print(f"relay through lkplug, extra         {median_ms(our_delays)}")
-        added = statistics.median(our_delays) - statistics.median(bare_delays)
-        print(f"  lkplug's chain adds               {added * 1000:7.1f} ms (gain + resample to 16 kHz)")
-        await bob.close()
-        await alice.close()
-
-        cpu = {streams: await cpu_per_stream(server, streams, seconds) for streams in (1, 4)}
-        for streams, (ours, bare) in cpu.items():
-            print(
-                f"CPU, {streams} live stream(s)             lkplug {ours * 100:5.1f} % of a core, "
-                f"bare SDK {bare * 100:5.1f} % ({ours / bare:.2f}x)"
-            )
-        marginal = (cpu[4][0] - cpu[1][0]) / 3
-        print(
-            f"  each extra stream                 lkplug {marginal * 100:5.1f} % of a core: "
-            f"~{int((1 - cpu[1][0]) / marginal) + 1} streams per core (estimate, lkplug's process only)"
-        )
+        if only in ("", "latency"):
+            await latency(server, runs, seconds)
+        if only in ("", "cpu"):
+            await cpu(server, counts, seconds)
     except BaseException:
         print("\n".join(server.lines[-30:]), file=sys.stderr)
         raise
@@ -194,9 +168,57 @@ async def main(runs: int, seconds: float) -> None:
         await server.stop()
 
 
+async def latency(server, runs: int, seconds: float) -> None:
+    joins = []
+    for index in range(runs):
+        peer, took = await timed_join(server, f"joiner-{index}")
+        joins.append(took)
+        await peer.close()
+    print(f"join (connect until joined)         {median_ms(joins)}")
+
+    alice = await Peer.join(server.url, server.token("alice"))
+    await alice.publish_sine(impulses=True)
+    firsts = [await first_frame(server, f"first-{index}") for index in range(runs)]
+    print(f"first frame (join start to sound)   {median_ms(firsts)}")
+
+    bob = await Peer.join(server.url, server.token("bob"))
+    sdk = [sys.executable, str(HERE / "sdk_peer.py"), "relay", server.url]
+    sdk += [server.token("bare-relay"), "alice", str(seconds + 20)]
+    ours = cli("run", "--source", "track:alice", *CHAIN, "--sink", "track:processed")
+    bare_delays = await relay_delay(server, bob, sdk, "bare-relay", seconds)
+    our_delays = await relay_delay(server, bob, ours, "lkplug", seconds)
+    print(f"relay through the bare SDK, extra   {median_ms(bare_delays)}")
+    print(f"relay through lkplug, extra         {median_ms(our_delays)}")
+    added = statistics.median(our_delays) - statistics.median(bare_delays)
+    print(f"  lkplug's chain adds               {added * 1000:7.1f} ms (gain + resample to 16 kHz)")
+    await bob.close()
+    await alice.close()
+
+
+async def cpu(server, counts: list[int], seconds: float) -> None:
+    figures = {streams: await cpu_per_stream(server, streams, seconds) for streams in counts}
+    for streams, (ours, bare) in figures.items():
+        print(
+            f"CPU, {streams} recorded stream(s)         lkplug {ours * 100:5.1f} % of a core, "
+            f"bare SDK {bare * 100:5.1f} % ({ours / bare:.2f}x; per stream "
+            f"{ours / streams * 100:.1f} % vs {bare / streams * 100:.1f} %)   load {os.getloadavg()[0]:.2f}"
+        )
+    low, high = min(counts), max(counts)
+    if high > low:
+        for name, index in (("lkplug", 0), ("bare SDK", 1)):
+            marginal = (figures[high][index] - figures[low][index]) / (high - low)
+            base = figures[low][index] - low * marginal
+            print(
+                f"  each extra stream                 {name} {marginal * 100:5.1f} % of a core: "
+                f"~{int((1 - base) / marginal)} streams per core (estimate, the process only)"
+            )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--streams", default="1,8", help="concurrent recorded streams for the CPU figures")
+    parser.add_argument("--only", choices=("latency", "cpu"), default="", help="one part of the bench")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.seconds))
+    asyncio.run(main(args.runs, args.seconds, [int(n) for n in args.streams.split(",")], args.only))

@@ -241,3 +241,23 @@ async def test_a_stop_as_the_run_starts_ends_it(registry):
     run.stop()
     report = await asyncio.wait_for(task, 10)
     assert report.stopped and report.frames == 0
+
+
+@pytest.mark.parametrize(
+    "procs, sinks, frame_ms",
+    [
+        ((), ("collect",), 100.0),  # a recording: nothing needs short frames
+        (("gain:-6", "resample:16000"), ("null",), 100.0),
+        (("needs10ms",), ("collect",), 10),  # a stage's contract asks for 10 ms frames
+        ((), ("track:processed",), 10),  # a real-time sink (a relay): no batching latency
+    ],
+)
+def test_a_live_source_is_told_the_frame_length_the_chain_needs(registry, procs, sinks, frame_ms):
+    from lkplug_livekit.source import TrackSource
+
+    run = pipeline(registry, "tone:duration=1", procs, sinks)
+    run.explain()  # binds every component
+    assert run.context.frame_ms == frame_ms
+    track = TrackSource("alice")
+    track.bind(run.context)
+    assert track.frame_ms == frame_ms  # what it asks the SDK's AudioStream for

@@ -272,3 +272,7 @@ class RunContext:
     #: the media seconds the run asked for (``-t``; None: until the source ends), so a live source
     #: that ends short can say so
     duration: float | None = None
+    #: how long a live source's frames should be, in ms (set by the engine from the chain): short
+    #: (10 ms) where a stage or a real-time sink needs them, long where nothing does (a recording),
+    #: so Python's per-frame cost is paid 10 times a second instead of 100; None: not known
+    frame_ms: float | None = None

@@ -32,6 +32,8 @@ from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
 QUEUE_FRAMES = 8
+SHORT_FRAME_MS = 10.0  # a live source's frames when a real-time sink listens (WebRTC's own size)
+LONG_FRAME_MS = 100.0  # ... when nothing needs short ones (recording to a file, a null sink)
 MAX_PACE_LAG = 0.25  # seconds behind the pace before the pacer stops catching up
 _END = object()  # end of the source's frames
 
@@ -150,6 +152,7 @@ class Pipeline:
         self.context.kinds = frozenset(kind for built in stages for kind in accepts_of(built.obj))
         self.context.pace = self.pace
         self.context.duration = self.duration
+        self.context.frame_ms = self._live_frame_ms()
         require(self.source, "source", "probe", "frames")
         for built in self.processors:
             require(built, "processor", "process")
@@ -160,6 +163,20 @@ class Pipeline:
             if bind is not None:
                 call_plugin(built, bind, self.context)
         self._refuse_overwriting_the_input()
+
+    def _live_frame_ms(self) -> float:
+        """The frame length a live source should deliver: what the stage that needs the shortest
+        frames declares, 10 ms beside a real-time sink (a relay: every ms of batching is latency),
+        100 ms otherwise."""
+        needs = [
+            contract.frame_ms
+            for built in [*self.processors, *self.sinks]
+            for contract in accepts_of(built.obj).values()
+            if getattr(contract, "frame_ms", None)
+        ]
+        if self.realtime_sinks:
+            needs.append(SHORT_FRAME_MS)
+        return min(needs, default=LONG_FRAME_MS)
 
     def _refuse_overwriting_the_input(self) -> None:
         """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop

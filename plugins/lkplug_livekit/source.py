@@ -34,6 +34,7 @@ COMING_BACK = {None, "DUPLICATE_IDENTITY", "MIGRATION"}
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 HINT_AFTER = 10.0  # seconds of waiting before saying who is in the room
+FRAME_MS = 10  # the SDK's own frame length, when the run does not say
 
 ROOM_EVENTS = (
     "participant_connected",
@@ -72,6 +73,7 @@ class TrackSource(Source):
         self._joined = False
         self._changed = asyncio.Event()
         self._notify = print
+        self.frame_ms = FRAME_MS
 
     def bind(self, context) -> None:
         self.context = context
@@ -79,13 +81,16 @@ class TrackSource(Source):
         self.connection.can_subscribe = True
         self.connection.on_lost(self._poke)
         self._notify = context.notify
+        # frames as long as the chain allows (the SDK regroups its 10 ms frames on its own threads)
+        self.frame_ms = round(context.frame_ms or FRAME_MS)
 
     def probe(self) -> dict:
         self.connection.check()
         if self.selector.kind == "video":
             return {"video": None}  # the picture size is known once the first frame arrives
         # the SDK converts whatever the track carries to the rate and layout asked for
-        return {"audio": AudioFormat(self.rate, self.channels, "s16", self.rate // 100)}
+        size = self.rate * self.frame_ms // 1000
+        return {"audio": AudioFormat(self.rate, self.channels, "s16", size)}
 
     def _poke(self, *args) -> None:
         self._changed.set()
@@ -279,7 +284,7 @@ class TrackSource(Source):
         track = publication.track
         if self.selector.kind == "audio":
             stream = rtc.AudioStream(
-                track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=10
+                track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=self.frame_ms
             )
         else:
             buffer_type = getattr(rtc.VideoBufferType, SDK_PIXEL_FORMATS[self.pixel_format])
