@@ -24,6 +24,7 @@ from .chain import Running
 from .components import FLOAT_LIMIT, RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
+from .fanin import fans_in, mix_pipeline
 from .fanout import FanOut
 from .progress import StatusLine
 from .registry import ROLES, Registry
@@ -241,10 +242,12 @@ def _parse_pace(text: str) -> float | None | str:
 @cli.command("run")
 @click.option(
     "--source",
-    "source",
+    "sources",
     required=True,
+    multiple=True,
     metavar="SPEC",
-    help="Where frames come from, e.g. file:in.flac or tone:440.",
+    help="Where frames come from, e.g. file:in.flac or tone:440. Repeat (or track:*) with --proc mix"
+    " to combine streams into one.",
 )
 @click.option(
     "--proc",
@@ -281,7 +284,7 @@ def _parse_pace(text: str) -> float | None | str:
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
 @plugin_option
 @debug_option
-def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
+def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -299,23 +302,28 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
     with SignalWatch() as watch:
-        _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options)
+        _run(watch, sources, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options)
 
 
-def _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options):
+def _run(watch, sources, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options):
     registry = load_registry(plugins)
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
-    built_source = build(registry, "source", source)
-    if getattr(built_source.obj, "fans_out", False):
-        pipeline = FanOut(built_source, procs, sinks, registry, context=context)
+    if len(sources) > 1 or (procs and fans_in(build(registry, "processor", procs[0]))):
+        # many streams into one chain (a room's tracks, several files): --proc mix combines them
+        pipeline = mix_pipeline(sources, procs, sinks, registry, context)
     else:
-        pipeline = Pipeline(
-            built_source,
-            [build(registry, "processor", p) for p in procs],
-            [build(registry, "sink", s) for s in sinks],
-            registry,
-            context=context,
-        )
+        built_source = build(registry, "source", sources[0])
+        if getattr(built_source.obj, "fans_out", False):
+            pipeline = FanOut(built_source, procs, sinks, registry, context=context)
+        else:
+            pipeline = Pipeline(
+                built_source,
+                [build(registry, "processor", p) for p in procs],
+                [build(registry, "sink", s) for s in sinks],
+                registry,
+                context=context,
+            )
+    built_source = pipeline.source
     if pace_value == "auto":
         # a file published to a room goes at real time; a live source sets its own pace
         live = getattr(built_source.obj, "live", False)
