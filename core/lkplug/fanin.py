@@ -315,7 +315,9 @@ class MixSource(Source):
         for built, _ in self.sources:
             out += list(getattr(built.obj, "warnings", ()))
         late = [(s.name, s.late) for s in self.streams if s.late]
-        out += [f"mix: {round(n / self.rate * 1000)} ms of {name} came too late for its place" for name, n in late]
+        out += [
+            f"mix: {round(n / self.rate * 1000)} ms of {name} came too late for its place" for name, n in late
+        ]
         return out
 
 
@@ -370,7 +372,9 @@ def mix_pipeline(
     """``sources -> mix -> processors -> sinks``: ``processors[0]`` must be a stage that fans in."""
     built = [build(registry, "processor", p) for p in processors]
     if not built or not fans_in(built[0]):
-        raise UsageError("several --source options need --proc mix (e.g. --proc mix:channels) to combine them")
+        raise UsageError(
+            "several --source options need --proc mix (e.g. --proc mix:channels) to combine them"
+        )
     later = [b.label for b in built[1:] if fans_in(b)]
     if later:
         raise UsageError(f"{later[0]} combines streams: give it once, as the first --proc")
@@ -379,4 +383,6 @@ def mix_pipeline(
     mixed = MixSource(inputs, mix, registry)
     names = " + ".join(b.label for b, _ in inputs)
     source = Built(f"{mix.label} of {names}", mixed, mix.provider)
-    return MixPipeline(source, built[1:], [build(registry, "sink", s) for s in sinks], registry, context=context)
+    return MixPipeline(
+        source, built[1:], [build(registry, "sink", s) for s in sinks], registry, context=context
+    )
