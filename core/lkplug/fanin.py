@@ -344,15 +344,17 @@ def source_with_offset(registry: Registry, text: str) -> tuple[Built, float]:
     return build_entry(entry, spec), offset
 
 
-def expand_globs(texts: Sequence[str]) -> list[str]:
-    """``file:rec/*.wav`` stands for every file it matches (sorted), when no file has that name."""
+def expand_globs(registry: Registry, texts: Sequence[str]) -> list[str]:
+    """``file:rec/*.wav`` stands for every file it matches (sorted), when no file has that name: for
+    a source whose main parameter is a ``path`` (``track:*`` globs over participants by itself)."""
     import glob
 
     out = []
     for text in texts:
         spec = parse_spec(text)
         value = spec.value
-        if value and any(c in value for c in "*?[") and not os.path.exists(value):
+        is_path = registry.get("source", spec.name).component.positional == "path"
+        if is_path and value and any(c in value for c in "*?[") and not os.path.exists(value):
             matches = sorted(glob.glob(value))
             if not matches:
                 raise UsageError(f"{text}: no file matches {value}")
@@ -378,7 +380,7 @@ def mix_pipeline(
     later = [b.label for b in built[1:] if fans_in(b)]
     if later:
         raise UsageError(f"{later[0]} combines streams: give it once, as the first --proc")
-    inputs = [source_with_offset(registry, text) for text in expand_globs(sources)]
+    inputs = [source_with_offset(registry, text) for text in expand_globs(registry, sources)]
     mix = built[0]
     mixed = MixSource(inputs, mix, registry)
     names = " + ".join(b.label for b, _ in inputs)
