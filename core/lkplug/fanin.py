@@ -33,10 +33,9 @@ from .frames import AudioFrame
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
 
-#: live streams: how long the mix waits for a block's frames before it is written without them
-LIVE_LATENCY = 0.2
-#: live streams: a frame this much later than its stream's clock says starts a new stretch there
-LIVE_GAP = 0.1
+#: live streams: how long the mix waits for a block's frames before it is written without them (a
+#: stream whose frames come later than that, after a gap or a stall, goes on from where it arrived)
+LIVE_LATENCY = 0.3
 #: files: how far a stream may decode ahead of the mix, in seconds
 FILE_AHEAD = 2.0
 FILE_BLOCK = 0.1  # seconds per mixed frame from files
@@ -76,6 +75,7 @@ class Stream:
     end: int | None = None  # timeline position where what it placed ends
     done: bool = False
     late: int = 0  # samples that came after the mix had written their place
+    resumed: int = 0  # times it went on later than its own timestamps said (gaps, stalls)
     task: asyncio.Task | None = None
 
     def place(self, position: int, data: np.ndarray) -> None:
@@ -229,8 +229,13 @@ class MixSource(Source):
                     self._origin = arrived - end / self.rate
                     self.context.notify(f"mix: recording from now, first stream {stream.name}")
                 now = round((arrived - self._origin) * self.rate)
-                if stream.shift is None or now - (stream.shift + end) > LIVE_GAP * self.rate:
-                    stream.shift = max(stream.shift or 0, now - end)  # (re)starts here, never earlier
+                if stream.shift is None:
+                    stream.shift = now - end
+                elif stream.shift + frame.timestamp < self._position:
+                    # too late for its place (it came back after a gap, or a stall held it longer
+                    # than the mix waits): it goes on where it arrived, never earlier
+                    stream.shift = max(stream.shift, now - end)
+                    stream.resumed += 1
             stream.place(stream.shift + frame.timestamp, data)
         self._data.notify()
 
@@ -314,6 +319,11 @@ class MixSource(Source):
         out = []
         for built, _ in self.sources:
             out += list(getattr(built.obj, "warnings", ()))
+        out += [
+            f"mix: {s.name} went on {s.resumed} times later than its timestamps said (gaps or stalls)"
+            for s in self.streams
+            if s.resumed
+        ]
         late = [(s.name, s.late) for s in self.streams if s.late]
         out += [
             f"mix: {round(n / self.rate * 1000)} ms of {name} came too late for its place" for name, n in late
