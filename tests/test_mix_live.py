@@ -187,6 +187,14 @@ async def test_eight_publishers_mix_without_gaps(livekit_server, livekit_join, t
     )
     code, err = await run.run(timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # lkplug's, reaped just now
+    print(err)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    # stated, not asserted (the machine is shared): lkplug's CPU per stream, % of one core
+    record_property("cpu_per_stream_percent", 100 * cpu / seconds / len(freqs))
+    print(
+        f"lkplug CPU {cpu:.2f} s (start-up included) for {seconds} s of 8 streams:"
+        f" {100 * cpu / seconds / 8:.1f} % of a core per stream, load average {os.getloadavg()[0]:.1f}"
+    )
     assert code == 0, err
     assert err.count("-> channel 1") == 8, err
     data, rate = soundfile.read(out, always_2d=True)
@@ -200,10 +208,33 @@ async def test_eight_publishers_mix_without_gaps(livekit_server, livekit_join, t
         freq for freq in freqs if amplitude_track(data[RATE:, 0], freq)[1].min() > 0.3 * SENT_PEAK * HEADROOM
     ]
     assert present == freqs
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    # stated, not asserted (the machine is shared): lkplug's CPU per stream, % of one core
-    record_property("cpu_per_stream_percent", 100 * cpu / seconds / len(freqs))
-    print(
-        f"lkplug CPU {cpu:.2f} s (start-up included) for {seconds} s of 8 streams:"
-        f" {100 * cpu / seconds / 8:.1f} % of a core per stream, load average {os.getloadavg()[0]:.1f}"
+
+
+async def test_a_mix_published_back_never_hears_itself(livekit_server, livekit_join, tmp_path):
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    out = tmp_path / "room.wav"
+    run = Run(
+        livekit_server,
+        "run",
+        "--source",
+        "track:*",
+        "--proc",
+        "mix",
+        "--sink",
+        "track:room-mix",
+        "--sink",
+        f"wav:{out}",
+        "-t",
+        "8",
     )
+    lkplug = asyncio.ensure_future(run.run())
+    carol = await livekit_join("carol")
+    heard = await carol.receive_audio("lkplug", seconds=2.0)
+    code, err = await lkplug
+    assert code == 0, err
+    # the mix took alice only: lkplug's own participant (which publishes room-mix) is not a remote one
+    assert [line for line in err.splitlines() if "-> channel" in line] == ["lkplug: mix: alice -> channel 1"]
+    heard = heard[RATE // 4 :]  # past the decoder's fade-in
+    times, a440 = amplitude_track(heard, 440)
+    assert 20 * np.log10(np.median(a440) / (SENT_PEAK * HEADROOM)) == pytest.approx(0.0, abs=1.0)
