@@ -26,6 +26,8 @@ class Mix(Processor):
     #: the engine runs this stage as a fan-in: many streams in, one out
     fans_in = True
     emits = "audio flt at rate=: mono (sum), one channel per stream (channels) or stereo (split)"
+    #: what each stream is converted to before the mix (`lkplug inspect mix`; rate= changes the rate)
+    accepts = {"audio": AudioContract(rates=(48000,), channels=(1,), sample_formats=("flt",))}
 
     def __init__(
         self,
