@@ -308,7 +308,7 @@ def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, 
 def _run(watch, sources, procs, sinks, pace_value, explain, duration, quiet, plugins, plugin_options):
     registry = load_registry(plugins)
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
-    if len(sources) > 1 or (procs and fans_in(build(registry, "processor", procs[0]))):
+    if len(sources) > 1 or any(fans_in(registry, p) for p in procs):
         # many streams into one chain (a room's tracks, several files): --proc mix combines them
         pipeline = mix_pipeline(sources, procs, sinks, registry, context)
     else:

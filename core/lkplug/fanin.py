@@ -42,8 +42,10 @@ FILE_BLOCK = 0.1  # seconds per mixed frame from files
 OFFSET = Param("offset", float, 0.0, "seconds to shift this stream later on the mix's timeline", min=0.0)
 
 
-def fans_in(built: Built) -> bool:
-    return bool(getattr(built.obj, "fans_in", False))
+def fans_in(registry: Registry, spec_text: str) -> bool:
+    """Is the processor ``spec_text`` names one that combines streams (``mix``)?"""
+    factory = registry.get("processor", parse_spec(spec_text).name).component.factory
+    return bool(getattr(factory, "fans_in", False))
 
 
 class _Wake:
@@ -382,14 +384,14 @@ def mix_pipeline(
     context: RunContext | None = None,
 ) -> MixPipeline:
     """``sources -> mix -> processors -> sinks``: ``processors[0]`` must be a stage that fans in."""
-    built = [build(registry, "processor", p) for p in processors]
-    if not built or not fans_in(built[0]):
+    if not processors or not fans_in(registry, processors[0]):
         raise UsageError(
             "several --source options need --proc mix (e.g. --proc mix:channels) to combine them"
         )
-    later = [b.label for b in built[1:] if fans_in(b)]
+    later = [text for text in processors[1:] if fans_in(registry, text)]
     if later:
         raise UsageError(f"{later[0]} combines streams: give it once, as the first --proc")
+    built = [build(registry, "processor", p) for p in processors]
     inputs = [source_with_offset(registry, text) for text in expand_globs(registry, sources)]
     mix = built[0]
     mixed = MixSource(inputs, mix, registry)
