@@ -384,13 +384,13 @@ def mix_pipeline(
     context: RunContext | None = None,
 ) -> MixPipeline:
     """``sources -> mix -> processors -> sinks``: ``processors[0]`` must be a stage that fans in."""
+    later = [text for text in processors[1:] if fans_in(registry, text)]
+    if later:
+        raise UsageError(f"{later[0]} combines streams: give it once, as the first --proc")
     if not processors or not fans_in(registry, processors[0]):
         raise UsageError(
             "several --source options need --proc mix (e.g. --proc mix:channels) to combine them"
         )
-    later = [text for text in processors[1:] if fans_in(registry, text)]
-    if later:
-        raise UsageError(f"{later[0]} combines streams: give it once, as the first --proc")
     built = [build(registry, "processor", p) for p in processors]
     inputs = [source_with_offset(registry, text) for text in expand_globs(registry, sources)]
     mix = built[0]
