@@ -3,6 +3,8 @@ by the planner's converters and aligned at their start times (``offset=`` shifts
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -12,6 +14,7 @@ from lkplug import Registry, UsageError
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 A_RATE, B_RATE, RATE = 44100, 16000, 48000
+HOOKS = Path(__file__).parent / "mix_hooks.py"
 
 
 @pytest.fixture
@@ -128,3 +131,40 @@ def test_layouts_assign_channels():
         make("channels").output_format()
     summed = make("sum").mix([(0, np.ones(4, np.float32)), (0, np.ones(4, np.float32))], 4)
     assert summed[:, 0] == pytest.approx(2 * 10 ** (-6 / 20))  # headroom 6 dB
+
+
+@pytest.mark.parametrize("layout", ["mix", "mix:channels,order='alice,bob'", "mix:split,left=alice"])
+def test_live_streams_are_placed_by_when_they_come(tmp_path, layout):
+    """A room without a network (tests/mix_hooks.py): alice from the start, bob from 2 s to 4 s."""
+    out = tmp_path / "room.wav"
+    result = run_lkplug(
+        "run",
+        "-p",
+        str(HOOKS),
+        "--source",
+        "room",
+        "--proc",
+        layout,
+        "--sink",
+        f"wav:{out},subtype=float",
+        "-t",
+        "6",
+    )
+    assert result.returncode == 0, result.stderr
+    data, rate = soundfile.read(out, always_2d=True, dtype="float32")
+    assert (rate, len(data)) == (RATE, 6 * RATE)
+    gain = 1.0 if "channels" in layout else 10 ** (-6 / 20)
+    alice, bob = data[:, 0], data[:, -1]
+    blocks = alice.reshape(-1, RATE // 100)
+    # alice throughout, at her level (0.5 peak) less the headroom, in every 10 ms block
+    assert np.sqrt(np.mean(blocks**2, axis=1)).min() == pytest.approx(0.5 * gain / np.sqrt(2), rel=0.15)
+    # where bob sounds: the 660 Hz amplitude in 50 ms windows (whole cycles of 440 and 660 Hz, so
+    # alice does not leak in) every 5 ms is above half of his: from 2 s to 4 s, within 60 ms
+    window, step = RATE // 20, RATE // 200
+    phase = np.exp(-2j * np.pi * 660 * np.arange(window) / RATE)
+    starts = np.arange(0, len(bob) - window, step)
+    amplitude = np.array([2 * abs(np.dot(bob[s : s + window], phase)) / window for s in starts])
+    sounding = (starts[amplitude > 0.25 * gain] + window / 2) / RATE
+    assert sounding[0] == pytest.approx(2.0, abs=0.06), sounding[0]
+    assert sounding[-1] == pytest.approx(4.0, abs=0.06), sounding[-1]
+    assert np.ptp(np.diff(sounding)) < 1e-9  # one stretch, no hole
