@@ -67,7 +67,8 @@ async def publish_scheduled(peer, freq: float, schedule: dict) -> asyncio.Task:
     (silence before and after; the peer leaves the room at "leave", default "off"), its phase turned
     by half a cycle at ``schedule["flip"]`` (a mark in time that does not change the level). The
     schedule may be filled in while it runs. A 20 ms capture queue keeps what is sent within 20 ms
-    of its loop time; no DTX, so silence is sent as audio and the receiver's jitter buffer keeps one delay throughout."""
+    of its loop time; no DTX, so silence is sent as audio and the receiver's jitter buffer keeps one
+    delay throughout."""
     audio = rtc.AudioSource(RATE, 1, queue_size_ms=20)
     track = rtc.LocalAudioTrack.create_audio_track("microphone", audio)
     await peer.room.local_participant.publish_track(
