@@ -106,3 +106,33 @@ async def test_after_a_dropped_signalling_socket_media_flows_again(livekit_serve
     await livekit_server.drop_signal("bob")
     await asyncio.wait_for(reconnected.get(), 30)
     assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+
+
+async def test_a_publish_unpublish_republish_cycle_reaches_a_subscriber(livekit_server, livekit_join):
+    """aiortc has no removeTrack: the server stops the sender and offers its m-line inactive. Twice
+    round, so a second removal after a re-offer is covered too; the fixture fails the test on any
+    traceback in the server's log (before the fix: AttributeError ... 'removeTrack')."""
+    alice = await livekit_join("alice")
+    bob = await livekit_join("bob")
+    unsubscribed = await events(bob.room, "track_unsubscribed")
+    for freq in (440, 660, 880):
+        publication = await alice.publish_sine(freq)
+        assert_sine(await bob.receive_audio("alice", seconds=1.0), freq)
+        for task in alice.tasks:
+            task.cancel()
+        alice.tasks.clear()
+        await alice.room.local_participant.unpublish_track(publication.sid)
+        track, remote_publication, participant = await asyncio.wait_for(unsubscribed.get(), 10)
+        assert (remote_publication.sid, participant.identity) == (publication.sid, "alice")
+
+
+async def test_video_arrives_at_the_size_it_was_published(livekit_join):
+    """Without simulcast, a subscriber gets the published 1280x720 (before: libwebrtc, told by aiortc's
+    low bandwidth estimate, sent 640x360, and that is what arrived)."""
+    alice = await livekit_join("alice")
+    await alice.publish_bars(width=1280, height=720)
+    bob = await livekit_join("bob")
+    images = await bob.receive_video("alice", frames=20, timeout=60)
+    assert {image.shape for image in images} == {(720, 1280, 4)}
+    for got, want in zip(bar_colours(images[-1]), BARS, strict=True):
+        assert np.abs(np.subtract(got, want)).max() < 40, (got, want)

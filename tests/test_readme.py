@@ -29,6 +29,7 @@ def test_the_main_command_records_the_demo_participant(tmp_path):
     assert args[:2] == ["run", "--devserver"] and "wav:out.wav" in args
     result = run_lkplug(*args, cwd=tmp_path, timeout=90)
     assert result.returncode == 0, result.stderr
+    assert "the dev server logged an error" not in result.stderr  # a traceback in its log
     data, rate = soundfile.read(tmp_path / "out.wav")
     assert len(data) == 5 * rate
     heard = data[int(rate * 0.75) :]  # past the first packets and the decoder's fade-in

@@ -92,6 +92,8 @@ async def test_processed_audio_is_published_back(livekit_server, livekit_join):
             "track:alice-processed",
             "-t",
             "8",
+            "--identity",
+            "lkplug",
         )
     )
     carol = await livekit_join("carol")
@@ -115,7 +117,10 @@ async def test_a_file_is_published_at_real_time_and_received_whole(livekit_serve
     soundfile.write(clip, to_s16(sine(660, seconds, RATE)), RATE)
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
-        lkplug(livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:music,wait=10")
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:music,wait=10", "--identity", "lkplug"),
+        )
     )
     track = await bob.remote_track("lkplug", timeout=30)
     from livekit import rtc
@@ -164,14 +169,16 @@ async def test_fan_out_records_every_publisher_to_its_own_file(livekit_server, l
         "--source",
         "track:guest-*,wait=2",
         "--sink",
-        f"wav:{tmp_path}/{{identity}}-{{source}}.wav",
+        f"wav:{tmp_path}/rec/{{identity}}-{{source}}.wav",  # README's example: rec/ is made
         "-t",
         "2",
     )
     assert code == 0, err
+    # the summary counts streams; their media added up would be no real-time factor
+    assert "lkplug: 2 streams, " in err and "real time" not in err, err
     heard = {}
     for identity in ("guest-a", "guest-b"):
-        data, rate = soundfile.read(tmp_path / f"{identity}-microphone.wav")
+        data, rate = soundfile.read(tmp_path / "rec" / f"{identity}-microphone.wav")
         assert len(data) == 2 * rate
         heard[identity] = dominant_frequency(steady(data), rate)
     assert heard == {"guest-a": pytest.approx(440, abs=2), "guest-b": pytest.approx(660, abs=2)}
@@ -212,6 +219,17 @@ async def test_connection_problems_are_one_clear_line(livekit_server, case, expe
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
     assert livekit_server.api_secret not in err and "wrong-secret" not in err
+    # the SDK's own log lines (its Rust core's: 401 handshakes, retries) only with --debug
+    assert all(line.startswith("lkplug:") for line in err.splitlines() if line.strip()), err
+
+
+async def test_the_sdks_log_lines_show_with_debug(livekit_server):
+    args = ["run", "--source", "track:alice,wait=2", "--sink", "null", "--debug"]
+    code, _, err = await lkplug(
+        livekit_server, *args, "--api-secret", "wrong-secret-value-that-is-long-enough"
+    )
+    assert code == 1
+    assert any(line.startswith(("ERROR livekit", "WARNING livekit")) for line in err.splitlines()), err
 
 
 async def _leave_and_rejoin(server, join, alice):
@@ -252,6 +270,8 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
             f"wav:{out}",
             "-t",
             "6",
+            "--identity",
+            "lkplug",
         )
     )
     await asyncio.sleep(4)  # recording by now
@@ -259,7 +279,8 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
     code, _, err = await record
     assert code == 0, err
     assert "Traceback" not in err
-    assert err.count("receiving alice/microphone") >= 2, err  # subscribed again after the disruption
+    if disruption is not _drop_lkplugs_signalling_socket:  # that one resumes the session: no new track
+        assert err.count("receiving alice/microphone") >= 2, err  # subscribed again after the disruption
     data, rate = soundfile.read(out)  # a valid file, as long as asked (gaps are not recorded)
     assert len(data) == 6 * rate
     tail = data[-rate:]  # the last second came after the disruption
@@ -305,7 +326,9 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
         lkplug(
-            livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:cam,simulcast=false,wait=10"
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:cam,simulcast=false,wait=10"),
+            *("--identity", "lkplug"),
         )
     )
     pictures = await bob.receive_video("lkplug", frames=10)
@@ -313,3 +336,192 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
     assert code == 0, err
     assert pictures[-1].shape == (HEIGHT, WIDTH, 4)
     assert_bars(pictures[-1])
+
+
+def blocks_db(data: np.ndarray, rate: int, ms: int = 20) -> np.ndarray:
+    """The level of each ``ms`` block, in dBFS."""
+    size = rate * ms // 1000
+    blocks = data[: len(data) // size * size].reshape(-1, size)
+    return 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-20)
+
+
+async def test_two_recorders_without_identity_share_a_room(livekit_server, livekit_join, tmp_path):
+    """Each process joins under an identity of its own (before: both were 'lkplug', the second replaced
+    the first, which came back and replaced the second: 0.29 s of 3 s, "alice left the room")."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    outs = [tmp_path / "one.wav", tmp_path / "two.wav"]
+    first = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[0]}", "-t", "8")
+    )
+    await asyncio.sleep(2)  # the first is recording when the second joins
+    second = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[1]}", "-t", "8")
+    )
+    results = await asyncio.gather(first, second)
+    identities = set()
+    for (code, _, err), out in zip(results, outs, strict=True):
+        assert code == 0, err
+        assert "s of media received in" in err and "real time" not in err, err  # live: no speed
+        assert err.count("receiving alice/microphone") == 1, err  # never re-subscribed
+        (joined,) = [line for line in err.splitlines() if "joining room test as" in line]
+        identities.add(joined.split(" as ")[1])
+        data, rate = soundfile.read(out)
+        assert len(data) >= 7.9 * rate
+        # no gap: every 20 ms block past the fade-in has the tone at its level
+        levels = blocks_db(steady(data), rate)
+        assert levels.min() > SENT_RMS_DB - 3, (out.name, np.flatnonzero(levels <= SENT_RMS_DB - 3))
+    assert len(identities) == 2 and all(i.startswith("'lkplug-recorder-") for i in identities), identities
+
+
+async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_server, livekit_join, tmp_path):
+    """Two processes given one --identity: the one replaced exits non-zero, in one line, with the hint
+    (before: "alice left the room", exit 0, a short file; a publisher: UnpublishTrackError)."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440)
+    args = ("--identity", "same", "--source", "track:alice", "--sink")
+    first = asyncio.ensure_future(lkplug(livekit_server, "run", *args, f"wav:{tmp_path}/1.wav", "-t", "8"))
+    await asyncio.sleep(3)
+    code, _, err = await lkplug(livekit_server, "run", *args, "track:echo", "-t", "3")
+    assert code == 0, err
+    code, _, err = await first
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("lkplug: error:")]
+    assert len(lines) == 1 and "replaced" in lines[0] and "--identity" in lines[0], err
+    assert "Traceback" not in err and "left the room" not in err and "livekit" not in err.lower(), err
+    assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before
+
+
+@pytest.mark.parametrize(
+    "source, sink",
+    [
+        ("track:alice", "wav:{missing}/out.wav"),
+        ("track:alice", "file:{missing}/out.mp4"),
+        # a templated output's folder is made; one that cannot be (a file is in the way) is refused
+        ("track:guest-*", "file:{missing}/{{identity}}.mp4"),
+    ],
+)
+async def test_a_bad_output_folder_fails_before_joining(livekit_server, tmp_path, source, sink):
+    """Nobody is in the room and wait= is forever: only a check before joining can end this run (before:
+    it waited for alice, and would have failed at her first frame)."""
+    missing = tmp_path / "no" / "such"
+    (tmp_path / "no").write_text("a file, not a folder")
+    started = time.monotonic()
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", source, "--sink", sink.format(missing=missing), timeout=30
+    )
+    print(f"failed after {time.monotonic() - started:.2f} s")  # reported, not asserted
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"lkplug: error: cannot write {missing}/"), err
+    assert "joining room" not in err
+
+
+def sine_fit(data: np.ndarray, rate: int, near: float) -> tuple[float, float]:
+    """(frequency in Hz, THD+N in dB) of a sine: the frequency whose least-squares sine fits best
+    (searched 0.01 Hz apart around ``near``), and the power of what that sine leaves, relative to the
+    whole signal."""
+    t = np.arange(len(data)) / rate
+    best = (0.0, near)
+    for freq in np.arange(near - 2.0, near + 2.0, 0.01):
+        basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
+        coef = basis.T @ data
+        best = max(best, (float(coef @ coef), freq))
+    freq = best[1]
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t), np.ones_like(t)], axis=1)
+    fitted = basis @ np.linalg.lstsq(basis, data, rcond=None)[0]
+    residual = data - fitted
+    return freq, 10 * np.log10(np.mean(residual**2) / np.mean(data**2))
+
+
+def sine_quality(data: np.ndarray, rate: int, near: float, block: float = 0.25) -> tuple[float, float]:
+    """The median over ``block``-second blocks of :func:`sine_fit`: a receiver's jitter buffer may
+    stretch or conceal a moment (more so on a busy machine), which a fit over the whole recording
+    would count against the sender; a fault of the sender (a wrong rate, a click every frame) is in
+    every block."""
+    size = int(block * rate)
+    fits = [sine_fit(data[i : i + size], rate, near) for i in range(0, len(data) - size + 1, size)]
+    freqs, thd_ns = zip(*fits, strict=True)
+    return float(np.median(freqs)), float(np.median(thd_ns))
+
+
+@pytest.mark.parametrize("rate", [22050, 11025, 48000])
+async def test_a_tone_at_any_rate_is_published_cleanly(livekit_server, livekit_join, tmp_path, rate):
+    """Before: 22050 Hz went out in 220-sample frames taken as 10 ms: 439.0 Hz, and a click every frame.
+    48 kHz is the reference the others must match."""
+    clip = tmp_path / "tone.wav"
+    soundfile.write(clip, to_s16(sine(440, 6.0, rate)), rate)
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            "run",
+            "--source",
+            f"file:{clip}",
+            "--sink",
+            "track:tts,wait=10",
+            "--identity",
+            "tts",
+        )
+    )
+    heard = await bob.receive_audio("tts", seconds=4.0)
+    code, _, err = await publish
+    assert code == 0, err
+    freq, thd_n = sine_quality(steady(heard)[: 3 * RATE].astype(np.float64), RATE, 440.0)
+    print(f"{rate} Hz: {freq:.2f} Hz, THD+N {thd_n:.1f} dB")
+    assert freq == pytest.approx(440.0, abs=0.2)
+    assert thd_n < -30
+
+
+async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server, livekit_join, tmp_path):
+    """After 10 s of waiting, once: who is in the room and what they publish; the wait goes on as
+    wait= says (before: "waiting for alcie/first audio" and nothing more, forever with wait=0)."""
+    alice = await livekit_join("alice")
+    await alice.publish_sine(440, name="mic")
+    await livekit_join("bob")
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", "track:alcie,wait=13", "--sink", f"wav:{tmp_path}/x.wav"
+    )
+    assert code == 1, err
+    hints = [line for line in err.splitlines() if "still waiting for alcie" in line]
+    assert len(hints) == 1, err
+    assert "alice (microphone 'mic')" in hints[0] and "bob (publishes nothing)" in hints[0], err
+    assert "did not appear in room test within 13 s" in err.splitlines()[-1], err
+
+
+async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
+    livekit_server, livekit_join, tmp_path
+):
+    """Another participant subscribing to everything (as the demo's alice does) does not start the
+    playback; carol, joining 4 s later, hears the file from its start (before: 6.34 s of 10 s)."""
+    seconds = 6.0
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, to_s16(sine(660, seconds, RATE)), RATE)
+    await livekit_join("alice")  # auto-subscribes to what is published
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:music,wait_for=carol,wait=60"),
+            *("--identity", "music"),
+        )
+    )
+    await asyncio.sleep(4)
+    carol = await livekit_join("carol")
+    from livekit import rtc
+
+    stream = rtc.AudioStream(await carol.remote_track("music"), sample_rate=RATE, num_channels=1)
+    sounding = 0  # 10 ms frames with the tone in them, as carol's playout gives them
+
+    async def listen():
+        nonlocal sounding
+        async for event in stream:
+            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
+
+    listener = asyncio.ensure_future(listen())
+    code, _, err = await publish
+    await asyncio.sleep(1.0)  # what is still on the way
+    listener.cancel()
+    await stream.aclose()
+    assert code == 0, err
+    assert "waiting for carol to listen to music" in err
+    assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole file, as the real-time test has it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import select
@@ -26,7 +27,7 @@ from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
 from .fanin import fans_in, mix_pipeline
 from .fanout import FanOut
-from .progress import StatusLine
+from .progress import StatusLine, summary
 from .registry import ROLES, Registry
 
 EXIT_INTERRUPTED = 130
@@ -334,18 +335,14 @@ def _run(watch, sources, procs, sinks, pace_value, explain, duration, quiet, plu
     if explain:
         click.echo(pipeline.explain())
         return
-    quiet_status = quiet or not sys.stderr.isatty() or isinstance(pipeline, FanOut)
-    status = None if quiet_status else StatusLine(sys.stderr)
+    quiet_status = quiet or not sys.stderr.isatty()
+    status = None if quiet_status else StatusLine(sys.stderr, total=duration)
     report = asyncio.run(_run_with_signals(pipeline, status, watch))
     for warning in report.warnings:
         click.echo(f"lkplug: warning: {warning}", err=True)
     if not quiet:
-        speed = report.seconds / report.wall if report.wall > 0 else 0.0
-        click.echo(
-            f"lkplug: {report.seconds:.2f} s of media in {report.wall:.2f} s ({speed:.1f}x real time)"
-            + (", stopped by signal" if report.stopped else ""),
-            err=True,
-        )
+        live = getattr(built_source.obj, "live", False)
+        click.echo(f"lkplug: {summary(report, live, getattr(pipeline, 'streams', None))}", err=True)
     if report.stopped:
         sys.exit(EXIT_INTERRUPTED)
 
@@ -497,6 +494,8 @@ def make_cli() -> click.Group:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("LKPLUG_DEBUG"))
+    if debug:  # plugins' and SDKs' log lines too (without it, plugins keep them quiet)
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         make_cli().main(args, prog_name="lkplug", standalone_mode=False)
     except click.ClickException as exc:

@@ -35,6 +35,7 @@ class Param:
     choices: tuple | None = None
     min: float | None = None
     max: float | None = None
+    step: float | None = None  # valid values are min + k * step (e.g. the SDK's 10 ms queue sizes)
 
     @property
     def required(self) -> bool:
@@ -67,6 +68,8 @@ class Param:
             raise ParamError(f"{where}={value!r}: expected one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
             raise ParamError(f"{where}={value!r}: expected a value in {self.range_text}")
+        if self.step is not None and (value - (self.min or 0)) % self.step:
+            raise ParamError(f"{where}={value!r}: expected a value in {self.range_text}")
         return value
 
     @property
@@ -81,7 +84,7 @@ class Param:
             return ""
         low = "-inf" if self.min is None else f"{self.min:g}"
         high = "inf" if self.max is None else f"{self.max:g}"
-        return f"[{low}, {high}]"
+        return f"[{low}, {high}]" + (f" in steps of {self.step:g}" if self.step is not None else "")
 
 
 def _parse_bool(text: str) -> bool:
@@ -263,3 +266,6 @@ class RunContext:
     kinds: frozenset[str] | None = None
     #: the run's pace (1.0: real time; None: as fast as possible), so a source can size its frames
     pace: float | None = None
+    #: the media seconds the run asked for (``-t``; None: until the source ends), so a live source
+    #: that ends short can say so
+    duration: float | None = None

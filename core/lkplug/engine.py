@@ -149,6 +149,7 @@ class Pipeline:
         stages = [*self.processors, *self.sinks]
         self.context.kinds = frozenset(kind for built in stages for kind in accepts_of(built.obj))
         self.context.pace = self.pace
+        self.context.duration = self.duration
         require(self.source, "source", "probe", "frames")
         for built in self.processors:
             require(built, "processor", "process")

@@ -10,11 +10,13 @@ import asyncio
 import re
 import string
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .chain import Built
 from .components import RunContext
 from .engine import Pipeline, RunReport, build
-from .errors import LkplugError, UsageError
+from .errors import LkplugError, MediaError, UsageError
+from .paths import check_folder
 from .registry import Registry
 from .spec import parse_spec
 
@@ -46,6 +48,15 @@ def template_fields(template: str) -> set[str]:
         raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
 
 
+def make_folder(path: Path) -> None:
+    """Create the folder of a templated output (``wav:rec/{identity}.wav`` makes ``rec/``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"cannot write {path}: cannot create folder {path.parent}: {exc.strerror}") from None
+    check_folder(path)
+
+
 class FanOut:
     """Runs like a :class:`Pipeline` (``explain``, ``run``, ``stop``) but starts one pipeline per
     stream; a stream that fails is reported and the others go on."""
@@ -72,6 +83,7 @@ class FanOut:
         self._stopping = False
         self._all_ran = False  # with a duration: every stream found has run that long
         self._finder: asyncio.Task | None = None
+        self.streams = 0  # streams found and run
 
     def _check_templates(self) -> None:
         example = {field: field for field in self.fields}
@@ -83,12 +95,21 @@ class FanOut:
                     f"{self.source.label} runs one pipeline per track: give each its own output, "
                     f"e.g. --sink 'wav:rec/{{identity}}-{{source}}.wav' (fields: {field_list(self.fields)})"
                 )
-        # fail on unknown components and bad parameters now, not when the first track shows up
-        self._build(example)
+        # fail on unknown components, bad parameters and unusable folders now, not when the first
+        # track shows up (maybe hours later); folders without fields in them are made now
+        _, sinks = self._build(example, make_folders=False)
+        for template, sink in zip(self.sink_templates, sinks, strict=True):
+            path = getattr(sink.obj, "path", None)
+            if isinstance(path, Path) and "{" not in str(Path(template).parent):
+                make_folder(path)
 
-    def _build(self, fields: dict[str, str]) -> tuple[list[Built], list[Built]]:
+    def _build(self, fields: dict[str, str], make_folders: bool = True) -> tuple[list[Built], list[Built]]:
         processors = [build(self.registry, "processor", spec) for spec in self.processor_specs]
         sinks = [build(self.registry, "sink", render(t, fields)) for t in self.sink_templates]
+        for sink in sinks if make_folders else ():
+            path = getattr(sink.obj, "path", None)  # a file sink's output
+            if isinstance(path, Path):
+                make_folder(path)
         return processors, sinks
 
     @property
@@ -118,9 +139,9 @@ class FanOut:
         """Close every running pipeline's sinks from any thread (see ``Pipeline.finalize_now``)."""
         return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now()]
 
-    async def run(self, on_progress: Callable[[float], None] | None = None) -> RunReport:
+    async def run(self, on_progress: Callable[[float, str], None] | None = None) -> RunReport:
         """Until the source finds no more streams and every pipeline ended (or ``stop()``);
-        ``on_progress`` is not called: streams come and go."""
+        ``on_progress(seconds, stream)`` gets each stream's media seconds."""
         report = RunReport()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -129,8 +150,10 @@ class FanOut:
         self.source.obj.bind(self.context)
 
         async def one(label: str, pipeline: Pipeline) -> None:
+            self.streams += 1
+            progress = None if on_progress is None else lambda seconds: on_progress(seconds, label)
             try:
-                result = await pipeline.run()
+                result = await pipeline.run(progress)
             except LkplugError as exc:
                 failures.append(f"{label}: {exc}")
                 self.context.notify(f"{label} failed: {exc}")

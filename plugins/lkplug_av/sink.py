@@ -31,6 +31,7 @@ from lkplug import (
     VideoFrame,
 )
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
+from lkplug.paths import check_folder
 
 from .video import to_av
 
@@ -127,6 +128,8 @@ class FileSink(Sink):
         self._last_time = float("-inf")
         self._last_pts = -1
         self._size = None
+        self._scaler = None  # pictures of another size than the first are scaled to it
+        self._notify = print
         self._rate = None  # the video stream's frame rate
         self._audio_format = None
         self._audio_time_base = None
@@ -159,7 +162,11 @@ class FileSink(Sink):
 
     # the engine's calls -----------------------------------------------------------------------
 
+    def bind(self, context) -> None:
+        self._notify = context.notify
+
     def start(self, formats) -> None:
+        check_folder(self.path)  # before the source starts (a room may take hours to deliver)
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
         self._formats = {kind: fmt for kind, fmt in formats.items() if kind in self.accepts}
         video = formats.get("video")
@@ -212,8 +219,7 @@ class FileSink(Sink):
     def _open_and_drain(self, encode: bool = True) -> None:
         import av
 
-        if not self.path.parent.exists():
-            raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_folder(self.path)
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
@@ -306,19 +312,36 @@ class FileSink(Sink):
             picture.pts = timestamp
             picture.time_base = self._audio_time_base
         else:
-            if (frame.width, frame.height) != self._size:
-                raise MediaError(
-                    f"{self.path}: video size changed mid-stream ({self._size[0]}x{self._size[1]} ->"
-                    f" {frame.width}x{frame.height}); put scale: before the sink"
-                )
             pts = round(frame.time / VIDEO_TIME_BASE)
             if pts <= self._last_pts:
                 return  # two pictures at one time: keep the first, like -vsync vfr
             self._last_pts = pts
             picture = to_av(frame)
+            if (frame.width, frame.height) != self._size:
+                picture = self._rescale(picture)
             picture.pts = pts
             picture.time_base = VIDEO_TIME_BASE
         self._mux(stream.encode(picture))
+
+    def _rescale(self, picture):
+        """A picture whose size changed mid-stream (a live track adapting to bandwidth), scaled to the
+        stream's first size as the ffmpeg CLI does (its auto-inserted scaler: bicubic); told once."""
+        from av.video.reformatter import Interpolation, VideoReformatter
+
+        width, height = self._size
+        if self._scaler is None:
+            self._scaler = VideoReformatter()
+            self._notify(
+                f"{self.path}: video size changed mid-stream ({width}x{height} -> "
+                f"{picture.width}x{picture.height}); scaling to {width}x{height}"
+            )
+        return self._scaler.reformat(
+            picture,
+            width=width,
+            height=height,
+            format=picture.format.name,
+            interpolation=Interpolation.BICUBIC,
+        )
 
     def _mux(self, packets) -> None:
         if packets:

@@ -10,6 +10,7 @@ and share one clock (seconds from the start of the file, or from ``start=``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import numpy as np
@@ -267,7 +268,7 @@ class FileSource(Source):
         import soundfile
 
         try:
-            info = soundfile.info(self.path)
+            info = soundfile.info(os.fsencode(self.path))  # bytes: any name the OS allows
         except (RuntimeError, soundfile.LibsndfileError) as exc:
             with open(self.path, "rb") as file:
                 if file.read(4) != b"RIFX":
@@ -398,7 +399,7 @@ class FileSource(Source):
     def _read_soundfile(self):
         import soundfile
 
-        with soundfile.SoundFile(self.path) as file:
+        with soundfile.SoundFile(os.fsencode(self.path)) as file:
             fmt = self.formats["audio"]
             dtype = "int16" if fmt.sample_format == "s16" else "float32"
             if self.start:

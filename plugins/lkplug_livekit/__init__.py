@@ -84,7 +84,10 @@ def lkplug_sinks():
                     "track source kind (default: microphone for audio, camera for video)",
                     choices=tuple(SOURCES),
                 ),
-                Param("queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000),
+                # the SDK takes whole 10 ms frames (any other size is a Rust panic, exit 134)
+                Param(
+                    "queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000, step=10
+                ),
                 Param(
                     "wait",
                     float,
@@ -93,6 +96,13 @@ def lkplug_sinks():
                     min=0,
                 ),
                 Param("simulcast", bool, True, "send video in several layers (the devserver takes one)"),
+                Param(
+                    "wait_for",
+                    str,
+                    "",
+                    "hold the first frame until this participant (a name or glob) is in the room and a "
+                    "subscription is made after they came (up to wait= seconds; 0: forever)",
+                ),
             ),
             positional="name",
         )
@@ -102,8 +112,10 @@ def lkplug_sinks():
 @hookimpl
 def lkplug_register_commands(cli):
     from .devserver.cli import devserver_command
+    from .worker import worker_command
 
     cli.add_command(devserver_command)
+    cli.add_command(worker_command)
 
 
 @hookimpl
@@ -117,13 +129,23 @@ def lkplug_run_options():
         click.Option(["--url"], envvar="LIVEKIT_URL", help="LiveKit server URL [env LIVEKIT_URL]."),
         click.Option(["--api-key"], envvar="LIVEKIT_API_KEY", help="API key [env LIVEKIT_API_KEY]."),
         click.Option(
-            ["--api-secret"], envvar="LIVEKIT_API_SECRET", help="API secret [env LIVEKIT_API_SECRET]."
+            ["--api-secret"],
+            envvar="LIVEKIT_API_SECRET",
+            help="API secret [env LIVEKIT_API_SECRET] (prefer the env or --api-secret-file: ps shows argv).",
+        ),
+        click.Option(
+            ["--api-secret-file"],
+            type=click.File("r"),
+            callback=lambda ctx, param, file: file.read().strip() if file is not None else None,
+            help="Read the API secret from this file.",
         ),
         click.Option(
             ["--token"], envvar="LIVEKIT_TOKEN", help="A ready access token instead of key and secret."
         ),
         click.Option(["--room"], envvar="LIVEKIT_ROOM", help="Room to join [env LIVEKIT_ROOM]."),
         click.Option(
-            ["--identity"], default="lkplug", show_default=True, help="lkplug's participant identity."
+            ["--identity"],
+            help="lkplug's participant identity [default: lkplug-recorder-XXXX, lkplug-publisher-XXXX or "
+            "lkplug-relay-XXXX, new for each run; two processes under one identity replace each other].",
         ),
     ]

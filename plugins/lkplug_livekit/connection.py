@@ -3,6 +3,10 @@
 lkplug mints its own token with only the grants the pipeline needs: subscribe for a source, publish for
 a sink (a publishing-only participant that can subscribe is what gets GStreamer's LiveKit sink dropped).
 Secrets never appear in messages.
+
+Each process joins under its own identity unless ``--identity`` names one: LiveKit lets one identity in
+a room once, and a second process under the same name replaces the first (which is told so: the
+components then fail with the ``--identity`` hint instead of ending early or retrying forever).
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import secrets
 
 from lkplug import MediaError, UsageError
 
+from .devserver import server_errors
+
 SHARED_KEY = "livekit.connection"
 CONNECT_TIMEOUT = 20.0
+DISCONNECT_TIMEOUT = 5.0
 
 
 class RoomConnection:
@@ -26,14 +34,16 @@ class RoomConnection:
         self._notify = notify
         self.url = options.get("url")
         self.api_key = options.get("api_key")
-        self.api_secret = options.get("api_secret")
+        self.api_secret = options.get("api_secret") or options.get("api_secret_file")  # the file's text
         self.token = options.get("token")
         self.room_name = options.get("room")
-        self.identity = options.get("identity") or "lkplug"
+        self.identity = options.get("identity")  # None: one of our own, made when joining
         self.devserver = None  # with --devserver: the local server this run started
         self.can_subscribe = False
         self.can_publish = False
         self.room = None
+        self.lost: MediaError | None = None  # set when the server ends our session (e.g. replaced)
+        self._listeners: list = []  # called when ``lost`` is set
         self._users = 0
         self._lock = asyncio.Lock()
 
@@ -58,6 +68,15 @@ class RoomConnection:
                 )
             if not self.room_name:
                 raise UsageError("no room: give --room NAME (or set LIVEKIT_ROOM)")
+
+    def on_lost(self, callback) -> None:
+        """``callback()`` runs when the server ends lkplug's session (``lost`` says why)."""
+        self._listeners.append(callback)
+
+    def role(self) -> str:
+        if self.can_subscribe and self.can_publish:
+            return "relay"
+        return "publisher" if self.can_publish else "recorder"
 
     def describe(self) -> str:
         grants = [g for g, on in (("subscribe", self.can_subscribe), ("publish", self.can_publish)) if on]
@@ -108,9 +127,15 @@ class RoomConnection:
                 if self.wants_devserver and self.devserver is None:
                     await self._start_devserver()
                 self.check()
-                # the SDK warns about routine events (e.g. falling back from /rtc/v1): errors only
-                logging.getLogger("livekit").setLevel(logging.ERROR)
+                quiet_sdk_logs()
+                if not self.identity:
+                    # readable and unique per process: two recorders in one room must not replace
+                    # each other (a ready --token carries its own identity)
+                    self.identity = f"lkplug-{self.role()}-{secrets.token_hex(2)}"
+                if not self.token:
+                    self._notify(f"joining room {self.room_name} as {self.identity!r}")
                 room = rtc.Room()
+                room.on("disconnected", self._on_disconnected)
                 try:
                     await asyncio.wait_for(
                         room.connect(
@@ -124,17 +149,70 @@ class RoomConnection:
                         await self.devserver.stop()
                     reason = getattr(exc, "message", None) or str(exc) or "timed out"
                     raise MediaError(f"cannot join {self.describe()}: {_redact(reason, self)}") from None
+                except BaseException:  # stopped (Ctrl-C, SIGTERM) while joining: no dev server left
+                    self._users -= 1
+                    if self.devserver is not None:
+                        await asyncio.shield(self.devserver.stop())
+                    raise
                 self.room = room
             return self.room
+
+    def _on_disconnected(self, reason) -> None:
+        from livekit import rtc
+
+        if self.room is None:  # our own disconnect, at the end
+            return
+        who = f"room {self.room_name or self.room.name} as {self.identity!r}"
+        if reason == rtc.DisconnectReason.DUPLICATE_IDENTITY:
+            self.lost = MediaError(
+                f"another participant joined {who} and replaced lkplug; "
+                "give each process its own identity (--identity NAME, or leave it out for a unique one)"
+            )
+        elif reason != rtc.DisconnectReason.CLIENT_INITIATED:
+            name = rtc.DisconnectReason.Name(reason).lower().replace("_", " ")
+            self.lost = MediaError(f"the server ended lkplug's session in {who}: {name}")
+        else:
+            return
+        for callback in self._listeners:
+            callback()
 
     async def release(self) -> None:
         async with self._lock:
             self._users -= 1
             if self._users <= 0 and self.room is not None:
                 room, self.room = self.room, None
-                await room.disconnect()
+                try:
+                    # bounded: after the server ended the session (a namesake replaced us) the SDK's
+                    # disconnect has once not returned, and the run, its outputs closed, hung there
+                    await asyncio.wait_for(room.disconnect(), DISCONNECT_TIMEOUT)
+                except asyncio.TimeoutError:
+                    self._notify(f"warning: leaving room {room.name} took over {DISCONNECT_TIMEOUT:g} s")
             if self._users <= 0 and self.devserver is not None:
-                await self.devserver.stop()
+                devserver = self.devserver
+                output = devserver.process.stdout if devserver.process is not None else None
+                await devserver.stop()
+                for _ in range(50):  # let its reader take the last lines
+                    if output is None or output.at_eof():
+                        break
+                    await asyncio.sleep(0.02)
+                for error in server_errors(devserver.lines):
+                    # a fault of the dev server, not of the run: say so (the tests look for it)
+                    self._notify("warning: the dev server logged an error:\n" + error)
+
+
+def quiet_sdk_logs() -> None:
+    """The SDK's own log lines (its Rust core's included: 401 handshakes, reconnects, "v1 path not
+    found") only with ``--debug``, which configures logging; otherwise lkplug's one-line messages say
+    what matters."""
+    sdk = logging.getLogger("livekit")
+    if not sdk.handlers:
+        sdk.addHandler(logging.NullHandler())  # no "last resort" printing to stderr either
+    if logging.getLogger().handlers:  # --debug
+        sdk.setLevel(logging.INFO)
+        sdk.propagate = True
+    else:
+        sdk.setLevel(logging.CRITICAL)
+        sdk.propagate = False
 
 
 def _redact(text: str, connection: RoomConnection) -> str:

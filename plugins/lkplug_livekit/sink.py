@@ -9,8 +9,9 @@ completes."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 
-from lkplug import AudioContract, Sink, VideoContract
+from lkplug import AudioContract, Sink, UsageError, VideoContract
 
 from .connection import RoomConnection
 from .selector import SOURCES
@@ -22,8 +23,12 @@ class TrackSink(Sink):
     realtime = True  # --pace auto publishes a file at real time
     emits = "a track in the room"
     accepts = {
-        # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that
-        "audio": AudioContract(sample_formats=("s16",), frame_ms=10),
+        # WebRTC works on 10 ms of 16-bit audio; the engine rechunks to that. 10 ms must be a whole
+        # number of samples (the SDK takes every frame as 10 ms: 220 samples of 22050 Hz played 0.2 %
+        # slow, 439.0 Hz for 440, with a click every frame), so everything is resampled (soxr) to
+        # 48 kHz, Opus's own rate. Measured through the dev server: 24 kHz, though whole, came out
+        # with THD+N -6.6 dB against -42 dB at 48 kHz, so it is not offered
+        "audio": AudioContract(rates=(48000,), sample_formats=("s16",), frame_ms=10),
         # the SDK's I420 is FFmpeg's yuv420p
         "video": VideoContract(pixel_formats=("yuv420p",)),
     }
@@ -35,8 +40,12 @@ class TrackSink(Sink):
         queue_ms: int = 200,
         wait: float = 0.0,
         simulcast: bool = True,
+        wait_for: str = "",
     ):
+        if queue_ms < 10 or queue_ms % 10:  # the SDK panics (abort) on any other queue size
+            raise UsageError(f"queue_ms={queue_ms}: the SDK's capture queue takes multiples of 10 ms")
         self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
+        self.wait_for = wait_for
         self.simulcast = simulcast
         self.connection: RoomConnection | None = None
         self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
@@ -57,6 +66,8 @@ class TrackSink(Sink):
     async def write(self, frame) -> None:
         from livekit import rtc
 
+        if self.connection.lost:  # the server ended our session: nobody hears what we send
+            raise self.connection.lost
         if frame.kind == "audio":
             if "audio" not in self._published:
                 await self._publish_audio(frame.sample_rate, frame.channels)
@@ -82,16 +93,64 @@ class TrackSink(Sink):
     async def _publish(self, kind: str, media_source, track, options) -> None:
         # one connection for all of this sink's tracks (released once, in close)
         room = self.connection.room if self._published else await self.connection.acquire()
-        subscribed = asyncio.Event()
-        room.on("local_track_subscribed", lambda local: subscribed.set() if local is track else None)
-        publication = await room.local_participant.publish_track(track, options)
-        self._published[kind] = (media_source, publication.sid)
-        self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
-        if self.wait:
-            try:
-                await asyncio.wait_for(subscribed.wait(), self.wait)
-            except asyncio.TimeoutError:
-                self._notify(f"nobody subscribed to {self.name} within {self.wait:g} s: sending anyway")
+        changed = asyncio.Event()
+        subscriptions = 0  # subscriptions to this track signalled so far (one per subscriber)
+
+        def on_subscribed(local) -> None:
+            nonlocal subscriptions
+            if local is track:
+                subscriptions += 1
+                changed.set()
+
+        def on_joined(participant) -> None:
+            changed.set()
+
+        room.on("local_track_subscribed", on_subscribed)
+        room.on("participant_connected", on_joined)
+        present_before = self._awaited_present(room)
+        try:
+            publication = await room.local_participant.publish_track(track, options)
+            self._published[kind] = (media_source, publication.sid)
+            self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
+            if self.wait or self.wait_for:
+                listener = f"{self.wait_for} to listen" if self.wait_for else "someone to subscribe"
+                self._notify(f"waiting for {listener} to {self.name}")
+                try:
+                    await asyncio.wait_for(
+                        self._listener(room, changed, lambda: subscriptions, present_before),
+                        self.wait or None,
+                    )
+                except asyncio.TimeoutError:
+                    who = f"{self.wait_for} did not subscribe" if self.wait_for else "nobody subscribed"
+                    self._notify(f"{who} to {self.name} within {self.wait:g} s: sending anyway")
+        finally:
+            room.off("local_track_subscribed", on_subscribed)
+            room.off("participant_connected", on_joined)
+
+    async def _listener(self, room, changed: asyncio.Event, subscriptions, present_before: bool) -> None:
+        """Until a subscription is signalled (``wait_for``: one made once a participant of that name is
+        in the room: theirs, as the server signals each subscriber's)."""
+        since = None  # the count of subscriptions when the awaited participant was first seen
+        while True:
+            changed.clear()
+            if self.connection.lost:
+                raise self.connection.lost
+            if not self.wait_for:
+                if subscriptions():
+                    return
+            elif since is None:
+                if self._awaited_present(room):
+                    # there before we published: the first subscription may be theirs
+                    since = 0 if present_before else subscriptions()
+                    continue
+            elif subscriptions() > since:
+                return
+            await changed.wait()
+
+    def _awaited_present(self, room) -> bool:
+        return bool(self.wait_for) and any(
+            fnmatch.fnmatchcase(p.identity, self.wait_for) for p in room.remote_participants.values()
+        )
 
     async def _publish_audio(self, rate: int, channels: int) -> None:
         from livekit import rtc
@@ -114,6 +173,8 @@ class TrackSink(Sink):
         if not published:
             return
         try:
+            if self.connection.lost:
+                return  # the session is over: nothing to play out or unpublish
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():

@@ -1,7 +1,10 @@
 """The ``track`` source: a participant's track, subscribed with the real SDK (``AudioStream``).
 
 It waits for the participant and the track, re-subscribes after an unpublish/republish or an SDK
-reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``.
+reconnect (the output continues), and ends when the participant leaves, unless ``follow=true``. A
+departure followed by a return within ``DEPARTURE_TIMEOUT`` (a reconnect, theirs or lkplug's) is a
+gap, not the end; a participant really gone ends the recording, with an error when ``-t`` was not
+reached.
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from lkplug.frames import video_shape
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
 
+# how long a departed participant may take to come back before the recording ends (seconds): LiveKit
+# keeps a participant whose connection dropped this long (its departure timeout) for a resume
+DEPARTURE_TIMEOUT = 20.0
+
 # lkplug's pixel format -> the SDK's VideoBufferType
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
+
+HINT_AFTER = 10.0  # seconds of waiting before saying who is in the room
 
 ROOM_EVENTS = (
     "participant_connected",
@@ -62,6 +71,7 @@ class TrackSource(Source):
         self.context = context
         self.connection = RoomConnection.shared(context)
         self.connection.can_subscribe = True
+        self.connection.on_lost(self._poke)
         self._notify = context.notify
 
     def probe(self) -> dict:
@@ -88,6 +98,8 @@ class TrackSource(Source):
         try:
             while True:
                 self._changed.clear()
+                if self.connection.lost:
+                    raise self.connection.lost
                 for participant in list(room.remote_participants.values()):
                     identity = participant.identity
                     if identity in streams or not self.selector.matches(identity):
@@ -133,8 +145,9 @@ class TrackSource(Source):
             room.on(event, self._poke)
         try:
             elapsed = 0.0  # media seconds delivered: a track that comes back continues from here
+            found = None
             while True:
-                found = await self._subscribe(room, received=elapsed > 0)
+                found = found or await self._subscribe(room, received=elapsed > 0)
                 if found is None:
                     return
                 participant, publication = found
@@ -151,14 +164,31 @@ class TrackSource(Source):
                         )
                     elapsed = frame.time + frame.duration
                     yield frame
+                if self.connection.lost:  # replaced by a namesake, or removed: not "they left"
+                    raise self.connection.lost
+                found = None
                 left = participant.identity not in {p.identity for p in room.remote_participants.values()}
-                if left and not self.follow:
-                    self._notify(f"{participant.identity} left the room")
-                    return
+                if left and not self.follow:  # gone, or reconnecting: wait as long as LiveKit would
+                    found = await self._subscribe(room, received=True, wait=DEPARTURE_TIMEOUT)
+                    if found is None:
+                        self._left(room, participant.identity, elapsed)
+                        return
         finally:
             self.ended = True
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
+
+    def _left(self, room, identity: str, elapsed: float) -> None:
+        """The participant is really gone (or lkplug's own connection is): the end, and an error
+        when ``-t`` asked for more."""
+        what = f"{identity} left the room" if room.isconnected() else f"lost the connection to {room.name}"
+        duration = getattr(self.context, "duration", None)
+        if duration is not None and elapsed < duration:
+            raise MediaError(
+                f"{what} after {elapsed:.1f} s of the {duration:g} s asked (-t) "
+                f"and did not come back within {DEPARTURE_TIMEOUT:g} s"
+            )
+        self._notify(what)
 
     def _find(self, room):
         for participant in room.remote_participants.values():
@@ -168,14 +198,18 @@ class TrackSource(Source):
                     return participant, publication
         return None
 
-    async def _subscribe(self, room, received: bool):
-        """Wait (up to ``wait`` seconds, 0 = forever) until the selected track is subscribed; None
-        when a participant followed after leaving did not come back within ``wait``."""
+    async def _subscribe(self, room, received: bool, wait: float | None = None):
+        """Wait (up to ``wait`` seconds, default the ``wait`` parameter, 0 = forever) until the
+        selected track is subscribed; None when a participant who left did not come back in time."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait if self.wait else None
+        wait = self.wait if wait is None else wait
+        deadline = loop.time() + wait if wait else None
+        hint_at = loop.time() + HINT_AFTER  # a typo would otherwise wait forever without a clue
         told = False
         while True:
             self._changed.clear()
+            if self.connection.lost:
+                raise self.connection.lost
             found = self._find(room)
             if found is not None:
                 participant, publication = found
@@ -189,9 +223,18 @@ class TrackSource(Source):
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
                 if received:
-                    self._notify(f"{self.selector} did not come back within {self.wait:g} s")
+                    self._notify(f"{self.selector} did not come back within {wait:g} s")
                     return None
-                raise MediaError(f"{self.selector} did not appear in room {room.name} within {self.wait:g} s")
+                raise MediaError(
+                    f"{self.selector} did not appear in room {room.name} within {wait:g} s"
+                    f" ({who_is_in(room)})"
+                )
+            if hint_at is not None:
+                if loop.time() >= hint_at:
+                    self._notify(f"still waiting for {self.selector}: {who_is_in(room)}")
+                    hint_at = None
+                else:
+                    timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
             except asyncio.TimeoutError:
@@ -229,7 +272,8 @@ class TrackSource(Source):
                     changed = asyncio.ensure_future(self._changed.wait())
                     await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
-                    if not next_frame.done() and not self._current(room, participant, publication, track):
+                    gone = self.connection.lost or not self._current(room, participant, publication, track)
+                    if not next_frame.done() and gone:
                         next_frame.cancel()
                         return  # unsubscribed or replaced: subscribe again
                 try:
@@ -249,6 +293,19 @@ class TrackSource(Source):
         if self._joined:
             self._joined = False
             await self.connection.release()
+
+
+def who_is_in(room) -> str:
+    """Who is in the room and what they publish, for someone waiting for a participant who is not."""
+    people = []
+    for participant in room.remote_participants.values():
+        tracks = [
+            f"{source_word(p.source)}"
+            + (f" {p.name!r}" if p.name and p.name != source_word(p.source) else "")
+            for p in participant.track_publications.values()
+        ]
+        people.append(f"{participant.identity} ({', '.join(tracks) or 'publishes nothing'})")
+    return f"in room {room.name}: " + ("; ".join(people) if people else "nobody else")
 
 
 def audio_frame(audio, timestamp: int) -> AudioFrame:

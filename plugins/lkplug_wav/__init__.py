@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Component, MediaError, Param, Sink, hookimpl
+from lkplug.paths import check_folder
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
 
@@ -34,6 +36,8 @@ class WavSink(Sink):
         self.writes = (path,)
 
     def start(self, formats) -> None:
+        # before the source starts: a recording of a room must not wait an hour to learn this
+        check_folder(self.path)
         self._started = formats.get("audio")
 
     def end(self) -> None:
@@ -64,11 +68,10 @@ class WavSink(Sink):
     def _open(self, frame) -> None:
         import soundfile
 
-        if self.path.parent and not self.path.parent.exists():
-            raise MediaError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_folder(self.path)
         try:
-            self._file = soundfile.SoundFile(
-                self.path, "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
+            self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
+                os.fsencode(self.path), "w", frame.sample_rate, frame.channels, self.subtype, format="WAV"
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None

@@ -2,8 +2,14 @@
 ``SignalRequest``/``SignalResponse``), media and data through aiortc peer connections.
 
 It is not an SFU: every subscriber gets the publisher's media decoded and encoded again (aiortc's
-``MediaRelay``), there is one room per name, no simulcast, no resume. It listens on 127.0.0.1 only and
-gathers only loopback ICE candidates; no STUN or TURN server is ever contacted.
+``MediaRelay``), there is one room per name, no simulcast. A track is decoded only while someone
+subscribes to it, and every queue between the network and the encoders is bounded (the oldest frame
+goes first), so memory stays flat however long it runs. Grants are enforced as LiveKit's server does.
+A participant whose signalling drops is kept for ``departure_timeout`` seconds and may resume. It
+listens on 127.0.0.1 only and gathers only loopback ICE candidates; no STUN or TURN server is ever
+contacted.
+
+LiveKit Agents workers register at ``/agent`` and get jobs for its rooms (``agents.py``).
 """
 
 from __future__ import annotations
@@ -11,22 +17,44 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
+import re
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
+from google.protobuf import json_format
 from livekit import api
 from livekit.protocol import models, rtc
+from livekit.protocol import room as room_proto
+
+from .agents import AgentService
 
 log = logging.getLogger("lkplug.devserver")
 
 PING_INTERVAL, PING_TIMEOUT = 10, 30  # seconds, sent to clients in the join response
 SERVER_VERSION = "1.9.0"  # what we tell clients; the features we speak are those of that server
+DEPARTURE_TIMEOUT = 20.0  # seconds a participant whose signalling dropped is kept (LiveKit's default)
+ENCODED_FRAMES = 32  # encoded frames waiting for a track's decoder (about 0.6 s of audio)
+DECODED_FRAMES = 8  # decoded frames waiting for the relay to the subscribers' encoders
+# canPublishSources in a token names sources in lower case (TrackSource enum names otherwise)
+SOURCE_NAMES = {
+    models.TrackSource.CAMERA: "camera",
+    models.TrackSource.MICROPHONE: "microphone",
+    models.TrackSource.SCREEN_SHARE: "screen_share",
+    models.TrackSource.SCREEN_SHARE_AUDIO: "screen_share_audio",
+}
 
 
 def make_sid(prefix: str) -> str:
@@ -76,11 +104,74 @@ def check_host_addresses() -> None:
     )
 
 
+class LatestQueue(asyncio.Queue):
+    """An ``asyncio.Queue`` that never blocks a producer: when full, the oldest item goes (as the
+    SDK's ``capacity`` does). aiortc's decoder thread puts decoded frames here."""
+
+    def put_nowait(self, item) -> None:
+        while self.full():
+            self.get_nowait()
+        super().put_nowait(item)
+
+    async def put(self, item) -> None:
+        self.put_nowait(item)
+
+
+class DecoderGate(queue.Queue):
+    """What aiortc's receiver hands its decoder thread: encoded frames pass only while ``wanted()``
+    (someone subscribes to the track), at most ``ENCODED_FRAMES`` of them (the oldest goes first).
+    After a pause, VP8 resumes at a keyframe (the decoder would fail on frames that refer to ones it
+    never saw). ``None`` (stop the decoder) always passes. ``put`` runs on the event loop's thread."""
+
+    def __init__(self, wanted, ask_keyframe):
+        super().__init__(ENCODED_FRAMES)
+        self.wanted, self.ask_keyframe = wanted, ask_keyframe
+        self.paused = True
+        self.asked = 0.0  # when a keyframe was last asked for (monotonic seconds)
+
+    def put(self, item, block=True, timeout=None) -> None:
+        if item is not None:
+            if not self.wanted():
+                self.paused = True
+                return
+            codec, encoded = item
+            if self.paused and codec.name == "VP8" and encoded.data[:1] and encoded.data[0] & 1:
+                # an interframe (RFC 6386: bit 0 of the frame tag is 0 for a keyframe): ask for a
+                # keyframe (again each second: a request may be lost), decode from there
+                if time.monotonic() - self.asked > 1.0:
+                    self.asked = time.monotonic()
+                    self.ask_keyframe()
+                return
+            self.paused = False
+        while True:
+            try:
+                super().put(item, block=False)
+                return
+            except queue.Full:
+                try:
+                    self.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+def bound_receiver(receiver, wanted, ask_keyframe) -> None:
+    """Decode a received track only while ``wanted()``, through bounded queues. aiortc has no
+    option for either: its queues are private attributes, replaced before ``receive()`` starts the
+    decoder thread (checked, so a new aiortc that renames them fails here rather than leaking)."""
+    name = "_RTCRtpReceiver__decoder_queue"
+    if not hasattr(receiver, name) or not hasattr(receiver.track, "_queue"):
+        raise RuntimeError("this aiortc version has no decoder queue to bound")
+    setattr(receiver, name, DecoderGate(wanted, ask_keyframe))
+    receiver.track._queue = LatestQueue(DECODED_FRAMES)
+
+
 @dataclass
 class Track:
     info: models.TrackInfo
     owner: Participant
     media: object = None  # the aiortc track received from the publisher, once it arrives
+    receiver: object = None  # its RTCRtpReceiver (for keyframe requests)
+    subscribers: set = field(default_factory=set)  # identities with a sender for this track
 
 
 @dataclass(eq=False)
@@ -91,6 +182,7 @@ class Participant:
     ws: web.WebSocketResponse
     auto_subscribe: bool
     grants: object
+    kind: str = ""  # the token's participant kind: "agent" for an Agents job's participant
     joined_at: int = field(default_factory=lambda: int(time.time()))
     publisher: RTCPeerConnection | None = None
     subscriber: RTCPeerConnection | None = None
@@ -106,6 +198,14 @@ class Participant:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list = field(default_factory=list)
     gone: bool = False
+    departure: asyncio.TimerHandle | None = None  # removal, while the signalling is down
+
+    def can_publish_source(self, source: int) -> bool:
+        """LiveKit's rule: canPublish, and the source among canPublishSources when the token lists any."""
+        if self.grants.can_publish is False:
+            return False
+        allowed = self.grants.can_publish_sources
+        return not allowed or SOURCE_NAMES.get(source, "unknown") in allowed
 
     def info(self) -> models.ParticipantInfo:
         return models.ParticipantInfo(
@@ -116,6 +216,9 @@ class Participant:
             tracks=[t.info for t in self.tracks.values()],
             joined_at=self.joined_at,
             is_publisher=bool(self.tracks),
+            kind=models.ParticipantInfo.Kind.AGENT
+            if self.kind == "agent"
+            else models.ParticipantInfo.STANDARD,
             permission=models.ParticipantPermission(
                 can_subscribe=self.grants.can_subscribe is not False,
                 can_publish=self.grants.can_publish is not False,
@@ -124,7 +227,7 @@ class Participant:
         )
 
     async def send(self, **message) -> None:
-        if not self.ws.closed:
+        if self.ws is not None and not self.ws.closed:  # None: the demo participant, in the server
             try:
                 await self.ws.send_bytes(rtc.SignalResponse(**message).SerializeToString())
             except ConnectionError:
@@ -132,11 +235,13 @@ class Participant:
 
 
 class Room:
-    def __init__(self, name: str):
+    def __init__(self, name: str, departure_timeout: float = DEPARTURE_TIMEOUT):
         self.name = name
+        self.departure_timeout = departure_timeout
         self.sid = make_sid("RM_")
         self.participants: dict[str, Participant] = {}
         self.relay = MediaRelay()
+        self.published: set[str] = set()  # identities that published here (their publisher job ran)
 
     def info(self) -> models.Room:
         return models.Room(
@@ -144,6 +249,7 @@ class Room:
             name=self.name,
             num_participants=len(self.participants),
             creation_time=int(time.time()),
+            departure_timeout=round(self.departure_timeout),
         )
 
     def others(self, participant: Participant) -> list[Participant]:
@@ -159,14 +265,43 @@ class Room:
 
 
 class DevServer:
-    """``await DevServer().start()``; then ``url``, ``api_key``, ``api_secret`` and ``token()``."""
+    """``await DevServer().start()``; then ``url``, ``api_key``, ``api_secret`` and ``token()``.
 
-    def __init__(self, port: int = 0, api_key: str = "devkey", api_secret: str = "secret" * 6):
+    ``departure_timeout``: seconds a participant whose signalling dropped is kept and may resume its
+    session (LiveKit's default, 20 s); after that it has left the room. ``ping_timeout``: seconds
+    without a message from a client after which its signalling counts as dropped (LiveKit's 30 s;
+    clients ping every ``ping_timeout / 3`` at most 10 s)."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        api_key: str = "devkey",
+        api_secret: str = "secret" * 6,
+        departure_timeout: float = DEPARTURE_TIMEOUT,
+        ping_timeout: float = PING_TIMEOUT,
+    ):
         self.port = port
         self.api_key, self.api_secret = api_key, api_secret
+        self.departure_timeout, self.ping_timeout = departure_timeout, ping_timeout
         self.rooms: dict[str, Room] = {}
+        self.demos: list[tuple[str, str]] = []  # (room, identity) of demo participants
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self.agents = AgentService(self)  # Agents workers and dispatch (agents.py)
+        self.version, self.protocol = SERVER_VERSION, 16
+
+    @staticmethod
+    def new_sid(prefix: str) -> str:
+        return make_sid(prefix)
+
+    def room(self, name: str, config=None) -> Room:
+        """The room ``name``, created (with the agent dispatches of ``config``, a token's
+        RoomConfiguration) if it does not exist yet."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.departure_timeout)
+            self.agents.room_created(room, config)
+        return room
 
     @property
     def url(self) -> str:
@@ -183,9 +318,12 @@ class DevServer:
         app.router.add_get("/rtc", self._signal)
         app.router.add_get("/rtc/validate", self._validate)
         app.router.add_get("/rtc/v1/validate", self._not_here)
-        # fault injection for tests, for holders of a room_admin token
+        # the part of LiveKit's server API that tests need (livekit-api's RoomService)
+        app.router.add_post("/twirp/livekit.RoomService/RemoveParticipant", self._remove_participant)
+        # fault injection for tests, for holders of a room_admin token of the room concerned
         app.router.add_post("/devserver/drop_signal/{identity}", self._admin_drop_signal)
         app.router.add_post("/devserver/restart", self._admin_restart)
+        self.agents.add_routes(app)  # /agent (workers) and the AgentDispatchService API
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if not self.port:
@@ -194,9 +332,32 @@ class DevServer:
                 self.port = probe.getsockname()[1]
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
+        for room, identity in self.demos:  # back after a restart
+            self._add_demo(room, identity)
         return self
 
+    def add_demo(self, room: str = "demo", identity: str = "alice") -> None:
+        """A participant inside the server publishing a 440 Hz tone and colour bars (``demo.py``)."""
+        self.demos.append((room, identity))
+        if self._runner is not None:
+            self._add_demo(room, identity)
+
+    def _add_demo(self, room_name: str, identity: str) -> None:
+        from .demo import demo_tracks
+
+        room = self.room(room_name)
+        grants = api.VideoGrants(room_join=True, room=room_name, can_subscribe=False, can_publish_data=False)
+        participant = Participant(identity, identity, make_sid("PA_"), None, False, grants)
+        for info, media in demo_tracks():
+            info.sid = make_sid("TR_")
+            participant.tracks[info.sid] = Track(info, participant, media)
+        room.participants[identity] = participant
+        log.info("%s (demo) publishes a tone and colour bars in room %s", identity, room_name)
+        room.published.add(identity)
+        self.agents.participant_published(room, participant)
+
     async def stop(self) -> None:
+        await self.agents.stop()
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 await self._remove(room, participant)
@@ -207,52 +368,92 @@ class DevServer:
             self._runner = None
 
     async def restart(self) -> None:
-        """Fault injection: every client loses its connection, then the server is back on the same port."""
+        """Fault injection: every client loses its connection and every session (a restarted server
+        keeps nothing), then the server is back on the same port."""
         await self.stop()
         self.rooms.clear()
         await self.start()
 
-    async def drop_signal(self, identity: str) -> None:
+    async def drop_signal(self, identity: str, room: str = "test") -> None:
         """Fault injection: close a participant's signalling socket, as a network failure would."""
-        for room in self.rooms.values():
-            participant = room.participants.get(identity)
-            if participant is not None:
-                await participant.ws.close()
-                return
-        raise KeyError(identity)
+        participant = self.rooms[room].participants.get(identity) if room in self.rooms else None
+        if participant is None or participant.ws is None:
+            raise KeyError(identity)
+        await participant.ws.close()
 
     # HTTP ------------------------------------------------------------------------------------
 
     async def _not_here(self, request: web.Request) -> web.Response:
         return web.Response(status=404, text="not found")
 
-    def _claims(self, request: web.Request):
+    def _verified(self, request: web.Request):
+        """The claims of the request's token (``Authorization: Bearer`` or ``access_token``), or None."""
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
         try:
-            claims = api.TokenVerifier(self.api_key, self.api_secret).verify(token)
+            return api.TokenVerifier(self.api_key, self.api_secret).verify(token)
         except Exception:
             return None
-        if not (claims.video and claims.video.room_join and claims.video.room and claims.identity):
-            return None
-        return claims
 
-    async def _admin(self, request: web.Request) -> bool:
-        claims = self._claims(request)
-        return claims is not None and bool(claims.video.room_admin)
+    def _claims(self, request: web.Request):
+        claims = self._verified(request)
+        if claims is None or not (claims.video and claims.video.room_join and claims.video.room):
+            return None
+        return claims if claims.identity else None
+
+    def _denied(self, request: web.Request, rooms) -> web.Response | None:
+        """LiveKit's admin check (``EnsureAdminPermission``): room_admin, for the very room. Its
+        refusal, as the real server's Twirp API sends it: 401, unauthenticated, permissions denied."""
+        claims = self._verified(request)
+        video = claims.video if claims is not None else None
+        if video is None or not video.room_admin or any(room != video.room for room in rooms):
+            return twirp_error(401, "unauthenticated", "permissions denied")
+        return None
+
+    async def _remove_participant(self, request: web.Request) -> web.Response:
+        """RoomService.RemoveParticipant (protobuf or JSON, as livekit-api sends it)."""
+        body = room_proto.RoomParticipantIdentity()
+        data = await request.read()
+        try:
+            if request.content_type == "application/json":
+                json_format.Parse(data.decode(), body)
+            else:
+                body.ParseFromString(data)
+        except Exception:
+            return twirp_error(400, "malformed", "the request body could not be decoded")
+        denied = self._denied(request, [body.room])
+        if denied is not None:
+            return denied
+        room = self.rooms.get(body.room)
+        participant = room.participants.get(body.identity) if room is not None else None
+        if participant is None:
+            return twirp_error(404, "not_found", "participant does not exist")
+        leave = rtc.LeaveRequest(
+            reason=models.DisconnectReason.PARTICIPANT_REMOVED, action=rtc.LeaveRequest.DISCONNECT
+        )
+        await participant.send(leave=leave)
+        await self._remove(room, participant)
+        if participant.ws is not None:
+            await participant.ws.close()
+        done = room_proto.RemoveParticipantResponse().SerializeToString()
+        return web.Response(body=done, content_type="application/protobuf")
 
     async def _admin_drop_signal(self, request: web.Request) -> web.Response:
-        if not await self._admin(request):
-            return web.Response(status=401, text="needs a room_admin token")
+        room = request.query.get("room", "test")
+        denied = self._denied(request, [room])
+        if denied is not None:
+            return denied
         try:
-            await self.drop_signal(request.match_info["identity"])
+            await self.drop_signal(request.match_info["identity"], room)
         except KeyError:
-            return web.Response(status=404, text="no such participant")
+            return twirp_error(404, "not_found", "participant does not exist")
         return web.Response(text="dropped")
 
     async def _admin_restart(self, request: web.Request) -> web.Response:
-        if not await self._admin(request):
-            return web.Response(status=401, text="needs a room_admin token")
+        # a restart ends every room's sessions: it needs room_admin of each room in use
+        denied = self._denied(request, [name for name, room in self.rooms.items() if room.participants])
+        if denied is not None:
+            return denied
         # answer first: the restart closes this very connection
         asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.restart()))
         return web.Response(text="restarting")
@@ -271,37 +472,69 @@ class DevServer:
         self._sockets.add(ws)
         try:
             if request.query.get("reconnect") == "1":
-                # no resume: ask the client to join again from scratch (it then republishes)
-                leave = rtc.LeaveRequest(can_reconnect=True, action=rtc.LeaveRequest.RECONNECT)
-                await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
-                return ws
-            room = self.rooms.setdefault(claims.video.room, Room(claims.video.room))
-            auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
-            participant = await self._join(room, claims, ws, auto_subscribe)
-            try:
-                async for message in ws:
-                    if message.type == WSMsgType.BINARY:
-                        request_message = rtc.SignalRequest()
-                        request_message.ParseFromString(message.data)
-                        try:
-                            await self._handle(room, participant, request_message)
-                        except Exception:  # one bad request must not end the session
-                            log.exception("%s: failed to handle %s", participant.identity, request_message)
-            finally:
-                await self._remove(room, participant)
+                room = self.rooms.get(claims.video.room)
+                participant = room and room.participants.get(claims.identity)
+                if participant is None or participant.sid != request.query.get("sid"):
+                    # a session we do not have (e.g. after a restart): join again from scratch
+                    leave = rtc.LeaveRequest(can_reconnect=True, action=rtc.LeaveRequest.RECONNECT)
+                    await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
+                    return ws
+                await self._resume(room, participant, ws)
+            else:
+                room = self.room(claims.video.room, claims.room_config)
+                auto_subscribe = request.query.get("auto_subscribe", "1") not in ("0", "false")
+                participant = await self._join(room, claims, ws, auto_subscribe)
+            await self._serve_signal(room, participant, ws)
         finally:
             self._sockets.discard(ws)
         return ws
 
-    # joining and leaving ----------------------------------------------------------------------
+    async def _serve_signal(self, room: Room, participant: Participant, ws) -> None:
+        try:
+            while True:
+                try:  # a client pings every ping_interval: silence this long is a lost connection
+                    message = await ws.receive(timeout=self.ping_timeout)
+                except asyncio.TimeoutError:
+                    log.info("%s: no ping for %g s", participant.identity, self.ping_timeout)
+                    await ws.close()
+                    break
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+                if message.type == WSMsgType.BINARY:
+                    request_message = rtc.SignalRequest()
+                    request_message.ParseFromString(message.data)
+                    try:
+                        await self._handle(room, participant, request_message)
+                    except Exception:  # one bad request must not end the session
+                        log.exception("%s: failed to handle %s", participant.identity, request_message)
+        finally:
+            if participant.ws is ws and not participant.gone:
+                self._depart(room, participant)
+
+    # joining, leaving and resuming -------------------------------------------------------------
 
     async def _join(self, room: Room, claims, ws, auto_subscribe: bool) -> Participant:
         old = room.participants.get(claims.identity)
-        if old is not None:  # the same identity joins again (e.g. after a reconnect): replace it
+        if old is not None:  # the same identity joins again: replace it, and tell the one replaced
+            # why (as LiveKit does), or its SDK takes the closed socket for a network failure and
+            # joins again, replacing the newcomer in turn
+            leave = rtc.LeaveRequest(
+                can_reconnect=False,
+                reason=models.DisconnectReason.DUPLICATE_IDENTITY,
+                action=rtc.LeaveRequest.DISCONNECT,
+            )
+            await old.send(leave=leave)
             await self._remove(room, old)
-            await old.ws.close()
+            if old.ws is not None:
+                await old.ws.close()
         participant = Participant(
-            claims.identity, claims.name or claims.identity, make_sid("PA_"), ws, auto_subscribe, claims.video
+            claims.identity,
+            claims.name or claims.identity,
+            make_sid("PA_"),
+            ws,
+            auto_subscribe,
+            claims.video,
+            kind=claims.kind or "",
         )
         room.participants[participant.identity] = participant
         log.info("%s joined room %s", participant.identity, room.name)
@@ -312,31 +545,67 @@ class DevServer:
             server_version=SERVER_VERSION,
             subscriber_primary=True,
             fast_publish=False,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            ping_interval=max(1, min(PING_INTERVAL, round(self.ping_timeout / 3))),  # whole seconds
+            ping_timeout=max(1, round(self.ping_timeout)),
         )
         await participant.send(join=join)
         await room.broadcast_update(participant)
         await self._open_subscriber(room, participant)
+        self.agents.participant_joined(room, participant)
         return participant
+
+    def _depart(self, room: Room, participant: Participant) -> None:
+        """The signalling dropped without a leave: keep the participant (and its media) for
+        ``departure_timeout`` seconds, as LiveKit does, so that it can resume."""
+        log.info("%s: signalling lost, kept %g s for a resume", participant.identity, self.departure_timeout)
+        participant.departure = asyncio.get_running_loop().call_later(
+            self.departure_timeout, lambda: asyncio.ensure_future(self._remove(room, participant))
+        )
+
+    async def _resume(self, room: Room, participant: Participant, ws) -> None:
+        """The SDK's resume: a new signalling socket for the same session (``reconnect=1&sid=``).
+        The peer connections were kept; the client re-offers its publisher with an ICE restart."""
+        if participant.departure is not None:
+            participant.departure.cancel()
+            participant.departure = None
+        old, participant.ws = participant.ws, ws
+        if old is not None and old is not ws:
+            await old.close()
+        log.info("%s resumed its session in room %s", participant.identity, room.name)
+        await participant.send(reconnect=rtc.ReconnectResponse())
+        # as LiveKit's server: the room as it is now (the SDK drops whom this does not list)
+        others = [p.info() for p in room.others(participant)]
+        await participant.send(update=rtc.ParticipantUpdate(participants=others))
+        pc = participant.subscriber
+        if pc is not None and pc.localDescription is not None and not participant.answered.is_set():
+            # the offer in flight when the socket dropped was lost with it: send it again
+            await participant.send(offer=rtc.SessionDescription(type="offer", sdp=pc.localDescription.sdp))
 
     async def _remove(self, room: Room, participant: Participant) -> None:
         if participant.gone:
             return
         participant.gone = True
+        if participant.departure is not None:
+            participant.departure.cancel()
+            participant.departure = None
         if room.participants.get(participant.identity) is participant:
             del room.participants[participant.identity]
         log.info("%s left room %s", participant.identity, room.name)
+        self.agents.participant_left(room, participant)
         for sid in list(participant.tracks):
             await self._unpublish(room, participant, sid, tell_owner=False)
+        for other in room.participants.values():
+            for track in other.tracks.values():
+                track.subscribers.discard(participant)
         await room.broadcast_update(participant)
         for task in participant.tasks:
             task.cancel()
         for pc in (participant.publisher, participant.subscriber):
             if pc is not None:
                 await pc.close()
-        if not room.participants:
-            self.rooms.pop(room.name, None)
+        if not room.participants and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            self.agents.room_closed(room)
 
     # the subscriber peer connection (we offer) -------------------------------------------------
 
@@ -391,13 +660,19 @@ class DevServer:
             del participant.changes[sid]
             sender = participant.senders.pop(sid, None)
             if sender is not None:
-                pc.removeTrack(sender)
-            if change is not None and change.media is not None:
+                await stop_sending(pc, sender)
+                track = room.find_track(sid)
+                if track is not None:
+                    track.subscribers.discard(participant)
+            if change is not None and change.media is not None and sid in change.owner.tracks:
                 media = room.relay.subscribe(change.media, buffered=False)
+                if media.kind == "video" and change.info.width and change.info.height:
+                    media = PublishedSize(media, change.info.width, change.info.height)
                 media._id = sid  # the SDK reads the track sid from a=msid
                 sender = pc.addTransceiver(media, direction="sendonly").sender
                 sender._stream_id = f"{change.owner.sid}|{sid}"
                 participant.senders[sid] = sender
+                change.subscribers.add(participant)  # its decoder starts (at a keyframe)
                 added.append(change)
         await self._send_offer(participant)
         await participant.answered.wait()
@@ -407,6 +682,10 @@ class DevServer:
 
     def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
         if participant.gone or track.info.sid in participant.senders:
+            return
+        if participant.grants.can_subscribe is False:
+            # LiveKit's server refuses quietly (and would retry if the grant changed): no media
+            log.warning("%s may not subscribe to %s", participant.identity, track.info.sid)
             return
         participant.changes[track.info.sid] = track
         participant.need_offer.set()
@@ -427,9 +706,18 @@ class DevServer:
             pc.on("track", lambda media: self._on_track(room, participant, media))
         participant.offered = parse_media(sdp)  # read by _on_track, which fires inside the next line
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        follow_ice_restart(pc, sdp)
         await self._add_queued_candidates(participant, rtc.SignalTarget.PUBLISHER)
         await pc.setLocalDescription(await pc.createAnswer())
-        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp))
+        sizes = {}  # mid -> published video size
+        for mid, (_, _, cid) in participant.offered.items():
+            info = participant.pending.get(cid) or next(
+                (t.info for t in participant.tracks.values() if t.info.mid == mid), None
+            )
+            if info is not None and info.type == models.TrackType.VIDEO and info.width:
+                sizes[mid] = (info.width, info.height)
+        answer = video_bitrate_floor(pc.localDescription.sdp, sizes)
+        await participant.send(answer=rtc.SessionDescription(type="answer", sdp=answer))
         # a re-offer whose m-line no longer sends (recvonly, inactive or rejected) unpublishes a track
         for mid, (direction, port, _) in participant.offered.items():
             if direction in ("recvonly", "inactive") or port == 0:
@@ -446,16 +734,20 @@ class DevServer:
             log.warning("%s sent media for an unknown track (mid %s)", participant.identity, transceiver.mid)
             return
         info.mid = transceiver.mid
-        track = Track(info, participant, media)
+        track = Track(info, participant, media, transceiver.receiver)
+        bound_receiver(transceiver.receiver, lambda: bool(track.subscribers), lambda: request_keyframe(track))
         participant.tracks[info.sid] = track
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
         # announce the track before offering it, so subscribers know whose it is when it arrives
         asyncio.ensure_future(self._announce(room, participant, track))
+        if participant.identity not in room.published:  # the first publication: publisher jobs
+            room.published.add(participant.identity)
+            self.agents.participant_published(room, participant)
 
     async def _announce(self, room: Room, participant: Participant, track: Track) -> None:
         await room.broadcast_update(participant)
         for other in room.others(participant):
-            if other.auto_subscribe and other.grants.can_subscribe is not False:
+            if other.auto_subscribe:
                 self._subscribe(room, other, track)
 
     async def _unpublish(self, room: Room, participant: Participant, sid: str, tell_owner=True) -> None:
@@ -463,6 +755,7 @@ class DevServer:
         if track is None:
             return
         log.info("%s unpublished %s", participant.identity, track.info.name)
+        track.subscribers.clear()  # nothing more to decode
         for other in room.others(participant):
             self._unsubscribe(other, sid)
         if tell_owner:
@@ -476,6 +769,8 @@ class DevServer:
         def _forward(message):
             if not isinstance(message, bytes):
                 return
+            if participant.grants.can_publish_data is False:
+                return  # as LiveKit's server: dropped without a word (the SDK is not told)
             packet = models.DataPacket()
             packet.ParseFromString(message)
             packet.participant_identity = participant.identity
@@ -530,8 +825,11 @@ class DevServer:
             await participant.send(pong=int(time.time() * 1000))
 
     async def _add_track(self, participant: Participant, request: rtc.AddTrackRequest) -> None:
-        if participant.grants.can_publish is False:
-            log.warning("%s may not publish", participant.identity)
+        if not participant.can_publish_source(request.source):
+            # LiveKit's answer to a publish its grants do not allow
+            log.warning("%s may not publish %s", participant.identity, request.name)
+            refusal = rtc.RequestResponse(reason=rtc.RequestResponse.NOT_ALLOWED, add_track=request)
+            await participant.send(request_response=refusal)
             return
         info = models.TrackInfo(
             sid=make_sid("TR_"),
@@ -564,6 +862,112 @@ class DevServer:
                 await pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport we do not have is harmless
                 log.debug("ignored candidate %s: %s", line, exc)
+
+
+def twirp_error(status: int, code: str, message: str) -> web.Response:
+    """An error of LiveKit's server API as Twirp encodes it (livekit-api raises it as ``TwirpError``)."""
+    return web.json_response({"code": code, "msg": message}, status=status)
+
+
+def request_keyframe(track: Track) -> None:
+    """A video decoder that starts (or starts again) mid-stream needs a keyframe: ask the publisher."""
+    if track.info.type != models.TrackType.VIDEO or track.receiver is None:
+        return
+    for source in track.receiver.getSynchronizationSources():
+        asyncio.ensure_future(track.receiver._send_rtcp_pli(source.source))
+
+
+def follow_ice_restart(pc: RTCPeerConnection, sdp: str) -> None:
+    """A resuming SDK re-offers its publisher with new ICE credentials (an ICE restart). aiortc does
+    not restart ICE; the connection it has goes on working if it checks with the new credentials."""
+    ufrag, pwd = re.search(r"a=ice-ufrag:(\S+)", sdp), re.search(r"a=ice-pwd:(\S+)", sdp)
+    if ufrag is None or pwd is None:
+        return
+    transports = {t.receiver.transport.transport for t in pc.getTransceivers() if t.receiver.transport}
+    if pc.sctp is not None:
+        transports.add(pc.sctp.transport.transport)
+    for ice in transports:
+        connection = ice._connection
+        if connection.remote_username and connection.remote_username != ufrag.group(1):
+            connection.remote_username, connection.remote_password = ufrag.group(1), pwd.group(1)
+
+
+class PublishedSize(MediaStreamTrack):
+    """A relayed video track at the size it was published with. libwebrtc sends a smaller picture when
+    it thinks bandwidth is short (aiortc's estimate is low; see ``video_bitrate_floor``); subscribers of
+    a real SFU without simulcast get what was published, and so do ours."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, width: int, height: int):
+        super().__init__()
+        self.source, self.width, self.height = source, width, height
+
+    async def recv(self):
+        frame = await self.source.recv()
+        if (frame.width, frame.height) == (self.width, self.height):
+            return frame
+        scaled = frame.reformat(width=self.width, height=self.height)
+        scaled.pts, scaled.time_base = frame.pts, frame.time_base
+        return scaled
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+async def stop_sending(pc: RTCPeerConnection, sender) -> None:
+    """Take a sender off the connection. aiortc has no ``removeTrack``: stop the sender (its RTP ends,
+    the relayed track is released) and offer its m-line ``inactive`` next, which is what
+    ``removeTrack`` does in a browser. aiortc does not reuse the m-line; a new subscription gets one."""
+    transceiver = next((t for t in pc.getTransceivers() if t.sender is sender), None)
+    if transceiver is not None:
+        transceiver.direction = "inactive"
+    track = sender.track
+    await sender.stop()
+    if track is not None:
+        track.stop()
+
+
+def sdp_sections(sdp: str) -> list[list[str]]:
+    """An SDP's lines: the session part, then one list per m-line."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
+
+
+def add_fmtp(section: list[str], codecs: tuple[str, ...], params: str) -> None:
+    """Add ``params`` to the fmtp line of each payload of ``codecs`` in an m-line (or give it one)."""
+    for line in list(section):
+        if line.startswith("a=rtpmap:") and line.split()[1].split("/")[0].upper() in codecs:
+            payload = line[9:].split()[0]
+            fmtp = next((i for i, x in enumerate(section) if x.startswith(f"a=fmtp:{payload} ")), None)
+            if fmtp is None:
+                section.insert(section.index(line) + 1, f"a=fmtp:{payload} {params}")
+            else:
+                section[fmtp] += ";" + params
+
+
+VIDEO_CODECS = ("VP8", "VP9", "H264", "AV1")
+
+
+def video_bitrate_floor(sdp: str, sizes: dict[str, tuple[int, int]]) -> str:
+    """An answer to a publisher, with a bitrate floor for the video of each m-line (``sizes``: mid ->
+    the published width and height). aiortc's bandwidth estimate (REMB) stays near 100 kbit/s, and
+    libwebrtc then sends 1280x720 as 640x360 (quality limitation: bandwidth); on 127.0.0.1 there is
+    no reason to, and subscribers are to get the size that was published. libwebrtc reads
+    ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines;
+    1 kbit/s per 300 pixels kept 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
+    sections = sdp_sections(sdp)
+    for section in sections[1:]:
+        mid = next((x[6:].strip() for x in section if x.startswith("a=mid:")), None)
+        if mid in sizes:
+            kbps = max(300, sizes[mid][0] * sizes[mid][1] // 300)
+            add_fmtp(section, VIDEO_CODECS, f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}")
+    return "\r\n".join(line for section in sections for line in section) + "\r\n"
 
 
 def parse_media(sdp: str) -> dict[str, tuple[str, int, str | None]]:

@@ -1,0 +1,18 @@
+"""Output paths: checked before a run starts, so a recording does not learn after an hour of waiting
+for a participant that its folder is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import MediaError
+
+
+def check_folder(path: Path) -> None:
+    """Raise MediaError unless a file can be created at ``path``: its folder exists and is writable."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise MediaError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MediaError(f"cannot write {path}: folder {folder} is not writable")

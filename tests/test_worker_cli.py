@@ -1,0 +1,49 @@
+"""``lkplug worker``'s usage errors: one line, exit 2, before anything connects."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_one_line_error, run_lkplug
+
+ENV = {"LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "s" * 32}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--sink", "wav:x.wav"], {"LIVEKIT_URL": ""}, "no LiveKit server"),
+        (["--sink", "wav:x.wav"], {"LIVEKIT_API_SECRET": ""}, "no credentials"),
+        (["--sink", "wav:rec/{nope}.wav"], {}, "unknown field {nope}"),
+        (["--sink", "wav:rec/{room}.wav"], {}, "give each its own output"),
+        (
+            ["--per", "publisher", "--source", "tone:440", "--sink", "wav:{identity}.wav"],
+            {},
+            "--per publisher",
+        ),
+        (
+            ["--source", "track:{identity}", "--sink", "wav:{identity}.wav"],
+            {},
+            "only {identity} (per publisher)",
+        ),
+        (["--proc", "nope", "--sink", "wav:rec/{room}/{identity}.wav"], {}, "unknown processor 'nope'"),
+    ],
+)
+def test_bad_settings_fail_at_start(args, env, message):
+    result = run_lkplug("worker", *args, env={**ENV, **env}, timeout=60)
+    line = assert_one_line_error(result)
+    assert result.returncode == 2 and message in line, line
+
+
+def test_help_names_the_dispatch_options():
+    result = run_lkplug("worker", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--per",
+        "--agent-name",
+        "--load-threshold",
+        "--max-jobs",
+        "--drain-timeout",
+        "{room}",
+        "{job}",
+    ):
+        assert option in result.stdout
