@@ -250,6 +250,8 @@ async def test_a_mix_published_back_never_hears_itself(livekit_server, livekit_j
         f"wav:{out}",
         "-t",
         "8",
+        "--identity",
+        "lkplug",  # the name carol listens for
     )
     lkplug = asyncio.ensure_future(run.run())
     carol = await livekit_join("carol")
