@@ -529,6 +529,18 @@ def test_rotation_is_applied_as_ffmpegs_autorotate(degrees, hflip, size, corner,
     assert shown(out) == (size, corner)
 
 
+@pytest.mark.parametrize("degrees, size", [(90, (54, 64)), (180, (64, 54))])
+def test_rotation_of_a_height_that_is_not_a_multiple_of_4(degrees, size, tmp_path):
+    # 64x54: each chroma plane is 27 rows of 32, so in the stacked (81, 64) array a plane ends
+    # mid-row (a new user's 480x270 phone clip: "cannot reshape array", exit 1). ffmpeg's autorotate
+    # of the same clip: 90 -> 54x64 red bottom left, 180 -> 64x54 red bottom right (ffmpeg 5.1)
+    source, out = tmp_path / "rot.mp4", tmp_path / "out.mp4"
+    rotated_clip(source, degrees, height=54)
+    result = run("--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    assert shown(out) == (size, "bottom left" if degrees == 90 else "bottom right")
+
+
 def full_range_ramp(path, width: int = 160, height: int = 32):
     """yuvj420p (full range) H.264, lossless: five bands of grey at RAMP."""
     with av.open(str(path), "w") as container:

@@ -126,11 +126,12 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
 
     width_out, height_out = (height, width) if transpose else (width, height)
     if pixel_format == "yuv420p":
-        quarter = height // 4
+        # by element, not by row: a chroma plane ends mid-row when the height is not a multiple of 4
+        flat, luma, chroma = data.reshape(-1), width * height, (width // 2) * (height // 2)
         planes = [
             data[:height],
-            data[height : height + quarter].reshape(height // 2, width // 2),
-            data[height + quarter :].reshape(height // 2, width // 2),
+            flat[luma : luma + chroma].reshape(height // 2, width // 2),
+            flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
         ]
         out = np.concatenate([turn(plane).ravel() for plane in planes])
         return out.reshape(height_out * 3 // 2, width_out), width_out, height_out
