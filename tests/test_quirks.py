@@ -444,6 +444,23 @@ def test_the_input_as_output_is_refused_and_left_untouched(tmp_path, sink):
     assert source.read_bytes() == before
 
 
+def test_two_sinks_into_one_file_are_refused(tmp_path):
+    # a new user's `--sink wav:c.out --sink file:./c.out,format=flac`: exit 0 and the WAV was lost
+    # (the FLAC overwrote it). ffmpeg 5.1 takes `-map 0 c.wav -map 1 c.wav` with exit 0 and keeps
+    # one of the two; lkplug refuses rather than lose an output
+    out = tmp_path / "c.out"
+    result = run(
+        "--source",
+        "tone:440,duration=1",
+        "--sink",
+        f"wav:{out}",
+        "--sink",
+        f"file:{tmp_path}/./c.out,format=flac",
+    )
+    assert "both write" in assert_one_line_error(result)
+    assert not out.exists()
+
+
 def test_start_past_the_end_says_how_long_the_file_is(tmp_path):
     source, out = tmp_path / "in.flac", tmp_path / "out.wav"
     tone_file(source, 10.0)

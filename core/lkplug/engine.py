@@ -182,10 +182,14 @@ class Pipeline:
         """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop
         before anything is opened. Components name their files in ``reads`` and ``writes``."""
         reads = [path for path in getattr(self.source.obj, "reads", ()) if os.path.exists(path)]
+        written: dict[str, str] = {}  # real path -> the sink writing it
         for sink in self.sinks:
             for path in getattr(sink.obj, "writes", ()):
                 if any(os.path.exists(path) and os.path.samefile(path, read) for read in reads):
                     raise UsageError(f"{sink.label}: {path} is also the input; write to another file")
+                other = written.setdefault(os.path.realpath(path), sink.label)
+                if other != sink.label:  # two sinks into one file: one of them would be lost
+                    raise UsageError(f"{sink.label} and {other} both write {path}; give each its own file")
 
     def _plan(self, kind: str, fmt: Any) -> Chain:
         stages = self._stages.setdefault(kind, list(self.processors))
