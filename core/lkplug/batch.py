@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .children import end_with_parent
 from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
@@ -274,6 +275,8 @@ def _init_worker(stop_event, plugins: tuple[str, ...]) -> None:
     # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # ...but a parent killed outright (SIGKILL) can tell nobody: end with it, leaving only .part files
+    end_with_parent(signal.SIGKILL)
     _stop_event = stop_event
     _registry(plugins)
 
