@@ -727,3 +727,18 @@ def test_the_colour_description_is_carried(tmp_path):
         frame = next(container.decode(video=0))
     assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 1, 1)
     np.testing.assert_allclose(frame.to_ndarray(format="rgb24")[10, 10], (199, 58, 39), atol=4)
+
+
+def test_the_file_sink_reports_what_it_clips(tmp_path):
+    # a new user's 0 dBFS float tone through gain:db=6 into file:out.flac: 31920 of 48000 samples
+    # clipped with no word (wav: said it). A sine at twice full scale is beyond it for 2/3 of its
+    # samples (|2 sin x| > 1): 32000, less the rounding of where a 20 ms frame's samples fall
+    out = tmp_path / "out.flac"
+    result = run(
+        "--source", "tone:format=flt,amplitude=0,duration=1", "--proc", "gain:db=6", "--sink", f"file:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "clipped" in line]
+    assert len(warning) == 1 and f"file:{out} clipped" in warning[0], result.stderr
+    clipped = int(warning[0].split(" clipped ")[1].split()[0])
+    assert abs(clipped - 32000) <= 160, clipped
