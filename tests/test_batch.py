@@ -156,6 +156,20 @@ def test_all_ok_exits_0_and_a_list_file_keeps_its_order(batch_dir):
     assert "lkplug: batch: 2 ok, 0 failed;" in result.stderr
 
 
+def test_one_file_fills_the_templates_too(batch_dir):
+    # a new user's `--source file:hex.flac --sink 'wav:out_{stem}.wav'` wrote a file named
+    # "out_{stem}.wav" (exit 0); a name with glob characters in it is that file, not a pattern
+    (batch_dir / "rec" / "a.wav").rename(batch_dir / "rec" / "take[1].wav")
+    for path in ("rec/sub/b.flac", "rec/take[1].wav"):
+        result = run_lkplug(
+            "run", "--source", f"file:{path}", *CHAIN, "--sink", "wav:out/{stem}.wav", cwd=batch_dir
+        )
+        assert result.returncode == 0, result.stderr
+    assert set(outputs(batch_dir)) == {"out/b.wav", "out/take[1].wav"}
+    data, rate = soundfile.read(batch_dir / "out" / "b.wav")
+    assert rate == 16000 and len(data) == 40000  # 2.5 s, as the batch of many gives it
+
+
 def test_outputs_two_inputs_would_share_are_refused(batch_dir):
     result = run_lkplug("run", "--source", "file:rec/**/*.*", "--sink", "wav:out/{ext}.wav", cwd=batch_dir)
     assert result.returncode == 2

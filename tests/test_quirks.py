@@ -727,3 +727,41 @@ def test_the_colour_description_is_carried(tmp_path):
         frame = next(container.decode(video=0))
     assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 1, 1)
     np.testing.assert_allclose(frame.to_ndarray(format="rgb24")[10, 10], (199, 58, 39), atol=4)
+
+
+def test_the_file_sink_reports_what_it_clips(tmp_path):
+    # a new user's 0 dBFS float tone through gain:db=6 into file:out.flac: 31920 of 48000 samples
+    # clipped with no word (wav: said it). A sine at twice full scale is beyond it for 2/3 of its
+    # samples (|2 sin x| > 1): 32000, less the rounding of where a 20 ms frame's samples fall
+    out = tmp_path / "out.flac"
+    result = run(
+        "--source", "tone:format=flt,amplitude=0,duration=1", "--proc", "gain:db=6", "--sink", f"file:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "clipped" in line]
+    assert len(warning) == 1 and f"file:{out} clipped" in warning[0], result.stderr
+    clipped = int(warning[0].split(" clipped ")[1].split()[0])
+    assert abs(clipped - 32000) <= 160, clipped
+
+
+def test_joined_mpeg_ts_pieces_keep_every_picture(tmp_path):
+    # `cat a.ts a.ts` (as HLS segments and recorders leave them): the second piece's timestamps
+    # start again. lkplug before: 25 of 50 pictures, "1.00 s of media", exit 0. ffmpeg 5.1
+    # (`ffmpeg -i p2.ts out.mp4`) keeps 50 pictures, 2.00 s: the demuxer of a format with
+    # timestamp discontinuities (AVFMT_TS_DISCONT) lets the second piece go on after the first
+    piece, joined, out = tmp_path / "p1.ts", tmp_path / "p2.ts", tmp_path / "out.mp4"
+    with av.open(str(piece), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    joined.write_bytes(piece.read_bytes() * 2)
+    result = run("--source", f"file:{joined}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        times = [frame.time for frame in container.decode(video=0)]
+    assert len(times) == 50
+    assert times == sorted(times) and times[-1] - times[0] == pytest.approx(49 / 25, abs=0.002)

@@ -525,3 +525,55 @@ async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
     assert code == 0, err
     assert "waiting for carol to listen to music" in err
     assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole file, as the real-time test has it
+
+
+async def test_a_listener_of_either_track_releases_an_audio_and_video_file(
+    livekit_server, livekit_join, tmp_path
+):
+    """A file with audio and video, published with wait=: carol subscribes to the audio only and
+    hears the tone from its start. Before, the sink published the video at its first picture and
+    waited there again, holding the audio: a recorder of the audio got 4 s of silence, exit 0."""
+    seconds = 4.0
+    clip = tmp_path / "av.mp4"
+    with av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=15)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=RATE)
+        audio.layout = "mono"
+        bars = colour_bars()[..., :3].copy()
+        for index in range(round(seconds * 15)):
+            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        tone = to_s16(sine(660, seconds, RATE))
+        block = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+        block.sample_rate, block.pts = RATE, 0
+        container.mux(audio.encode(block))
+        for stream in (video, audio):
+            container.mux(stream.encode(None))
+    carol = await livekit_join("carol", auto_subscribe=False)
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:music,simulcast=false,wait=20"),
+            *("--identity", "music"),
+        )
+    )
+    from livekit import rtc
+
+    stream = rtc.AudioStream(await carol.remote_track("music"), sample_rate=RATE, num_channels=1)
+    sounding = 0  # 10 ms frames with the tone in them
+
+    async def listen():
+        nonlocal sounding
+        async for event in stream:
+            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
+
+    listener = asyncio.ensure_future(listen())
+    code, _, err = await publish
+    await asyncio.sleep(1.0)  # what is still on the way
+    listener.cancel()
+    await stream.aclose()
+    assert code == 0, err
+    assert "nobody subscribed" not in err, err  # released by carol's audio subscription
+    assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole tone, as the wait_for test has it

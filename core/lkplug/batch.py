@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .children import end_with_parent
 from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
-from .fanout import field_list, render
+from .fanout import field_list, render, template_fields
 from .outputs import held_outputs, temporary_name
 from .progress import BatchStatus
 from .registry import Registry
@@ -63,6 +64,8 @@ def expand(pattern: str) -> tuple[list[str], str]:
             raise MediaError(f"{list_file}: no such file: {missing[0]} ({len(missing)} missing)")
         root = os.path.commonpath([os.path.abspath(os.path.dirname(path)) for path in files])
         return files, root
+    if os.path.isfile(pattern):  # one file (a batch of one), whatever its name holds ([1], *)
+        return [pattern], os.path.dirname(pattern) or "."
     files = sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
     if not files:
         raise MediaError(f"no file matches {pattern}")
@@ -128,7 +131,7 @@ class Batch:
         """``absolute``: write the inputs' and outputs' paths absolute in the jobs, for workers that
         run in another folder (a cluster's, on storage every worker sees under the same path)."""
         _registries.setdefault(tuple(plugins), registry)  # a forked worker uses it as it is
-        spec, param, pattern = _batch_param(registry, source)
+        spec, param, pattern = _batch_param(registry, source, sinks)
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
         self.pattern = pattern
@@ -198,13 +201,16 @@ class Batch:
         return todo, done
 
 
-def batch_source(registry: Registry, source: str) -> bool:
-    """Whether ``source`` (a spec text) names many inputs: a glob or ``@list`` in the parameter that
-    its component marks with ``batch_param`` (the file source's ``path``)."""
-    return _batch_param(registry, source)[2] is not None
+def batch_source(registry: Registry, source: str, sinks: Sequence[str] = ()) -> bool:
+    """Whether ``source`` (a spec text) runs as a batch: a glob or ``@list`` in the parameter that
+    its component marks with ``batch_param`` (the file source's ``path``), or one file whose
+    ``sinks`` use the batch's fields (``wav:out/{stem}.wav``: a batch of one fills them)."""
+    return _batch_param(registry, source, sinks)[2] is not None
 
 
-def _batch_param(registry: Registry, source: str) -> tuple[Spec, str | None, str | None]:
+def _batch_param(
+    registry: Registry, source: str, sinks: Sequence[str] = ()
+) -> tuple[Spec, str | None, str | None]:
     spec = parse_spec(source)
     entry = registry.get("source", spec.name)
     param = getattr(entry.component.factory, "batch_param", None)
@@ -212,7 +218,10 @@ def _batch_param(registry: Registry, source: str) -> tuple[Spec, str | None, str
         return spec, None, None
     value = spec.value if entry.component.positional == param and spec.value is not None else None
     value = spec.params.get(param, value)
-    return spec, param, value if value is not None and is_pattern(value) else None
+    if value is None:
+        return spec, param, None
+    one_file = os.path.isfile(value) and any(template_fields(sink) & set(FIELDS) for sink in sinks)
+    return spec, param, value if is_pattern(value) or one_file else None
 
 
 def _with_param(spec: Spec, param: str, value: str) -> Spec:
@@ -266,6 +275,8 @@ def _init_worker(stop_event, plugins: tuple[str, ...]) -> None:
     # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # ...but a parent killed outright (SIGKILL) can tell nobody: end with it, leaving only .part files
+    end_with_parent(signal.SIGKILL)
     _stop_event = stop_event
     _registry(plugins)
 

@@ -338,7 +338,7 @@ def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, 
     registry = load_registry(plugins)
     # many streams into one chain (a room's tracks, several files): --proc mix combines them
     fan_in = len(sources) > 1 or any(fans_in(registry, p) for p in procs)
-    if not fan_in and batch_source(registry, sources[0]):  # file:rec/*.m4a, file:@list: a file each
+    if not fan_in and batch_source(registry, sources[0], sinks):  # file:rec/*.m4a, file:@list, {stem}
         # before the signal watch: a batch takes Ctrl-C itself (its workers stop and discard)
         code = run_batch_cli(
             registry,

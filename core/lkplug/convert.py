@@ -47,6 +47,13 @@ def count_s16_clips(data: np.ndarray, scale: float = 1.0) -> int:
     return int(np.count_nonzero((data > high) | (data < low)))
 
 
+def clip_float(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Float samples clipped to full scale (-1.0 .. 1.0) for an integer encoding, and how many were
+    beyond it (for a sink's ``clipped``)."""
+    clipped = int(np.count_nonzero((data > 1.0) | (data < -1.0)))
+    return (np.clip(data, -1.0, 1.0) if clipped else data), clipped
+
+
 def convert_sample_format(data: np.ndarray, sample_format: str) -> np.ndarray:
     return to_s16(data) if sample_format == "s16" else to_float(data)
 

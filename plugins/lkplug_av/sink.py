@@ -31,6 +31,7 @@ from lkplug import (
     VideoContract,
     VideoFrame,
 )
+from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
 from lkplug.paths import check_folder
 
@@ -123,6 +124,7 @@ class FileSink(Sink):
         self.container = None
         self.streams: dict = {}
         self._formats: dict = {}
+        self.clipped = 0  # float samples beyond full scale, clipped on their way to the encoder
         self._pending: list = []  # frames held until every expected kind has shown up
         self._kinds: set[str] = set()
         self._first_time = float("inf")
@@ -300,8 +302,9 @@ class FileSink(Sink):
                     f"{self.path}: audio format changed mid-stream ({self._audio_format} -> {frame.format})"
                 )
             data = frame.data
-            if data.dtype == np.float32:
-                data = np.clip(data, -1.0, 1.0)
+            if data.dtype == np.float32:  # counted: the engine reports it at the end, naming the sink
+                data, clipped = clip_float(data)
+                self.clipped += clipped
             timestamp = frame.timestamp
             if self.muxer in SAMPLE_COUNTING and self._next_sample is not None:
                 hole = timestamp - self._next_sample

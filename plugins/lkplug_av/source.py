@@ -30,6 +30,10 @@ _S16 = ("s16", "s16p")
 HOLE_SECONDS = 0.005
 # a bigger jump is a broken timestamp, not a hole (ffmpeg's -dts_delta_threshold)
 DISCONTINUITY_SECONDS = 10.0
+AVFMT_TS_DISCONT = 0x0200  # avformat.h: the format allows timestamp discontinuities (MPEG-TS)
+# how far back a stream's time may step before it counts as a new piece (ffmpeg: 0.1 s, ffmpeg.c's
+# ts_discontinuity_detect)
+TS_DISCONT_SECONDS = 0.1
 # sample formats copied straight from the decoder's planes: name -> (dtype, planar); any other
 # (s32 of 24-bit FLAC, u8, s64, dbl) is converted to flt by libswresample
 _DIRECT = {
@@ -384,6 +388,10 @@ class FileSource(Source):
             self._seek(origin + self.start)
         kind_of = {stream.index: kind for kind, stream in self.streams.items()}
         demux = container.demux(*self.streams.values())
+        # formats whose timestamps may start again (MPEG-TS): a stream going back in time is a new
+        # piece that continues where the last ended, for every stream, as ffmpeg's demuxer offsets it
+        discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
+        shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
         while True:
             try:
                 packet = next(demux)
@@ -401,6 +409,13 @@ class FileSource(Source):
             kind = kind_of[packet.stream.index]
             for frame in decoded:
                 seconds = frame.time
+                if seconds is not None and discontinuous:
+                    seconds += shift
+                    due = expected.get(kind)
+                    if due is not None and seconds < due - TS_DISCONT_SECONDS:
+                        shift += due - seconds  # MPEG-TS pieces joined (cat a.ts b.ts, HLS): go on
+                        seconds = due
+                    expected[kind] = seconds + _length(frame)
                 yield kind, (None if seconds is None else seconds - origin), frame
 
     def _seek(self, seconds: float) -> None:

@@ -2,9 +2,9 @@
 ``AudioSource`` + ``LocalAudioTrack`` (paced by the SDK's small capture queue), video through
 ``VideoSource`` + ``LocalVideoTrack``.
 
-With ``wait=S`` it holds the first frame until someone subscribes (up to S seconds), so a file played
-into a room is heard from its first second rather than from whenever the listener's subscription
-completes."""
+With ``wait=S`` it holds the first frame until someone subscribes to one of its tracks (up to S
+seconds), so a file played into a room is heard from its first second rather than from whenever the
+listener's subscription completes."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ class TrackSink(Sink):
         self.simulcast = simulcast
         self.connection: RoomConnection | None = None
         self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
+        self._tracks: set = set()  # this sink's local tracks
+        self._subscriptions = 0  # subscriptions to them signalled so far (one per subscriber)
+        self._changed = asyncio.Event()  # a subscription, or someone joined
+        self._present_before = False  # wait_for's participant was in the room before we published
         self._notify = print
 
     def bind(self, context) -> None:
@@ -58,10 +62,16 @@ class TrackSink(Sink):
 
     async def start(self, formats) -> None:
         # publish before frames flow: a live source would otherwise queue up while the track is
-        # being published, and that backlog would stay in the capture queue as added latency
-        audio = formats.get("audio")
+        # being published, and that backlog would stay in the capture queue as added latency.
+        # Every kind first, then one wait: a listener of either track releases the hold (holding
+        # the audio while waiting for a video listener once recorded 4 s of silence, exit 0)
+        audio, video = formats.get("audio"), formats.get("video")
         if audio is not None:
             await self._publish_audio(audio.rate, audio.channels)
+        if video is not None and getattr(video, "width", None):
+            await self._publish_video(video.width, video.height)
+        if self._published and (self.wait or self.wait_for):
+            await self._hold()
 
     async def write(self, frame) -> None:
         from livekit import rtc
@@ -93,59 +103,52 @@ class TrackSink(Sink):
     async def _publish(self, kind: str, media_source, track, options) -> None:
         # one connection for all of this sink's tracks (released once, in close)
         room = self.connection.room if self._published else await self.connection.acquire()
-        changed = asyncio.Event()
-        subscriptions = 0  # subscriptions to this track signalled so far (one per subscriber)
+        if not self._published:
+            room.on("local_track_subscribed", self._on_subscribed)
+            room.on("participant_connected", self._on_joined)
+            self._present_before = self._awaited_present(room)
+        self._tracks.add(track)
+        publication = await room.local_participant.publish_track(track, options)
+        self._published[kind] = (media_source, publication.sid)
+        self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
 
-        def on_subscribed(local) -> None:
-            nonlocal subscriptions
-            if local is track:
-                subscriptions += 1
-                changed.set()
+    def _on_subscribed(self, local) -> None:
+        if local in self._tracks:
+            self._subscriptions += 1
+            self._changed.set()
 
-        def on_joined(participant) -> None:
-            changed.set()
+    def _on_joined(self, participant) -> None:
+        self._changed.set()
 
-        room.on("local_track_subscribed", on_subscribed)
-        room.on("participant_connected", on_joined)
-        present_before = self._awaited_present(room)
+    async def _hold(self) -> None:
+        """Hold the first frame until a subscription to one of this sink's tracks is signalled
+        (``wait_for``: one made once a participant of that name is in the room: theirs, as the server
+        signals each subscriber's), or ``wait`` seconds have passed."""
+        listener = f"{self.wait_for} to listen" if self.wait_for else "someone to subscribe"
+        self._notify(f"waiting for {listener} to {self.name}")
         try:
-            publication = await room.local_participant.publish_track(track, options)
-            self._published[kind] = (media_source, publication.sid)
-            self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
-            if self.wait or self.wait_for:
-                listener = f"{self.wait_for} to listen" if self.wait_for else "someone to subscribe"
-                self._notify(f"waiting for {listener} to {self.name}")
-                try:
-                    await asyncio.wait_for(
-                        self._listener(room, changed, lambda: subscriptions, present_before),
-                        self.wait or None,
-                    )
-                except asyncio.TimeoutError:
-                    who = f"{self.wait_for} did not subscribe" if self.wait_for else "nobody subscribed"
-                    self._notify(f"{who} to {self.name} within {self.wait:g} s: sending anyway")
-        finally:
-            room.off("local_track_subscribed", on_subscribed)
-            room.off("participant_connected", on_joined)
+            await asyncio.wait_for(self._listener(self.connection.room), self.wait or None)
+        except asyncio.TimeoutError:
+            who = f"{self.wait_for} did not subscribe" if self.wait_for else "nobody subscribed"
+            self._notify(f"{who} to {self.name} within {self.wait:g} s: sending anyway")
 
-    async def _listener(self, room, changed: asyncio.Event, subscriptions, present_before: bool) -> None:
-        """Until a subscription is signalled (``wait_for``: one made once a participant of that name is
-        in the room: theirs, as the server signals each subscriber's)."""
+    async def _listener(self, room) -> None:
         since = None  # the count of subscriptions when the awaited participant was first seen
         while True:
-            changed.clear()
+            self._changed.clear()
             if self.connection.lost:
                 raise self.connection.lost
             if not self.wait_for:
-                if subscriptions():
+                if self._subscriptions:
                     return
             elif since is None:
                 if self._awaited_present(room):
                     # there before we published: the first subscription may be theirs
-                    since = 0 if present_before else subscriptions()
+                    since = 0 if self._present_before else self._subscriptions
                     continue
-            elif subscriptions() > since:
+            elif self._subscriptions > since:
                 return
-            await changed.wait()
+            await self._changed.wait()
 
     def _awaited_present(self, room) -> bool:
         return bool(self.wait_for) and any(
@@ -172,6 +175,10 @@ class TrackSink(Sink):
         published, self._published = self._published, {}
         if not published:
             return
+        room = self.connection.room
+        if room is not None:
+            room.off("local_track_subscribed", self._on_subscribed)
+            room.off("participant_connected", self._on_joined)
         try:
             if self.connection.lost:
                 return  # the session is over: nothing to play out or unpublish

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
+from lkplug.convert import clip_float
 from lkplug.paths import check_folder
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
@@ -58,8 +59,8 @@ class WavSink(Sink):
             )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
-            self.clipped += int(np.count_nonzero((data > 1.0) | (data < -1.0)))
-            data = np.clip(data, -1.0, 1.0)  # libsndfile would wrap out-of-range floats
+            data, clipped = clip_float(data)  # libsndfile would wrap out-of-range floats
+            self.clipped += clipped
         if self._next is not None and frame.timestamp > self._next:
             self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
         self._file.write(data)

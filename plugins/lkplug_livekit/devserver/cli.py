@@ -7,9 +7,10 @@ import logging
 import os
 import secrets
 import signal
-import sys
 
 import click
+
+from lkplug.children import end_with_parent
 
 DEFAULT_KEY = "devkey"
 # set by DevServerProcess: the pid of the lkplug process that started this server (it ends with it)
@@ -88,11 +89,7 @@ def _end_with_parent() -> None:
     parent = os.environ.get(PARENT_ENV)
     if not parent:
         return
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    end_with_parent(signal.SIGTERM)
     if os.getppid() != int(parent):  # the parent died before the line above
         raise SystemExit(1)
 
