@@ -489,6 +489,24 @@ async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server
     assert "did not appear in room test within 13 s" in err.splitlines()[-1], err
 
 
+async def sounding_frames(stream, until) -> tuple[int, object]:
+    """How many 10 ms frames of ``stream`` (a listener's playout) had the tone in them (over
+    -40 dBFS) while ``until`` ran and for a second after (what is still on the way), and its result."""
+    sounding = 0
+
+    async def listen():
+        nonlocal sounding
+        async for event in stream:
+            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
+
+    listener = asyncio.ensure_future(listen())
+    result = await until
+    await asyncio.sleep(1.0)
+    listener.cancel()
+    await stream.aclose()
+    return sounding, result
+
+
 async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
     livekit_server, livekit_join, tmp_path
 ):
@@ -510,18 +528,7 @@ async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
     from livekit import rtc
 
     stream = rtc.AudioStream(await carol.remote_track("music"), sample_rate=RATE, num_channels=1)
-    sounding = 0  # 10 ms frames with the tone in them, as carol's playout gives them
-
-    async def listen():
-        nonlocal sounding
-        async for event in stream:
-            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
-
-    listener = asyncio.ensure_future(listen())
-    code, _, err = await publish
-    await asyncio.sleep(1.0)  # what is still on the way
-    listener.cancel()
-    await stream.aclose()
+    sounding, (code, _, err) = await sounding_frames(stream, publish)
     assert code == 0, err
     assert "waiting for carol to listen to music" in err
     assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole file, as the real-time test has it
@@ -562,18 +569,7 @@ async def test_a_listener_of_either_track_releases_an_audio_and_video_file(
     from livekit import rtc
 
     stream = rtc.AudioStream(await carol.remote_track("music"), sample_rate=RATE, num_channels=1)
-    sounding = 0  # 10 ms frames with the tone in them
-
-    async def listen():
-        nonlocal sounding
-        async for event in stream:
-            sounding += level_dbfs(np.frombuffer(event.frame.data, np.int16)) > -40
-
-    listener = asyncio.ensure_future(listen())
-    code, _, err = await publish
-    await asyncio.sleep(1.0)  # what is still on the way
-    listener.cancel()
-    await stream.aclose()
+    sounding, (code, _, err) = await sounding_frames(stream, publish)
     assert code == 0, err
     assert "nobody subscribed" not in err, err  # released by carol's audio subscription
     assert sounding * 0.01 >= seconds * 0.97, sounding  # the whole tone, as the wait_for test has it
