@@ -481,6 +481,33 @@ def test_an_input_too_short_for_one_output_sample_gives_a_valid_empty_file(tmp_p
     assert (info.frames, info.samplerate) == (0, 16000)
 
 
+@pytest.mark.parametrize("extension", ["wav", "flac", "m4a", "mp4", "mov"])
+def test_the_file_sink_writes_a_valid_empty_file(extension, tmp_path):
+    source, out = tmp_path / "one.wav", tmp_path / f"out.{extension}"
+    soundfile.write(source, np.array([[1000]], np.int16), RATE)
+    result = run("--source", f"file:{source}", "--proc", "resample:16000", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg 5.1 -i one.wav -ar 16000 out.EXT: wav and flac hold one 16 kHz stream of 0 samples;
+    # mp4, mov and m4a hold no stream at all (nb_streams=0, its mov muxer drops an empty track);
+    # lkplug keeps the stream, 0 s long (before: exit 0 and no file for wav, m4a, mp4, mov)
+    with av.open(str(out)) as container:
+        (stream,) = container.streams
+        assert (stream.type, stream.codec_context.sample_rate) == ("audio", 16000)
+        assert sum(frame.samples for frame in container.decode(stream)) == 0
+
+
+@pytest.mark.parametrize("extension", ["mkv", "webm", "ogg", "opus", "mp3"])
+def test_an_empty_output_that_cannot_be_read_back_is_refused(extension, tmp_path):
+    source, out = tmp_path / "one.wav", tmp_path / f"out.{extension}"
+    soundfile.write(source, np.array([[1000]], np.int16), RATE)
+    result = run("--source", f"file:{source}", "--proc", "resample:16000", "--sink", f"file:{out}")
+    # ffmpeg 5.1 -i one.wav -ar 16000 out.EXT exits 0 with a file that its own ffprobe cannot open
+    # ("End of file"; mp3: "Failed to read frame size"), nor can PyAV's FFmpeg 8. lkplug before:
+    # exit 0 and no file; now a one-line refusal and no file
+    assert "cannot be read back" in assert_one_line_error(result)
+    assert not out.exists()
+
+
 def test_video_false_leaves_the_video_out(tmp_path):
     source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     write_av(source, [i / 30 for i in range(30)], click_track(1.0, [0.5]))

@@ -57,6 +57,15 @@ VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own 
 WAIT_SECONDS = 10.0
 # muxers that number samples rather than time them: a hole in the audio is filled with silence
 SAMPLE_COUNTING = {"wav", "flac", "mp3", "ogg", "opus"}
+# An output with no media (an input too short for one whole output sample). ffmpeg 5.1 (`ffmpeg -i
+# empty.wav out.EXT`, exit 0 each time) writes wav and flac with their stream, mp4/mov/m4a with no
+# stream at all (the mov muxer leaves out a track without samples), and mkv, webm, ogg, opus and mp3
+# files that neither its ffprobe nor PyAV's FFmpeg 8 can open ("End of file", "Failed to read frame
+# size"): its demuxers need a first cluster, data page or frame after the header. lkplug writes the
+# mov family with an empty moov (the stream stays, 0 s long) and refuses the others.
+EMPTY_OPTIONS = {"mp4": {"movflags": "empty_moov"}, "mov": {"movflags": "empty_moov"}}
+EMPTY_OPTIONS["ipod"] = EMPTY_OPTIONS["mp4"]
+NEVER_EMPTY = {"matroska": "mkv", "webm": "webm", "ogg": "ogg", "opus": "opus", "mp3": "mp3"}
 VIDEO_TIME_BASE = Fraction(1, 90000)  # fine enough for any picture's own time (MPEG's clock)
 # sample formats an encoder may take, in the order that loses least from s16 or flt (FFmpeg's choice)
 PREFERENCE = {
@@ -177,10 +186,19 @@ class FileSink(Sink):
 
     def end(self) -> None:
         """No frame came (an input too short for one whole output sample): write a valid file with
-        the streams the run would have had, and no media in them."""
+        the streams the run would have had, and no media in them; refused (nothing written) for the
+        containers that FFmpeg cannot read back without media (``NEVER_EMPTY``)."""
+        import av
+
         if self.container is not None or self._pending:
             return
         audio, video = self._formats.get("audio"), self._formats.get("video")
+        if (audio or video) and self.muxer in NEVER_EMPTY:
+            raise MediaError(
+                f"{self.path}: the input gives no whole output sample, and an empty"
+                f" {NEVER_EMPTY[self.muxer]} cannot be read back (FFmpeg needs media after its header);"
+                " nothing written: use wav, flac, mp4, mov or m4a"
+            )
         if audio is not None:
             empty = np.zeros((0, audio.channels), SAMPLE_FORMATS[audio.sample_format])
             self._pending.append(AudioFrame(empty, audio.rate, 0, audio.layout))
@@ -190,7 +208,11 @@ class FileSink(Sink):
                 VideoFrame(np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height)
             )
         if self._pending:
-            self._open_and_drain(encode=False)
+            self._open_and_drain(encode=False, options=EMPTY_OPTIONS.get(self.muxer, {}))
+            try:  # the header is written now: no packet will come to write it
+                self.container.start_encoding()
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"cannot write {self.path}: {exc}") from None
 
     def write(self, frame) -> None:
         if frame.kind not in self.accepts:
@@ -220,7 +242,7 @@ class FileSink(Sink):
 
     # writing --------------------------------------------------------------------------------
 
-    def _open_and_drain(self, encode: bool = True) -> None:
+    def _open_and_drain(self, encode: bool = True, options: dict | None = None) -> None:
         import av
 
         check_folder(self.path)
@@ -228,7 +250,7 @@ class FileSink(Sink):
         kinds = {frame.kind for frame in pending}
         try:
             self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
-            self.container = av.open(str(self._output.temp), "w", format=self.muxer)
+            self.container = av.open(str(self._output.temp), "w", format=self.muxer, options=options or {})
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
         try:
