@@ -413,6 +413,21 @@ def test_the_file_sink_writes_the_layout_it_gets(layout, extension, tmp_path):
     assert written == expected.get(layout, layout)
 
 
+@pytest.mark.parametrize(
+    "layout", ["2.1", "3.0", "quad", "5.0", "5.0(side)", "5.1(side)", "hexagonal", "7.1"]
+)
+def test_the_wav_sink_writes_the_channel_mask(layout, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    layout_wav(source, layout)
+    run_here(f"file:{source}", [], f"wav:{out}")
+    # ffmpeg -i in.wav out.wav writes WAVE_FORMAT_EXTENSIBLE with the layout's mask (3.0: 0x7,
+    # quad: 0x33, 5.1(side): 0x60f), which PyAV reads back as the same name; the wav sink before:
+    # plain PCM, no mask ("3 channels", "6 channels")
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == layout
+    assert soundfile.info(out).format == "WAVEX"
+
+
 def test_a_sink_that_takes_two_channels_gets_ffmpegs_downmix_inserted(tmp_path):
     source = tmp_path / "in.wav"
     layout_wav(source, "5.1(side)")

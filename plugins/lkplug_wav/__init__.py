@@ -9,9 +9,17 @@ import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
 from lkplug.convert import clip_float
+from lkplug.frames import LAYOUTS
 from lkplug.paths import check_folder
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
+SFC_SET_CHANNEL_MAP_INFO = 0x1101
+# FFmpeg's channel names -> sndfile.h's SF_CHANNEL_MAP_*, as libsndfile's WAVEX writer turns them into
+# WAVE_FORMAT_EXTENSIBLE mask bits (it takes LEFT/RIGHT/CENTER, not FRONT_*, for the front three)
+CHANNEL_MAP = {
+    "FL": 2, "FR": 3, "FC": 4, "BC": 8, "BL": 9, "BR": 10, "LFE": 11, "FLC": 12, "FRC": 13, "SL": 14,
+    "SR": 15, "TC": 16, "TFL": 17, "TFR": 18, "TFC": 19, "TBL": 20, "TBR": 21, "TBC": 22,
+}  # fmt: skip
 
 # subtype -> (libsndfile subtype, the sample format the engine must deliver)
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
@@ -46,7 +54,7 @@ class WavSink(Sink):
         fmt = self._started
         if self._file is None and fmt is not None:
             dtype = np.int16 if fmt.sample_format == "s16" else np.float32
-            self._open(AudioFrame(np.zeros((0, fmt.channels), dtype), fmt.rate))
+            self._open(AudioFrame(np.zeros((0, fmt.channels), dtype), fmt.rate, layout=fmt.layout))
 
     def write(self, frame) -> None:
         if frame.kind != "audio":
@@ -70,6 +78,11 @@ class WavSink(Sink):
         import soundfile
 
         check_folder(self.path)
+        # more than two channels: WAVE_FORMAT_EXTENSIBLE with the layout's channel mask, as FFmpeg's
+        # WAV muxer writes it (mono and stereo stay plain PCM there too)
+        names = LAYOUTS.get(frame.layout) or frame.layout.split("+")
+        channel_map = [CHANNEL_MAP.get(name) for name in names] if frame.channels > 2 else []
+        extensible = len(channel_map) == frame.channels and None not in channel_map
         self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
         try:
             self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
@@ -78,14 +91,24 @@ class WavSink(Sink):
                 frame.sample_rate,
                 frame.channels,
                 self.subtype,
-                format="WAV",
+                format="WAVEX" if extensible else "WAV",
             )
         except (OSError, RuntimeError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from None
+        snd, ffi = soundfile._snd, soundfile._ffi
+        if extensible:
+            # libsndfile writes the mask from this map (it answers 0 when it cannot make one)
+            given = ffi.new("int[]", channel_map)
+            if not snd.sf_command(self._file._file, SFC_SET_CHANNEL_MAP_INFO, given, ffi.sizeof(given)):
+                self._file.close()
+                self._file = None
+                self._output.discard()
+                raise MediaError(
+                    f"cannot write {self.path}: libsndfile takes no channel mask for {frame.layout}"
+                )
         # libsndfile rewrites the header after every write, so the file stays valid even if the
         # process is killed or a native library aborts before close() (sndfile.h's SF_TRUE)
-        snd = soundfile._snd
-        snd.sf_command(self._file._file, SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1)
+        snd.sf_command(self._file._file, SFC_SET_UPDATE_HEADER_AUTO, ffi.NULL, 1)
         self._format = frame.format
 
     def close(self) -> None:
