@@ -18,7 +18,9 @@ import pytest
 import soundfile
 from conftest import assert_one_line_error, run_lkplug
 
-from lkplug import Pipeline
+from lkplug import AudioFrame, MediaError, Pipeline
+from lkplug_av.sink import FileSink
+from lkplug_wav import WavSink
 
 RATE = 48000
 
@@ -731,6 +733,21 @@ def test_an_mp3_whose_rate_changes_midway_is_converted_to_the_first_rate(tmp_pat
     assert np.argmax(spectrum) * 44100 / len(second_half) == pytest.approx(880, abs=5)
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "44100 Hz mono -> 48000 Hz mono" in warnings[0]
+
+
+@pytest.mark.parametrize("sink", [WavSink, FileSink])
+def test_a_format_change_reaching_a_sink_says_when_and_what(sink, tmp_path):
+    # a sink that cannot change format mid-stream names the media time and old -> new (before: no
+    # time: "audio format changed mid-stream (...)"); the file source converts such changes itself
+    # (the test above), so frames in two formats are handed to the sink here directly
+    stage = sink(str(tmp_path / "out.wav"))
+    stage.start({"audio": None})
+    stage.write(AudioFrame(np.zeros((44100, 1), np.int16), 44100, 0))
+    with pytest.raises(MediaError) as caught:
+        stage.write(AudioFrame(np.zeros((4800, 1), np.int16), 48000, 48000))
+    stage.close()
+    message = str(caught.value)
+    assert "changed mid-stream at 1.00 s (audio 44100 Hz, 1 ch, s16 -> audio 48000 Hz, 1 ch, s16)" in message
 
 
 def test_24_bit_flac_stays_24_bit(tmp_path):

@@ -321,7 +321,8 @@ class FileSink(Sink):
         if frame.kind == "audio":
             if frame.format != self._audio_format:
                 raise MediaError(
-                    f"{self.path}: audio format changed mid-stream ({self._audio_format} -> {frame.format})"
+                    f"{self.path}: audio changed mid-stream at {frame.time:.2f} s ({self._audio_format} ->"
+                    f" {frame.format}); an encoder takes one format"
                 )
             data = frame.data
             if data.dtype == np.float32:  # counted: the engine reports it at the end, naming the sink
@@ -346,12 +347,12 @@ class FileSink(Sink):
             self._last_pts = pts
             picture = to_av(frame)
             if (frame.width, frame.height) != self._size:
-                picture = self._rescale(picture)
+                picture = self._rescale(picture, frame.time)
             picture.pts = pts
             picture.time_base = VIDEO_TIME_BASE
         self._mux(stream.encode(picture))
 
-    def _rescale(self, picture):
+    def _rescale(self, picture, when: float):
         """A picture whose size changed mid-stream (a live track adapting to bandwidth), scaled to the
         stream's first size as the ffmpeg CLI does (its auto-inserted scaler: bicubic); told once."""
         from av.video.reformatter import Interpolation, VideoReformatter
@@ -360,7 +361,7 @@ class FileSink(Sink):
         if self._scaler is None:
             self._scaler = VideoReformatter()
             self._notify(
-                f"{self.path}: video size changed mid-stream ({width}x{height} -> "
+                f"{self.path}: video size changed mid-stream at {when:.2f} s ({width}x{height} -> "
                 f"{picture.width}x{picture.height}); scaling to {width}x{height}"
             )
         return self._scaler.reformat(

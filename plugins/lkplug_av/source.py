@@ -543,7 +543,8 @@ class _Clock:
             self.first = (rate, layout)
             self.target = "s16" if name in _S16 else "flt"
         if (rate, layout) != self.first and not self.changes:
-            when = seconds if seconds is not None else self.position / self.rate - self.offset
+            # media time, as the output has it (loop= passes and start= counted)
+            when = self.offset + seconds if seconds is not None else self.position / self.rate
             self.changes.append(
                 f"audio changed mid-stream at {max(0.0, when):.2f} s ({self.first[0]} Hz {self.first[1]}"
                 f" -> {rate} Hz {layout}); the rest is converted to the first format, as ffmpeg does"

@@ -63,7 +63,8 @@ class WavSink(Sink):
             self._open(frame)
         elif frame.format != self._format:
             raise MediaError(
-                f"{self.path}: audio format changed mid-stream ({self._format} -> {frame.format})"
+                f"{self.path}: audio changed mid-stream at {frame.time:.2f} s ({self._format} ->"
+                f" {frame.format}); a WAV holds one format"
             )
         data = frame.data
         if data.dtype == np.float32 and self.subtype != "FLOAT":
