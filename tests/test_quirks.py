@@ -788,6 +788,36 @@ def test_the_colour_description_is_carried(tmp_path):
     np.testing.assert_allclose(frame.to_ndarray(format="rgb24")[10, 10], (199, 58, 39), atol=4)
 
 
+def test_hdr_metadata_that_is_not_carried_is_said_once(tmp_path):
+    source, out = tmp_path / "hdr.mp4", tmp_path / "out.mp4"
+    with av.open(str(source), "w") as container:  # an HDR10-style clip: BT.2020, PQ, SEI metadata
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_trc = 9, 9, 16
+        stream.options = {
+            "x264-params": "mastering-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
+            "L(10000000,50):cll=1000,400"
+        }
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = run_lkplug("run", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg 5.1 -i hdr.mp4 out.mp4 drops both with no word (ffprobe shows no mastering display or
+    # light level side data in out.mp4) and keeps bt2020nc/bt2020/smpte2084; lkplug keeps the same
+    # colour description and says what it drops (before: dropped with no word)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "HDR metadata (mastering display, content light level) is not carried" in warnings[0]
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (9, 9, 16)
+
+
 def test_the_file_sink_reports_what_it_clips(tmp_path):
     # a new user's 0 dBFS float tone through gain:db=6 into file:out.flac: 31920 of 48000 samples
     # clipped with no word (wav: said it). A sine at twice full scale is beyond it for 2/3 of its

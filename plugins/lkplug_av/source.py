@@ -92,6 +92,27 @@ def color_of(frame) -> tuple[int, int, int] | None:
     return None if all(value in (0, UNSPECIFIED) for value in color) else color
 
 
+def hdr_note(frame) -> list[str]:
+    """One warning when the first picture holds HDR metadata, which lkplug does not carry: its
+    pictures are 8-bit and its encoders are given no mastering display or light level (ffmpeg 5.1's
+    libx264 drops both too; the colour description, PQ or HLG transfer included, is carried)."""
+    from av.sidedata.sidedata import Type
+
+    found = [
+        name
+        for kind, name in (
+            (Type.MASTERING_DISPLAY_METADATA, "mastering display"),
+            (Type.CONTENT_LIGHT_LEVEL, "content light level"),
+        )
+        if frame.side_data.get(kind) is not None
+    ]
+    if not found:
+        return []
+    return [
+        f"HDR metadata ({', '.join(found)}) is not carried into the output (8-bit, colour description only)"
+    ]
+
+
 def is_full_range(frame) -> bool:
     """Full-range ("JPEG") YUV: yuvj formats, or a frame flagged so."""
     return frame.format.name.startswith("yuvj") or (
@@ -502,7 +523,8 @@ class _Clock:
         self.target = "flt"  # packed sample format that audio in another format is converted to
         self.converter = None  # libswresample (PyAV) for audio not in the first format
         self.converter_key: tuple | None = None
-        self.changes: list[str] = []  # the first mid-stream change of the audio format
+        self.changes: list[str] = []  # warnings: the first mid-stream change of the audio format, HDR
+        self.emitted_video = False
         self.video_end = 0.0
         self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
@@ -661,6 +683,9 @@ class _Clock:
         width, height = frame.width, frame.height
         pixel = pixel_format_for(frame.format, width, height)
         how = orientation(frame)
+        if not self.emitted_video:
+            self.emitted_video = True
+            self.changes += hdr_note(frame)
         if is_full_range(frame):  # lkplug's YUV is limited range, as encoders expect by default
             limited = "MPEG" if pixel in ("yuv420p", "nv12") else None
             frame = frame.reformat(format=pixel, src_color_range="JPEG", dst_color_range=limited)
