@@ -535,6 +535,65 @@ def test_video_false_leaves_the_video_out(tmp_path):
         assert [s.type for s in container.streams] == ["audio"]
 
 
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    write_av(path, [i / 10 for i in range(10)], click_track(1.0, [0.5]), size=(64, 48))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sink", "said"),
+    [
+        # ffmpeg -i clip.mp4 -c:v libvpx -crf 99 out.webm: "Value 99.000000 for parameter 'crf' out
+        # of range [-1 - 63]", exit 1 (lkplug before: the same words as a PyAV OverflowError
+        # "file:out.webm,crf=99 ... failed", exit 1)
+        (
+            "out.webm,crf=99",
+            "crf=99 is refused by libvpx: Value 99.000000 for parameter 'crf' out of range [-1 - 63]",
+        ),
+        # ffmpeg -preset foo: "x264 [error]: invalid preset 'foo'", exit 1
+        ("out.mp4,preset=foo", "preset=foo: libx264 takes ultrafast, superfast, veryfast"),
+        ("out.webm,preset=fast", "preset= is for libx264 or libx265, not libvpx"),
+        # ffmpeg -b:v 1: "Bitrate 1 is extremely low, maybe you mean 1k ... bitrate not specified"
+        # (lkplug before: exit 1 with a header-only out.mp4 left)
+        ("out.mp4,video_bitrate=1", "video_bitrate=1 is refused by libx264: Bitrate 1 is extremely low"),
+        # ffmpeg -b:a 100 out.opus: "Please choose a value between 500 and 256000" (mono)
+        ("out.opus,bitrate=100", "bitrate=100 is refused by libopus: Bitrate 100 is extremely low"),
+        # a bit rate libopus takes for stereo but not for this mono input: found when it opens, still
+        # before the file is made (ffmpeg: the same "between 500 and 256000", exit 1)
+        ("out.opus,bitrate=300000", "bitrate=300000 is refused by libopus for audio 48000 Hz, 1 ch"),
+    ],
+)
+def test_bad_encoder_options_are_usage_errors_before_anything_is_written(sink, said, small_clip, tmp_path):
+    result = run("--source", f"file:{small_clip}", "--sink", f"file:{tmp_path}/{sink}")
+    assert result.returncode == 2, result.stderr
+    assert said in assert_one_line_error(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_beyond_ffmpegs_largest_picture_is_a_usage_error(small_clip, tmp_path):
+    result = run(
+        "--source", f"file:{small_clip}", "--proc", "scale:width=100000", "--sink", f"file:{tmp_path}/o.mp4"
+    )
+    # ffmpeg -vf scale=100000:-2: "Picture size 100000x75000 is invalid", exit 1 (lkplug before: the
+    # same FFmpeg words as "scale:width=100000 ... failed: ArgumentError", exit 1, and o.mp4 left)
+    assert result.returncode == 2, result.stderr
+    assert "makes 100000x75000 of 64x48, beyond FFmpeg's largest picture" in assert_one_line_error(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_to_two_rows_is_written(small_clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    result = run("--source", f"file:{small_clip}", "--proc", "scale:width=3", "--sink", f"file:{out}")
+    # ffmpeg -vf scale=4:2 writes 4x2 pictures; lkplug before: "Failed initializing scaling graph"
+    # (PyAV took the 2-row picture's buffer for one plane), exit 1
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert (frames[0].width, frames[0].height, len(frames)) == (4, 2, 10)
+
+
 # picture metadata ---------------------------------------------------------------------------------
 
 RAMP = (0, 32, 128, 224, 255)

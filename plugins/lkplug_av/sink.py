@@ -24,6 +24,7 @@ from lkplug import (
     PIXEL_FORMATS,
     AudioContract,
     AudioFrame,
+    LkplugError,
     MediaError,
     OutputFile,
     Sink,
@@ -75,6 +76,19 @@ PREFERENCE = {
 # format=wav: the PCM codec for a sample_format=
 WAV_CODECS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
 STANDARD_LAYOUTS = tuple(name for name in LAYOUTS if name != "downmix")
+# preset= : the encoders that take one, and their names (x264's and x265's x264_preset_names)
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+PRESETS = {"libx264": (*X264_PRESETS, "placebo"), "libx265": (*X264_PRESETS, "placebo")}
 
 
 def _codec(name: str, kind: str):
@@ -128,6 +142,7 @@ class FileSink(Sink):
         self.accepts = {"audio": self._audio_contract()}
         if self.video_codec:
             self.accepts["video"] = self._video_contract()
+        self._check_options()
         self.expected: set[str] = set(self.accepts)
         self.fps: float | None = None
         self.container = None
@@ -171,6 +186,37 @@ class FileSink(Sink):
         takes = [f.name for f in codec.video_formats or ()]
         ours = [name for name in PIXEL_FORMATS if name in takes] or ["yuv420p"]
         return VideoContract(pixel_formats=tuple(ours))
+
+    def _check_options(self) -> None:
+        """Open each encoder once with each option the user gave, before anything is read or
+        written: an option FFmpeg refuses is a usage error naming it, in FFmpeg's own words (which
+        give the range: "out of range [-1 - 63]", "a value between 500 and 512000")."""
+        if self.preset and self.video_codec in PRESETS:
+            if self.preset not in PRESETS[self.video_codec]:  # x264 would print its own error
+                raise UsageError(
+                    f"file: preset={self.preset}: {self.video_codec} takes"
+                    f" {', '.join(PRESETS[self.video_codec])}"
+                )
+        elif self.preset:
+            takes = " or ".join(PRESETS)
+            raise UsageError(f"file: preset= is for {takes}, not {self.video_codec or self.audio_codec}")
+        given = [
+            ("bitrate", self.bitrate, "audio", {"bit_rate": self.bitrate}, self.bitrate > 0),
+            (
+                "video_bitrate",
+                self.video_bitrate,
+                "video",
+                {"bit_rate": self.video_bitrate},
+                self.video_bitrate > 0,
+            ),
+            ("crf", self.crf, "video", {"options": {"crf": str(self.crf)}}, self.crf >= 0),
+        ]
+        for option, value, kind, settings, given_ in given:
+            codec = self.audio_codec if kind == "audio" else self.video_codec
+            if given_ and codec:
+                refusal = _refusal(codec, kind, settings)
+                if refusal:
+                    raise UsageError(f"file: {option}={value} is refused by {codec}: {refusal}")
 
     # the engine's calls -----------------------------------------------------------------------
 
@@ -258,13 +304,36 @@ class FileSink(Sink):
                 self._add_video(next(f for f in pending if f.kind == "video"))
             if "audio" in kinds:
                 self._add_audio(next(f for f in pending if f.kind == "audio"))
+            refused = self._open_encoders()
         except av.error.FFmpegError as exc:
+            refused = MediaError(f"cannot write {self.path}: {exc}")
+        if refused:
             self.container.close()
             self.container = None
             self._output.discard()
-            raise MediaError(f"cannot write {self.path}: {exc}") from None
+            raise refused
         for frame in sorted(pending, key=lambda f: f.time) if encode else ():
             self._encode(frame)
+
+    def _open_encoders(self) -> LkplugError | None:
+        """Open the encoders and write the header now: what the options check could not know (a
+        bit rate too high for this many channels) is refused with FFmpeg's reason before the file
+        is made (PyAV opens the encoders first)."""
+        reason = _saying(self.container.start_encoding)
+        if not reason:
+            return None
+        for kind, stream in self.streams.items():
+            context = stream.codec_context
+            if context.is_open:
+                continue
+            given = {"audio": ("bitrate",), "video": ("video_bitrate", "crf", "preset")}[kind]
+            given = [
+                f"{name}={getattr(self, name)}" for name in given if getattr(self, name) not in (0, -1, "")
+            ]
+            what = f"{', '.join(given)} is refused by" if given else "cannot open"
+            media = f"{self._audio_format}" if kind == "audio" else "video {}x{}".format(*self._size)
+            return UsageError(f"file: {what} {context.name} for {media}: {reason}")
+        return MediaError(f"cannot write {self.path}: {reason}")
 
     def _add_audio(self, first) -> None:
         import av
@@ -375,6 +444,53 @@ class FileSink(Sink):
     def _mux(self, packets) -> None:
         if packets:
             self.container.mux(packets)
+
+
+def _saying(call) -> str:
+    """Run ``call`` (which opens codecs); "" when it succeeds, else why not in FFmpeg's words (its
+    warnings and errors, which give ranges: "out of range [-1 - 63]", "between 500 and 256000")."""
+    import av
+    import av.logging
+
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            call()
+        return ""
+    except av.error.FFmpegError as exc:
+        said = [text.strip().rstrip(".") for level, _name, text in logs if level <= av.logging.WARNING]
+        last = exc.log[2].strip().rstrip(".") if exc.log else ""  # when another capture took the log
+        return "; ".join(dict.fromkeys(said)) or last or exc.strerror
+    finally:
+        av.logging.set_level(previous)
+
+
+def _refusal(codec: str, kind: str, settings: dict) -> str:
+    """Why ``codec`` will not open with ``settings`` (``bit_rate``, ``options``), in FFmpeg's words
+    ("" when it opens): tried on a small picture, or on mono and on stereo audio (refused only when
+    both are: a bit rate's bounds depend on the channel count)."""
+    import av
+
+    refusal = ""
+    for layout in ("mono", "stereo") if kind == "audio" else ("",):
+        context = av.CodecContext.create(codec, "w")
+        if kind == "video":
+            context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
+            context.time_base, context.framerate = Fraction(1, 30), 30
+        else:
+            found = av.Codec(codec, "w")
+            rates = found.audio_rates
+            context.sample_rate = 48000 if not rates or 48000 in rates else rates[0]
+            context.layout = layout
+            context.format = found.audio_formats[0].name if found.audio_formats else "s16"
+        context.bit_rate = settings.get("bit_rate", 0)
+        context.options = settings.get("options", {})
+        said = _saying(context.open)
+        if not said:
+            return ""
+        refusal = refusal or said
+    return refusal
 
 
 def _layouts(codec: str, sample_format: str, rate: int) -> tuple[str, ...]:

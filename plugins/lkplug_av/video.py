@@ -11,7 +11,8 @@ def to_av(frame: VideoFrame):
     import av
 
     data = frame.data
-    if data.flags.c_contiguous and frame.pixel_format != "nv12":
+    # (PyAV's from_numpy_buffer reads a yuv420p picture 2 rows high, 3 rows of buffer, as one plane)
+    if data.flags.c_contiguous and frame.pixel_format != "nv12" and frame.height > 2:
         picture = av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
     else:
         picture = av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
@@ -35,6 +36,10 @@ class _Reformatter:
         return VideoFrame(
             out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration, frame.color
         )
+
+
+# FFmpeg's av_image_check_size: (w+128)*(h+128) must stay below INT_MAX/8
+MAX_PICTURE = (2**31 - 1) // 8
 
 
 class Scale(Processor):
@@ -63,7 +68,16 @@ class Scale(Processor):
     def output_format(self, fmt):
         if fmt is None:
             return None
-        return VideoFormat(*self.size(fmt.width, fmt.height, fmt.pixel_format), fmt.pixel_format, fmt.fps)
+        width, height = self.size(fmt.width, fmt.height, fmt.pixel_format)
+        if (width + 128) * (height + 128) >= MAX_PICTURE:  # checked before anything is written
+            given = ",".join(
+                f"{name}={value}" for name, value in (("width", self.width), ("height", self.height)) if value
+            )
+            raise UsageError(
+                f"scale:{given} makes {width}x{height} of {fmt.width}x{fmt.height}, beyond FFmpeg's largest"
+                f" picture ((width+128)*(height+128) < {MAX_PICTURE}, e.g. 16000x16000)"
+            )
+        return VideoFormat(width, height, fmt.pixel_format, fmt.fps)
 
     def process(self, frame: VideoFrame) -> list:
         width, height = self.size(frame.width, frame.height, frame.pixel_format)
