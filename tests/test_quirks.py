@@ -594,6 +594,19 @@ def test_scale_to_two_rows_is_written(small_clip, tmp_path):
     assert (frames[0].width, frames[0].height, len(frames)) == (4, 2, 10)
 
 
+@pytest.mark.parametrize("sink", ["wav:{}", "file:{}", "file:{}.wav"])
+def test_an_output_that_is_a_folder_is_named_so(sink, tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    (tmp_path / "adir.wav").mkdir()
+    result = run("--source", "tone:440,duration=0.2", "--sink", sink.format(folder))
+    # ffmpeg -i in.wav adir: "adir: Is a directory", exit 1 (lkplug before: "Error opening b'adir':
+    # System error." from wav:, "cannot tell the container" or an IsADirectoryError from file:)
+    assert "it is a folder; name a file in it" in assert_one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "adir.wav"]
+    assert list(folder.iterdir()) == []
+
+
 # picture metadata ---------------------------------------------------------------------------------
 
 RAMP = (0, 32, 128, 224, 255)

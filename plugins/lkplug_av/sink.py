@@ -34,7 +34,7 @@ from lkplug import (
 )
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
-from lkplug.paths import check_folder
+from lkplug.paths import check_folder, refuse_folder
 
 from .video import to_av
 
@@ -122,6 +122,7 @@ class FileSink(Sink):
         self.path = Path(path)
         self.writes = (path,)
         container = format or self.path.suffix.lstrip(".").lower()
+        refuse_folder(self.path, f"out.{container if container in CONTAINERS else 'mp4'}")
         if container not in CONTAINERS:
             raise UsageError(
                 f"file: cannot tell the container of {path!r}; use one of the extensions or"
