@@ -607,6 +607,22 @@ def test_an_output_that_is_a_folder_is_named_so(sink, tmp_path):
     assert list(folder.iterdir()) == []
 
 
+def test_skip_existing_is_honoured_for_one_file(tmp_path):
+    source, out = tmp_path / "in.flac", tmp_path / "out.wav"
+    tone_file(source, 0.5)
+    out.write_bytes(b"an earlier output")
+    result = run_lkplug("run", "--source", f"file:{source}", "--sink", f"wav:{out}", "--skip-existing")
+    # as a batch skips an input whose outputs all exist (README, Batch); before: the flag was
+    # ignored on one file and out.wav was written over (ffmpeg's -n likewise leaves it: "already
+    # exists. Exiting.")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"an earlier output"
+    assert f"skipped: {out} already exists (--skip-existing)" in result.stderr
+    out.unlink()
+    assert run("--source", f"file:{source}", "--sink", f"wav:{out}", "--skip-existing").returncode == 0
+    assert soundfile.info(out).frames == 24000
+
+
 # picture metadata ---------------------------------------------------------------------------------
 
 RAMP = (0, 32, 128, 224, 255)

@@ -354,19 +354,36 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
     if batch["cluster"]:
         raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
     with SignalWatch() as watch:
-        _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options)
+        _run(
+            watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
+            skip_existing=batch["skip_existing"],
+        )  # fmt: skip
 
 
-def _run(watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options):
+def _run(
+    watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
+    skip_existing=False,
+):  # fmt: skip
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     built_source = build(registry, "source", source)
     if getattr(built_source.obj, "fans_out", False):
+        if skip_existing:
+            raise UsageError("--skip-existing is for file inputs (a file, a glob or an @list), not a fan-out")
         pipeline = FanOut(built_source, procs, sinks, registry, context=context)
     else:
+        built_procs = [build(registry, "processor", p) for p in procs]
+        built_sinks = [build(registry, "sink", s) for s in sinks]
+        # --skip-existing on one input: a batch of one, as the batch skips an input (all its outputs exist)
+        outputs = [str(path) for sink in built_sinks for path in getattr(sink.obj, "writes", ())]
+        if skip_existing and outputs and all(os.path.exists(path) for path in outputs) and not explain:
+            if not quiet:
+                exist = "already exists" if len(outputs) == 1 else "already exist"
+                click.echo(f"lkplug: skipped: {', '.join(outputs)} {exist} (--skip-existing)", err=True)
+            return
         pipeline = Pipeline(
             built_source,
-            [build(registry, "processor", p) for p in procs],
-            [build(registry, "sink", s) for s in sinks],
+            built_procs,
+            built_sinks,
             registry,
             context=context,
         )
