@@ -323,6 +323,19 @@ def test_process_takes_float64_int32_and_mono_and_refuses_channels_first():
         chain.push(stereo[:960].T, 48000)
 
 
+@pytest.mark.parametrize("rate", [0, -48000, 48000.5, 48000.0, "48000", True])
+def test_process_and_push_refuse_a_rate_that_is_no_whole_number_above_0(rate):
+    # before: accepted, and lkplug.process(x, 0, "gain:db=-6") returned rate 0 (-48000, 48000.5 alike)
+    samples = np.zeros((480, 1), np.int16)
+    with pytest.raises(ValueError, match=r"process: rate must be a whole number .* above 0"):
+        lkplug.process(samples, rate, "gain:db=-6")
+    with pytest.raises(ValueError, match=r"push: rate must be a whole number .* above 0"):
+        lkplug.open_chain("gain:db=-6").push(samples, rate)
+    with pytest.raises(ValueError, match=r"process: frame_size must be a whole number"):
+        lkplug.process(samples, 48000, "gain:db=-6", frame_size=0)
+    assert lkplug.process(samples, np.int64(48000), "gain:db=-6")[1] == 48000  # numpy integers are whole
+
+
 def test_clipping_is_reported_once_naming_the_stage(tmp_path):
     out = tmp_path / "a.wav"
     result = run_lkplug(

@@ -16,6 +16,8 @@ Whole pipelines (file or room in, files or rooms out) are ``lkplug.Pipeline.from
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .chain import Built, Chain
@@ -94,6 +96,7 @@ class OpenChain:
         if isinstance(frame, np.ndarray) or rate is not None:
             if rate is None:
                 raise UsageError("push(array) needs the sample rate: push(array, rate)")
+            _check_count("rate", rate, "samples per second", "push")
             data = as_samples(frame)
             start = self._next.get(rate, 0)
             frame = AudioFrame(data, rate, start)
@@ -127,8 +130,12 @@ def process(
 
     Returns the processed samples (2-D) and their sample rate; for float64 or int32 input in that
     type, else as the chain made them (int16 or float32). Raises
-    UsageError for an array that cannot be (samples, channels), e.g. a (2, 48000) channels-first one.
+    UsageError (a ValueError) for an array that cannot be (samples, channels), e.g. a (2, 48000)
+    channels-first one, and for a ``rate`` or ``frame_size`` that is not a whole number above 0.
     """
+    _check_count("rate", rate, "samples per second")
+    if frame_size is not None:
+        _check_count("frame_size", frame_size, "samples")
     dtype = np.asarray(samples).dtype
     data = as_samples(samples)
     chain = open_chain(*specs, registry=registry)
@@ -145,6 +152,12 @@ def process(
     if dtype not in (np.int16, np.float32):  # the caller's type back; int16 and float32 stay as made
         out = _as_dtype(out, dtype)
     return out, frames[0].sample_rate
+
+
+def _check_count(name: str, value, unit: str, where: str = "process") -> None:
+    """A whole number above 0 (a numpy integer too; not a bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise UsageError(f"{where}: {name} must be a whole number of {unit} above 0, not {value!r}")
 
 
 def _sync(coroutine):
