@@ -607,6 +607,61 @@ def test_an_output_that_is_a_folder_is_named_so(sink, tmp_path):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("source", "sink"),
+    [
+        ("file:{}", "wav:{}.wav"),
+        ("file:{}", "file:{}.flac"),
+        ("file:{},video=true", "wav:{}.wav"),
+        ("file:{},stream=v:0", "wav:{}.wav"),
+    ],
+)
+def test_a_video_only_input_into_an_audio_only_sink_is_a_usage_error(source, sink, tmp_path):
+    clip, out = tmp_path / "v.mp4", tmp_path / "out"
+    write_av(clip, [i / 10 for i in range(10)], size=(64, 48))
+    result = run("--source", source.format(clip), "--sink", sink.format(out))
+    # ffmpeg -i v.mp4 out.wav: "Output file #0 does not contain any stream", exit 1; lkplug gave
+    # exit 2 with video=true or stream=v:0 (the engine's "takes none of") and exit 1 without them
+    # ("no audio stream (it has video: add video=true ...)", advice that led to the other error)
+    assert result.returncode == 2, result.stderr
+    assert "video" in assert_one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def damaged_ogg(path, at: float) -> None:
+    """4 s of Ogg Opus (a 440 Hz tone) with 300 bytes spoiled at ``at`` (a fraction) of the file."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=RATE, layout="mono")
+        data = (0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE) * 32767).astype(np.int16)
+        for start in range(0, len(data), 960):
+            frame = av.AudioFrame.from_ndarray(data[None, start : start + 960], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = RATE, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    spoiled = bytearray(buffer.getvalue())
+    start = int(len(spoiled) * at)
+    spoiled[start : start + 300] = bytes(b ^ 0x5A for b in spoiled[start : start + 300])
+    path.write_bytes(bytes(spoiled))
+
+
+@pytest.mark.parametrize("at", [0.1, 0.5])
+def test_a_damaged_ogg_is_reported_once_with_ffmpegs_count(at, tmp_path):
+    source, out = tmp_path / "damaged.opus", tmp_path / "out.wav"
+    damaged_ogg(source, at)
+    result = run_lkplug("run", "--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -v error -i damaged.opus -f null -: "CRC mismatch!" and "Last message repeated 3 times",
+    # 4 errors, for damage at 10% and at 50% alike. lkplug before: no warning at all for 10% (the
+    # pages read while the file was opened were not counted) and "1 error(s)" for 50% (PyAV
+    # collapsed the repeats)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert (
+        "damaged input, decoded past it: FFmpeg reported 4 error(s), the first: CRC mismatch" in warnings[0]
+    )
+
+
 def test_skip_existing_is_honoured_for_one_file(tmp_path):
     source, out = tmp_path / "in.flac", tmp_path / "out.wav"
     tone_file(source, 0.5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,25 @@ _DIRECT = {
     "fltp": (np.float32, True),
 }
 _KIND = {"a": "audio", "v": "video"}
+
+
+@contextmanager
+def ffmpeg_errors(errors: list[str]):
+    """FFmpeg's error messages while inside (from every thread: decoders run frame threads) are
+    added to ``errors``, not printed, each one counted (not collapsed into "repeated N times")."""
+    import av.logging
+
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    capture = av.logging.Capture(local=False)
+    try:
+        with capture as logs:
+            yield
+    finally:
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+        errors += [text.strip() for _level, _name, text in logs]
 
 
 def open_container(path: str):
@@ -243,7 +263,8 @@ class FileSource(Source):
         return self.formats
 
     def _open(self) -> dict:
-        self.container = open_container(self.path)
+        with ffmpeg_errors(self.errors):  # opening reads the first packets: damage there counts too
+            self.container = open_container(self.path)
         self.streams = self._select(self.container)
         formats = {}
         for kind, stream in self.streams.items():
@@ -299,9 +320,13 @@ class FileSource(Source):
         if want_video and video:
             picked["video"] = video[0]
         if not picked:
-            has = " (it has video: add video=true or a video stage)" if video else ""
             wanted = "audio" if want_audio else "video"
-            raise MediaError(f"{self.path}: no {wanted} stream{has}")
+            other = "video" if video and want_audio else "audio" if audio and not want_audio else ""
+            if other:  # the run takes none of the kinds the file has: a usage error, as the engine's
+                raise UsageError(
+                    f"{self.path}: has no {wanted} stream, only {other}, and no stage here takes {other}"
+                )
+            raise MediaError(f"{self.path}: no {wanted} stream")
         return picked
 
     def _probe_soundfile(self) -> dict | None:
@@ -387,17 +412,8 @@ class FileSource(Source):
         """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
-        import av.logging
-
-        previous = av.logging.get_level()
-        av.logging.set_level(av.logging.ERROR)
-        capture = av.logging.Capture(local=False)
-        try:
-            with capture as logs:
-                yield from self._demux_and_decode()
-        finally:
-            av.logging.set_level(previous)
-            self.errors += [text.strip() for _level, _name, text in logs]
+        with ffmpeg_errors(self.errors):
+            yield from self._demux_and_decode()
 
     def _demux_and_decode(self):
         """Packet by packet: a packet that fails to decode is counted and skipped."""
