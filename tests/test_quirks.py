@@ -19,6 +19,7 @@ import soundfile
 from conftest import assert_one_line_error, run_lkplug
 
 from lkplug import AudioFrame, MediaError, Pipeline
+from lkplug.frames import LAYOUTS
 from lkplug_av.sink import FileSink
 from lkplug_wav import WavSink
 
@@ -405,11 +406,12 @@ def test_the_file_sink_writes_the_layout_it_gets(layout, extension, tmp_path):
     # ffmpeg -i in.wav out.m4a / out.flac / out.opus: 3.0 and quad are written as 3.0 and quad
     # (before: 2.1 and 4.0 in m4a and flac, an FFmpeg argument error for opus). libopus takes
     # neither 5.0(side) nor hexagonal (ffmpeg 5.1 stops: "Invalid channel layout"); lkplug
-    # converts to the libopus layout sharing most speakers (6.1 and 5.0)
+    # converts to the libopus layout FFmpeg's own format negotiation picks (libavfilter's, the
+    # test below): 5.0, its sides as backs, and 7.1 (before: 6.1 and 5.0, a guess of our own)
     # AAC has no channel configuration for 5.0(side) and hexagonal: ffprobe reads ffmpeg's own
     # out.m4a as "unknown" (5 and 6 unordered channels), and so it reads lkplug's
     expected = {
-        "opus": {"5.0(side)": "6.1", "hexagonal": "5.0"},
+        "opus": {"5.0(side)": "5.0", "hexagonal": "7.1"},
         "m4a": {"5.0(side)": "5 channels", "hexagonal": "6 channels"},
     }.get(extension, {})
     assert written == expected.get(layout, layout)
@@ -428,6 +430,44 @@ def test_the_wav_sink_writes_the_channel_mask(layout, tmp_path):
     with av.open(str(out)) as container:
         assert container.streams.audio[0].codec_context.layout.name == layout
     assert soundfile.info(out).format == "WAVEX"
+
+
+def libavfilter_pick(layout: str, allowed: tuple) -> str:
+    """The layout FFmpeg's filter graph negotiates for ``layout`` into a filter taking ``allowed``
+    (aformat, as the ffmpeg CLI puts an encoder's layouts): FFmpeg's own choice, through PyAV."""
+    graph = av.filter.Graph()
+    source = graph.add_abuffer(format="s16", sample_rate=RATE, layout=layout, time_base=Fraction(1, RATE))
+    narrow = graph.add("aformat", f"sample_fmts=s16:channel_layouts={'|'.join(allowed)}")
+    sink = graph.add("abuffersink")
+    source.link_to(narrow)
+    narrow.link_to(sink)
+    graph.configure()
+    channels = av.AudioLayout(layout).nb_channels
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 960 * channels), np.int16), format="s16", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = RATE, 0, Fraction(1, RATE)
+    graph.push(frame)
+    return graph.pull().layout.name
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        ("mono", "stereo", "3.0", "quad", "5.0", "5.1", "6.1", "7.1"),  # libopus
+        ("mono", "stereo"),  # libmp3lame
+        ("mono", "stereo", "5.1", "7.1"),
+    ],
+)
+def test_a_layout_a_sink_does_not_take_becomes_the_one_ffmpeg_negotiates(allowed):
+    from lkplug.convert import pick_layout  # noqa: PLC0415
+
+    # every standard layout: lkplug's pick equals libavfilter's. ffmpeg 5.1 itself refuses them all
+    # for libopus ("Invalid channel layout 5.1(side) for specified mapping family -1"). Before (a
+    # scoring of our own), 15 of 18 differed for libopus's list, e.g. 5.1(side) -> 6.1 (FFmpeg: 5.1),
+    # 5.0(side) -> 6.1 (5.0), 2.1 -> 5.1 (stereo), hexagonal -> 5.0 (7.1)
+    for layout in (name for name in LAYOUTS if name != "downmix"):
+        if layout not in allowed:
+            expected = libavfilter_pick(layout, allowed)
+            assert pick_layout(layout, av.AudioLayout(layout).nb_channels, None, allowed) == expected, layout
 
 
 def test_a_sink_that_takes_two_channels_gets_ffmpegs_downmix_inserted(tmp_path):

@@ -151,8 +151,8 @@ def speakers(layout: str) -> set[str]:
 def pick_layout(layout: str, channels: int, counts: tuple | None, layouts: tuple | None) -> str:
     """The layout to convert ``layout`` (of ``channels`` channels) to for a stage that takes
     ``counts`` channels and ``layouts`` (None: any): itself if taken; else, among the layouts taken,
-    the one FFmpeg's format negotiation would pick (most speakers in common, fewest not in common);
-    with no list of layouts, the default layout of the nearest count taken."""
+    the one FFmpeg's format negotiation picks (libavfilter's ``swap_channel_layouts``, see
+    ``negotiation_score``); with no list of layouts, the default layout of the nearest count taken."""
     if (counts is None or channels in counts) and (layouts is None or layout in layouts):
         return layout
     if layouts is None:
@@ -161,9 +161,35 @@ def pick_layout(layout: str, channels: int, counts: tuple | None, layouts: tuple
     if not options:
         return default_layout(pick(counts, channels))
     have = speakers(layout)
+    # the highest score; among equals, the fewest channels more than the input (FFmpeg's order)
+    return max(options, key=lambda name: (negotiation_score(have, speakers(name)), -len(speakers(name))))
 
-    def score(name: str) -> tuple:
-        other = speakers(name)
-        return (4 * len(have & other) - len(have ^ other), -abs((layout_channels(name) or 0) - channels))
 
-    return max(options, key=score)
+# libavfilter's substitutions when it compares layouts, in its order: a pair (or the centre) that the
+# input has and the output lacks may stand for one the output has and the input lacks
+_FRONT, _CENTER, _WIDE = {"FL", "FR"}, {"FLC", "FRC"}, {"WL", "WR"}
+_SIDE, _DIRECT, _BACK = {"SL", "SR"}, {"SDL", "SDR"}, {"BL", "BR"}
+SUBSTITUTES = (
+    (_FRONT, _CENTER), (_FRONT, _WIDE), (_FRONT, {"FC"}), (_CENTER, _FRONT), (_CENTER, _WIDE),
+    (_CENTER, {"FC"}), (_WIDE, _FRONT), (_WIDE, _CENTER), (_WIDE, {"FC"}), ({"FC"}, _FRONT),
+    ({"FC"}, _CENTER), ({"FC"}, _WIDE), (_SIDE, _DIRECT), (_SIDE, _BACK), (_SIDE, {"BC"}),
+    (_BACK, _DIRECT), (_BACK, _SIDE), (_BACK, {"BC"}), ({"BC"}, _BACK), ({"BC"}, _DIRECT),
+    ({"BC"}, _SIDE),
+)  # fmt: skip
+
+
+def negotiation_score(have: set[str], other: set[str]) -> int:
+    """How well a stage's layout ``other`` (speaker names) suits input speakers ``have``, scored as
+    FFmpeg's filter graph scores it: 10 per speaker in common (a substitute counts, less 2), LFE
+    in both counts, 5 off per speaker the input lacks; speakers the input loses cost nothing."""
+    have, other, score = set(have), set(other), 0
+    for lost, instead in SUBSTITUTES:
+        if have & lost and not other & lost and other & instead and not have & instead:
+            have -= lost
+            other -= instead
+            score += 10 * len(instead) - 2
+    if "LFE" in have and "LFE" in other:
+        score += 10
+    have.discard("LFE")
+    other.discard("LFE")
+    return score + 10 * len(have & other) - 5 * len(other - have)
