@@ -235,8 +235,6 @@ class FileSink(Sink):
         """No frame came (an input too short for one whole output sample): write a valid file with
         the streams the run would have had, and no media in them; refused (nothing written) for the
         containers that FFmpeg cannot read back without media (``NEVER_EMPTY``)."""
-        import av
-
         if self.container is not None or self._pending:
             return
         audio, video = self._formats.get("audio"), self._formats.get("video")
@@ -254,12 +252,8 @@ class FileSink(Sink):
             self._pending.append(
                 VideoFrame(np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height)
             )
-        if self._pending:
+        if self._pending:  # opening writes the header: no packet will come to write it
             self._open_and_drain(encode=False, options=EMPTY_OPTIONS.get(self.muxer, {}))
-            try:  # the header is written now: no packet will come to write it
-                self.container.start_encoding()
-            except av.error.FFmpegError as exc:
-                raise MediaError(f"cannot write {self.path}: {exc}") from None
 
     def write(self, frame) -> None:
         if frame.kind not in self.accepts:
