@@ -144,7 +144,7 @@ def cpu_seconds(command: list[str], env: dict) -> float:
 async def cpu_per_stream(server, streams: int, seconds: float) -> tuple[float, float]:
     """CPU seconds per second of media for lkplug (gain + resample, one WAV file per stream) and for
     the bare SDK (subscribe at its default frame size, discard), each receiving ``streams``
-    publishers at once."""
+    publishers at once; the two run at the same time, so the machine's load falls on both alike."""
     publishers = []
     for index in range(streams):
         peer = await Peer.join(server.url, server.token(f"guest-{index}"))
@@ -157,8 +157,10 @@ async def cpu_per_stream(server, streams: int, seconds: float) -> tuple[float, f
     sdk = [sys.executable, str(HERE / "sdk_peer.py"), "record", server.url]
     sdk += [server.token("bare-sdk"), "guest-", str(seconds), str(streams)]
     try:
-        ours = await loop.run_in_executor(None, cpu_seconds, lkplug, env_for(server))
-        bare = await loop.run_in_executor(None, cpu_seconds, sdk, env_for(server))
+        ours, bare = await asyncio.gather(
+            loop.run_in_executor(None, cpu_seconds, lkplug, env_for(server)),
+            loop.run_in_executor(None, cpu_seconds, sdk, env_for(server)),
+        )
     finally:
         for peer in publishers:
             await peer.close()
@@ -171,7 +173,7 @@ async def main(runs: int, seconds: float, counts: list[int], only: str, chain: l
         if only in ("", "latency"):
             await latency(server, runs, seconds, chain)
         if only in ("", "cpu"):
-            await cpu(server, counts, seconds)
+            await cpu(server, counts, seconds, runs)
     except BaseException:
         print("\n".join(server.lines[-30:]), file=sys.stderr)
         raise
@@ -227,11 +229,22 @@ async def latency(server, runs: int, seconds: float, chain: list[str]) -> None:
     await alice.close()
 
 
-async def cpu(server, counts: list[int], seconds: float) -> None:
-    figures = {streams: await cpu_per_stream(server, streams, seconds) for streams in counts}
+async def cpu(server, counts: list[int], seconds: float, runs: int) -> None:
+    figures = {}
+    for streams in counts:
+        measured = []
+        for _ in range(runs):
+            ours, bare = await cpu_per_stream(server, streams, seconds)
+            measured.append((ours, bare))
+            print(
+                f"  {streams} stream(s): lkplug {ours * 100:5.1f} %, bare SDK {bare * 100:5.1f} % "
+                f"({ours / bare:.2f}x)   load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+        figures[streams] = tuple(statistics.median(m[i] for m in measured) for i in (0, 1))
     for streams, (ours, bare) in figures.items():
         print(
-            f"CPU, {streams} recorded stream(s)         lkplug {ours * 100:5.1f} % of a core, "
+            f"CPU, {streams} recorded stream(s), median of {runs}  lkplug {ours * 100:5.1f} % of a core, "
             f"bare SDK {bare * 100:5.1f} % ({ours / bare:.2f}x; per stream "
             f"{ours / streams * 100:.1f} % vs {bare / streams * 100:.1f} %)   load {os.getloadavg()[0]:.2f}"
         )
