@@ -34,13 +34,13 @@ THRESHOLD = 0.05  # an onset: the first sample above this
 EVERY = 3.0  # seconds between clicks: on a loaded machine a round trip reached 1.7 s
 
 
-async def one_run(page, server, run: int, seconds: float) -> dict[str, dict[int, float]]:
+async def one_run(page, server, run: int, seconds: float, sink: str) -> dict[str, dict[int, float]]:
     """Both relays at once; per relay, each click's round trip (s) by click index."""
     bare_id = f"bare-relay-{run}"
     sdk = [sys.executable, str(HERE / "sdk_peer.py"), "relay", server.url]
     sdk += [server.token(bare_id), "alice", str(seconds + 40)]
     lkplug = cli("run", "--identity", "lkplug", "--source", "track:alice", "--proc", "gain:db=-6")
-    lkplug += ["--sink", "track:processed"]
+    lkplug += ["--sink", sink]
     processes = [subprocess.Popen(command, env=env_for(server)) for command in (sdk, lkplug)]
     try:
         heard = await page.evaluate(
@@ -55,7 +55,8 @@ async def one_run(page, server, run: int, seconds: float) -> dict[str, dict[int,
     return {name: dict(heard[identity]) for name, identity in (("bare", bare_id), ("lkplug", "lkplug"))}
 
 
-async def main(runs: int, seconds: float) -> None:
+async def main(runs: int, seconds: float, queue_ms: int | None) -> None:
+    sink = "track:processed" + ("" if queue_ms is None else f",queue_ms={queue_ms}")
     app = web.Application()
     app.router.add_static("/", SITE)
     runner = web.AppRunner(app, access_log=None)
@@ -73,7 +74,7 @@ async def main(runs: int, seconds: float) -> None:
             await page.evaluate(f"publishClicks({int(runs * (seconds + 45) + 60)}, {PEAK}, {EVERY})")
             bare, ours, differences = [], [], []
             for run in range(runs):
-                heard = await one_run(page, server, run, seconds)
+                heard = await one_run(page, server, run, seconds, sink)
                 both = sorted(set(heard["bare"]) & set(heard["lkplug"]))
                 bare += heard["bare"].values()
                 ours += heard["lkplug"].values()
@@ -100,5 +101,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--queue-ms",
+        type=int,
+        help="lkplug's capture queue (default: the track sink's, 0 beside a live source)",
+    )
     options = parser.parse_args()
-    asyncio.run(main(options.runs, options.seconds))
+    asyncio.run(main(options.runs, options.seconds, options.queue_ms))
