@@ -4,7 +4,7 @@
 Audio from a file or a generator is paced by the SDK's capture queue (200 ms). Audio from a live
 source (a room's track: a relay) goes to WebRTC as it arrives, with no queue: the network already paces
 it, and a queue drained by a second real-time clock keeps every stall's backlog as latency for the
-rest of the run (measured: the queue's level climbed from 10 to 30-100 ms over 10 s on a loaded
+rest of the run (estimated from the capture times: the queue climbed from 10 to 30-100 ms in 10 s on a loaded
 machine, in the bare SDK's relay as in lkplug's), while the listener's jitter buffer absorbs the
 jitter and shrinks again.
 
