@@ -24,7 +24,7 @@ def test_a_queue_size_the_sdk_cannot_take_is_a_usage_error(lkplug_cli, queue_ms)
     )
     line = assert_one_line_error(result)
     assert result.returncode == 2
-    assert f"track:queue_ms={queue_ms}: expected a value in [10, 2000] in steps of 10" in line
+    assert f"track:queue_ms={queue_ms}: expected a value in [0, 2000] in steps of 10" in line
 
 
 def test_a_step_is_checked_from_the_minimum():

@@ -276,3 +276,6 @@ class RunContext:
     #: (10 ms) where a stage or a real-time sink needs them, long where nothing does (a recording),
     #: so Python's per-frame cost is paid 10 times a second instead of 100; None: not known
     frame_ms: float | None = None
+    #: the source's frames arrive at real time by themselves (a room track), so a real-time sink
+    #: can pass them on as they come instead of pacing them again (set by the engine)
+    live: bool = False

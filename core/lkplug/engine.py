@@ -153,6 +153,7 @@ class Pipeline:
         self.context.pace = self.pace
         self.context.duration = self.duration
         self.context.frame_ms = self._live_frame_ms()
+        self.context.live = bool(getattr(self.source.obj, "live", False))
         require(self.source, "source", "probe", "frames")
         for built in self.processors:
             require(built, "processor", "process")

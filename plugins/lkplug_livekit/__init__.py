@@ -86,7 +86,13 @@ def lkplug_sinks():
                 ),
                 # the SDK takes whole 10 ms frames (any other size is a Rust panic, exit 134)
                 Param(
-                    "queue_ms", int, 200, "capture queue: latency against jitter", min=10, max=2000, step=10
+                    "queue_ms",
+                    int,
+                    None,
+                    "capture queue: latency against jitter (default: 0, none, for a live source; 200 else)",
+                    min=0,
+                    max=2000,
+                    step=10,
                 ),
                 Param(
                     "wait",

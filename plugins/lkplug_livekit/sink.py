@@ -1,6 +1,12 @@
 """The ``track`` sink: publishes what reaches it as tracks of lkplug's participant: audio through
-``AudioSource`` + ``LocalAudioTrack`` (paced by the SDK's small capture queue), video through
-``VideoSource`` + ``LocalVideoTrack``.
+``AudioSource`` + ``LocalAudioTrack``, video through ``VideoSource`` + ``LocalVideoTrack``.
+
+Audio from a file or a generator is paced by the SDK's capture queue (200 ms). Audio from a live
+source (a room's track: a relay) goes to WebRTC as it arrives, with no queue: the network already paces
+it, and a queue drained by a second real-time clock keeps every stall's backlog as latency for the
+rest of the run (estimated from the capture times: the queue climbed from 10 to 30-100 ms in 10 s on a loaded
+machine, in the bare SDK's relay as in lkplug's), while the listener's jitter buffer absorbs the
+jitter and shrinks again.
 
 With ``wait=S`` it holds the first frame until someone subscribes to one of its tracks (up to S
 seconds), so a file played into a room is heard from its first second rather than from whenever the
@@ -17,6 +23,7 @@ from .connection import RoomConnection
 from .selector import SOURCES
 
 PLAYOUT_TIMEOUT = 10.0
+QUEUE_MS = 200  # the capture queue for a source that is not live (it paces a file at real time)
 
 
 class TrackSink(Sink):
@@ -37,12 +44,15 @@ class TrackSink(Sink):
         self,
         name: str,
         source: str = "",
-        queue_ms: int = 200,
+        queue_ms: int | None = None,
         wait: float = 0.0,
         simulcast: bool = True,
         wait_for: str = "",
     ):
-        if queue_ms < 10 or queue_ms % 10:  # the SDK panics (abort) on any other queue size
+        """``queue_ms``: the SDK's capture queue in ms, a multiple of 10; 0 passes each 10 ms frame
+        on as it comes (nothing paces it: for a source that arrives at real time); None: 0 for a
+        live source, ``QUEUE_MS`` otherwise."""
+        if queue_ms is not None and (queue_ms < 0 or queue_ms % 10):  # the SDK panics (abort) else
             raise UsageError(f"queue_ms={queue_ms}: the SDK's capture queue takes multiples of 10 ms")
         self.name, self.source, self.queue_ms, self.wait = name, source, queue_ms, wait
         self.wait_for = wait_for
@@ -56,6 +66,8 @@ class TrackSink(Sink):
         self._notify = print
 
     def bind(self, context) -> None:
+        if self.queue_ms is None:
+            self.queue_ms = 0 if getattr(context, "live", False) else QUEUE_MS
         self.connection = RoomConnection.shared(context)
         self.connection.can_publish = True
         self._notify = context.notify
