@@ -71,7 +71,7 @@ class Playout:
     the video loop (its first frame is the keyframe)."""
 
     def __init__(self, kind: str, frames: list[bytes], period: float, step: int, clock: int):
-        self.fanout = Fanout(kind, self.rewind)
+        self.fanout = Fanout(kind, "audio/opus" if kind == "audio" else "video/vp8", self.rewind)
         self.frames, self.period, self.step = frames, period, step
         self.time_base = fractions.Fraction(1, clock)
         self.position, self.index, self.start = 0, -1, time.monotonic()

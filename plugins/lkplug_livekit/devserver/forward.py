@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import queue
 import time
 
@@ -21,6 +22,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
+log = logging.getLogger("lkplug.devserver")
 QUEUED = {"audio": 25, "video": 15}  # encoded frames an outlet holds (0.5 s of Opus, 1 s at 15 fps)
 KEYFRAME_INTERVAL = 0.5  # seconds between two keyframe requests to a publisher (a request may be lost)
 
@@ -32,10 +34,11 @@ def vp8_keyframe(data: bytes) -> bool:
 
 class Fanout:
     """A published track's encoded frames, to every subscriber's ``Outlet``. ``kind``: "audio" or
-    "video"; ``ask_keyframe()``: asks the publisher for a keyframe (video); rate-limited here."""
+    "video"; ``mime_type``: its codec, e.g. "video/vp8" (what subscriptions offer);
+    ``ask_keyframe()``: asks the publisher for a keyframe (video), rate-limited here."""
 
-    def __init__(self, kind: str, ask_keyframe=lambda: None):
-        self.kind = kind
+    def __init__(self, kind: str, mime_type: str, ask_keyframe=lambda: None):
+        self.kind, self.mime_type = kind, mime_type
         self.outlets: set[Outlet] = set()
         self._ask_keyframe, self._asked = ask_keyframe, 0.0
         self.subscribed = asyncio.Event()  # set while there is an outlet (a publisher may idle without)
@@ -119,6 +122,7 @@ class ForwardGate(queue.Queue):
     def __init__(self, fanout: Fanout):
         super().__init__()
         self.fanout = fanout
+        self.other_codec = None  # a codec the publisher sent that subscribers were not offered
 
     def put(self, item, block=True, timeout=None) -> None:
         if item is None:
@@ -127,6 +131,13 @@ class ForwardGate(queue.Queue):
         if not self.fanout.outlets:
             return
         codec, frame = item
+        if codec.mimeType.lower() != self.fanout.mime_type.lower():
+            if self.other_codec != codec.mimeType:  # said once: no subscriber could decode these
+                self.other_codec = codec.mimeType
+                log.warning(
+                    "a publisher sends %s where %s was announced", codec.mimeType, self.fanout.mime_type
+                )
+            return
         packet = Packet(frame.data)
         packet.pts, packet.time_base = frame.timestamp, fractions.Fraction(1, codec.clockRate)
         keyframe = self.fanout.kind == "audio" or (codec.name == "VP8" and vp8_keyframe(frame.data))

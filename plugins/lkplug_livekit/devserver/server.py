@@ -696,7 +696,7 @@ class DevServer:
             return
         info.mid = transceiver.mid
         track = Track(info, participant, None, transceiver.receiver)
-        track.fanout = Fanout(media.kind, lambda: request_keyframe(track))
+        track.fanout = Fanout(media.kind, info.mime_type, lambda: request_keyframe(track))
         forward_receiver(transceiver.receiver, track.fanout)
         participant.tracks[info.sid] = track
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
