@@ -1,8 +1,8 @@
 """Memory of the dev server while lkplug publishes a file into it (issue 17): `lkplug devserver --demo`,
 then `lkplug run --source file:FILE --sink track:talk` into the demo's room. Nobody subscribes; with
 ``--listen`` one SDK participant subscribes to the audio; with ``--watch`` to the video as well (reading
-every frame). Prints the server's RSS every 5 s while the file plays and for ``--after`` seconds after
-lkplug ended, and what the listener read.
+every frame). Prints the server's RSS and CPU time every 5 s while the file plays and for ``--after``
+seconds after lkplug ended, and what the listener read.
 
     python bench/devserver_publish.py clip720p.mp4 [--listen | --watch] [--after 30]
     # another checkout's server, e.g. before a change:
@@ -20,7 +20,7 @@ import secrets
 import sys
 import time
 
-from devserver_soak import rss_mb
+from devserver_soak import cpu_seconds, rss_mb
 from livekit import rtc
 
 from lkplug_livekit.devserver.peers import Peer
@@ -42,8 +42,9 @@ async def main(path: str, listen: bool, watch: bool, after: float, server_path: 
     started = time.monotonic()
 
     def sample(what: str) -> None:
+        rss, cpu = rss_mb(server.pid), cpu_seconds(server.pid)
         print(
-            f"{time.monotonic() - started:6.1f} s  server RSS {rss_mb(server.pid):7.1f} MB  {what}",
+            f"{time.monotonic() - started:6.1f} s  server RSS {rss:7.1f} MB  CPU {cpu:6.1f} s  {what}",
             flush=True,
         )
 
