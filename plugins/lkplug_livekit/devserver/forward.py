@@ -19,6 +19,7 @@ import queue
 import time
 
 from aiortc import MediaStreamTrack
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
@@ -144,11 +145,39 @@ class ForwardGate(queue.Queue):
         self.fanout.push(packet, keyframe)
 
 
+class PromptJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer releases a frame when the next one begins to arrive (video: a frame
+    period late) and holds audio for 4 packets more (80 ms), which a decoder may want and a forwarder
+    does not. This one releases an audio packet at once (skipping a gap: the subscriber conceals it)
+    and a video frame as soon as its last packet (the RTP marker bit) is in; otherwise as aiortc's."""
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None:
+                if self._is_video or packets:
+                    break
+                continue  # audio: a packet missing before this one is not waited for
+            if packets and packet.timestamp != packets[0].timestamp:
+                break
+            packets.append(packet)
+            if not self._is_video or packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(b"".join(p._data for p in packets), packets[0].timestamp)
+        return super()._remove_frame(sequence_number)
+
+
 def forward_receiver(receiver, fanout: Fanout) -> None:
-    """Send what ``receiver`` receives to ``fanout``, encoded, instead of to its decoder. aiortc has no
-    option for it: its decoder queue is a private attribute, replaced before ``receive()`` starts the
-    decoder thread (checked, so a new aiortc that renames it fails here rather than decoding)."""
-    name = "_RTCRtpReceiver__decoder_queue"
-    if not hasattr(receiver, name):
-        raise RuntimeError("this aiortc version has no decoder queue to replace")
-    setattr(receiver, name, ForwardGate(fanout))
+    """Send what ``receiver`` receives to ``fanout``, encoded, instead of to its decoder, each frame as
+    soon as it is complete. aiortc has no option for either: its decoder queue and jitter buffer are
+    private attributes, replaced before ``receive()`` starts the decoder thread (checked, so a new
+    aiortc that renames them fails here rather than decoding)."""
+    queue_name, buffer_name = "_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__jitter_buffer"
+    if not hasattr(receiver, queue_name) or not isinstance(
+        getattr(receiver, buffer_name, None), JitterBuffer
+    ):
+        raise RuntimeError("this aiortc version has no decoder queue and jitter buffer to replace")
+    old = getattr(receiver, buffer_name)
+    setattr(receiver, buffer_name, PromptJitterBuffer(old.capacity, is_video=old._is_video))
+    setattr(receiver, queue_name, ForwardGate(fanout))
