@@ -132,6 +132,8 @@ class ForwardGate(queue.Queue):
         if not self.fanout.outlets:
             return
         codec, frame = item
+        if not frame.data:  # padding only: nothing a decoder could use
+            return
         if codec.mimeType.lower() != self.fanout.mime_type.lower():
             if self.other_codec != codec.mimeType:  # said once: no subscriber could decode these
                 self.other_codec = codec.mimeType
@@ -152,6 +154,10 @@ class PromptJitterBuffer(JitterBuffer):
     and a video frame as soon as its last packet (the RTP marker bit) is in; otherwise as aiortc's."""
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        # padding (no payload: libwebrtc's bandwidth probes, with the last frame's timestamp) at the
+        # head is no frame; aiortc's buffer hid it in the frame before, which this one has released
+        while (head := self._packets[self._origin % self.capacity]) is not None and not head._data:
+            self.remove(1)
         packets = []
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self.capacity]
@@ -161,6 +167,8 @@ class PromptJitterBuffer(JitterBuffer):
                 continue  # audio: a packet missing before this one is not waited for
             if packets and packet.timestamp != packets[0].timestamp:
                 break
+            if not packet._data and not self._is_video:
+                continue  # audio padding after a gap
             packets.append(packet)
             if not self._is_video or packet.marker:
                 self.remove(count + 1)
