@@ -1,6 +1,7 @@
 """Memory of the dev server over a long run (issue 17): `lkplug devserver --demo` (alice publishes a
 tone and colour bars), nobody subscribed for the first half, then one subscriber reading both tracks.
-Prints the server's RSS every 30 s and its growth after the first minute (the goal: under 10 MB).
+Prints the server's RSS and CPU time every 30 s and its growth after the first minute (the goal: under
+10 MB).
 
     python bench/devserver_soak.py [--seconds 600] [--sdk-publisher]
 
@@ -34,6 +35,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def read_all(peer: Peer, counts: dict) -> None:
@@ -79,7 +87,11 @@ async def main(seconds: float, argv_secret: bool, sdk_publisher: bool) -> None:
                 reader = asyncio.create_task(read_all(subscriber, counts))
                 print(f"{now:6.0f} s  a subscriber joins", flush=True)
             samples.append((now, rss_mb(server.pid)))
-            print(f"{now:6.0f} s  server RSS {samples[-1][1]:7.1f} MB  frames read {counts}", flush=True)
+            cpu = cpu_seconds(server.pid)
+            print(
+                f"{now:6.0f} s  server RSS {samples[-1][1]:7.1f} MB  CPU {cpu:6.1f} s  frames read {counts}",
+                flush=True,
+            )
             await asyncio.sleep(30 - (time.monotonic() - started) % 30)
         samples.append((time.monotonic() - started, rss_mb(server.pid)))
     finally:

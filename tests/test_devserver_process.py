@@ -12,6 +12,7 @@ from asyncio.subprocess import PIPE
 
 import pytest
 import soundfile
+from livekit import rtc
 from sockets import command_line, listening_sockets, process_tree, processes_with_env
 
 from lkplug_livekit.devserver import process as devserver_process
@@ -36,6 +37,51 @@ async def test_everything_the_dev_server_with_demo_listens_on_is_loopback():
         await server.stop()
     assert ("tcp", "127.0.0.1", server.port) in sockets  # the signalling server, found by this check
     assert [s for s in sockets if s[1] != "127.0.0.1"] == []
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+
+async def read_video_sizes(peer: Peer, identity: str, frames: int) -> set[tuple[int, int]]:
+    """Read ``frames`` of ``identity``'s video as they come (no conversion); their sizes."""
+    stream = rtc.VideoStream(await peer.remote_track(identity, "video", timeout=30))
+    sizes, count = set(), 0
+    try:
+        async for event in stream:
+            sizes.add((event.frame.width, event.frame.height))
+            count += 1
+            if count == frames:
+                return sizes
+    finally:
+        await stream.aclose()
+    return sizes
+
+
+async def test_a_watched_1280x720_video_costs_the_server_no_memory_per_frame():
+    """The server forwards the frames a publisher sends as they are (an SFU): a subscriber watching
+    1280x720 costs it neither a decoder nor an encoder. Before, it decoded and encoded again for each
+    subscriber, and grew by about 3 MB/s while a 720p file played (bench/devserver_publish.py --watch:
+    99 -> 260 MB, not coming down); issue 17's soak allows 10 MB in all."""
+    server = await DevServerProcess().start()
+    peers = []
+    try:
+        alice = await Peer.join(server.url, server.token("alice"))
+        peers.append(alice)
+        await alice.publish_bars(width=1280, height=720, fps=30)
+        bob = await Peer.join(server.url, server.token("bob"))
+        peers.append(bob)
+        await asyncio.wait_for(read_video_sizes(bob, "alice", 30), 60)  # flowing, every buffer made
+        before = rss_mb(server.process.pid)
+        sizes = await asyncio.wait_for(read_video_sizes(bob, "alice", 300), 120)  # 10 s at 30 fps
+        grown = rss_mb(server.process.pid) - before
+    finally:
+        for peer in peers:
+            await peer.close()
+        await server.stop()
+    assert sizes == {(1280, 720)}
+    assert grown < 10, f"the server grew {grown:.1f} MB over 300 frames"
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,11 @@ her microphone and colour bars (``peers.colour_bars``, 320x240, 15 fps) as her c
 
 She is not an SDK participant: libwebrtc binds its ICE sockets on every host interface whatever its
 configuration allows (``RtcConfiguration(ice_transport_type=RELAY)`` still opens them, and then cannot
-connect without a TURN server), and the dev server opens nothing but 127.0.0.1. Her media is made
-here and reaches subscribers through the same encoders and peer connections as anyone's.
+connect without a TURN server), and the dev server opens nothing but 127.0.0.1. Her media is encoded
+once, when she is made, and played out in a loop while someone subscribes: the tone's loop is 1 s
+(440 whole periods, so it joins without a step), the picture's is a keyframe and 14 interframes (the
+picture does not change). So she costs no encoder and next to no CPU, and reaches subscribers through
+the same forwarding as anyone's media (``forward.py``).
 """
 
 from __future__ import annotations
@@ -13,69 +16,87 @@ import asyncio
 import fractions
 import time
 
+import av
 import numpy as np
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, VideoFrame
 from livekit.protocol import models
 
-from .peers import FRAME, HEIGHT, RATE, WIDTH, colour_bars
+from .forward import Fanout
+from .peers import HEIGHT, RATE, WIDTH, colour_bars
 
 FPS = 15
+OPUS_FRAME = RATE // 50  # 20 ms, what WebRTC's Opus packs
+VIDEO_CLOCK = 90000  # RTP's clock for video
 
 
-class PacedTrack(MediaStreamTrack):
-    """Frames at real time: ``recv`` sleeps until the next one is due (the relay reads it once for
-    every subscriber)."""
-
-    def __init__(self, kind: str, period: float):
-        super().__init__()
-        self.kind, self.period = kind, period
-        self.index, self.start = 0, None
-
-    async def due(self) -> int:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic()
-        else:
-            self.index += 1
-            await asyncio.sleep(max(0.0, self.start + self.index * self.period - time.monotonic()))
-        return self.index
-
-
-class Tone(PacedTrack):
-    def __init__(self, freq: float = 440.0, dbfs: float = -6.0):
-        super().__init__("audio", FRAME * 2 / RATE)  # 20 ms, what Opus packs
-        self.freq, self.amplitude = freq, 10 ** (dbfs / 20) * 32767
-
-    async def recv(self) -> AudioFrame:
-        index = await self.due()
-        samples = FRAME * 2
-        t = (np.arange(samples) + index * samples) / RATE
-        data = (self.amplitude * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
-        # the same in both channels: aiortc's Opus encoder takes stereo, and an upmixed mono
-        # would reach a mono listener 3 dB lower (libswresample spreads it at -3 dB)
-        frame = AudioFrame.from_ndarray(np.repeat(data, 2).reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, index * samples, fractions.Fraction(1, RATE)
-        return frame
+def encoded_tone(freq: float = 440.0, dbfs: float = -6.0, seconds: int = 1) -> list[bytes]:
+    """Opus packets (48 kHz stereo, 20 ms each) of ``seconds`` of a sine that loop without a step:
+    encoded after as long a run-in, so the encoder's state at the loop's start is the state at its end."""
+    amplitude = 10 ** (dbfs / 20) * 32767
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = RATE, "stereo", "s16"
+    encoder.bit_rate = 96000
+    count = 50 * seconds
+    packets = []
+    for index in range(3 * count):
+        t = (np.arange(OPUS_FRAME) + index * OPUS_FRAME) / RATE
+        data = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+        # the same in both channels: a mono listener gets the tone at its level
+        frame = av.AudioFrame.from_ndarray(np.repeat(data, 2).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = RATE, index * OPUS_FRAME
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets[count : 2 * count]
 
 
-class Bars(PacedTrack):
-    def __init__(self):
-        super().__init__("video", 1 / FPS)
-        rgb = np.ascontiguousarray(colour_bars(WIDTH, HEIGHT)[..., :3])
-        self.picture = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+def encoded_bars(fps: int = FPS) -> list[bytes]:
+    """One second of VP8 colour bars: a keyframe, then interframes."""
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    encoder.time_base, encoder.framerate = fractions.Fraction(1, fps), fractions.Fraction(fps)
+    encoder.bit_rate, encoder.gop_size = 500_000, 10 * fps
+    encoder.options = {"lag-in-frames": "0"}
+    rgb = np.ascontiguousarray(colour_bars(WIDTH, HEIGHT)[..., :3])
+    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    packets = []
+    for index in range(fps):
+        frame = picture.reformat()
+        frame.pts = index
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    packets += [bytes(p) for p in encoder.encode(None)]
+    return packets
 
-    async def recv(self) -> VideoFrame:
-        index = await self.due()
-        frame = self.picture.reformat()  # a copy: the encoder may hold the previous one
-        frame.pts, frame.time_base = index * 90000 // FPS, fractions.Fraction(1, 90000)
-        return frame
+
+class Playout:
+    """Encoded frames played out in a loop, in real time, to ``fanout`` while it has subscribers.
+    ``period``: seconds per frame; ``step``: RTP clock ticks per frame. A keyframe request restarts
+    the video loop (its first frame is the keyframe)."""
+
+    def __init__(self, kind: str, frames: list[bytes], period: float, step: int, clock: int):
+        self.fanout = Fanout(kind, "audio/opus" if kind == "audio" else "video/vp8", self.rewind)
+        self.frames, self.period, self.step = frames, period, step
+        self.time_base = fractions.Fraction(1, clock)
+        self.position, self.index, self.start = 0, -1, time.monotonic()
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    async def run(self) -> None:
+        while True:
+            await self.fanout.subscribed.wait()
+            due = self.index + 1
+            late = (time.monotonic() - self.start) / self.period - due
+            if late > 10:  # back after nobody listened: go on from now (timestamps jump, as a pause)
+                due += int(late)
+            await asyncio.sleep(max(0.0, self.start + due * self.period - time.monotonic()))
+            self.index = due
+            data = self.frames[self.position]
+            self.position = (self.position + 1) % len(self.frames)
+            packet = av.Packet(data)
+            packet.pts, packet.time_base = due * self.step, self.time_base
+            self.fanout.push(packet, self.fanout.kind == "audio" or not data[0] & 1)
 
 
-def demo_tracks() -> list[tuple[models.TrackInfo, MediaStreamTrack]]:
-    """alice's microphone and camera, as (TrackInfo without sid, track)."""
+def demo_tracks() -> list[tuple[models.TrackInfo, Playout]]:
+    """alice's microphone and camera, as (TrackInfo without sid, playout)."""
     microphone = models.TrackInfo(
         type=models.TrackType.AUDIO,
         name="microphone",
@@ -90,4 +111,7 @@ def demo_tracks() -> list[tuple[models.TrackInfo, MediaStreamTrack]]:
         height=HEIGHT,
         mime_type="video/vp8",
     )
-    return [(microphone, Tone()), (camera, Bars())]
+    return [
+        (microphone, Playout("audio", encoded_tone(), OPUS_FRAME / RATE, OPUS_FRAME, RATE)),
+        (camera, Playout("video", encoded_bars(), 1 / FPS, VIDEO_CLOCK // FPS, VIDEO_CLOCK)),
+    ]

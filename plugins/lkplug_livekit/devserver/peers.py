@@ -98,9 +98,14 @@ class Peer:
     ) -> rtc.LocalTrackPublication:
         video = rtc.VideoSource(width, height)
         track = rtc.LocalVideoTrack.create_video_track(name, video)
-        # one layer: the dev server (aiortc) cannot receive simulcast
+        # one layer: the dev server (aiortc) cannot receive simulcast. The size is kept (the frame
+        # rate gives way instead): the server forwards what is sent, and libwebrtc on a loaded machine
+        # would otherwise send 1280x720 as 640x360 (its CPU adaptation)
         options = rtc.TrackPublishOptions(
-            source=rtc.TrackSource.SOURCE_CAMERA, simulcast=False, video_codec=rtc.VideoCodec.VP8
+            source=rtc.TrackSource.SOURCE_CAMERA,
+            simulcast=False,
+            video_codec=rtc.VideoCodec.VP8,
+            degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION,
         )
         publication = await self.room.local_participant.publish_track(track, options)
         frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, colour_bars(width, height).tobytes())

@@ -1,10 +1,11 @@
 """A small LiveKit-protocol server for tests and demos: signalling over a WebSocket (protobuf
 ``SignalRequest``/``SignalResponse``), media and data through aiortc peer connections.
 
-It is not an SFU: every subscriber gets the publisher's media decoded and encoded again (aiortc's
-``MediaRelay``), there is one room per name, no simulcast. A track is decoded only while someone
-subscribes to it, and every queue between the network and the encoders is bounded (the oldest frame
-goes first), so memory stays flat however long it runs. Grants are enforced as LiveKit's server does.
+Media is forwarded as an SFU forwards it: the encoded frames a publisher sends reach every subscriber as
+they are, never decoded or encoded in the server (``forward.py``); a subscriber's keyframe request goes
+to the publisher. There is one room per name, no simulcast. Nothing is held for a track nobody
+subscribes to, and every queue is bounded, so memory stays flat however long it runs and whatever is
+published. Grants are enforced as LiveKit's server does.
 A participant whose signalling drops is kept for ``departure_timeout`` seconds and may resume. It
 listens on 127.0.0.1 only and gathers only loopback ICE candidates; no STUN or TURN server is ever
 contacted.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import re
 import secrets
 import socket
@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 from aiortc import (
-    MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 from google.protobuf import json_format
 from livekit import api
@@ -40,6 +39,7 @@ from livekit.protocol import models, rtc
 from livekit.protocol import room as room_proto
 
 from .agents import AgentService
+from .forward import Fanout, forward_receiver, forward_to
 from .page import add_page
 
 log = logging.getLogger("lkplug.devserver")
@@ -47,8 +47,6 @@ log = logging.getLogger("lkplug.devserver")
 PING_INTERVAL, PING_TIMEOUT = 10, 30  # seconds, sent to clients in the join response
 SERVER_VERSION = "1.9.0"  # what we tell clients; the features we speak are those of that server
 DEPARTURE_TIMEOUT = 20.0  # seconds a participant whose signalling dropped is kept (LiveKit's default)
-ENCODED_FRAMES = 32  # encoded frames waiting for a track's decoder (about 0.6 s of audio)
-DECODED_FRAMES = 8  # decoded frames waiting for the relay to the subscribers' encoders
 # canPublishSources in a token names sources in lower case (TrackSource enum names otherwise)
 SOURCE_NAMES = {
     models.TrackSource.CAMERA: "camera",
@@ -105,72 +103,11 @@ def check_host_addresses() -> None:
     )
 
 
-class LatestQueue(asyncio.Queue):
-    """An ``asyncio.Queue`` that never blocks a producer: when full, the oldest item goes (as the
-    SDK's ``capacity`` does). aiortc's decoder thread puts decoded frames here."""
-
-    def put_nowait(self, item) -> None:
-        while self.full():
-            self.get_nowait()
-        super().put_nowait(item)
-
-    async def put(self, item) -> None:
-        self.put_nowait(item)
-
-
-class DecoderGate(queue.Queue):
-    """What aiortc's receiver hands its decoder thread: encoded frames pass only while ``wanted()``
-    (someone subscribes to the track), at most ``ENCODED_FRAMES`` of them (the oldest goes first).
-    After a pause, VP8 resumes at a keyframe (the decoder would fail on frames that refer to ones it
-    never saw). ``None`` (stop the decoder) always passes. ``put`` runs on the event loop's thread."""
-
-    def __init__(self, wanted, ask_keyframe):
-        super().__init__(ENCODED_FRAMES)
-        self.wanted, self.ask_keyframe = wanted, ask_keyframe
-        self.paused = True
-        self.asked = 0.0  # when a keyframe was last asked for (monotonic seconds)
-
-    def put(self, item, block=True, timeout=None) -> None:
-        if item is not None:
-            if not self.wanted():
-                self.paused = True
-                return
-            codec, encoded = item
-            if self.paused and codec.name == "VP8" and encoded.data[:1] and encoded.data[0] & 1:
-                # an interframe (RFC 6386: bit 0 of the frame tag is 0 for a keyframe): ask for a
-                # keyframe (again each second: a request may be lost), decode from there
-                if time.monotonic() - self.asked > 1.0:
-                    self.asked = time.monotonic()
-                    self.ask_keyframe()
-                return
-            self.paused = False
-        while True:
-            try:
-                super().put(item, block=False)
-                return
-            except queue.Full:
-                try:
-                    self.get_nowait()
-                except queue.Empty:
-                    pass
-
-
-def bound_receiver(receiver, wanted, ask_keyframe) -> None:
-    """Decode a received track only while ``wanted()``, through bounded queues. aiortc has no
-    option for either: its queues are private attributes, replaced before ``receive()`` starts the
-    decoder thread (checked, so a new aiortc that renames them fails here rather than leaking)."""
-    name = "_RTCRtpReceiver__decoder_queue"
-    if not hasattr(receiver, name) or not hasattr(receiver.track, "_queue"):
-        raise RuntimeError("this aiortc version has no decoder queue to bound")
-    setattr(receiver, name, DecoderGate(wanted, ask_keyframe))
-    receiver.track._queue = LatestQueue(DECODED_FRAMES)
-
-
 @dataclass
 class Track:
     info: models.TrackInfo
     owner: Participant
-    media: object = None  # the aiortc track received from the publisher, once it arrives
+    fanout: Fanout | None = None  # its encoded frames to the subscribers, once its media arrives
     receiver: object = None  # its RTCRtpReceiver (for keyframe requests)
     subscribers: set = field(default_factory=set)  # identities with a sender for this track
 
@@ -244,7 +181,6 @@ class Room:
         self.departure_timeout = departure_timeout
         self.sid = make_sid("RM_")
         self.participants: dict[str, Participant] = {}
-        self.relay = MediaRelay()
         self.published: set[str] = set()  # identities that published here (their publisher job ran)
 
     def info(self) -> models.Room:
@@ -355,9 +291,10 @@ class DevServer:
         room = self.room(room_name)
         grants = api.VideoGrants(room_join=True, room=room_name, can_subscribe=False, can_publish_data=False)
         participant = Participant(identity, identity, make_sid("PA_"), None, False, grants)
-        for info, media in demo_tracks():
+        for info, playout in demo_tracks():
             info.sid = make_sid("TR_")
-            participant.tracks[info.sid] = Track(info, participant, media)
+            participant.tracks[info.sid] = Track(info, participant, playout.fanout)
+            participant.tasks.append(asyncio.ensure_future(playout.run()))
         room.participants[identity] = participant
         log.info("%s (demo) publishes a tone and colour bars in room %s", identity, room_name)
         room.published.add(identity)
@@ -680,15 +617,17 @@ class DevServer:
                 track = room.find_track(sid)
                 if track is not None:
                     track.subscribers.discard(participant)
-            if change is not None and change.media is not None and sid in change.owner.tracks:
-                media = room.relay.subscribe(change.media, buffered=False)
-                if media.kind == "video" and change.info.width and change.info.height:
-                    media = PublishedSize(media, change.info.width, change.info.height)
+            if change is not None and change.fanout is not None and sid in change.owner.tracks:
+                media = change.fanout.outlet()
                 media._id = sid  # the SDK reads the track sid from a=msid
-                sender = pc.addTransceiver(media, direction="sendonly").sender
+                transceiver = pc.addTransceiver(media, direction="sendonly")
+                # the codec the publisher sends is the one forwarded (and the only one offered)
+                transceiver.setCodecPreferences(codec_preferences(media.kind, change.info.mime_type))
+                sender = transceiver.sender
+                forward_to(sender, media)
                 sender._stream_id = f"{change.owner.sid}|{sid}"
                 participant.senders[sid] = sender
-                change.subscribers.add(participant)  # its decoder starts (at a keyframe)
+                change.subscribers.add(participant)
                 added.append(change)
         await self._send_offer(participant)
         await participant.answered.wait()
@@ -756,8 +695,9 @@ class DevServer:
             log.warning("%s sent media for an unknown track (mid %s)", participant.identity, transceiver.mid)
             return
         info.mid = transceiver.mid
-        track = Track(info, participant, media, transceiver.receiver)
-        bound_receiver(transceiver.receiver, lambda: bool(track.subscribers), lambda: request_keyframe(track))
+        track = Track(info, participant, None, transceiver.receiver)
+        track.fanout = Fanout(media.kind, info.mime_type, lambda: request_keyframe(track))
+        forward_receiver(transceiver.receiver, track.fanout)
         participant.tracks[info.sid] = track
         log.info("%s published %s (%s)", participant.identity, info.name, media.kind)
         # announce the track before offering it, so subscribers know whose it is when it arrives
@@ -777,7 +717,7 @@ class DevServer:
         if track is None:
             return
         log.info("%s unpublished %s", participant.identity, track.info.name)
-        track.subscribers.clear()  # nothing more to decode
+        track.subscribers.clear()
         for other in room.others(participant):
             self._unsubscribe(other, sid)
         if tell_owner:
@@ -917,8 +857,17 @@ def twirp_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"code": code, "msg": message}, status=status)
 
 
+def codec_preferences(kind: str, mime_type: str) -> list:
+    """aiortc's codecs of ``kind`` named by ``mime_type`` (e.g. "video/vp8"), with their retransmission
+    codec: what a subscription offers, the codec its publisher sends."""
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in codecs if c.mimeType.lower() == mime_type.lower()]
+    return chosen + [c for c in codecs if c.name.lower() == "rtx"] if chosen else codecs
+
+
 def request_keyframe(track: Track) -> None:
-    """A video decoder that starts (or starts again) mid-stream needs a keyframe: ask the publisher."""
+    """A subscriber's video starts at a keyframe, and one whose picture is lost needs another: ask the
+    publisher (a PLI)."""
     if track.info.type != models.TrackType.VIDEO or track.receiver is None:
         return
     for source in track.receiver.getSynchronizationSources():
@@ -938,30 +887,6 @@ def follow_ice_restart(pc: RTCPeerConnection, sdp: str) -> None:
         connection = ice._connection
         if connection.remote_username and connection.remote_username != ufrag.group(1):
             connection.remote_username, connection.remote_password = ufrag.group(1), pwd.group(1)
-
-
-class PublishedSize(MediaStreamTrack):
-    """A relayed video track at the size it was published with. libwebrtc sends a smaller picture when
-    it thinks bandwidth is short (aiortc's estimate is low; see ``video_bitrate_floor``); subscribers of
-    a real SFU without simulcast get what was published, and so do ours."""
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack, width: int, height: int):
-        super().__init__()
-        self.source, self.width, self.height = source, width, height
-
-    async def recv(self):
-        frame = await self.source.recv()
-        if (frame.width, frame.height) == (self.width, self.height):
-            return frame
-        scaled = frame.reformat(width=self.width, height=self.height)
-        scaled.pts, scaled.time_base = frame.pts, frame.time_base
-        return scaled
-
-    def stop(self) -> None:
-        super().stop()
-        self.source.stop()
 
 
 async def stop_sending(pc: RTCPeerConnection, sender) -> None:
