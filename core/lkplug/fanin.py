@@ -319,8 +319,14 @@ class MixSource(Source):
     @property
     def warnings(self) -> list[str]:
         out = []
+        streams = {id(s.built.obj) for s in self.streams}
         for built, _ in self.sources:
-            out += list(getattr(built.obj, "warnings", ()))
+            if id(built.obj) not in streams:
+                out += list(getattr(built.obj, "warnings", ()))
+        for s in self.streams:  # a stream's own warnings, its times where the mix placed it
+            at = getattr(s.built.obj, "warnings_at", None)
+            lines = at((s.shift or 0) / self.rate) if at is not None else getattr(s.built.obj, "warnings", ())
+            out += [f"mix: {s.name}: {line}" for line in lines]
         out += [
             f"mix: {s.name} went on {s.resumed} times later than its timestamps said (gaps or stalls)"
             for s in self.streams
