@@ -24,7 +24,8 @@ async def one_run(publishers: int, seconds: float, layout: str) -> float:
     peers = []
     try:
         for index in range(publishers):
-            peer = await Peer.join(server.url, server.token(f"guest-{index}", "bench"))
+            # publishers only (they do not subscribe to each other): the server relays N streams, not N²
+            peer = await Peer.join(server.url, server.token(f"guest-{index}", "bench"), auto_subscribe=False)
             await peer.publish_sine(300 + 100 * index)
             peers.append(peer)
         env = {

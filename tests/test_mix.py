@@ -168,3 +168,32 @@ def test_live_streams_are_placed_by_when_they_come(tmp_path, layout):
     assert sounding[0] == pytest.approx(2.0, abs=0.06), sounding[0]
     assert sounding[-1] == pytest.approx(4.0, abs=0.06), sounding[-1]
     assert np.ptp(np.diff(sounding)) < 1e-9  # one stretch, no hole
+
+
+def test_a_stalled_process_does_not_leave_holes_in_the_live_mix(tmp_path):
+    """lkplug itself stopped for 0.6 s at 3 s (tests/mix_hooks.py's stall=): every stream's frames come
+    late alike, all at once after it. The mix waits for them rather than writing their places as
+    silence and moving the streams later."""
+    out = tmp_path / "room.wav"
+    result = run_lkplug(
+        "run",
+        "-p",
+        str(HOOKS),
+        "--source",
+        "room:alice:440:0:60+bob:660:2:5,stall=3",
+        "--proc",
+        "mix:channels,count=2",
+        "--sink",
+        f"wav:{out},subtype=float",
+        "-t",
+        "6",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "later than its timestamps" not in result.stderr and "too late" not in result.stderr, result.stderr
+    data, rate = soundfile.read(out, always_2d=True, dtype="float32")
+    assert (rate, len(data)) == (RATE, 6 * RATE)
+    # alice in every 10 ms block, bob in every block from 2 s to 5 s but the edges', at the level sent
+    alice = np.sqrt(np.mean(data[:, 0].reshape(-1, RATE // 100) ** 2, axis=1))
+    bob = np.sqrt(np.mean(data[2 * RATE + 480 : 5 * RATE - 480, 1].reshape(-1, RATE // 100) ** 2, axis=1))
+    assert alice.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(alice < 0.3) / 100
+    assert bob.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(bob < 0.3) / 100 + 2

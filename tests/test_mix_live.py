@@ -9,6 +9,7 @@ import math
 import os
 import re
 import resource
+import signal
 import sys
 
 import numpy as np
@@ -301,3 +302,43 @@ async def test_a_mix_published_back_never_hears_itself(livekit_server, livekit_j
     heard = heard[RATE // 4 :]  # past the decoder's fade-in
     times, a440 = amplitude_track(heard, 440)
     assert 20 * np.log10(np.median(a440) / (SENT_PEAK * HEADROOM)) == pytest.approx(0.0, abs=1.0)
+
+
+async def test_a_stalled_server_is_reported_where_the_receiver_made_audio_up(
+    livekit_server, livekit_join, tmp_path, record_property
+):
+    """The dev server stopped for 0.3 s (SIGSTOP: what a loaded machine does to it, longer): the
+    receiver conceals alice's missing packets and lkplug says where, on the mix's timeline; every dip
+    of her tone in the file lies there."""
+    alice = await livekit_join("alice", auto_subscribe=False)
+    await alice.publish_sine(440)
+    out = tmp_path / "room.wav"
+    run = Run(
+        livekit_server, "run", "--source", "track:*", "--proc", "mix", "--sink", f"wav:{out}", "-t", "5"
+    )
+    lkplug = asyncio.ensure_future(run.run())
+    start = await asyncio.wait_for(asyncio.shield(run.started), 30)
+    await asyncio.sleep(max(0.0, start + 2.5 - asyncio.get_running_loop().time()))
+    os.kill(livekit_server.process.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        os.kill(livekit_server.process.pid, signal.SIGCONT)
+    code, err = await lkplug
+    print(err)
+    assert code == 0, err
+    assert "came too late" not in err and "later than its timestamps" not in err, err
+    concealed = re.search(r"mix: alice: the receiver concealed (\d+) ms", err)
+    assert concealed and int(concealed.group(1)) >= 100, err  # most of the 0.3 s
+    spans = made_up(err, "alice")
+    record_property("alice_concealed_spans", spans)
+    data, rate = soundfile.read(out, always_2d=True)
+    times, a440 = amplitude_track(data[:, 0], 440)
+    levels = 20 * np.log10(a440 / (SENT_PEAK * HEADROOM) + 1e-9)
+    dips = times[(times > 0.3) & (np.abs(levels) > 1.0)]
+    assert len(dips), "the stall left no mark in the file"
+    half = WINDOW / RATE / 2
+    outside = [t for t in dips if not any(a - half <= t <= b + half for a, b in spans)]
+    assert not outside, (outside[:5], spans)
+    # the stall is in the span that covers 2.5 s and what follows (the room's latency, under a second)
+    assert any(a <= 3.0 and b >= 2.8 for a, b in spans), spans

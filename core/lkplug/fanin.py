@@ -36,6 +36,9 @@ from .spec import Spec, format_spec, parse_spec
 #: live streams: how long the mix waits for a block's frames before it is written without them (a
 #: stream whose frames come later than that, after a gap or a stall, goes on from where it arrived)
 LIVE_LATENCY = 0.3
+#: live streams: when no stream placed anything for this long past the clock, the mix goes on in real
+#: time without them (everyone reconnecting); a shorter stall of lkplug itself only delays the mix
+LIVE_STALL = 1.0
 #: files: how far a stream may decode ahead of the mix, in seconds
 FILE_AHEAD = 2.0
 FILE_BLOCK = 0.1  # seconds per mixed frame from files
@@ -262,14 +265,17 @@ class MixSource(Source):
                         return
                     await self._data.wait(0.5)
                     continue
-                until = math.floor((loop.time() - self._origin - LIVE_LATENCY) * self.rate)
+                until = self._live_until(loop.time())
                 if finished:
                     until = max([s.end or 0 for s in self.streams] + [self._position])
                     if until <= self._position:
                         return
                 elif until - self._position < self.rate // 100:  # less than 10 ms due: wait for it
                     due = self._origin + LIVE_LATENCY + (self._position + self.rate // 100) / self.rate
-                    await asyncio.sleep(max(0.0, due - loop.time()))
+                    if due > loop.time():
+                        await asyncio.sleep(due - loop.time())
+                    else:  # due, but its frames are not placed yet (on their way, or lkplug stalled)
+                        await self._data.wait(0.05)
                     continue
                 until -= (until - self._position) % (self.rate // 100) if not finished else 0
             else:
@@ -293,6 +299,21 @@ class MixSource(Source):
             self._position = until
             self._mixed.notify()
             yield frame
+
+    def _live_until(self, now: float) -> int:
+        """How far the live mix may be written: up to the clock less ``LIVE_LATENCY``, but no further
+        than every running stream has placed frames, leaving out a stream more than ``LIVE_LATENCY``
+        behind the newest frames (a gap: it left, or is re-subscribed; its place is written as silence)
+        and waiting for none when nothing was placed for ``LIVE_STALL``. When lkplug itself stalls,
+        every stream's frames wait in their queues alike and the mix waits for them: written by the
+        clock alone, their places would be silence and the streams go on later."""
+        clock = math.floor((now - self._origin - LIVE_LATENCY) * self.rate)
+        ends = [s.end for s in self.streams if s.channel is not None and not s.done and s.end is not None]
+        if not ends:
+            return clock
+        newest = max(ends)
+        placed = min(end for end in ends if end >= newest - LIVE_LATENCY * self.rate)
+        return min(clock, max(placed, clock - round(LIVE_STALL * self.rate)))
 
     def _raise_failures(self) -> None:
         for task in self._tasks:
