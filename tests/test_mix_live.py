@@ -261,15 +261,29 @@ async def test_eight_publishers_mix_without_gaps(livekit_server, livekit_join, t
     assert "came too late" not in err and "later than its timestamps" not in err, err
     data, rate = soundfile.read(out, always_2d=True)
     assert (rate, len(data)) == (RATE, seconds * RATE)
-    # every publisher sends all the time: no 10 ms block of the mix is silent, past the first
-    # packets of the streams (all are found within the first second)
+    # every publisher sends all the time: no 10 ms block of the mix is silent, past the first packets
+    # of the streams (all are found within the first second), but where the receiver reported that it
+    # made up every stream's audio (the dev server stalled for all: concealment fades to silence)
+    spans = {f"guest-{index}": made_up(err, f"guest-{index}") for index in range(len(freqs))}
+    record_property("concealed_spans", spans)
+
+    def made_up_at(times: np.ndarray, half: float, names) -> np.ndarray:
+        return np.array(
+            [all(any(a - half <= t <= b + half for a, b in spans[n]) for n in names) for t in times]
+        )
+
     blocks = data[RATE:, 0].reshape(-1, RATE // 100)
     levels = 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-20)
-    assert levels.min() > -40, np.flatnonzero(levels <= -40) / 100 + 1.0
-    present = [
-        freq for freq in freqs if amplitude_track(data[RATE:, 0], freq)[1].min() > 0.3 * SENT_PEAK * HEADROOM
-    ]
-    assert present == freqs
+    starts = 1.0 + np.arange(len(blocks)) / 100
+    measured = ~made_up_at(starts + 0.005, 0.005, spans)
+    assert measured.sum() > len(blocks) / 2, spans  # most of the recording is measured
+    assert levels[measured].min() > -40, starts[measured & (levels <= -40)]
+    # each publisher is heard wherever their receiver had their packets
+    for index, freq in enumerate(freqs):
+        times, amplitude = amplitude_track(data[RATE:, 0], freq)
+        whole = ~made_up_at(times + 1.0, WINDOW / RATE / 2, [f"guest-{index}"])
+        assert whole.sum() > len(times) / 2, (freq, spans[f"guest-{index}"])
+        assert amplitude[whole].min() > 0.3 * SENT_PEAK * HEADROOM, freq
 
 
 async def test_a_mix_published_back_never_hears_itself(livekit_server, livekit_join, tmp_path):
