@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Callable
 
 POLL = 0.25  # seconds between readings of the receiver's statistics
+READ_TIMEOUT = 1.0  # seconds a reading may take
 AFTER = 2  # readings (0.5 s) by which what the receiver made up has been handed on
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
 
@@ -35,7 +36,8 @@ class Concealment:
         self._task = asyncio.ensure_future(self._watch())
 
     async def _read(self) -> tuple[float, float] | None:
-        for stats in await self.track.get_stats():
+        # bounded: a track torn down under it must not hold the end of a recording
+        for stats in await asyncio.wait_for(self.track.get_stats(), READ_TIMEOUT):
             if stats.WhichOneof("stats") == "inbound_rtp":
                 inbound = stats.inbound_rtp.inbound
                 if inbound.total_samples_duration > 0:
