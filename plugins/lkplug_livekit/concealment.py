@@ -5,9 +5,10 @@ statistics (``concealed_samples``, ``inserted_samples_for_deceleration``,
 ``removed_samples_for_acceleration``) count them. A recording made through such a stretch is not
 what was sent there (a tone dips in level and turns in phase), so lkplug says where they were.
 
-The statistics are cumulative and have no time: they are read every ``POLL`` seconds, and audio the
-receiver made up between two readings lies in what was handed on between the first of them and the
-``AFTER``-th reading after the second (the SDK's frames and the stream's queue delay it by less)."""
+The statistics are cumulative and have no time: they are read every ``POLL`` seconds. Audio the
+receiver made up between two readings was made after the first was asked for, so it is handed on
+after what had been handed on then, and before what has been handed on ``AFTER`` readings after the
+second (the SDK's frames and the stream's queue delay it by less than that)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 POLL = 0.25  # seconds between readings of the receiver's statistics
 READ_TIMEOUT = 1.0  # seconds a reading may take
-AFTER = 2  # readings (0.5 s) by which what the receiver made up has been handed on
+AFTER = 4  # readings (1 s) by which what the receiver made up has been handed on
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
 
 
@@ -32,7 +33,7 @@ class Concealment:
         self._last: tuple[float, float] | None = None  # (concealed, stretched) samples at the last reading
         self._rate = 48000
         self._pending: list[list[float]] = []  # [readings to wait, start, concealed ms, stretched ms]
-        self._since = 0.0  # position at the last reading
+        self._since = 0.0  # position when the last reading was asked for
         self._task = asyncio.ensure_future(self._watch())
 
     async def _read(self) -> tuple[float, float] | None:
@@ -48,7 +49,8 @@ class Concealment:
                 return float(inbound.concealed_samples), float(stretched)
         return None
 
-    def _reading(self, counts: tuple[float, float] | None) -> None:
+    def _reading(self, counts: tuple[float, float] | None, asked: float) -> None:
+        """``counts`` read now; ``asked``: the position when they were asked for."""
         now = self.position()
         for pending in self._pending:  # handed on by now: it ends here
             pending[0] -= 1
@@ -61,12 +63,13 @@ class Concealment:
             if concealed > 0 or stretched > 0:
                 self._pending.append([AFTER, self._since, concealed, stretched])
         self._last = counts if counts is not None else self._last
-        self._since = now
+        self._since = asked
 
     async def _watch(self) -> None:
         while True:
+            asked = self.position()
             with contextlib.suppress(Exception):  # statistics are a report, never a reason to fail
-                self._reading(await self._read())
+                self._reading(await self._read(), asked)
             await asyncio.sleep(POLL)
 
     async def stop(self) -> list[tuple[float, float, float, float]]:
@@ -74,8 +77,9 @@ class Concealment:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+        asked = self.position()
         with contextlib.suppress(Exception):
-            self._reading(await self._read())
+            self._reading(await self._read(), asked)
         self.spans += [
             (start, self.position(), concealed, stretched) for _, start, concealed, stretched in self._pending
         ]
