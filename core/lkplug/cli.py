@@ -27,6 +27,7 @@ from .chain import Running
 from .components import FLOAT_LIMIT, RunContext
 from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
+from .fanin import fans_in, mix_pipeline
 from .fanout import FanOut
 from .progress import StatusLine, summary
 from .registry import ROLES, Registry
@@ -273,10 +274,12 @@ def batch_options(command):
 @cli.command("run")
 @click.option(
     "--source",
-    "source",
+    "sources",
     required=True,
+    multiple=True,
     metavar="SPEC",
-    help="Where frames come from, e.g. file:in.flac or tone:440.",
+    help="Where frames come from, e.g. file:in.flac or tone:440. Repeat (or track:*) with --proc mix"
+    " to combine streams into one.",
 )
 @click.option(
     "--proc",
@@ -314,7 +317,7 @@ def batch_options(command):
 @batch_options
 @plugin_option
 @debug_option
-def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
+def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, debug, **plugin_options):
     """Run SOURCE through PROCs into SINKs.
 
     \b
@@ -333,11 +336,13 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
     batch = {name: plugin_options.pop(name) for name in BATCH_OPTIONS}
     registry = load_registry(plugins)
-    if batch_source(registry, source, sinks):  # file:rec/*.m4a, file:@list, or {stem} in a sink
+    # many streams into one chain (a room's tracks, several files): --proc mix combines them
+    fan_in = len(sources) > 1 or any(fans_in(registry, p) for p in procs)
+    if not fan_in and batch_source(registry, sources[0], sinks):  # file:rec/*.m4a, file:@list, {stem}
         # before the signal watch: a batch takes Ctrl-C itself (its workers stop and discard)
         code = run_batch_cli(
             registry,
-            source,
+            sources[0],
             procs,
             sinks,
             plugins=plugins,
@@ -355,38 +360,35 @@ def run_command(source, procs, sinks, pace, explain, duration, quiet, plugins, d
         raise UsageError("--cluster runs a batch: give the file source a glob or @list (file:rec/*.m4a)")
     with SignalWatch() as watch:
         _run(
-            watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
-            skip_existing=batch["skip_existing"],
+            watch, sources, fan_in, procs, sinks, pace_value, explain, duration, quiet, registry,
+            plugin_options, skip_existing=batch["skip_existing"],
         )  # fmt: skip
 
 
 def _run(
-    watch, source, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
+    watch, sources, fan_in, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
     skip_existing=False,
 ):  # fmt: skip
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
-    built_source = build(registry, "source", source)
-    if getattr(built_source.obj, "fans_out", False):
+    if fan_in:
         if skip_existing:
-            raise UsageError("--skip-existing is for file inputs (a file, a glob or an @list), not a fan-out")
-        pipeline = FanOut(built_source, procs, sinks, registry, context=context)
+            raise UsageError("--skip-existing is for file inputs (a file, a glob or an @list), not a mix")
+        pipeline = mix_pipeline(sources, procs, sinks, registry, context)
     else:
-        built_procs = [build(registry, "processor", p) for p in procs]
-        built_sinks = [build(registry, "sink", s) for s in sinks]
-        # --skip-existing on one input: a batch of one, as the batch skips an input (all its outputs exist)
-        outputs = [str(path) for sink in built_sinks for path in getattr(sink.obj, "writes", ())]
-        if skip_existing and outputs and all(os.path.exists(path) for path in outputs) and not explain:
-            if not quiet:
-                exist = "already exists" if len(outputs) == 1 else "already exist"
-                click.echo(f"lkplug: skipped: {', '.join(outputs)} {exist} (--skip-existing)", err=True)
-            return
-        pipeline = Pipeline(
-            built_source,
-            built_procs,
-            built_sinks,
-            registry,
-            context=context,
-        )
+        built_source = build(registry, "source", sources[0])
+        if getattr(built_source.obj, "fans_out", False):
+            if skip_existing:
+                raise UsageError(
+                    "--skip-existing is for file inputs (a file, a glob or an @list), not a fan-out"
+                )
+            pipeline = FanOut(built_source, procs, sinks, registry, context=context)
+        else:
+            built_procs = [build(registry, "processor", p) for p in procs]
+            built_sinks = [build(registry, "sink", s) for s in sinks]
+            if skip_existing and not explain and _all_written(built_sinks, quiet):
+                return
+            pipeline = Pipeline(built_source, built_procs, built_sinks, registry, context=context)
+    built_source = pipeline.source
     if pace_value == "auto":
         # a file published to a room goes at real time; a live source sets its own pace
         live = getattr(built_source.obj, "live", False)
@@ -407,6 +409,17 @@ def _run(
         click.echo(f"lkplug: {summary(report, live, getattr(pipeline, 'streams', None))}", err=True)
     if report.stopped:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _all_written(built_sinks, quiet) -> bool:
+    """--skip-existing on one input, as a batch of one: True (and said) when every output exists."""
+    outputs = [str(path) for sink in built_sinks for path in getattr(sink.obj, "writes", ())]
+    if not outputs or not all(os.path.exists(path) for path in outputs):
+        return False
+    if not quiet:
+        exist = "already exists" if len(outputs) == 1 else "already exist"
+        click.echo(f"lkplug: skipped: {', '.join(outputs)} {exist} (--skip-existing)", err=True)
+    return True
 
 
 @cli.command("new-plugin")

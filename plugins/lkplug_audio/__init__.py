@@ -4,6 +4,7 @@
 from lkplug import Component, Param, hookimpl
 
 from .basic import Gain, NullSink, Remix
+from .mix import LAYOUTS, Mix
 from .resample import Resampler
 from .tone import ToneSource
 
@@ -73,6 +74,37 @@ def lkplug_processors():
             ),
             positional="channels",
             converts=("layout",),
+        ),
+        Component(
+            "mix",
+            Mix,
+            "Many streams into one (a room's tracks, several files), placed on one timeline by their"
+            " times. sum: one mono channel, lowered by headroom= dB (default 6: two speakers at full"
+            " scale cannot clip; more at once are counted and reported as clipped where the output"
+            " is integer); channels: one channel per stream at the level sent; split: left= streams"
+            " left, the rest right, each side a sum lowered by headroom=",
+            params=(
+                Param("layout", str, "sum", "how streams are combined", choices=LAYOUTS),
+                Param(
+                    "order",
+                    str,
+                    "",
+                    "channels: names (globs) in channel order, quoted: order='alice,bob,*'"
+                    " (* = the others in join order; default: join order)",
+                ),
+                Param("left", str, "", "split: the streams (a glob of names) in the left channel"),
+                Param(
+                    "count",
+                    int,
+                    0,
+                    "channels: output channels (0: one per --source, or the names in order=)",
+                    min=0,
+                    max=64,
+                ),
+                Param("rate", int, 48000, "output sample rate; every stream is resampled to it", min=8000),
+                Param("headroom", float, 6.0, "sum, split: dB the sum is lowered by", min=0.0, max=60.0),
+            ),
+            positional="layout",
         ),
     ]
 

@@ -17,6 +17,7 @@ import numpy as np
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 from lkplug.frames import video_shape
 
+from .concealment import Concealment, describe
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
 
@@ -74,6 +75,8 @@ class TrackSource(Source):
         self._changed = asyncio.Event()
         self._notify = print
         self.frame_ms = FRAME_MS
+        self.received = 0.0  # seconds of media handed on
+        self.concealed: list = []  # where the receiver made audio up (Concealment.spans)
 
     def bind(self, context) -> None:
         self.context = context
@@ -175,7 +178,7 @@ class TrackSource(Source):
                         frame = video_frame(
                             event.frame, self.pixel_format, start + (event.timestamp_us - first_us) / 1e6
                         )
-                    elapsed = frame.time + frame.duration
+                    elapsed = self.received = frame.time + frame.duration
                     yield frame
                 if self.connection.lost:  # replaced by a namesake, or removed: not "they left"
                     raise self.connection.lost
@@ -282,10 +285,12 @@ class TrackSource(Source):
         from livekit import rtc
 
         track = publication.track
+        watch = None
         if self.selector.kind == "audio":
             stream = rtc.AudioStream(
                 track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=self.frame_ms
             )
+            watch = Concealment(track, lambda: self.received)
         else:
             buffer_type = getattr(rtc.VideoBufferType, SDK_PIXEL_FORMATS[self.pixel_format])
             stream = rtc.VideoStream(track, format=buffer_type)
@@ -313,7 +318,17 @@ class TrackSource(Source):
         finally:
             if next_frame is not None and not next_frame.done():
                 next_frame.cancel()  # stopped while waiting for a frame
+            if watch is not None:
+                self.concealed += await watch.stop()
             await stream.aclose()
+
+    def warnings_at(self, offset: float) -> list[str]:
+        """The warnings, their times shifted by ``offset`` seconds (where a mix placed this stream)."""
+        return [describe(self.concealed, offset)] if self.concealed else []
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{self.selector}: {line}" for line in self.warnings_at(0.0)]
 
     async def aclose(self) -> None:
         self.ended = True

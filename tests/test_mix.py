@@ -1,0 +1,199 @@
+"""Fan-in of files: several ``--source`` options through ``--proc mix`` into one output, converted
+by the planner's converters and aligned at their start times (``offset=`` shifts one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import assert_one_line_error, run_lkplug
+
+from lkplug import Registry, UsageError
+from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
+
+A_RATE, B_RATE, RATE = 44100, 16000, 48000
+HOOKS = Path(__file__).parent / "mix_hooks.py"
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """a.wav: 3 s of 440 Hz at -6 dBFS peak, 44.1 kHz stereo; b.wav: 2 s at 16 kHz mono, a click on
+    its first sample then 660 Hz from 0.5 s (the click marks where b starts on the timeline)."""
+    a = tmp_path / "a.wav"
+    soundfile.write(a, to_s16(sine(440, 3.0, A_RATE, channels=2)), A_RATE)
+    b_signal = np.zeros((2 * B_RATE, 1), np.float32)
+    b_signal[0] = 0.9
+    b_signal[B_RATE // 2 :] = sine(660, 1.5, B_RATE)
+    b = tmp_path / "b.wav"
+    soundfile.write(b, to_s16(b_signal), B_RATE)
+    return a, b
+
+
+def mix(tmp_path, a, b, layout: str) -> tuple[np.ndarray, int]:
+    out = tmp_path / f"{layout.replace(':', '-').replace(',', '-')}.wav"
+    result = run_lkplug(
+        "run",
+        "--source",
+        f"file:{a}",
+        "--source",
+        f"file:{b},offset=1.5",
+        "--proc",
+        layout,
+        "--sink",
+        f"wav:{out},subtype=float",
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    return soundfile.read(out, always_2d=True, dtype="float32")
+
+
+def test_two_files_of_other_rates_and_channels_stacked_with_an_offset(tmp_path, inputs):
+    data, rate = mix(tmp_path, *inputs, "mix:channels")
+    # ffmpeg -i a.wav -i b.wav -filter_complex "[1]adelay=1500:all=1[b];[0][b]amerge" gives the same
+    # 3.5 s: the longer of a (3 s) and b (2 s from 1.5 s); at 48 kHz that is 168000 samples
+    assert (rate, data.shape) == (RATE, (168000, 2))
+    a, b = data[:, 0], data[:, 1]
+    # b's click, resampled by soxr (linear phase), peaks where b starts: 1.5 s = sample 72000
+    assert abs(int(np.argmax(np.abs(b[: 2 * RATE]))) - 72000) <= 1
+    assert np.abs(b[: 72000 - 100]).max() < 1e-3  # silence before b starts
+    assert dominant_frequency(b[int(2.1 * RATE) : int(3.4 * RATE)], RATE) == pytest.approx(660, abs=2)
+    # a's stereo is folded to mono by libswresample as `ffmpeg -i a.wav -ac 1` folds s16 (0.5 each,
+    # so two equal channels keep their level: ffmpeg's output measures -9.03 dBFS RMS)
+    assert level_dbfs(a[RATE // 10 : int(2.9 * RATE)]) == pytest.approx(-9.03, abs=0.05)
+    assert dominant_frequency(a[: 3 * RATE], RATE) == pytest.approx(440, abs=2)
+    assert np.abs(a[3 * RATE + 100 :]).max() < 1e-3  # a ended at 3 s
+
+
+def test_sum_adds_the_streams_with_the_documented_headroom(tmp_path, inputs):
+    data, rate = mix(tmp_path, *inputs, "mix:sum")
+    assert (rate, data.shape) == (RATE, (168000, 1))
+    # before b: a alone, 6 dB (the default headroom) below what it was sent at
+    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-9.03 - 6.0, abs=0.05)
+    both = data[int(2.1 * RATE) : int(2.9 * RATE), 0]
+    spectrum = np.abs(np.fft.rfft(both[:, None].T[0]))
+    freqs = np.fft.rfftfreq(len(both), 1 / RATE)
+    assert {round(freqs[i]) for i in np.argsort(spectrum)[-2:]} == {440, 660}
+
+
+def test_split_puts_the_left_glob_left(tmp_path, inputs):
+    data, _ = mix(tmp_path, *inputs, "mix:split,left=b*")
+    assert data.shape == (168000, 2)
+    left, right = data[:, 0], data[:, 1]
+    assert dominant_frequency(left[int(2.1 * RATE) : int(3.4 * RATE)], RATE) == pytest.approx(660, abs=2)
+    assert dominant_frequency(right[: int(1.4 * RATE)], RATE) == pytest.approx(440, abs=2)
+    assert np.abs(left[: 72000 - 100]).max() < 1e-3
+
+
+def test_order_picks_the_channels(tmp_path, inputs):
+    data, _ = mix(tmp_path, *inputs, "mix:channels,order='b,a'")
+    assert dominant_frequency(data[: int(1.4 * RATE), 1], RATE) == pytest.approx(440, abs=2)
+    assert np.abs(data[: 72000 - 100, 0]).max() < 1e-3
+
+
+def test_a_glob_source_stands_for_every_file_it_matches(tmp_path, inputs):
+    out = tmp_path / "glob.wav"
+    result = run_lkplug(
+        "run", "--source", f"file:{tmp_path}/[ab].wav", "--proc", "mix:channels", "--sink", f"wav:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    data, rate = soundfile.read(out, always_2d=True)
+    assert (rate, data.shape) == (RATE, (3 * RATE, 2))  # both start at 0: the longer, a, is 3 s
+
+
+def test_mistakes_are_one_line(tmp_path, inputs):
+    a, b = inputs
+    out = f"wav:{tmp_path}/x.wav"
+    line = assert_one_line_error(
+        run_lkplug("run", "--source", f"file:{a}", "--source", f"file:{b}", "--sink", out)
+    )
+    assert "--proc mix" in line
+    line = assert_one_line_error(
+        run_lkplug("run", "--source", f"file:{a}", "--proc", "gain", "--proc", "mix", "--sink", out)
+    )
+    assert "first --proc" in line
+    line = assert_one_line_error(
+        run_lkplug("run", "--source", f"file:{a}", "--proc", "mix:split", "--sink", out)
+    )
+    assert "left=" in line
+
+
+def test_layouts_assign_channels():
+    registry = Registry.load()
+    make = registry.get("processor", "mix").component.factory
+    ordered = make("channels", order="alice,bob,*", count=4)
+    assert [ordered.assign(n) for n in ("carol", "bob", "dave", "alice", "erin")] == [2, 1, 3, 0, None]
+    split = make("split", left="agent-*")
+    assert [split.assign(n) for n in ("caller", "agent-7")] == [1, 0]
+    assert make("channels", order="alice,bob").channels == 2
+    with pytest.raises(UsageError, match="count="):
+        make("channels").output_format()
+    summed = make("sum").mix([(0, np.ones(4, np.float32)), (0, np.ones(4, np.float32))], 4)
+    assert summed[:, 0] == pytest.approx(2 * 10 ** (-6 / 20))  # headroom 6 dB
+
+
+@pytest.mark.parametrize("layout", ["mix", "mix:channels,order='alice,bob'", "mix:split,left=alice"])
+def test_live_streams_are_placed_by_when_they_come(tmp_path, layout):
+    """A room without a network (tests/mix_hooks.py): alice from the start, bob from 2 s to 4 s."""
+    out = tmp_path / "room.wav"
+    result = run_lkplug(
+        "run",
+        "-p",
+        str(HOOKS),
+        "--source",
+        "room",
+        "--proc",
+        layout,
+        "--sink",
+        f"wav:{out},subtype=float",
+        "-t",
+        "6",
+    )
+    assert result.returncode == 0, result.stderr
+    data, rate = soundfile.read(out, always_2d=True, dtype="float32")
+    assert (rate, len(data)) == (RATE, 6 * RATE)
+    gain = 1.0 if "channels" in layout else 10 ** (-6 / 20)
+    alice, bob = data[:, 0], data[:, -1]
+    blocks = alice.reshape(-1, RATE // 100)
+    # alice throughout, at her level (0.5 peak) less the headroom, in every 10 ms block
+    assert np.sqrt(np.mean(blocks**2, axis=1)).min() == pytest.approx(0.5 * gain / np.sqrt(2), rel=0.15)
+    # where bob sounds: the 660 Hz amplitude in 50 ms windows (whole cycles of 440 and 660 Hz, so
+    # alice does not leak in) every 5 ms is above half of his: from 2 s to 4 s, within 60 ms
+    window, step = RATE // 20, RATE // 200
+    phase = np.exp(-2j * np.pi * 660 * np.arange(window) / RATE)
+    starts = np.arange(0, len(bob) - window, step)
+    amplitude = np.array([2 * abs(np.dot(bob[s : s + window], phase)) / window for s in starts])
+    sounding = (starts[amplitude > 0.25 * gain] + window / 2) / RATE
+    assert sounding[0] == pytest.approx(2.0, abs=0.06), sounding[0]
+    assert sounding[-1] == pytest.approx(4.0, abs=0.06), sounding[-1]
+    assert np.ptp(np.diff(sounding)) < 1e-9  # one stretch, no hole
+
+
+def test_a_stalled_process_does_not_leave_holes_in_the_live_mix(tmp_path):
+    """lkplug itself stopped for 0.6 s at 3 s (tests/mix_hooks.py's stall=): every stream's frames come
+    late alike, all at once after it. The mix waits for them rather than writing their places as
+    silence and moving the streams later."""
+    out = tmp_path / "room.wav"
+    result = run_lkplug(
+        "run",
+        "-p",
+        str(HOOKS),
+        "--source",
+        "room:alice:440:0:60+bob:660:2:5,stall=3",
+        "--proc",
+        "mix:channels,count=2",
+        "--sink",
+        f"wav:{out},subtype=float",
+        "-t",
+        "6",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "later than its timestamps" not in result.stderr and "too late" not in result.stderr, result.stderr
+    data, rate = soundfile.read(out, always_2d=True, dtype="float32")
+    assert (rate, len(data)) == (RATE, 6 * RATE)
+    # alice in every 10 ms block, bob in every block from 2 s to 5 s but the edges', at the level sent
+    alice = np.sqrt(np.mean(data[:, 0].reshape(-1, RATE // 100) ** 2, axis=1))
+    bob = np.sqrt(np.mean(data[2 * RATE + 480 : 5 * RATE - 480, 1].reshape(-1, RATE // 100) ** 2, axis=1))
+    assert alice.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(alice < 0.3) / 100
+    assert bob.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(bob < 0.3) / 100 + 2
