@@ -378,6 +378,13 @@ class _LocalPool:
     def submit(self, jobs: list[Job]) -> list:
         return [self.executor.submit(run_job, job) for job in jobs]
 
+    def wait(self, futures: list) -> None:
+        """Until one of ``futures`` is done, or POLL_SECONDS (so that a signal is seen)."""
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_any
+
+        wait_any(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+
     def stop(self, futures) -> None:
         """Inputs not started are dropped; running ones stop and discard their outputs."""
         self.stop_event.set()
@@ -411,6 +418,9 @@ class _DaskPool:
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
+
+    def wait(self, futures: list) -> None:
+        time.sleep(POLL_SECONDS)
 
     def stop(self, futures) -> None:
         """Tasks not started are cancelled; running ones stop and discard their outputs."""
@@ -471,15 +481,26 @@ def run_batch(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopping = False
+    # local workers get an input only as one of them becomes free, so that after a failure with
+    # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to stop
+    window = len(todo) if cluster else workers
+    queue = list(todo)
+    job_of: dict = {}
     try:
-        futures = pool.submit(todo)
-        job_of = dict(zip(futures, todo, strict=True))
-        pending = list(futures)
-        while pending:
+        while pending or queue:
             if (summary.interrupted or summary.failed and fail_fast) and not stopping:
                 stopping = True
+                summary.not_run += len(queue)
+                queue.clear()
                 pool.stop(pending)
-            time.sleep(POLL_SECONDS)
+            if queue and len(pending) < window:
+                batch_now, queue = queue[: window - len(pending)], queue[window - len(pending) :]
+                futures = pool.submit(batch_now)
+                job_of.update(zip(futures, batch_now, strict=True))
+                pending += futures
+            if not pending:
+                break
+            pool.wait(pending)
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             for future in finished:
