@@ -276,3 +276,6 @@ class RunContext:
     #: (10 ms) where a stage or a real-time sink needs them, long where nothing does (a recording),
     #: so Python's per-frame cost is paid 10 times a second instead of 100; None: not known
     frame_ms: float | None = None
+    #: CPU cores this run may keep busy (None: as many as the machine has): a batch running one
+    #: input per core sets 1, so a source does not add a decoding thread of its own
+    cores: int | None = None
