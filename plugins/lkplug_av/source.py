@@ -329,7 +329,7 @@ class FileSource(Source):
             produced = 0
             blocks = self._one_pass(clock)
             if self.threaded:
-                blocks = _ahead(blocks)
+                blocks = _Ahead(blocks)
             try:
                 for frame in blocks:
                     produced += 1
@@ -464,7 +464,7 @@ class FileSource(Source):
             self.container = None
 
 
-class _ahead:
+class _Ahead:
     """Runs a generator on a thread of its own, up to ``depth`` items ahead of the caller: decoding
     overlaps the chain, which spends most of its time in numpy, soxr and libsndfile calls that
     release the GIL. Whatever the generator raises is raised here; ``close()`` stops it."""
