@@ -126,3 +126,12 @@ def test_an_attenuation_runs_after_a_downmix_with_the_same_result():
     assert np.abs(mixed_first - by_hand).max() < 1e-6
     plan = lkplug.Pipeline.from_specs(tone, ["gain:db=6", "remix:channels=1"], [], registry).explain()
     assert plan.index("gain:db=6") < plan.index("remix:channels=1")  # s16 would clip each channel first
+
+
+def test_a_downmix_moves_ahead_of_every_linear_stage_before_it():
+    # the batch and file benches' chain: before, the downmix passed the resampler only, and the gain
+    # still scaled both channels (48 kHz stereo s16)
+    registry = lkplug.Registry.load()
+    chain = ["gain:db=-6", "resample:rate=16000", "remix:channels=1"]
+    plan = lkplug.Pipeline.from_specs("tone:rate=48000,channels=2", chain, [], registry).explain()
+    assert plan.index("remix:channels=1") < plan.index("gain:db=-6") < plan.index("resample:rate=16000")

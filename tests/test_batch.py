@@ -206,6 +206,37 @@ def test_fail_fast_stops_at_the_first_failure(batch_dir):
     assert hidden_parts(batch_dir) == []
 
 
+def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir):
+    # FLAC, so that every worker's first input loads FFmpeg, as the failing one does
+    inputs = [batch_dir / "rec" / f"{index}.flac" for index in range(24)]
+    for index, path in enumerate(inputs):
+        soundfile.write(path, sine(300 + 100 * index, 0.2, 48000), 48000, "PCM_16")
+    (batch_dir / "rec" / "notes.wav").write_bytes(b"not a recording\n" * 64)
+    (batch_dir / "inputs.txt").write_text(
+        "\n".join(["rec/notes.wav", *(str(p.relative_to(batch_dir)) for p in inputs)])
+    )
+    result = run_lkplug(
+        "run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "-j", "2", "--fail-fast",
+        cwd=batch_dir,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    failed = next(n for n, line in enumerate(lines) if line.startswith("lkplug: failed rec/notes.wav"))
+    after = [line for line in lines[failed:] if line.startswith("lkplug: ok ")]
+    # inputs go to a worker only as one becomes free, and the parent hears of the failure at once:
+    # after it, only the input the other worker had in hand may still complete. Before: the parent
+    # looked every 0.1 s and had handed out every input, so the small files went on (8-24 "ok" lines
+    # after the failure, and with 24 of them often no input left "not run")
+    assert len(after) <= 1, lines
+    summary = next(line for line in lines if line.startswith("lkplug: batch: "))
+    assert "1 failed" in summary and "not run" in summary, summary
+    ok = int(summary.split()[2])
+    assert len(outputs(batch_dir)) == ok
+    for path in outputs(batch_dir).values():  # what ran is complete
+        assert soundfile.info(path).frames == round(0.2 * 48000)
+    assert hidden_parts(batch_dir) == []
+
+
 def interrupt_mid_batch(folder: Path, *options: str) -> None:
     """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
     partial has a final name and that the inputs in progress left nothing."""

@@ -98,6 +98,7 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
+    cores: int = 1  # the cores each input may keep busy (the machine's shared by the local workers)
 
 
 @dataclass
@@ -288,7 +289,7 @@ def _pipeline(job: Job, registry: Registry) -> Pipeline:
         [build(registry, "sink", text) for text in job.sinks],
         registry,
         pace=job.pace,
-        context=RunContext(options=dict(job.options)),
+        context=RunContext(options=dict(job.options), cores=job.cores),
         duration=job.duration,
     )
 
@@ -378,6 +379,13 @@ class _LocalPool:
     def submit(self, jobs: list[Job]) -> list:
         return [self.executor.submit(run_job, job) for job in jobs]
 
+    def wait(self, futures: list) -> None:
+        """Until one of ``futures`` is done, or POLL_SECONDS (so that a signal is seen)."""
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_any
+
+        wait_any(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+
     def stop(self, futures) -> None:
         """Inputs not started are dropped; running ones stop and discard their outputs."""
         self.stop_event.set()
@@ -411,6 +419,9 @@ class _DaskPool:
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
+
+    def wait(self, futures: list) -> None:
+        time.sleep(POLL_SECONDS)
 
     def stop(self, futures) -> None:
         """Tasks not started are cancelled; running ones stop and discard their outputs."""
@@ -458,6 +469,8 @@ def run_batch(
         pool = _DaskPool(cluster)
     else:
         workers = max(1, min(jobs_count or os.cpu_count() or 1, len(todo)))
+        cores = max(1, (os.cpu_count() or 1) // workers)
+        todo = [replace(job, cores=cores) for job in todo]
         pool = _LocalPool(workers, todo[0].plugins)
     pending: list = []
     interrupts = 0
@@ -471,15 +484,26 @@ def run_batch(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopping = False
+    # local workers get an input only as one of them becomes free, so that after a failure with
+    # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to stop
+    window = len(todo) if cluster else workers
+    queue = list(todo)
+    job_of: dict = {}
     try:
-        futures = pool.submit(todo)
-        job_of = dict(zip(futures, todo, strict=True))
-        pending = list(futures)
-        while pending:
+        while pending or queue:
             if (summary.interrupted or summary.failed and fail_fast) and not stopping:
                 stopping = True
+                summary.not_run += len(queue)
+                queue.clear()
                 pool.stop(pending)
-            time.sleep(POLL_SECONDS)
+            if queue and len(pending) < window:
+                batch_now, queue = queue[: window - len(pending)], queue[window - len(pending) :]
+                futures = pool.submit(batch_now)
+                job_of.update(zip(futures, batch_now, strict=True))
+                pending += futures
+            if not pending:
+                break
+            pool.wait(pending)
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             for future in finished:

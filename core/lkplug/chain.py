@@ -273,19 +273,21 @@ def downmix_first(stages: list[Built], fmt: AudioFormat) -> list[Built]:
     (``per_channel_linear``, e.g. a resampler): the two commute, and the filter then has fewer
     channels to work on, as FFmpeg does with ``-ac 1`` beside a rate change."""
     stages = list(stages)
-    channels = fmt.channels
-    index = 0
-    while index < len(stages) - 1:
-        first, then = stages[index].obj, stages[index + 1].obj
-        if getattr(first, "per_channel_linear", False) and getattr(then, "channel_mix", False):
-            mixed = output_format_of(then, replace(fmt, channels=channels))
-            if mixed is not None and mixed.channels < channels:
-                stages[index], stages[index + 1] = stages[index + 1], stages[index]
-                continue  # the downmix may move further forward
-        if "audio" in accepts_of(first):
-            out = output_format_of(first, replace(fmt, channels=channels))
-            channels = out.channels if out is not None else channels
-        index += 1
+    moved = True
+    while moved:  # after a move, look again from the start: the downmix may move further forward
+        moved = False
+        channels = fmt.channels
+        for index in range(len(stages) - 1):
+            first, then = stages[index].obj, stages[index + 1].obj
+            if getattr(first, "per_channel_linear", False) and getattr(then, "channel_mix", False):
+                mixed = output_format_of(then, replace(fmt, channels=channels))
+                if mixed is not None and mixed.channels < channels:
+                    stages[index], stages[index + 1] = stages[index + 1], stages[index]
+                    moved = True
+                    break
+            if "audio" in accepts_of(first):
+                out = output_format_of(first, replace(fmt, channels=channels))
+                channels = out.channels if out is not None else channels
     return stages
 
 

@@ -65,9 +65,10 @@ def make_plugin_manager(
     infos: list[PluginInfo] = []
     known: list[str] = []  # every plugin and distribution name, for a suggestion
     if load_entrypoints:
+        facts: dict = {}  # one reading of each distribution's metadata (each .name parses it again)
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(ep, "dist", None)
-            names = {ep.name} | ({dist.name, _normalize(dist.name)} if dist else set())
+            dist_name, dist_version = _name_and_version(getattr(ep, "dist", None), facts)
+            names = {ep.name} | ({dist_name, _normalize(dist_name)} if dist_name else set())
             known += sorted(names)
             hit = blocked & names | {b for b in blocked if _normalize(b) in names}
             if hit:
@@ -76,7 +77,7 @@ def make_plugin_manager(
                 continue
             if pm.has_plugin(ep.name):
                 continue
-            info = PluginInfo(ep.name, dist and dist.name, dist and dist.version)
+            info = PluginInfo(ep.name, dist_name, dist_version)
             _load(pm, info, ep.load)
             infos.append(info)
     for arg in requested:
@@ -98,6 +99,17 @@ def make_plugin_manager(
             "`lkplug list` shows plugin names in its PLUGIN column"
         )
     return pm, infos
+
+
+def _name_and_version(dist, facts: dict) -> tuple[str | None, str | None]:
+    """A distribution's name and version, its METADATA parsed once per load (not once per look)."""
+    if dist is None:
+        return None, None
+    key = str(getattr(dist, "_path", id(dist)))
+    if key not in facts:
+        metadata = dist.metadata
+        facts[key] = (metadata["Name"], metadata["Version"])
+    return facts[key]
 
 
 def _normalize(name: str) -> str:
