@@ -98,7 +98,6 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
-    cores: int = 1  # the cores each input may keep busy (the machine's shared by the local workers)
 
 
 @dataclass
@@ -289,7 +288,7 @@ def _pipeline(job: Job, registry: Registry) -> Pipeline:
         [build(registry, "sink", text) for text in job.sinks],
         registry,
         pace=job.pace,
-        context=RunContext(options=dict(job.options), cores=job.cores),
+        context=RunContext(options=dict(job.options)),
         duration=job.duration,
     )
 
@@ -469,8 +468,6 @@ def run_batch(
         pool = _DaskPool(cluster)
     else:
         workers = max(1, min(jobs_count or os.cpu_count() or 1, len(todo)))
-        cores = max(1, (os.cpu_count() or 1) // workers)
-        todo = [replace(job, cores=cores) for job in todo]
         pool = _LocalPool(workers, todo[0].plugins)
     pending: list = []
     interrupts = 0

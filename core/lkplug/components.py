@@ -279,6 +279,3 @@ class RunContext:
     #: the source's frames arrive at real time by themselves (a room track), so a real-time sink
     #: can pass them on as they come instead of pacing them again (set by the engine)
     live: bool = False
-    #: CPU cores this run may keep busy (None: as many as the machine has): a batch running one
-    #: input per core sets 1, so a source does not add a decoding thread of its own
-    cores: int | None = None
