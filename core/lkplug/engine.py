@@ -28,6 +28,7 @@ from typing import Any
 from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
 from .errors import LkplugError, ParamError, UsageError
+from .progress import counted
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -356,11 +357,11 @@ class Pipeline:
                 before = [s.built.label for s in chain.steps[:index] if not s.built.inserted]
                 cause = (before or upstream or [self.source.label])[-1]
                 where = f"{built.label} (after {cause})" if built.inserted else built.label
-                lines.append(f"{where} clipped {clipped} samples; lower the level before it")
+                lines.append(f"{where} clipped {counted(clipped, 'sample')}; lower the level before it")
         for sink in self.sinks:
             clipped = getattr(sink.obj, "clipped", 0)
             if clipped:
-                lines.append(f"{sink.label} clipped {clipped} samples; lower the level before it")
+                lines.append(f"{sink.label} clipped {counted(clipped, 'sample')}; lower the level before it")
         return lines
 
     async def _produce(self, queue: asyncio.Queue) -> None:

@@ -17,6 +17,7 @@ from .components import RunContext
 from .engine import Pipeline, RunReport, build
 from .errors import LkplugError, MediaError, UsageError
 from .paths import check_folder
+from .progress import counted
 from .registry import Registry
 from .spec import parse_spec
 
@@ -211,5 +212,6 @@ class FanOut:
             report.stopped = self._stopping
             report.wall = loop.time() - started
         if failures:
-            raise LkplugError(f"{len(failures)} of {len(runs)} streams failed; first: {failures[0]}")
+            failed = f"{len(failures)} of {counted(len(runs), 'stream')} failed"
+            raise LkplugError(f"{failed}; first: {failures[0]}")
         return report
