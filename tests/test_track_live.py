@@ -422,23 +422,26 @@ async def test_a_bad_output_folder_fails_before_joining(livekit_server, tmp_path
 
 
 @pytest.mark.parametrize(
-    "sink, why",
+    "sinks, why",
     [
-        ("wav:{tmp}", "it is a folder"),  # an existing folder given as the output file
-        ("file:/sys/out.mp4", "folder /sys is not writable"),  # sysfs refuses new files, root's too
-        ("wav:/proc/version", "/proc/version is not writable"),  # an existing file that refuses writes
+        (["wav:{tmp}"], "it is a folder"),  # an existing folder given as the output file
+        (["file:/sys/out.mp4"], "folder /sys is not writable"),  # sysfs refuses new files, root's too
+        (["wav:/proc/version"], "/proc/version is not writable"),  # an existing file refusing writes
+        # a track sink joins the room as it starts: the file after it is checked before that
+        (["track:echo", "wav:{tmp}"], "it is a folder"),
     ],
 )
-async def test_an_existing_but_unwritable_output_fails_before_joining(livekit_server, tmp_path, sink, why):
+async def test_an_existing_but_unwritable_output_fails_before_joining(livekit_server, tmp_path, sinks, why):
     """The folder exists, so only trying it tells (before: each passed the check, the run joined the
     room and waited for alice, and would have failed at her first frame)."""
-    sink = sink.format(tmp=tmp_path)
+    sinks = [sink.format(tmp=tmp_path) for sink in sinks]
     started = time.monotonic()
-    code, _, err = await lkplug(livekit_server, "run", "--source", "track:alice", "--sink", sink, timeout=30)
+    args = [arg for sink in sinks for arg in ("--sink", sink)]
+    code, _, err = await lkplug(livekit_server, "run", "--source", "track:alice", *args, timeout=30)
     print(f"failed after {time.monotonic() - started:.2f} s")  # reported, not asserted
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
-    path = sink.split(":", 1)[1]
+    path = sinks[-1].split(":", 1)[1]
     assert len(lines) == 1 and lines[0].startswith(f"lkplug: error: cannot write {path}"), err
     assert why in lines[0], err
     assert "joining room" not in err

@@ -23,11 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
 from .errors import LkplugError, ParamError, UsageError
+from .paths import check_folder
 from .progress import counted
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
@@ -192,6 +194,14 @@ class Pipeline:
                 if other != sink.label:  # two sinks into one file: one of them would be lost
                     raise UsageError(f"{sink.label} and {other} both write {path}; give each its own file")
 
+    def _check_outputs(self) -> None:
+        """Every sink's files (``writes``) can be written, before any sink starts: a sink that
+        publishes to a room joins it in ``start``, and a file sink after it would otherwise be found
+        unwritable only once the room was joined."""
+        for sink in self.sinks:
+            for path in getattr(sink.obj, "writes", ()):
+                check_folder(Path(path))
+
     def _plan(self, kind: str, fmt: Any) -> Chain:
         stages = self._stages.setdefault(kind, list(self.processors))
         chain = Chain.plan(kind, fmt, stages, self.registry)
@@ -284,6 +294,7 @@ class Pipeline:
             self._check_sinks(formats)
             for kind, fmt in formats.items():
                 self._plan(kind, fmt)
+            self._check_outputs()
             for index, sink in enumerate(self.sinks):
                 start = getattr(sink.obj, "start", None)
                 if start is not None:
