@@ -188,12 +188,25 @@ async def test_fan_out_records_every_publisher_to_its_own_file(livekit_server, l
     assert heard == {"guest-a": pytest.approx(440, abs=2), "guest-b": pytest.approx(660, abs=2)}
 
 
+async def in_room(peer, prefix: str, timeout: float = 60) -> None:
+    """Until a participant whose identity starts with ``prefix`` is in ``peer``'s room."""
+
+    async def look():
+        while not any(i.startswith(prefix) for i in peer.room.remote_participants):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(look(), timeout)
+
+
 async def test_lkplug_waits_for_a_late_publisher(livekit_server, livekit_join, tmp_path):
     out = tmp_path / "late.wav"
     record = asyncio.ensure_future(
         lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{out}", "-t", "2")
     )
-    await asyncio.sleep(3)
+    # alice comes once lkplug is in the room (a fixed 3 s was too short on a loaded machine: lkplug
+    # joined after alice had, and never waited)
+    await in_room(await livekit_join("watcher"), "lkplug-recorder-")
+    await asyncio.sleep(0.5)
     alice = await livekit_join("alice")
     await alice.publish_sine(440, queue_ms=SINE_QUEUE_MS)
     code, _, err = await record
