@@ -275,6 +275,8 @@ async def _drop_lkplugs_signalling_socket(server, join, alice):
 )
 async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_join, tmp_path, disruption):
     alice = await livekit_join("alice")
+    subscribed = asyncio.Event()  # the server tells alice when lkplug's subscription carries media
+    alice.room.on("local_track_subscribed", lambda *_: subscribed.set())
     await alice.publish_sine(440, queue_ms=SINE_QUEUE_MS)
     out = tmp_path / "out.wav"
     record = asyncio.ensure_future(
@@ -291,7 +293,10 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
             "lkplug",
         )
     )
-    await asyncio.sleep(4)  # recording by now
+    # recording by now (a fixed 4 s was not always enough on a loaded machine: lkplug took that long
+    # to start, and the disruption came before its subscription)
+    await asyncio.wait_for(subscribed.wait(), 60)
+    await asyncio.sleep(1.5)
     alice = await disruption(livekit_server, livekit_join, alice)
     code, _, err = await record
     assert code == 0, err
@@ -366,12 +371,15 @@ async def test_two_recorders_without_identity_share_a_room(livekit_server, livek
     """Each process joins under an identity of its own (before: both were 'lkplug', the second replaced
     the first, which came back and replaced the second: 0.29 s of 3 s, "alice left the room")."""
     alice = await livekit_join("alice")
+    subscribed = asyncio.Event()  # the server tells alice when a subscription carries media
+    alice.room.on("local_track_subscribed", lambda *_: subscribed.set())
     await alice.publish_sine(440, queue_ms=SINE_QUEUE_MS)
     outs = [tmp_path / "one.wav", tmp_path / "two.wav"]
     first = asyncio.ensure_future(
         lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[0]}", "-t", "8")
     )
-    await asyncio.sleep(2)  # the first is recording when the second joins
+    await asyncio.wait_for(subscribed.wait(), 60)
+    await asyncio.sleep(1)  # the first is recording when the second joins (not a fixed 2 s from start)
     second = asyncio.ensure_future(
         lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{outs[1]}", "-t", "8")
     )
