@@ -471,7 +471,10 @@ async def test_an_existing_but_unwritable_output_fails_before_joining(livekit_se
 def sine_fit(data: np.ndarray, rate: int, near: float) -> tuple[float, float]:
     """(frequency in Hz, THD+N in dB) of a sine: the frequency whose least-squares sine fits best
     (searched 0.01 Hz apart around ``near``), and the power of what that sine leaves, relative to the
-    whole signal."""
+    whole signal. Silence has none of the sine: 0 dB, the worst (0/0 would be NaN, and one NaN block
+    made the median of :func:`sine_quality` NaN, failing a run for one moment of silence)."""
+    if not np.any(data):
+        return near, 0.0
     t = np.arange(len(data)) / rate
     best = (0.0, near)
     for freq in np.arange(near - 2.0, near + 2.0, 0.01):
