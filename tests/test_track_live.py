@@ -646,3 +646,42 @@ async def test_a_listener_of_either_track_releases_an_audio_and_video_file(
     assert code == 0, err
     assert "nobody subscribed" not in err, err  # released by carol's audio subscription
     assert sounding * 0.01 >= seconds * 0.97, repr(sounding)  # the whole tone, as the wait_for test
+
+
+def tone_peak_db(data: np.ndarray, rate: int, freq: float, block: float = 0.25) -> float:
+    """The peak level (dBFS) of the ``freq`` component of ``data``: a least-squares fit per ``block``
+    seconds, the median of them (a moment the receiver concealed does not decide it)."""
+    size = int(block * rate)
+    t = np.arange(size) / rate
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
+    levels = []
+    for start in range(0, len(data) - size + 1, size):
+        coef = np.linalg.lstsq(basis, data[start : start + size], rcond=None)[0]
+        levels.append(20 * np.log10(np.hypot(*coef) + 1e-12))
+    return float(np.median(levels))
+
+
+async def test_a_stereo_file_is_heard_as_its_mono_downmix(livekit_server, livekit_join, tmp_path):
+    """Room audio is mono for now (README): the SDK cannot mark a track stereo, so libwebrtc encodes it
+    mono, and it decodes mono (its answer has no stereo=1). What arrives is the downmix of both
+    channels, as ``ffmpeg -i st.wav -ac 1`` makes it: each tone of a left 440 Hz / right 660 Hz file
+    (-6 dBFS peaks) at -12.04 dBFS (ffmpeg 5.1), not one channel alone. When stereo works, this test
+    is to become "arrives stereo, its channels apart"."""
+    clip, out = tmp_path / "st.wav", tmp_path / "out.wav"
+    t = np.arange(6 * RATE) / RATE
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    soundfile.write(clip, to_s16(stereo), RATE)
+    record = asyncio.ensure_future(
+        lkplug(livekit_server, "run", "--source", "track:st", "--sink", f"wav:{out}", "-t", "4")
+    )
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", f"file:{clip}", "--sink", "track:st,wait=30", "--identity", "st"
+    )
+    assert code == 0, err
+    code, _, err = await record
+    assert code == 0, err
+    data, rate = soundfile.read(out, always_2d=True)
+    assert data.shape[1] == 1  # mono stays mono, and stereo is mono for now
+    heard = steady(data[:, 0])[RATE // 2 :]  # past the decoder's fade-in (longer here: 0.75 s)
+    for freq in (440, 660):
+        assert tone_peak_db(heard, rate, freq) == pytest.approx(-12.04, abs=1.0), freq
