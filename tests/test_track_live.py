@@ -443,22 +443,26 @@ async def test_a_bad_output_folder_fails_before_joining(livekit_server, tmp_path
 
 
 @pytest.mark.parametrize(
-    "sinks, why",
+    "source, sinks, why",
     [
-        (["wav:{tmp}"], "it is a folder"),  # an existing folder given as the output file
-        (["file:/sys/out.mp4"], "folder /sys is not writable"),  # sysfs refuses new files, root's too
-        (["wav:/proc/version"], "/proc/version is not writable"),  # an existing file refusing writes
+        ("track:alice", ["wav:{tmp}"], "it is a folder"),  # an existing folder given as the output file
+        ("track:alice", ["file:/sys/out.mp4"], "folder /sys is not writable"),  # sysfs: not even root
+        ("track:alice", ["wav:/proc/version"], "/proc/version is not writable"),  # a file refusing writes
         # a track sink joins the room as it starts: the file after it is checked before that
-        (["track:echo", "wav:{tmp}"], "it is a folder"),
+        ("track:alice", ["track:echo", "wav:{tmp}"], "it is a folder"),
+        # a fan-out's output is named as written (before: "cannot write /sys/identity.wav")
+        ("track:guest-*", ["wav:/sys/{{identity}}.wav"], "folder /sys is not writable"),
     ],
 )
-async def test_an_existing_but_unwritable_output_fails_before_joining(livekit_server, tmp_path, sinks, why):
+async def test_an_existing_but_unwritable_output_fails_before_joining(
+    livekit_server, tmp_path, source, sinks, why
+):
     """The folder exists, so only trying it tells (before: each passed the check, the run joined the
     room and waited for alice, and would have failed at her first frame)."""
     sinks = [sink.format(tmp=tmp_path) for sink in sinks]
     started = time.monotonic()
     args = [arg for sink in sinks for arg in ("--sink", sink)]
-    code, _, err = await lkplug(livekit_server, "run", "--source", "track:alice", *args, timeout=30)
+    code, _, err = await lkplug(livekit_server, "run", "--source", source, *args, timeout=30)
     print(f"failed after {time.monotonic() - started:.2f} s")  # reported, not asserted
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
