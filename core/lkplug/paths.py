@@ -3,6 +3,7 @@ for a participant that its folder is missing, or that its output cannot be writt
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,10 @@ def check_folder(path: Path) -> None:
         raise MediaError(f"cannot write {path}: folder {folder} does not exist")
     if path.is_dir():
         raise MediaError(f"cannot write {path}: it is a folder; give a file name")
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null): opening may block
+        if not os.access(path, os.W_OK):
+            raise MediaError(f"cannot write {path}: it is not writable")
+        return
     try:
         if path.is_file():
             with open(path, "ab"):  # appending nothing: the file is left as it is
