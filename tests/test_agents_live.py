@@ -21,8 +21,10 @@ import pytest
 import soundfile
 from livekit import api, rtc
 
+from lkplug.registry import Registry
 from lkplug.testing import dominant_frequency, level_dbfs
 from lkplug_livekit.devserver.peers import RATE
+from lkplug_livekit.worker import WorkerSettings, job_fields, job_source
 
 pytestmark = pytest.mark.live
 SENT_RMS_DB = -6.0 - 3.01  # what peers' publish_sine sends: a sine with a -6 dBFS peak
@@ -344,3 +346,12 @@ async def test_a_plain_livekit_agents_worker_is_dispatched(livekit_server, livek
     assert (room, identity) == ("plain-agents", f"minimal-{job_id}")
     await until(lambda: agents_in(alice) == [identity], what="the minimal agent in the room")
     assert job_id.startswith("AJ_")
+
+
+def test_a_publisher_jobs_source_is_named_after_its_participant():
+    """Messages about a per-publisher job's source name its participant (before: "track:identity",
+    the placeholder it was built from, in a new user's worker error)."""
+    settings = WorkerSettings(source="track:{identity}", procs=(), sinks=("null",), per="publisher")
+    source = job_source(settings, Registry.load(), job_fields(settings, "room", "AJ_1", "ali,ce"))
+    assert source.label == "track:ali,ce"
+    assert source.obj.selector.identity == "ali,ce"

@@ -10,7 +10,9 @@ import pytest
 from livekit import rtc
 
 from lkplug.testing import dominant_frequency, level_dbfs
-from lkplug_livekit.devserver.peers import BARS, RATE, bar_colours
+from lkplug_livekit.devserver import server_errors
+from lkplug_livekit.devserver.peers import BARS, RATE, Peer, bar_colours
+from lkplug_livekit.devserver.process import DevServerProcess
 
 pytestmark = pytest.mark.live
 SINE_RMS_DB = -6.0 - 3.01  # a sine with a -6 dBFS peak
@@ -136,3 +138,37 @@ async def test_video_arrives_at_the_size_it_was_published(livekit_join):
     assert {image.shape for image in images} == {(720, 1280, 4)}
     for got, want in zip(bar_colours(images[-1]), BARS, strict=True):
         assert np.abs(np.subtract(got, want)).max() < 40, (got, want)
+
+
+async def test_a_subscription_asked_twice_is_made_and_logged_once():
+    """Auto-subscribe and the SDK's own request (lkplug's track source makes one) both ask for
+    alice's track: one subscription, one log line (before: two to four lines per subscription in
+    ``lkplug devserver``'s output). After an unsubscribe, subscribing again is logged again."""
+    server = await DevServerProcess(quiet=False).start()
+    peers = []
+    try:
+        alice = await Peer.join(server.url, server.token("alice"))
+        peers.append(alice)
+        await alice.publish_sine(440)
+        bob = await Peer.join(server.url, server.token("bob"))
+        peers.append(bob)
+        publication = None
+        while publication is None:  # as the track source: asks as soon as it sees the publication
+            alice_there = bob.room.remote_participants.get("alice")
+            publication = next(iter(alice_there.track_publications.values()), None) if alice_there else None
+            await asyncio.sleep(0.01)
+        publication.set_subscribed(True)
+        assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+        unsubscribed = await events(bob.room, "track_unsubscribed")
+        publication.set_subscribed(False)
+        await asyncio.wait_for(unsubscribed.get(), 10)
+        publication.set_subscribed(True)
+        assert_sine(await bob.receive_audio("alice", seconds=1.0), 440)
+    finally:
+        for peer in reversed(peers):
+            await peer.close()
+        await server.stop()
+    await asyncio.sleep(0.2)  # the reader takes the last lines
+    subscribed = [line for line in server.lines if "bob subscribed to alice/" in line]
+    assert len(subscribed) == 2, "\n".join(server.lines)
+    assert not server_errors(server.lines), "\n".join(server.lines)

@@ -58,3 +58,13 @@ def test_summaries():
         summary(report, live=True, streams=2)
         == "2 streams, 4.00 s of media in all, in 3.20 s, stopped by signal"
     )
+
+
+def test_one_stream_is_one_stream():
+    """A new user's fan-out of one publisher read "1 streams" on both lines."""
+    status = StatusLine(io.StringIO())
+    status.start(SimpleNamespace(duration=None, live=True))
+    status.update(2.0, "alice/microphone")
+    assert rendered(status, 3.0) == "1 stream: alice/microphone 00:02.0; 00:03.0 elapsed"
+    report = RunReport(seconds=2.0, wall=3.0)
+    assert summary(report, live=True, streams=1) == "1 stream, 2.00 s of media in all, in 3.00 s"

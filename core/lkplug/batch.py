@@ -30,7 +30,7 @@ from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
 from .outputs import held_outputs, temporary_name
-from .progress import BatchStatus
+from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -182,7 +182,7 @@ class Batch:
     def explain(self, registry: Registry) -> str:
         first = self.jobs[0]
         lines = [
-            f"batch   {len(self.jobs)} inputs from {self.pattern} (root {self.root}); for each,"
+            f"batch   {counted(len(self.jobs), 'input')} from {self.pattern} (root {self.root}); for each,"
             f" e.g. {first.input}:",
             _pipeline(first, registry).explain(),
         ]

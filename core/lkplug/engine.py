@@ -23,11 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
 from .errors import LkplugError, ParamError, UsageError
+from .paths import check_folder
+from .progress import counted
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
 
@@ -192,6 +195,14 @@ class Pipeline:
                 if other != sink.label:  # two sinks into one file: one of them would be lost
                     raise UsageError(f"{sink.label} and {other} both write {path}; give each its own file")
 
+    def _check_outputs(self) -> None:
+        """Every sink's files (``writes``) can be written, before any sink starts: a sink that
+        publishes to a room joins it in ``start``, and a file sink after it would otherwise be found
+        unwritable only once the room was joined."""
+        for sink in self.sinks:
+            for path in getattr(sink.obj, "writes", ()):
+                check_folder(Path(path))
+
     def _plan(self, kind: str, fmt: Any) -> Chain:
         stages = self._stages.setdefault(kind, list(self.processors))
         chain = Chain.plan(kind, fmt, stages, self.registry)
@@ -284,6 +295,7 @@ class Pipeline:
             self._check_sinks(formats)
             for kind, fmt in formats.items():
                 self._plan(kind, fmt)
+            self._check_outputs()
             for index, sink in enumerate(self.sinks):
                 start = getattr(sink.obj, "start", None)
                 if start is not None:
@@ -357,11 +369,11 @@ class Pipeline:
                 before = [s.built.label for s in chain.steps[:index] if not s.built.inserted]
                 cause = (before or upstream or [self.source.label])[-1]
                 where = f"{built.label} (after {cause})" if built.inserted else built.label
-                lines.append(f"{where} clipped {clipped} samples; lower the level before it")
+                lines.append(f"{where} clipped {counted(clipped, 'sample')}; lower the level before it")
         for sink in self.sinks:
             clipped = getattr(sink.obj, "clipped", 0)
             if clipped:
-                lines.append(f"{sink.label} clipped {clipped} samples; lower the level before it")
+                lines.append(f"{sink.label} clipped {counted(clipped, 'sample')}; lower the level before it")
         return lines
 
     async def _produce(self, queue: asyncio.Queue) -> None:

@@ -17,6 +17,7 @@ from .components import RunContext
 from .engine import Pipeline, RunReport, build
 from .errors import LkplugError, MediaError, UsageError
 from .paths import check_folder
+from .progress import counted
 from .registry import Registry
 from .spec import parse_spec
 
@@ -108,10 +109,12 @@ class FanOut:
                 )
         # fail on unknown components, bad parameters and unusable folders now, not when the first
         # track shows up (maybe hours later); folders without fields in them are made now
-        _, sinks = self._build(example, make_folders=False)
+        self._build(example, make_folders=False)
         if self.make_folders:
+            # built from the templates as written, so that a message names wav:rec/{identity}.wav,
+            # not a path with the word "identity" in it where no participant is yet
             fixed = [
-                s for t, s in zip(self.sink_templates, sinks, strict=True) if "{" not in str(Path(t).parent)
+                build(self.registry, "sink", t) for t in self.sink_templates if "{" not in str(Path(t).parent)
             ]
             make_sink_folders(fixed)
 
@@ -211,5 +214,6 @@ class FanOut:
             report.stopped = self._stopping
             report.wall = loop.time() - started
         if failures:
-            raise LkplugError(f"{len(failures)} of {len(runs)} streams failed; first: {failures[0]}")
+            failed = f"{len(failures)} of {counted(len(runs), 'stream')} failed"
+            raise LkplugError(f"{failed}; first: {failures[0]}")
         return report

@@ -1,9 +1,10 @@
 """Output paths: checked before a run starts, so a recording does not learn after an hour of waiting
-for a participant that its folder is missing."""
+for a participant that its folder is missing, or that its output cannot be written."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import MediaError
@@ -18,11 +19,29 @@ def refuse_folder(path: Path, example: str = "out.wav") -> None:
 
 
 def check_folder(path: Path) -> None:
-    """Raise MediaError unless a file can be created at ``path``: it is no folder, its folder exists
-    and is writable."""
-    refuse_folder(path, f"out{Path(path).suffix or '.wav'}")
-    folder = Path(path).parent
+    """Raise MediaError unless a file can be written at ``path``: its folder exists and a file can be
+    created in it, and ``path`` itself, if it exists, is not a folder and opens for writing.
+
+    Tried for real (a hidden file made and removed in the folder; an existing file opened to append,
+    nothing written): permission bits do not tell (root passes ``os.access`` on a read-only file
+    system or in /sys), and an output found unwritable only at the first frame fails after joining a
+    room and waiting for a participant."""
+    path = Path(path)
+    refuse_folder(path, f"out{path.suffix or '.wav'}")
+    folder = path.parent
     if not folder.is_dir():
         raise MediaError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MediaError(f"cannot write {path}: folder {folder} is not writable")
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null): opening may block
+        if not os.access(path, os.W_OK):
+            raise MediaError(f"cannot write {path}: it is not writable")
+        return
+    try:
+        if path.is_file():
+            with open(path, "ab"):  # appending nothing: the file is left as it is
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".lkplug-check-"):
+                pass
+    except OSError as exc:
+        where = f"{path}" if path.is_file() else f"folder {folder}"
+        raise MediaError(f"cannot write {path}: {where} is not writable ({exc.strerror})") from None

@@ -16,6 +16,11 @@ BAR_WIDTH = 30
 MAX_STREAMS_SHOWN = 4
 
 
+def counted(number: int, noun: str) -> str:
+    """``counted(1, "stream")`` is "1 stream", ``counted(2, "stream")`` "2 streams"."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def clock(seconds: float) -> str:
     minutes, secs = divmod(max(seconds, 0.0), 60)
     hours, minutes = divmod(int(minutes), 60)
@@ -82,9 +87,9 @@ class StatusLine:
         more = len(self.streams) - len(shown)
         parts = [f"{label} {clock(seconds)}" for label, seconds in shown]
         of = f" (each to {clock(self.total)})" if self.total else ""
-        return (
-            f"{len(self.streams)} streams{of}: " + ", ".join(parts) + (f" +{more} more" if more else "")
-        ) + f"; {clock(elapsed)} elapsed"
+        more = f" +{more} more" if more else ""
+        streams = counted(len(self.streams), "stream")
+        return f"{streams}{of}: " + ", ".join(parts) + f"{more}; {clock(elapsed)} elapsed"
 
     def finish(self) -> None:
         if self.next_draw:
@@ -99,7 +104,7 @@ def summary(report, live: bool = False, streams: int | None = None) -> str:
     stopped = ", stopped by signal" if report.stopped else ""
     if streams is not None:
         return (
-            f"{streams} stream{'s' if streams != 1 else ''}, {report.seconds:.2f} s of media in all, "
+            f"{counted(streams, 'stream')}, {report.seconds:.2f} s of media in all, "
             f"in {report.wall:.2f} s{stopped}"
         )
     if live:

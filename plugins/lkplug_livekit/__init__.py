@@ -34,7 +34,14 @@ def lkplug_sources():
                 ),
                 Param("follow", bool, False, "when the participant leaves, wait for them to come back"),
                 Param("rate", int, 0, "ask the SDK for this sample rate (0: 48000)", min=0, max=192000),
-                Param("channels", int, 0, "ask the SDK for this many channels (0: 1)", min=0, max=8),
+                Param(
+                    "channels",
+                    int,
+                    0,
+                    "ask the SDK for this many channels (0: 1); it decodes mono, so 2 repeats it (README)",
+                    min=0,
+                    max=8,
+                ),
                 Param(
                     "format",
                     str,

@@ -94,6 +94,7 @@ def job_source(settings: WorkerSettings, registry: Registry, fields: dict[str, s
     spec = fill(settings.source, {k: v for k, v in fields.items() if k != "identity"})
     source = build(registry, "source", spec.replace("{identity}", "identity"))
     source.obj.selector = dataclasses.replace(source.obj.selector, identity=glob.escape(fields["identity"]))
+    source.label = spec.replace("{identity}", fields["identity"])  # messages name the participant
     return source
 
 

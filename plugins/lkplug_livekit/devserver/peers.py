@@ -67,10 +67,15 @@ class Peer:
         source: int = rtc.TrackSource.SOURCE_MICROPHONE,
         dbfs: float = -6.0,
         impulses: bool = False,
+        queue_ms: int = 100,
     ) -> rtc.LocalTrackPublication:
         """Publish a sine at ``dbfs`` (peak) in real time; with ``impulses``, a click every second
-        instead (for latency measurements: its first sample is at a whole second since publishing)."""
-        audio = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+        instead (for latency measurements: its first sample is at a whole second since publishing).
+        ``queue_ms``: the SDK's capture queue, which the feeder keeps full. It is also how long this
+        process may stall before the SDK sends silence in its place (it sends 10 ms of zeros whenever
+        the queue is empty): a test that looks for gaps on a loaded machine wants more than 100 ms,
+        a latency measurement wants little."""
+        audio = rtc.AudioSource(RATE, 1, queue_size_ms=queue_ms)
         track = rtc.LocalAudioTrack.create_audio_track(name, audio)
         publication = await self.room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=source)

@@ -33,7 +33,8 @@ def free_port() -> int:
 
 class DevServerProcess:
     """``await DevServerProcess().start()``; ``url``, ``api_key``, ``api_secret``, ``token()``,
-    fault injection (``drop_signal``, ``restart``) and ``stop()``. Without ``api_secret``, a random one."""
+    fault injection (``drop_signal``, ``restart``) and ``stop()``. Without ``api_secret``, a random one.
+    ``quiet=False``: ``lines`` hold its log of joins, subscriptions and publishes too."""
 
     def __init__(
         self,
@@ -42,10 +43,12 @@ class DevServerProcess:
         api_key: str = DEFAULT_KEY,
         api_secret: str | None = None,
         departure_timeout: float | None = None,
+        quiet: bool = True,
     ):
         self.demo, self.room = demo, room
         self.api_key, self.api_secret = api_key, api_secret or secrets.token_urlsafe(24)
         self.departure_timeout = departure_timeout
+        self.quiet = quiet
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []  # what the server printed (its log goes to stderr, kept for failures)
@@ -59,7 +62,7 @@ class DevServerProcess:
 
     async def start(self) -> DevServerProcess:
         self.port = free_port()
-        args = ["--port", str(self.port), "--api-key", self.api_key, "-q"]
+        args = ["--port", str(self.port), "--api-key", self.api_key] + (["-q"] if self.quiet else [])
         if self.demo:
             args += ["--demo", "--room", self.room]
         if self.departure_timeout is not None:

@@ -636,7 +636,11 @@ class DevServer:
             await track.owner.send(track_subscribed=rtc.TrackSubscribed(track_sid=track.info.sid))
 
     def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
-        if participant.gone or track.info.sid in participant.senders:
+        # auto-subscribe and the SDK's own request both ask: one subscription, logged once. A
+        # removal still pending is undone by subscribing again
+        sid = track.info.sid
+        pending = participant.changes.get(sid, False)
+        if participant.gone or pending is track or (sid in participant.senders and pending is False):
             return
         if participant.grants.can_subscribe is False:
             # LiveKit's server refuses quietly (and would retry if the grant changed): no media
@@ -892,10 +896,15 @@ def follow_ice_restart(pc: RTCPeerConnection, sdp: str) -> None:
 async def stop_sending(pc: RTCPeerConnection, sender) -> None:
     """Take a sender off the connection. aiortc has no ``removeTrack``: stop the sender (its RTP ends,
     the relayed track is released) and offer its m-line ``inactive`` next, which is what
-    ``removeTrack`` does in a browser. aiortc does not reuse the m-line; a new subscription gets one."""
+    ``removeTrack`` does in a browser. aiortc does not reuse the m-line; a new subscription gets one.
+    The dead m-line's msid is replaced by one that names nothing: aiortc would keep writing the track's,
+    and a subscription to the same track again would put its msid on two m-lines, which the SDK
+    cannot parse (it panics and aborts the whole process: "Duplicate a=msid lines detected")."""
     transceiver = next((t for t in pc.getTransceivers() if t.sender is sender), None)
     if transceiver is not None:
         transceiver.direction = "inactive"
+        nothing = secrets.token_hex(6)
+        sender._stream_id, sender._track_id = f"removed-{nothing}", f"removed-{nothing}"
     track = sender.track
     await sender.stop()
     if track is not None:
