@@ -180,7 +180,14 @@ class TrackSink(Sink):
 
         video_source = rtc.VideoSource(width, height)
         track = rtc.LocalVideoTrack.create_video_track(self.name, video_source)
-        options = rtc.TrackPublishOptions(source=self._track_source("video"), simulcast=self.simulcast)
+        # the size that goes in is the size sent: libwebrtc would otherwise start a 1280x720 track at
+        # 640x360 (its low first bandwidth estimate) or shrink it under CPU load, and the server
+        # forwards what it gets (the frame rate gives way instead)
+        options = rtc.TrackPublishOptions(
+            source=self._track_source("video"),
+            simulcast=self.simulcast,
+            degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION,
+        )
         await self._publish("video", video_source, track, options)
 
     async def close(self) -> None:
