@@ -350,3 +350,22 @@ def test_batch_status_line():
     line = stream.getvalue().split("\r")[-1]
     # 2 of 4 in 10 s: 10 s to go; 300 s of media in 10 s: 30x
     assert line.startswith("2/4 files (1 failed)  05:00.0 of media  30.0x  ETA 00:10.0"), line
+
+
+def test_a_warning_names_its_input_once(tmp_path):
+    # a new user's -j 2 batch printed "warning: rec/c.mp3: rec/c.mp3: damaged input ..."
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    damaged = tmp_path / "in" / "d.flac"
+    damaged.parent.mkdir()
+    soundfile.write(damaged, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    data = bytearray(damaged.read_bytes())
+    for offset in range(20000, len(data) - 200, 5000):  # 200 bytes of 0xFF every 5000
+        data[offset : offset + 200] = b"\xff" * 200
+    damaged.write_bytes(bytes(data))
+    result = run_lkplug(
+        "run", "--source", f"file:{tmp_path}/in/*.flac", "--sink", f"wav:{tmp_path}/out/{{stem}}.wav"
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings and all(line.count(str(damaged)) == 1 for line in warnings), result.stderr

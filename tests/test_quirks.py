@@ -193,6 +193,20 @@ def test_a_wav_gets_silence_in_the_hole(holed_mkv, tmp_path, sink):
     assert soundfile.info(out).frames == pytest.approx(6 * RATE, abs=1024)
 
 
+@pytest.mark.parametrize("proc", ["resample:rate=16000", "apm"])
+def test_a_hole_stays_a_hole_through_a_resampler_and_a_fixed_frame_stage(holed_mkv, tmp_path, proc):
+    # a new user's damaged FLAC through resample:rate=16000 came out 104 ms short, everything after
+    # the damage early (the resampler numbered its output from the first frame on); the rechunker
+    # before a 10 ms stage (apm) closed holes the same way.
+    # ffmpeg -i hole.mkv -af aresample=async=1,aresample=16000 out.wav: clicks at 1.0, 4.0, 5.0 s, 6 s
+    out = tmp_path / "out.wav"
+    result = run("--source", f"file:{holed_mkv}", "--proc", proc, "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(out)
+    assert onsets(out) == pytest.approx([1.0, 4.0, 5.0], abs=0.02)
+    assert info.frames / info.samplerate == pytest.approx(6.0, abs=0.03)
+
+
 def test_variable_frame_rate_keeps_every_picture_at_its_time(tmp_path):
     source, out = tmp_path / "vfr.mkv", tmp_path / "out.mp4"
     times = [i / 60 for i in range(60)] + [1 + i / 5 for i in range(20)]  # 60 fps for 1 s, then 5 fps
@@ -1037,3 +1051,19 @@ def test_joined_mpeg_ts_pieces_keep_every_picture(tmp_path):
         times = [frame.time for frame in container.decode(video=0)]
     assert len(times) == 50
     assert times == sorted(times) and times[-1] - times[0] == pytest.approx(49 / 25, abs=0.002)
+
+
+def test_a_stream_a_wav_does_not_have_is_refused(tmp_path):
+    # a new user's `file:a.wav,stream=a:3` wrote stream a:0 with exit 0 (the WAV reader skipped the
+    # check every other format has); ffmpeg -i a.wav -map 0:a:3: "Stream map '0:a:3' matches no streams"
+    source = tmp_path / "a.wav"
+    soundfile.write(source, np.zeros((4800, 1), np.int16), 48000)
+    line = assert_one_line_error(run("--source", f"file:{source},stream=a:3", "--sink", "null"))
+    assert "has only 1 audio stream(s), wanted a:3" in line
+
+
+def test_a_file_source_without_a_path_says_so():
+    # before: "bad component spec 'file:': text after the closing quote in ''" (there is no quote)
+    result = run("--source", "file:", "--sink", "null")
+    assert result.returncode == 2
+    assert "needs a path" in assert_one_line_error(result)

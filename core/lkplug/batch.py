@@ -513,8 +513,9 @@ def run_batch(
                 if result.ok:
                     summary.ok.append(result)
                     notify(f"ok {result.input} ({result.seconds:.1f} s)")
-                    for warning in result.warnings:
-                        notify(f"warning: {result.input}: {warning}")
+                    for warning in result.warnings:  # the file source's own name the file already
+                        named = warning.startswith(f"{result.input}:")
+                        notify(f"warning: {warning}" if named else f"warning: {result.input}: {warning}")
                 else:
                     summary.failed.append(result)
                     notify(f"failed {result.input}: {result.error}")

@@ -97,6 +97,12 @@ class Rechunker(Processor):
             return [frame]
         if self._next_timestamp is None or not self._held:
             self._next_timestamp = frame.timestamp
+        elif frame.timestamp > self._next_timestamp + self._held:
+            # a hole (lost packets, DTX, damage): silence in it keeps what follows at its time, as
+            # the frames after a fixed-frame stage carry no gaps
+            hole = frame.timestamp - self._next_timestamp - self._held
+            self._pending.append(np.zeros((hole, frame.data.shape[1]), frame.data.dtype))
+            self._held += hole
         self.rate = frame.sample_rate
         self._layout = frame.layout
         self._pending.append(frame.data)

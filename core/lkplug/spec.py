@@ -98,7 +98,7 @@ def _split_items(rest: str, text: str) -> list[str]:
 def _unquote(value: str, text: str) -> str:
     if len(value) >= 2 and value[0] in QUOTES and value[-1] == value[0]:
         return value[1:-1]
-    if value[:1] in QUOTES:
+    if value and value[0] in QUOTES:  # ("" is in every string: an empty value is no quote)
         raise SpecError(f"bad component spec {text!r}: text after the closing quote in {value!r}")
     return value
 

@@ -19,6 +19,7 @@ class Resampler(Processor):
         self._stream = None
         self._in_rate = 0
         self._next_timestamp = 0
+        self._expected = 0  # the input timestamp that continues what came before
         self._shape = (0, 1)
         self._dtype = np.int16
         self._layout = ""
@@ -39,9 +40,15 @@ class Resampler(Processor):
         )
 
     def process(self, frame: AudioFrame) -> list:
+        out = []
+        if self._stream is not None and frame.timestamp != self._expected:
+            # a hole (lost packets, a damaged stretch) or a step back: what is held ends where it
+            # was, and the stream starts again at the frame's time, so the hole stays a hole
+            out = self.flush()
         if self._stream is None:
             self._open(frame)
-        return self._emit(self._stream.resample_chunk(np.ascontiguousarray(frame.data)))
+        self._expected = frame.timestamp + frame.samples
+        return out + self._emit(self._stream.resample_chunk(np.ascontiguousarray(frame.data)))
 
     def flush(self) -> list:
         if self._stream is None:

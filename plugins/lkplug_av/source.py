@@ -222,6 +222,8 @@ class FileSource(Source):
         duration: float = 0.0,
         loop: int = 1,
     ):
+        if not path:
+            raise UsageError("the file source needs a path: file:talk.m4a (or a glob, file:'rec/*.wav')")
         self.path = path
         self.reads = (path,)
         self.wanted = parse_streams(stream)
@@ -339,6 +341,9 @@ class FileSource(Source):
                 if file.read(4) != b"RIFX":
                     return None  # FFmpeg may still read it
             raise MediaError(f"cannot read {self.path}: {exc}") from None
+        for kind, index in self.wanted:  # a file libsndfile reads holds one audio stream
+            if index:
+                raise MediaError(f"{self.path}: has only 1 {kind} stream(s), wanted {kind[0]}:{index}")
         self.duration = info.frames / info.samplerate if info.samplerate else None
         fmt = "s16" if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "flt"
         layout = _ffmpeg_layout(self.path) if info.channels > 2 else ""  # libsndfile does not say
