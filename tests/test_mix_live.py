@@ -42,6 +42,7 @@ class Run:
             "LIVEKIT_API_KEY": self.server.api_key,
             "LIVEKIT_API_SECRET": self.server.api_secret,
             "LIVEKIT_ROOM": self.room,
+            "PYTHONFAULTHANDLER": "1",  # SIGABRT on a hang dumps every thread's stack to stderr
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lkplug", *self.args, env=env, stderr=asyncio.subprocess.PIPE
@@ -55,12 +56,16 @@ class Run:
                 if "mix: recording from now" in text and not self.started.done():
                     self.started.set_result(loop.time())
 
-        try:
-            await asyncio.wait_for(asyncio.gather(read(), process.wait()), timeout)
-        except asyncio.TimeoutError:
-            process.kill()
+        reading = asyncio.ensure_future(read())
+        done, _ = await asyncio.wait({reading, asyncio.ensure_future(process.wait())}, timeout=timeout)
+        if len(done) < 2:  # a run that does not end: show where it was and what it said
+            process.send_signal(signal.SIGABRT)
+            await asyncio.wait({reading}, timeout=10)
+            if process.returncode is None:
+                process.kill()
             await process.wait()
-            raise
+            raise AssertionError(f"lkplug did not end within {timeout} s:\n" + "".join(self.lines))
+        await process.wait()
         return process.returncode, "".join(self.lines)
 
 

@@ -33,6 +33,7 @@ from .paths import check_folder
 from .progress import counted
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
+from .waiting import wait_event
 
 QUEUE_FRAMES = 8
 SHORT_FRAME_MS = 10.0  # a live source's frames when a real-time sink listens (WebRTC's own size)
@@ -396,10 +397,7 @@ class Pipeline:
             # from here rather than catch up in a burst the listener would not hear
             self._pace_origin -= delay
         elif delay > 0:
-            try:  # stop() ends the wait at once
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, delay)  # stop() ends the wait at once
 
     async def _handle(self, frame) -> None:
         kind = frame.kind

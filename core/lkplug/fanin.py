@@ -32,6 +32,7 @@ from .errors import LkplugError, UsageError
 from .frames import AudioFrame
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
+from .waiting import wait_event
 
 #: live streams: how long the mix waits for a block's frames before it is written without them (a
 #: stream whose frames come later than that, after a gap or a stall, goes on from where it arrived)
@@ -62,10 +63,7 @@ class _Wake:
         self._event = asyncio.Event()
 
     async def wait(self, timeout: float | None = None) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self._event, timeout)  # a cancellation is never swallowed (3.11 wait_for)
 
 
 @dataclasses.dataclass

@@ -37,8 +37,17 @@ class Concealment:
         self._task = asyncio.ensure_future(self._watch())
 
     async def _read(self) -> tuple[float, float] | None:
-        # bounded: a track torn down under it must not hold the end of a recording
-        for stats in await asyncio.wait_for(self.track.get_stats(), READ_TIMEOUT):
+        # bounded: a track torn down under it must not hold the end of a recording; asyncio.wait, not
+        # wait_for: 3.11's wait_for swallows a cancel (stop()) that comes as the reading does, and
+        # _watch would then read on for ever and stop() wait for it
+        reading = asyncio.ensure_future(self.track.get_stats())
+        try:
+            await asyncio.wait({reading}, timeout=READ_TIMEOUT)
+        finally:
+            reading.cancel()
+        if not reading.done() or reading.cancelled():
+            return None
+        for stats in reading.result():
             if stats.WhichOneof("stats") == "inbound_rtp":
                 inbound = stats.inbound_rtp.inbound
                 if inbound.total_samples_duration > 0:

@@ -16,6 +16,7 @@ import numpy as np
 
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 from lkplug.frames import video_shape
+from lkplug.waiting import wait_event
 
 from .concealment import Concealment, describe
 from .connection import RoomConnection
@@ -132,10 +133,9 @@ class TrackSource(Source):
                     quiet_since = loop.time()
                 elif self.wait and loop.time() - quiet_since > self.wait:
                     return
-                try:  # streams end without a room event: look again now and then
-                    await asyncio.wait_for(self._changed.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
+                # streams end without a room event: look again now and then (a cancellation that
+                # comes with an event must end this loop: asyncio.wait_for of 3.11 would swallow it)
+                await wait_event(self._changed, 0.5)
         finally:
             for event in ROOM_EVENTS:
                 room.off(event, self._poke)
@@ -265,10 +265,7 @@ class TrackSource(Source):
                     hint_at = None
                 else:
                     timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
-                continue
+            await wait_event(self._changed, timeout)
 
     @staticmethod
     def _current(room, participant, publication, track) -> bool:
