@@ -49,8 +49,8 @@ PARENT_ENV = "LKPLUG_DEVSERVER_PARENT"
 def devserver_command(port, api_key, api_secret_file, demo, room, departure_timeout, quiet):
     """A local LiveKit-protocol server for tests and demos, on 127.0.0.1 only.
 
-    NOT a production SFU: one process, media decoded and re-encoded for every subscriber, no
-    simulcast. Point lkplug at your own LiveKit server or LiveKit Cloud for real work.
+    NOT a production SFU: one process, published media forwarded as it is (never decoded), no
+    simulcast, no congestion control. Point lkplug at your own LiveKit server or LiveKit Cloud for real work.
 
     \b
     lkplug devserver --demo
