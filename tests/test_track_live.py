@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -32,6 +33,7 @@ async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
         "LIVEKIT_API_KEY": server.api_key,
         "LIVEKIT_API_SECRET": server.api_secret,
         "LIVEKIT_ROOM": room,
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT on a hang dumps every thread's stack to stderr
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -42,12 +44,16 @@ async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
+    talking = asyncio.ensure_future(process.communicate())
+    done, _ = await asyncio.wait({talking}, timeout=timeout)
+    if not done:  # a run that does not end: show where it was and what it said
+        process.send_signal(signal.SIGABRT)
+        done, _ = await asyncio.wait({talking}, timeout=10)
+        if not done:
+            process.kill()
+        out, err = await talking
+        raise AssertionError(f"lkplug {' '.join(args)} did not end within {timeout} s:\n{err.decode()}")
+    out, err = talking.result()
     return process.returncode, out.decode(), err.decode()
 
 
