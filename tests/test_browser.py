@@ -215,24 +215,17 @@ async def test_the_browser_publishes_microphone_and_camera_that_lkplug_records(
     assert_bars(pictures[-1])
 
 
+def publish_tone(server, seconds: int) -> asyncio.Future:
+    """lkplug publishing 660 Hz as participant 'lkplug', track 'lk', for ``seconds`` (a running task)."""
+    args = ("--source", "tone:660", "--sink", "track:lk", "--identity", "lkplug", "-t", str(seconds))
+    return asyncio.ensure_future(lkplug(server, "run", *args))
+
+
 async def test_lkplugs_tone_is_heard_in_the_browser_at_the_level_sent(
     livekit_server, sdk_page, record_property
 ):
     await join(sdk_page, livekit_server)
-    tone = asyncio.ensure_future(
-        lkplug(
-            livekit_server,
-            "run",
-            "--source",
-            "tone:660",
-            "--sink",
-            "track:lk",
-            "--identity",
-            "lkplug",
-            "-t",
-            "10",
-        )
-    )
+    tone = publish_tone(livekit_server, seconds=10)
     heard = await sdk_page.evaluate("listen('lkplug', 4)")
     code, _, err = await tone
     assert code == 0, err
@@ -252,20 +245,7 @@ async def test_the_page_joins_lists_tracks_and_meters_lkplugs_tone(livekit_serve
     token = livekit_server.token("visitor")
     await page.goto(f"http://127.0.0.1:{livekit_server.port}/#token={token}")
     assert await page.inner_text("#room-name") == "test"
-    tone = asyncio.ensure_future(
-        lkplug(
-            livekit_server,
-            "run",
-            "--source",
-            "tone:660",
-            "--sink",
-            "track:lk",
-            "--identity",
-            "lkplug",
-            "-t",
-            "12",
-        )
-    )
+    tone = publish_tone(livekit_server, seconds=12)
     try:
         await page.click("text=Join with microphone and camera")
         await page.wait_for_selector("text=connected to room test as visitor", timeout=20_000)
