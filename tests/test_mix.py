@@ -133,26 +133,22 @@ def test_layouts_assign_channels():
     assert summed[:, 0] == pytest.approx(2 * 10 ** (-6 / 20))  # headroom 6 dB
 
 
-@pytest.mark.parametrize("layout", ["mix", "mix:channels,order='alice,bob'", "mix:split,left=alice"])
-def test_live_streams_are_placed_by_when_they_come(tmp_path, layout):
-    """A room without a network (tests/mix_hooks.py): alice from the start, bob from 2 s to 4 s."""
+def mix_room(tmp_path, source: str, proc: str):
+    """6 s of tests/mix_hooks.py's ``room`` source through ``proc`` into a float WAV: the run and the
+    samples, (samples, channels), after checking the run succeeded at 48 kHz and 6 s."""
     out = tmp_path / "room.wav"
-    result = run_lkplug(
-        "run",
-        "-p",
-        str(HOOKS),
-        "--source",
-        "room",
-        "--proc",
-        layout,
-        "--sink",
-        f"wav:{out},subtype=float",
-        "-t",
-        "6",
-    )
+    args = ("-p", str(HOOKS), "--source", source, "--proc", proc, "--sink", f"wav:{out},subtype=float")
+    result = run_lkplug("run", *args, "-t", "6")
     assert result.returncode == 0, result.stderr
     data, rate = soundfile.read(out, always_2d=True, dtype="float32")
     assert (rate, len(data)) == (RATE, 6 * RATE)
+    return result, data
+
+
+@pytest.mark.parametrize("layout", ["mix", "mix:channels,order='alice,bob'", "mix:split,left=alice"])
+def test_live_streams_are_placed_by_when_they_come(tmp_path, layout):
+    """A room without a network (tests/mix_hooks.py): alice from the start, bob from 2 s to 4 s."""
+    result, data = mix_room(tmp_path, "room", layout)
     gain = 1.0 if "channels" in layout else 10 ** (-6 / 20)
     alice, bob = data[:, 0], data[:, -1]
     blocks = alice.reshape(-1, RATE // 100)
@@ -174,24 +170,8 @@ def test_a_stalled_process_does_not_leave_holes_in_the_live_mix(tmp_path):
     """lkplug itself stopped for 0.6 s at 3 s (tests/mix_hooks.py's stall=): every stream's frames come
     late alike, all at once after it. The mix waits for them rather than writing their places as
     silence and moving the streams later."""
-    out = tmp_path / "room.wav"
-    result = run_lkplug(
-        "run",
-        "-p",
-        str(HOOKS),
-        "--source",
-        "room:alice:440:0:60+bob:660:2:5,stall=3",
-        "--proc",
-        "mix:channels,count=2",
-        "--sink",
-        f"wav:{out},subtype=float",
-        "-t",
-        "6",
-    )
-    assert result.returncode == 0, result.stderr
+    result, data = mix_room(tmp_path, "room:alice:440:0:60+bob:660:2:5,stall=3", "mix:channels,count=2")
     assert "later than its timestamps" not in result.stderr and "too late" not in result.stderr, result.stderr
-    data, rate = soundfile.read(out, always_2d=True, dtype="float32")
-    assert (rate, len(data)) == (RATE, 6 * RATE)
     # alice in every 10 ms block, bob in every block from 2 s to 5 s but the edges', at the level sent
     alice = np.sqrt(np.mean(data[:, 0].reshape(-1, RATE // 100) ** 2, axis=1))
     bob = np.sqrt(np.mean(data[2 * RATE + 480 : 5 * RATE - 480, 1].reshape(-1, RATE // 100) ** 2, axis=1))
