@@ -74,17 +74,25 @@ class Fanout:
 class Outlet(MediaStreamTrack):
     """One subscriber's copy of a published track, for an ``RTCRtpSender``: ``recv`` gives encoded
     frames (``av.Packet``). At most ``QUEUED[kind]`` wait: audio drops the oldest; video that falls
-    behind drops what it holds and resumes at a keyframe (a decoder cannot skip an interframe)."""
+    behind drops what it holds and resumes at a keyframe (a decoder cannot skip an interframe). Until
+    the sender first reads (the subscriber's answer is in), audio keeps only the newest frame: held
+    longer, it would reach the subscriber as one burst that its jitter buffer keeps as delay for
+    seconds (240 ms measured against 40-70 ms for a track subscribed without a burst), so streams of
+    one room would reach it with different delays. LiveKit's server forwards in real time too."""
 
     def __init__(self, fanout: Fanout):
         super().__init__()
         self.kind, self.fanout = fanout.kind, fanout
         self.queue: asyncio.Queue = asyncio.Queue(QUEUED[fanout.kind])
         self.need_keyframe = fanout.kind == "video"
+        self.reading = False  # the sender has asked for a frame
 
     def put(self, packet: Packet, keyframe: bool) -> None:
         if self.readyState != "live":
             return
+        if self.kind == "audio" and not self.reading:
+            while not self.queue.empty():
+                self.queue.get_nowait()
         if self.queue.full():
             if self.kind == "audio":
                 self.queue.get_nowait()
@@ -102,6 +110,7 @@ class Outlet(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
+        self.reading = True
         return await self.queue.get()
 
     def stop(self) -> None:
