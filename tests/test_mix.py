@@ -177,3 +177,16 @@ def test_a_stalled_process_does_not_leave_holes_in_the_live_mix(tmp_path):
     bob = np.sqrt(np.mean(data[2 * RATE + 480 : 5 * RATE - 480, 1].reshape(-1, RATE // 100) ** 2, axis=1))
     assert alice.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(alice < 0.3) / 100
     assert bob.min() == pytest.approx(0.5 / np.sqrt(2), rel=0.15), np.flatnonzero(bob < 0.3) / 100 + 2
+
+
+def test_what_the_receiver_made_up_is_said_without_zero_amounts():
+    from lkplug_livekit.concealment import describe
+
+    # (start, end, concealed ms, stretched ms) on the stream's own timeline, shifted by where it was placed
+    assert (
+        describe([(1.0, 1.5, 0.0, 20.0)], offset=0.4)
+        == "the receiver stretched 20 ms of audio at 1.40-1.90 s"
+    )
+    assert describe([(1.0, 1.5, 65.2, 0.0), (1.2, 2.0, 0.0, 0.3)]) == (
+        "the receiver concealed 65 ms and stretched 1 ms of audio at 1.00-2.00 s"
+    )

@@ -174,7 +174,7 @@ def made_up(err: str, identity: str) -> list[tuple[float, float]]:
     the mix): packets that came late or never, before lkplug had them."""
     spans = []
     for line in err.splitlines():
-        if f"mix: {identity}: the receiver concealed" in line:
+        if re.search(f"mix: {re.escape(identity)}: the receiver (concealed|stretched)", line):
             for start, end in re.findall(r"(\d+\.\d+)-(\d+\.\d+) s", line):
                 spans.append((float(start), float(end)))
     return spans

@@ -98,9 +98,12 @@ class Concealment:
 
 def describe(spans, offset: float = 0.0) -> str:
     """``spans`` as one line, the overlapping ones merged: "the receiver concealed 65 ms and stretched
-    20 ms of audio at 1.40-1.90 s, 5.00-5.50 s" (seconds shifted by ``offset``)."""
-    concealed = sum(span[2] for span in spans)
-    stretched = sum(span[3] for span in spans)
+    20 ms of audio at 1.40-1.90 s, 5.00-5.50 s" (seconds shifted by ``offset``); what it did not do is
+    left out ("the receiver stretched 20 ms of audio at ..."), and a part of a millisecond is 1 ms."""
+    amounts = {
+        what: sum(span[index] for span in spans) for what, index in (("concealed", 2), ("stretched", 3))
+    }
+    done = " and ".join(f"{what} {max(1, round(ms))} ms" for what, ms in amounts.items() if ms > 0)
     merged: list[list[float]] = []
     for start, end, *_ in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -108,4 +111,4 @@ def describe(spans, offset: float = 0.0) -> str:
         else:
             merged.append([start, end])
     where = ", ".join(f"{start + offset:.2f}-{end + offset:.2f} s" for start, end in merged)
-    return f"the receiver concealed {concealed:.0f} ms and stretched {stretched:.0f} ms of audio at {where}"
+    return f"the receiver {done} of audio at {where}"
