@@ -5,38 +5,41 @@ statistics (``concealed_samples``, ``inserted_samples_for_deceleration``,
 ``removed_samples_for_acceleration``) count them. A recording made through such a stretch is not
 what was sent there (a tone dips in level and turns in phase), so lkplug says where they were.
 
-The statistics are cumulative and have no time: they are read every ``POLL`` seconds. Audio the
-receiver made up between two readings was made after the first was asked for, so it is handed on
-after what had been handed on then, and before what has been handed on ``AFTER`` readings after the
-second (the SDK's frames and the stream's queue delay it by less than that)."""
+The statistics are cumulative and have no time: they are read every ``POLL`` seconds. Each reading
+also gives how much audio the receiver has made in all (``total_samples_duration``), and the SDK
+hands every 10 ms the receiver makes to lkplug's stream, one for one: what it made up between two
+readings is the stretch of the stream between those two counts, once the count at which the stream
+began is known. That is found from the readings themselves: a reading asked for when ``position``
+seconds had been handed on counts at least that much audio past the stream's beginning, so the
+smallest (count - position) bounds it; the shortest time the SDK takes to hand on what the receiver
+made (its regrouping of frames, its queue) is ``MARGIN`` at most."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable
 
 POLL = 0.25  # seconds between readings of the receiver's statistics
 READ_TIMEOUT = 1.0  # seconds a reading may take
-AFTER = 4  # readings (1 s) by which what the receiver made up has been handed on
+MARGIN = 0.1  # seconds: what the receiver made is handed on to lkplug sooner than this, at some reading
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
 
 
 class Concealment:
     """Reads a remote audio track's receiver statistics while it is received. ``position()`` gives
-    the seconds of media handed on so far. ``spans`` are (start, end, concealed ms, stretched ms) in
-    those seconds: where the receiver concealed audio, or stretched it past the first ``SETTLE`` s."""
+    the seconds of media handed on so far. ``stop()`` gives (start, end, concealed ms, stretched ms)
+    in those seconds: where the receiver concealed audio, or stretched it past the first ``SETTLE`` s."""
 
     def __init__(self, track, position: Callable[[], float]):
         self.track, self.position = track, position
-        self.spans: list[tuple[float, float, float, float]] = []
-        self._last: tuple[float, float] | None = None  # (concealed, stretched) samples at the last reading
+        # (seconds the receiver made, concealed samples, stretched samples, position when asked)
+        self._readings: list[tuple[float, float, float, float]] = []
         self._rate = 48000
-        self._pending: list[list[float]] = []  # [readings to wait, start, concealed ms, stretched ms]
-        self._since = 0.0  # position when the last reading was asked for
         self._task = asyncio.ensure_future(self._watch())
 
-    async def _read(self) -> tuple[float, float] | None:
+    async def _read(self) -> tuple[float, float, float] | None:
         # bounded: a track torn down under it must not hold the end of a recording; asyncio.wait, not
         # wait_for: 3.11's wait_for swallows a cancel (stop()) that comes as the reading does, and
         # _watch would then read on for ever and stop() wait for it
@@ -55,45 +58,38 @@ class Concealment:
                 stretched = (
                     inbound.inserted_samples_for_deceleration + inbound.removed_samples_for_acceleration
                 )
-                return float(inbound.concealed_samples), float(stretched)
+                return inbound.total_samples_duration, float(inbound.concealed_samples), float(stretched)
         return None
 
-    def _reading(self, counts: tuple[float, float] | None, asked: float) -> None:
-        """``counts`` read now; ``asked``: the position when they were asked for."""
-        now = self.position()
-        for pending in self._pending:  # handed on by now: it ends here
-            pending[0] -= 1
-            if pending[0] <= 0:
-                self.spans.append((pending[1], now, pending[2], pending[3]))
-        self._pending = [pending for pending in self._pending if pending[0] > 0]
-        if counts is not None and self._last is not None:
-            concealed = (counts[0] - self._last[0]) / self._rate * 1000
-            stretched = (counts[1] - self._last[1]) / self._rate * 1000 if now > SETTLE else 0.0
-            if concealed > 0 or stretched > 0:
-                self._pending.append([AFTER, self._since, concealed, stretched])
-        self._last = counts if counts is not None else self._last
-        self._since = asked
+    async def _take(self) -> None:
+        asked = self.position()
+        with contextlib.suppress(Exception):  # statistics are a report, never a reason to fail
+            counts = await self._read()
+            if counts is not None:
+                self._readings.append((*counts, asked))
 
     async def _watch(self) -> None:
         while True:
-            asked = self.position()
-            with contextlib.suppress(Exception):  # statistics are a report, never a reason to fail
-                self._reading(await self._read(), asked)
+            await self._take()
             await asyncio.sleep(POLL)
 
     async def stop(self) -> list[tuple[float, float, float, float]]:
-        """Stop reading (a last reading first) and return ``spans``."""
+        """Stop reading (a last reading first) and return the spans."""
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
-        asked = self.position()
-        with contextlib.suppress(Exception):
-            self._reading(await self._read(), asked)
-        self.spans += [
-            (start, self.position(), concealed, stretched) for _, start, concealed, stretched in self._pending
-        ]
-        self._pending = []
-        return self.spans
+        await self._take()
+        if not self._readings:
+            return []
+        began = min(made - asked for made, _, _, asked in self._readings)  # the count at the stream's start
+        spans = []
+        for before, now in itertools.pairwise(self._readings):
+            start, end = before[0] - began, now[0] - began + MARGIN
+            concealed = (now[1] - before[1]) / self._rate * 1000
+            stretched = (now[2] - before[2]) / self._rate * 1000 if end > SETTLE else 0.0
+            if concealed > 0 or stretched > 0:
+                spans.append((max(0.0, start), min(end, self.position()), concealed, stretched))
+        return spans
 
 
 def describe(spans, offset: float = 0.0) -> str:
