@@ -24,6 +24,7 @@ SENT_PEAK = 10 ** (-6 / 20)  # publish_sine's -6 dBFS peak
 HEADROOM = 10 ** (-6 / 20)  # mix's documented default for sum and split
 WINDOW = RATE // 20  # 50 ms: whole cycles of 440 and 660 Hz (22 and 33), so each is measured alone
 STEP = RATE // 200  # 5 ms
+QUEUE = 0.3  # seconds of a scheduled publisher's capture queue: how long this process may stall
 
 
 class Run:
@@ -34,6 +35,11 @@ class Run:
         self.server, self.args, self.room = server, args, room
         self.started: asyncio.Future = asyncio.get_running_loop().create_future()
         self.lines: list[str] = []
+
+    async def said(self, text: str) -> None:
+        """Until lkplug said ``text``."""
+        while not any(text in line for line in self.lines):
+            await asyncio.sleep(0.01)
 
     async def run(self, timeout: float = 60) -> tuple[int, str]:
         env = {
@@ -73,30 +79,33 @@ async def publish_scheduled(peer, freq: float, schedule: dict) -> asyncio.Task:
     """Publish ``freq`` at -6 dBFS between loop times ``schedule["on"]`` and ``schedule["off"]``
     (silence before and after; the peer leaves the room at "leave", default "off"), its phase turned
     by half a cycle at each loop time in ``schedule["flips"]`` (marks in time that do not change the
-    level). The schedule may be filled in while it runs. A 20 ms capture queue keeps what is sent within 20 ms
-    of its loop time; no DTX, so silence is sent as audio and the receiver's jitter buffer keeps one
+    level). The schedule may be filled in while it runs, ``QUEUE`` s ahead of its times. The frames go
+    through the SDK's capture queue, which sends 10 ms every 10 ms (zeros when it is empty): kept full,
+    frame n is sent n * 10 ms after the first, and a stall of this process shorter than the queue
+    sends nothing else; no DTX, so silence is sent as audio and the receiver's jitter buffer keeps one
     delay throughout."""
-    audio = rtc.AudioSource(RATE, 1, queue_size_ms=20)
+    audio = rtc.AudioSource(RATE, 1, queue_size_ms=round(QUEUE * 1000))
     track = rtc.LocalAudioTrack.create_audio_track("microphone", audio)
     await peer.room.local_participant.publish_track(
         track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False)
     )
     loop = asyncio.get_running_loop()
     amplitude = SENT_PEAK * 32767
+    leaving = schedule.get("leave", schedule.get("off", math.inf))
 
     async def feed():
-        position = 0
-        while loop.time() < schedule.get("leave", schedule.get("off", math.inf)):
-            now = loop.time()
-            phase = np.pi * sum(now >= flip for flip in schedule.get("flips", ()))
+        position, first = 0, loop.time()
+        while (at := first + position / RATE) < leaving:  # when this frame is sent
+            phase = np.pi * sum(at >= flip for flip in schedule.get("flips", ()))
             t = (np.arange(FRAME) + position) / RATE
-            sound = schedule.get("on", -math.inf) <= now < schedule.get("off", math.inf)
+            sound = schedule.get("on", -math.inf) <= at < schedule.get("off", math.inf)
             samples = amplitude * np.sin(2 * np.pi * freq * t + phase) if sound else np.zeros(FRAME)
             await audio.capture_frame(rtc.AudioFrame(samples.astype(np.int16).tobytes(), RATE, 1, FRAME))
             position += FRAME
 
     async def leave():
         await sending
+        await asyncio.sleep(max(0.0, leaving - loop.time()))  # what is queued is sent
         await peer.close()
 
     peer.sources.append(audio)
@@ -140,10 +149,22 @@ def edges(times: np.ndarray, amplitudes: np.ndarray, full: float) -> list[float]
     return [float(times[i + 1]) for i in np.flatnonzero(above[1:] != above[:-1])]
 
 
-async def record_alice_and_bob(server, join, tmp_path, layout: str) -> tuple[np.ndarray, str]:
-    """alice sends 440 Hz from before the recording; bob joins at 2 s, publishes and speaks 660 Hz at
-    once, stops at 4 s and leaves. Both turn the phase of their tone by half a cycle at 3 s: marks in
-    time that do not change the level. Returns the file and what lkplug said."""
+async def first_packet_sent(track: rtc.LocalAudioTrack) -> None:
+    """Until the publisher's SDK reports RTP packets sent for ``track`` (its publishing transport is
+    up: it connects at the first publish, and what is captured before is never sent)."""
+    while True:
+        for stats in await track.get_stats():
+            if stats.WhichOneof("stats") == "outbound_rtp" and stats.outbound_rtp.sent.packets_sent > 0:
+                return
+        await asyncio.sleep(0.02)
+
+
+async def record_alice_and_bob(server, join, tmp_path, layout: str, record_property) -> tuple:
+    """alice sends 440 Hz from before the recording; bob joins at 1 s and sends silence, then 660 Hz
+    from 2 s (or as soon as his first packets are sent and lkplug receives him, if that is later: a
+    publisher's sound before that reaches nobody) to 4 s, and leaves. Both turn the phase of their
+    tone by half a cycle at 3 s: marks in time that do not change the level. Returns the file, what
+    lkplug said and when bob's tone began (seconds of the recording, as sent)."""
     alice = await join("alice", auto_subscribe=False)  # publishers only: the dev server relays less
     alice_schedule: dict = {}
     await publish_scheduled(alice, 440, alice_schedule)
@@ -151,14 +172,21 @@ async def record_alice_and_bob(server, join, tmp_path, layout: str) -> tuple[np.
     run = Run(server, "run", "--source", "track:*", "--proc", layout, "--sink", f"wav:{out}", "-t", "6")
     lkplug = asyncio.ensure_future(run.run())
     start = await asyncio.wait_for(asyncio.shield(run.started), 30)
+    loop = asyncio.get_running_loop()
     alice_schedule["flips"] = [start + 3.0]
-    await asyncio.sleep(max(0.0, start + 2.0 - asyncio.get_running_loop().time()))
+    await asyncio.sleep(max(0.0, start + 1.0 - loop.time()))
     # bob stops at 4 s and leaves 0.5 s later: what is still on its way when a participant leaves (the
     # room's latency, 0.15-0.2 s here) is dropped by the server with the track, so a leave at 4 s would
     # end his sound that much early in any recording
-    schedule = {"on": start + 2.0, "flips": [start + 3.0], "off": start + 4.0, "leave": start + 4.5}
+    schedule = {"flips": [start + 3.0], "on": math.inf, "off": start + 4.0, "leave": start + 4.5}
     bob = await join("bob", auto_subscribe=False)
     speaking = await publish_scheduled(bob, 660, schedule)
+    track = next(iter(bob.room.local_participant.track_publications.values())).track
+    await asyncio.wait_for(asyncio.gather(first_packet_sent(track), run.said("receiving bob/")), 30)
+    ready = loop.time() - start
+    record_property("bob_ready_s", round(ready, 3))  # joined at 1 s: his transport, lkplug's subscription
+    on = max(2.0, ready + QUEUE + 0.05)  # his feeder is a queue ahead of the time
+    schedule["on"] = start + on
     code, err = await lkplug
     await speaking
     assert code == 0, err
@@ -166,7 +194,8 @@ async def record_alice_and_bob(server, join, tmp_path, layout: str) -> tuple[np.
     data, rate = soundfile.read(out, always_2d=True)
     assert (rate, len(data)) == (RATE, 6 * RATE)
     print(err)  # what the mix said (streams, channels, warnings), shown when an assertion fails
-    return data, err
+    assert on < 3.0, f"bob was ready only {ready:.2f} s into the recording"  # his mark at 3 s is measured
+    return data, err, on
 
 
 def made_up(err: str, identity: str) -> list[tuple[float, float]]:
@@ -180,23 +209,24 @@ def made_up(err: str, identity: str) -> list[tuple[float, float]]:
     return spans
 
 
-def assert_alice_and_bob(alice: np.ndarray, bob: np.ndarray, gain: float, err: str, record_property) -> None:
+def assert_alice_and_bob(
+    alice: np.ndarray, bob: np.ndarray, gain: float, err: str, on: float, record_property
+) -> None:
     # the mix placed every frame where its timestamps say, once: none came later than it waits
     assert "came too late" not in err and "later than its timestamps" not in err, err
     full = SENT_PEAK * gain
     # how much later than sent the file holds alice's mark (the room's latency, under a second) and bob's
     latency = phase_mark(alice, 440, gain, (3.0, 3.9)) - 3.0
     # bob is placed at his time: his mark where alice's is, within 60 ms
-    assert phase_mark(bob, 660, gain, (3.0, 3.9)) - latency == pytest.approx(3.0, abs=0.06), latency
+    bob_mark = phase_mark(bob, 660, gain, (3.0, 3.9)) - latency
+    record_property("bob_after_alice_s", round(bob_mark - 3.0, 3))
+    assert bob_mark == pytest.approx(3.0, abs=0.06), latency
     times, a660 = amplitude_track(bob, 660)
     found = [edge - latency for edge in edges(times, a660, full)]
-    # he stops at 4 s, within 60 ms. He starts once his first packets reach the room: his own SDK
-    # connects its publishing transport (ICE, DTLS) only at his first publish, and the server starts
-    # forwarding when they come (0.3-0.4 s after he joined here, the same for any subscriber); what he
-    # sends before is never sent on, so it cannot be in the file
+    # 660 Hz only while he sent it: it starts when his tone was sent and stops at 4 s, within 60 ms
+    record_property("bob_edges_s", [round(edge, 3) for edge in found])
+    assert found[0] == pytest.approx(on, abs=0.06), (found, on, latency)
     assert found[-1] == pytest.approx(4.0, abs=0.06), (found, latency)
-    assert 2.0 - 0.06 < found[0] < 3.0, (found, latency)
-    record_property("bob_starts_after_joining_s", round(found[0] - 2.0, 3))
     middle = (times > 3.1 + latency) & (times < 3.9 + latency)
     assert abs(20 * np.log10(np.median(a660[middle]) / full)) < 1.0
     # 440 Hz throughout (past the first packets, the decoder's fade-in; and but for the windows across
@@ -220,19 +250,21 @@ def assert_alice_and_bob(alice: np.ndarray, bob: np.ndarray, gain: float, err: s
 
 
 async def test_a_room_mixed_to_one_channel(livekit_server, livekit_join, tmp_path, record_property):
-    data, err = await record_alice_and_bob(livekit_server, livekit_join, tmp_path, "mix")
+    data, err, on = await record_alice_and_bob(livekit_server, livekit_join, tmp_path, "mix", record_property)
     assert data.shape[1] == 1
-    assert_alice_and_bob(data[:, 0], data[:, 0], HEADROOM, err, record_property)
+    assert_alice_and_bob(data[:, 0], data[:, 0], HEADROOM, err, on, record_property)
 
 
 @pytest.mark.parametrize("layout", ["mix:channels,order='alice,bob'", "mix:split,left=alice"])
 async def test_a_room_with_one_side_per_channel(
     livekit_server, livekit_join, tmp_path, layout, record_property
 ):
-    data, err = await record_alice_and_bob(livekit_server, livekit_join, tmp_path, layout)
+    data, err, on = await record_alice_and_bob(
+        livekit_server, livekit_join, tmp_path, layout, record_property
+    )
     assert data.shape[1] == 2
     gain = 1.0 if "channels" in layout else HEADROOM
-    assert_alice_and_bob(data[:, 0], data[:, 1], gain, err, record_property)
+    assert_alice_and_bob(data[:, 0], data[:, 1], gain, err, on, record_property)
     # each side holds only its own: no 660 Hz left, no 440 Hz right (the median over the windows: a
     # tone's edges, the phase mark and a packet lost on the way splash a little into every band)
     assert np.median(amplitude_track(data[:, 0], 660)[1]) < 0.01 * SENT_PEAK
@@ -243,7 +275,10 @@ async def test_eight_publishers_mix_without_gaps(livekit_server, livekit_join, t
     freqs = [300 + 100 * index for index in range(8)]
     for index, freq in enumerate(freqs):
         peer = await livekit_join(f"guest-{index}", auto_subscribe=False)  # the server relays 8, not 64
-        await peer.publish_sine(freq)
+        # a 1 s capture queue: a stall of this process (8 feeders, at a load of 8 on 2 cores) shorter than
+        # that does not make the SDK send zeros in place of the tone (with 100 ms: exact-zero blocks in
+        # the mix, while no receiver concealed anything)
+        await peer.publish_sine(freq, queue_ms=1000)
     out = tmp_path / "room.wav"
     seconds = 8
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
