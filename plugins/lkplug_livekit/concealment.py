@@ -12,7 +12,7 @@ readings is the stretch of the stream between those two counts, once the count a
 began is known. That is found from the readings themselves: a reading asked for when ``position``
 seconds had been handed on counts at least that much audio past the stream's beginning, so the
 smallest (count - position) bounds it; the shortest time the SDK takes to hand on what the receiver
-made (its regrouping of frames, its queue) is ``MARGIN`` at most."""
+made is its regrouping of 10 ms into the stream's frames (``frame`` seconds) and ``MARGIN`` more."""
 
 from __future__ import annotations
 
@@ -23,17 +23,18 @@ from collections.abc import Callable
 
 POLL = 0.25  # seconds between readings of the receiver's statistics
 READ_TIMEOUT = 1.0  # seconds a reading may take
-MARGIN = 0.1  # seconds: what the receiver made is handed on to lkplug sooner than this, at some reading
+MARGIN = 0.05  # seconds past a frame: what the receiver made is handed on sooner, at some reading
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
 
 
 class Concealment:
     """Reads a remote audio track's receiver statistics while it is received. ``position()`` gives
-    the seconds of media handed on so far. ``stop()`` gives (start, end, concealed ms, stretched ms)
-    in those seconds: where the receiver concealed audio, or stretched it past the first ``SETTLE`` s."""
+    the seconds of media handed on so far, in frames of ``frame`` seconds. ``stop()`` gives (start,
+    end, concealed ms, stretched ms) in those seconds: where the receiver concealed audio, or
+    stretched it past the first ``SETTLE`` s."""
 
-    def __init__(self, track, position: Callable[[], float]):
-        self.track, self.position = track, position
+    def __init__(self, track, position: Callable[[], float], frame: float = 0.01):
+        self.track, self.position, self.frame = track, position, frame
         # (seconds the receiver made, concealed samples, stretched samples, position when asked)
         self._readings: list[tuple[float, float, float, float]] = []
         self._rate = 48000
@@ -84,7 +85,7 @@ class Concealment:
         began = min(made - asked for made, _, _, asked in self._readings)  # the count at the stream's start
         spans = []
         for before, now in itertools.pairwise(self._readings):
-            start, end = before[0] - began, now[0] - began + MARGIN
+            start, end = before[0] - began, now[0] - began + self.frame + MARGIN
             concealed = (now[1] - before[1]) / self._rate * 1000
             stretched = (now[2] - before[2]) / self._rate * 1000 if end > SETTLE else 0.0
             if concealed > 0 or stretched > 0:

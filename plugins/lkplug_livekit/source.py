@@ -287,7 +287,7 @@ class TrackSource(Source):
             stream = rtc.AudioStream(
                 track, sample_rate=self.rate, num_channels=self.channels, frame_size_ms=self.frame_ms
             )
-            watch = Concealment(track, lambda: self.received)
+            watch = Concealment(track, lambda: self.received, self.frame_ms / 1000)
         else:
             buffer_type = getattr(rtc.VideoBufferType, SDK_PIXEL_FORMATS[self.pixel_format])
             stream = rtc.VideoStream(track, format=buffer_type)
