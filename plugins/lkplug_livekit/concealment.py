@@ -83,13 +83,16 @@ class Concealment:
         if not self._readings:
             return []
         began = min(made - asked for made, _, _, asked in self._readings)  # the count at the stream's start
+        handed = self.position()
         spans = []
         for before, now in itertools.pairwise(self._readings):
             start, end = before[0] - began, now[0] - began + self.frame + MARGIN
+            if start >= handed:  # made after the last frame lkplug took (the run ended): not recorded
+                break
             concealed = (now[1] - before[1]) / self._rate * 1000
             stretched = (now[2] - before[2]) / self._rate * 1000 if end > SETTLE else 0.0
             if concealed > 0 or stretched > 0:
-                spans.append((max(0.0, start), min(end, self.position()), concealed, stretched))
+                spans.append((max(0.0, start), min(end, handed), concealed, stretched))
         return spans
 
 
