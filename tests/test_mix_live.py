@@ -24,7 +24,8 @@ SENT_PEAK = 10 ** (-6 / 20)  # publish_sine's -6 dBFS peak
 HEADROOM = 10 ** (-6 / 20)  # mix's documented default for sum and split
 WINDOW = RATE // 20  # 50 ms: whole cycles of 440 and 660 Hz (22 and 33), so each is measured alone
 STEP = RATE // 200  # 5 ms
-QUEUE = 0.3  # seconds of a scheduled publisher's capture queue: how long this process may stall
+QUEUE = 0.3  # seconds of bob's capture queue (his tone is switched on that far ahead)
+ALICE_QUEUE = 1.0  # seconds of alice's: how long this process may stall before the SDK sends zeros
 
 
 class Run:
@@ -75,16 +76,16 @@ class Run:
         return process.returncode, "".join(self.lines)
 
 
-async def publish_scheduled(peer, freq: float, schedule: dict) -> asyncio.Task:
+async def publish_scheduled(peer, freq: float, schedule: dict, queue: float = QUEUE) -> asyncio.Task:
     """Publish ``freq`` at -6 dBFS between loop times ``schedule["on"]`` and ``schedule["off"]``
     (silence before and after; the peer leaves the room at "leave", default "off"), its phase turned
     by half a cycle at each loop time in ``schedule["flips"]`` (marks in time that do not change the
-    level). The schedule may be filled in while it runs, ``QUEUE`` s ahead of its times. The frames go
+    level). The schedule may be filled in while it runs, ``queue`` s ahead of its times. The frames go
     through the SDK's capture queue, which sends 10 ms every 10 ms (zeros when it is empty): kept full,
     frame n is sent n * 10 ms after the first, and a stall of this process shorter than the queue
     sends nothing else; no DTX, so silence is sent as audio and the receiver's jitter buffer keeps one
     delay throughout."""
-    audio = rtc.AudioSource(RATE, 1, queue_size_ms=round(QUEUE * 1000))
+    audio = rtc.AudioSource(RATE, 1, queue_size_ms=round(queue * 1000))
     track = rtc.LocalAudioTrack.create_audio_track("microphone", audio)
     await peer.room.local_participant.publish_track(
         track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False)
@@ -167,7 +168,7 @@ async def record_alice_and_bob(server, join, tmp_path, layout: str, record_prope
     lkplug said and when bob's tone began (seconds of the recording, as sent)."""
     alice = await join("alice", auto_subscribe=False)  # publishers only: the dev server relays less
     alice_schedule: dict = {}
-    await publish_scheduled(alice, 440, alice_schedule)
+    await publish_scheduled(alice, 440, alice_schedule, ALICE_QUEUE)
     out = tmp_path / "room.wav"
     run = Run(server, "run", "--source", "track:*", "--proc", layout, "--sink", f"wav:{out}", "-t", "6")
     lkplug = asyncio.ensure_future(run.run())
@@ -246,6 +247,7 @@ def assert_alice_and_bob(
     assert -1.0 < levels[whole].min() and levels[whole].max() < 1.0, (
         levels[whole].min(),
         levels[whole].max(),
+        times[whole & (np.abs(levels) >= 1.0)][:20],
     )
 
 
