@@ -13,7 +13,8 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -65,9 +66,7 @@ def make_plugin_manager(
     infos: list[PluginInfo] = []
     known: list[str] = []  # every plugin and distribution name, for a suggestion
     if load_entrypoints:
-        facts: dict = {}  # one reading of each distribution's metadata (each .name parses it again)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist_name, dist_version = _name_and_version(getattr(ep, "dist", None), facts)
+        for ep, dist_name, dist_version in _installed() if _scan is None else _scan:
             names = {ep.name} | ({dist_name, _normalize(dist_name)} if dist_name else set())
             known += sorted(names)
             hit = blocked & names | {b for b in blocked if _normalize(b) in names}
@@ -99,6 +98,30 @@ def make_plugin_manager(
             "`lkplug list` shows plugin names in its PLUGIN column"
         )
     return pm, infos
+
+
+_scan: list | None = None  # the installed entry points while ``scan_once`` holds them
+
+
+@contextmanager
+def scan_once() -> Iterator[None]:
+    """Within this block every ``make_plugin_manager`` uses one reading of the installed entry points
+    (a command line loads plugins twice: for the commands plugins add, then for the command)."""
+    global _scan
+    _scan = _installed()
+    try:
+        yield
+    finally:
+        _scan = None
+
+
+def _installed() -> list:
+    """``(entry point, distribution name, version)`` for each entry point in the ``lkplug`` group."""
+    facts: dict = {}  # one reading of each distribution's metadata (each .name parses it again)
+    return [
+        (ep, *_name_and_version(getattr(ep, "dist", None), facts))
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    ]
 
 
 def _name_and_version(dist, facts: dict) -> tuple[str | None, str | None]:
