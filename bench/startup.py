@@ -1,7 +1,8 @@
 """lkplug's fixed cost: start-up and the work around a tiny run, as whole processes.
 
 Each case runs ``-n`` times, the cases interleaved so machine load hits all alike; prints the median
-wall time (min-max) and the load average. ``--against DIR`` runs the same cases with another
+wall time (min-max), the median CPU time (user + system) and the load average (on a shared machine
+CPU time is the steadier figure). ``--against DIR`` runs the same cases with another
 checkout's ``core`` and ``plugins`` first on ``PYTHONPATH`` (the built-in plugins' entry points name
 modules, so they resolve there too), for before/after figures in one run.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,13 +46,16 @@ def cases(tmp: Path) -> dict[str, list[str]]:
     }
 
 
-def timed(command: list[str], env: dict) -> float:
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
-    return elapsed
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -77,10 +82,14 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
     print(f"median of {args.n} runs (min-max), load average {min(loads):.2f}-{max(loads):.2f}")
     for name in commands:
-        row = [f"{name:<32}"]
+        row = [f"{name:<30}"]
         for label in envs:
-            values = times[(name, label)]
-            row.append(f"{label}: {statistics.median(values):.3f} s ({min(values):.3f}-{max(values):.3f})")
+            wall = [w for w, _ in times[(name, label)]]
+            cpu = statistics.median(c for _, c in times[(name, label)])
+            row.append(
+                f"{label}: wall {statistics.median(wall):.3f} s ({min(wall):.3f}-{max(wall):.3f})"
+                f" cpu {cpu:.3f} s"
+            )
         print("  ".join(row))
 
 

@@ -7,7 +7,6 @@ error, 2 usage error, 130 interrupted.
 from __future__ import annotations
 
 import importlib
-import logging
 import math
 import os
 import select
@@ -15,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING
 
 import click
@@ -634,6 +632,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("LKPLUG_DEBUG"))
     if debug:  # plugins' and SDKs' log lines too (without it, plugins keep them quiet)
+        import logging
+
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         with scan_once():  # make_cli() and the command load the plugins: read entry points once
@@ -677,6 +677,8 @@ def console() -> None:
 
 def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
     if debug:
+        import traceback
+
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
     click.echo(f"lkplug: error: {prefix}{message}", err=True)

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import re
 import sys
-import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +150,8 @@ def _load(pm: pluggy.PluginManager, info: PluginInfo, load) -> None:
 
 def record_failure(info: PluginInfo, exc: BaseException) -> None:
     info.error = f"{type(exc).__name__}: {exc}"
+    import traceback  # only for a failure: listing plugins needs none of it
+
     info.detail = "".join(traceback.format_exception(exc))
 
 
