@@ -65,27 +65,48 @@ def load_registry(plugins) -> Registry:
 
 class CommandGroup(click.Group):
     """The ``lkplug`` group. Besides ``add_command``, a plugin may name a command by where it lives
-    (``add_lazy_command("worker", "lkplug_livekit.worker:worker_command")``): its module, and what
-    that imports, loads only when the command runs or ``lkplug --help`` lists it."""
+    (``add_lazy_command("worker", "lkplug_livekit.worker:worker_command", "Run a chain ...")``): its
+    module, and what that imports, loads only when the command runs."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lazy_commands: dict[str, str] = {}
+        self.lazy_commands: dict[str, tuple[str, str | None]] = {}
 
-    def add_lazy_command(self, name: str, target: str) -> None:
-        """Add the click command ``target`` (``"module:attribute"``) as ``name``, imported on use."""
+    def add_lazy_command(self, name: str, target: str, summary: str | None = None) -> None:
+        """Add the click command ``target`` (``"module:attribute"``) as ``name``, imported on use.
+        ``summary`` (the command's help up to its first blank line) lets ``lkplug --help`` list it
+        without importing it."""
         if name not in self.commands:
-            self.lazy_commands[name] = target
+            self.lazy_commands[name] = (target, summary)
 
     def list_commands(self, ctx) -> list[str]:
         return sorted({*self.commands, *self.lazy_commands})
 
     def get_command(self, ctx, name: str):
-        target = self.lazy_commands.pop(name, None)
+        target, _ = self.lazy_commands.pop(name, (None, None))
         if target is not None:
             module, _, attribute = target.partition(":")
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """click's listing, with a lazy command's ``summary`` shortened as click shortens a help text."""
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = self.lazy_commands.get(name, (None, None))[1]
+            command = None if summary is not None else self.get_command(ctx, name)
+            if summary is not None or (command is not None and not command.hidden):
+                rows.append((name, summary, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _, _ in rows)
+            with formatter.section("Commands"):
+                # a lazy command's summary shortened by a stand-in command, as click does for the real one
+                formatter.write_dl(
+                    [
+                        (name, (command or click.Command(name, help=text)).get_short_help_str(limit))
+                        for name, text, command in rows
+                    ]
+                )
 
 
 @click.group(

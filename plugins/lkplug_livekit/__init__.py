@@ -125,9 +125,18 @@ def lkplug_sinks():
 
 @hookimpl
 def lkplug_register_commands(cli):
-    # by name: their modules (asyncio, the engine, the SDK's connection) load only when they run
-    cli.add_lazy_command("devserver", "lkplug_livekit.devserver.cli:devserver_command")
-    cli.add_lazy_command("worker", "lkplug_livekit.worker:worker_command")
+    # by name: their modules (asyncio, the engine, the SDK's connection) load only when they run; the
+    # summaries are their help texts' first paragraphs (tests/test_cli.py checks --help is the same)
+    cli.add_lazy_command(
+        "devserver",
+        "lkplug_livekit.devserver.cli:devserver_command",
+        "A local LiveKit-protocol server for tests and demos, on 127.0.0.1 only.",
+    )
+    cli.add_lazy_command(
+        "worker",
+        "lkplug_livekit.worker:worker_command",
+        "Run a chain in every room (or for every publisher) as a LiveKit Agents worker.",
+    )
 
 
 @hookimpl
