@@ -13,13 +13,10 @@ name, and ``--skip-existing`` resumes one.
 from __future__ import annotations
 
 import asyncio
-import glob
-import multiprocessing
 import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +30,9 @@ from .outputs import held_outputs, temporary_name
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
+
+# glob, multiprocessing and uuid are imported where a batch uses them: every run of the file source
+# imports this module (to ask batch_source) and most runs are one file
 
 FIELDS = ("stem", "name", "ext", "dir", "relpath")
 _GLOB_CHARS = frozenset("*?[")
@@ -66,6 +66,8 @@ def expand(pattern: str) -> tuple[list[str], str]:
         return files, root
     if os.path.isfile(pattern):  # one file (a batch of one), whatever its name holds ([1], *)
         return [pattern], os.path.dirname(pattern) or "."
+    import glob
+
     files = sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
     if not files:
         raise MediaError(f"no file matches {pattern}")
@@ -358,6 +360,8 @@ def _start_method() -> str:
     interpreter's start-up and imports (measured: 0.5 s of CPU less for a batch on two workers).
     Only the main thread may be running (a fork copies no other thread, and a lock one of them holds
     stays locked); otherwise, and where there is no fork, a fresh interpreter is spawned."""
+    import multiprocessing
+
     if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
         return "fork"
     return "spawn"
@@ -367,6 +371,7 @@ class _LocalPool:
     """N worker processes, each loading the plugins once (a forked one has them already)."""
 
     def __init__(self, workers: int, plugins: tuple[str, ...]):
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context(_start_method())
@@ -412,6 +417,8 @@ class _DaskPool:
             self.client = Client(address, timeout=10)
         except (OSError, TimeoutError) as exc:
             raise MediaError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        import uuid
+
         # the running tasks watch it as local workers watch theirs (a scheduler-side flag)
         self.stop_event = Event(f"lkplug-batch-stop-{uuid.uuid4().hex}", client=self.client)
 

@@ -6,9 +6,7 @@ error, 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
+import importlib
 import math
 import os
 import select
@@ -16,21 +14,20 @@ import signal
 import sys
 import threading
 import time
-import traceback
+from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
-from .batch import batch_source
-from .batch import run_cli as run_batch_cli
-from .chain import Running
 from .components import FLOAT_LIMIT, RunContext
-from .engine import Pipeline, build
 from .errors import LkplugError, UsageError
-from .fanin import fans_in, mix_pipeline
-from .fanout import FanOut
-from .progress import StatusLine, summary
+from .manager import scan_once
 from .registry import ROLES, Registry
+
+if TYPE_CHECKING:
+    from .engine import Pipeline
+
+# What `run` needs (asyncio, numpy, the engine, batches, fan-in and fan-out) is imported where it is
+# used, so `lkplug --help`, `list` and `inspect` start without it.
 
 EXIT_INTERRUPTED = 130
 ESCALATE_SECONDS = 2.0  # how long the event loop may leave a first Ctrl-C untaken (a stage blocks it)
@@ -66,13 +63,67 @@ def load_registry(plugins) -> Registry:
     return registry
 
 
+class CommandGroup(click.Group):
+    """The ``lkplug`` group. Besides ``add_command``, a plugin may name a command by where it lives
+    (``add_lazy_command("worker", "lkplug_livekit.worker:worker_command", "Run a chain ...")``): its
+    module, and what that imports, loads only when the command runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, tuple[str, str | None]] = {}
+
+    def add_lazy_command(self, name: str, target: str, summary: str | None = None) -> None:
+        """Add the click command ``target`` (``"module:attribute"``) as ``name``, imported on use.
+        ``summary`` (the command's help up to its first blank line) lets ``lkplug --help`` list it
+        without importing it."""
+        if name not in self.commands:
+            self.lazy_commands[name] = (target, summary)
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx, name: str):
+        target, _ = self.lazy_commands.pop(name, (None, None))
+        if target is not None:
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """click's listing, with a lazy command's ``summary`` shortened as click shortens a help text."""
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = self.lazy_commands.get(name, (None, None))[1]
+            command = None if summary is not None else self.get_command(ctx, name)
+            if summary is not None or (command is not None and not command.hidden):
+                rows.append((name, summary, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _, _ in rows)
+            with formatter.section("Commands"):
+                # a lazy command's summary shortened by a stand-in command, as click does for the real one
+                formatter.write_dl(
+                    [
+                        (name, (command or click.Command(name, help=text)).get_short_help_str(limit))
+                        for name, text, command in rows
+                    ]
+                )
+
+
 @click.group(
+    cls=CommandGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Examples:\n\n\b\n  lkplug list\n  lkplug inspect gain\n"
     "  lkplug run --source tone:440 --proc gain:db=-6 --sink wav:out.wav\n"
     "  lkplug run --source file:in.flac --proc resample:rate=16000 --proc remix:1 --sink wav:out.wav",
 )
-@click.version_option(__version__, prog_name="lkplug")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, param, value: _print_version(ctx, value),
+    help="Show the version and exit.",
+)
 def cli():
     """Process raw audio and video from LiveKit rooms and media files with plugins.
 
@@ -82,12 +133,23 @@ def cli():
     """
 
 
+def _print_version(ctx, value) -> None:
+    """``--version``, as click's own option prints it; the version is read only when asked."""
+    if value and not ctx.resilient_parsing:
+        from . import __version__
+
+        click.echo(f"lkplug, version {__version__}")
+        ctx.exit()
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @plugin_option
 @debug_option
 def list_command(as_json, plugins, debug):
     """List every source, processor and sink, and plugins that failed to load."""
+    import json  # here, not at the top: its regex compiles at import (~3 ms) and a run needs none
+
     registry = Registry.load(plugins)
     entries = [e for role in ROLES for e in sorted(registry.entries(role), key=lambda e: e.name)]
     broken = [
@@ -139,6 +201,8 @@ def list_command(as_json, plugins, debug):
 @debug_option
 def inspect_command(name, as_json, plugins, debug):
     """Show a component's parameters, frame contract and the package that provides it."""
+    import json
+
     registry = load_registry(plugins)
     entries = registry.find(name)
     if as_json:
@@ -331,6 +395,10 @@ def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, 
     size, pixel format) are inserted where a stage needs them; --explain shows where. Ctrl-C stops
     the source, flushes and closes every output.
     """
+    from .batch import batch_source
+    from .batch import run_cli as run_batch_cli
+    from .fanin import fans_in
+
     pace_value = _parse_pace(pace)
     if not sinks and not explain:
         raise UsageError("give at least one --sink (e.g. --sink wav:out.wav, or --sink null)")
@@ -369,6 +437,13 @@ def _run(
     watch, sources, fan_in, procs, sinks, pace_value, explain, duration, quiet, registry, plugin_options,
     skip_existing=False,
 ):  # fmt: skip
+    import asyncio
+
+    from .engine import Pipeline, build
+    from .fanin import mix_pipeline
+    from .fanout import FanOut
+    from .progress import StatusLine, summary
+
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     if fan_in:
         if skip_existing:
@@ -477,6 +552,10 @@ class SignalWatch:
 
     def __exit__(self, *exc) -> None:
         self.finished.set()
+        try:  # wake the watcher now rather than at its next poll (signal numbers are never 0)
+            os.write(self._write, b"\0")
+        except BlockingIOError:  # the pipe is full of signals: the watcher is awake anyway
+            pass
         self._thread.join()
         signal.set_wakeup_fd(self._old_fd)
         for sig, handler in self._handlers.items():
@@ -492,7 +571,7 @@ class SignalWatch:
         if not ready:
             return None
         data = os.read(self._read, 1)
-        return data[0] if data else None
+        return (data[0] or None) if data else None  # 0: __exit__ woke the watcher
 
     def _watch(self) -> None:
         count, deadline = 0, None
@@ -525,6 +604,8 @@ class SignalWatch:
     def _escalate(self) -> None:
         if self.escalated is not None:
             return
+        from .chain import Running  # imported already: a run is going on
+
         running = Running.built
         what = running.who if running is not None else "the run"
         self.escalated = f"stopped by a signal while {what} was still running"
@@ -542,6 +623,8 @@ class SignalWatch:
 
 async def _run_with_signals(pipeline: Pipeline, status, watch: SignalWatch):
     """Run with ``watch`` handling the signals: a first one stops cleanly, a second ends it now."""
+    import asyncio
+
     watch.attach(pipeline, asyncio.get_running_loop(), asyncio.current_task())
     try:
         if status is not None:
@@ -570,15 +653,18 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("LKPLUG_DEBUG"))
     if debug:  # plugins' and SDKs' log lines too (without it, plugins keep them quiet)
+        import logging
+
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
-        make_cli().main(args, prog_name="lkplug", standalone_mode=False)
+        with scan_once():  # make_cli() and the command load the plugins: read entry points once
+            make_cli().main(args, prog_name="lkplug", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(EXIT_INTERRUPTED)
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except _interruptions():
         click.echo("lkplug: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except LkplugError as exc:
@@ -587,6 +673,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug, ours or a plugin's: still one line unless --debug
         _report(exc, debug, prefix=f"unexpected {type(exc).__name__}: ")
         sys.exit(1)
+
+
+def _interruptions() -> tuple[type[BaseException], ...]:
+    """KeyboardInterrupt, and asyncio's CancelledError when a command imported asyncio (a run did)."""
+    asyncio = sys.modules.get("asyncio")
+    return (KeyboardInterrupt, asyncio.CancelledError) if asyncio else (KeyboardInterrupt,)
 
 
 def console() -> None:
@@ -606,6 +698,8 @@ def console() -> None:
 
 def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
     if debug:
+        import traceback
+
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
     click.echo(f"lkplug: error: {prefix}{message}", err=True)

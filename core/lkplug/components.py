@@ -7,6 +7,7 @@ through pluggy.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -156,6 +157,42 @@ class Component:
     @property
     def emits(self) -> str:
         return getattr(self.factory, "emits", "")
+
+
+class lazy:
+    """A component factory named by ``"module:attribute"`` and imported on first use: when a run builds
+    the component, or something reads the factory's attributes (``accepts``, ``emits``,
+    ``batch_param``; `lkplug inspect`). A plugin's hooks can then declare components without importing
+    their implementations and what those import, so `lkplug list` and ``--help`` need none of it and a
+    run imports only the stages it uses::
+
+        Component("gain", lazy("lkplug_audio.basic:Gain"), "Change the level", params=(...))
+
+    An import error surfaces where the component is built, as a failure of its plugin.
+    """
+
+    def __init__(self, target: str):
+        self.target = target
+        self._resolved = None
+
+    def resolve(self):
+        """The named object (imported once)."""
+        if self._resolved is None:
+            module, _, name = self.target.partition(":")
+            self._resolved = getattr(importlib.import_module(module), name)
+        return self._resolved
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        # only names this object lacks get here; a half-built one (copy, pickle) must not recurse
+        if name.startswith("__") or name in ("target", "_resolved"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
 
 
 # Base classes for the runtime objects. Plugins may subclass them or just match their shape.

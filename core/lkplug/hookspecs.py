@@ -77,7 +77,9 @@ def lkplug_sinks() -> Iterable[Component]:
 def lkplug_register_commands(cli: click.Group) -> None:
     """Add commands to the ``lkplug`` command line (e.g. ``lkplug devserver``).
 
-    :param cli: the top-level click group; call ``cli.add_command(...)``.
+    :param cli: the top-level click group; call ``cli.add_command(...)``, or
+        ``cli.add_lazy_command(name, "module:attribute")`` so the command's module is imported only
+        when it runs (or ``lkplug --help`` lists it), not at every start.
     """
 
 

@@ -12,8 +12,8 @@ import importlib.util
 import os
 import re
 import sys
-import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -65,9 +65,7 @@ def make_plugin_manager(
     infos: list[PluginInfo] = []
     known: list[str] = []  # every plugin and distribution name, for a suggestion
     if load_entrypoints:
-        facts: dict = {}  # one reading of each distribution's metadata (each .name parses it again)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist_name, dist_version = _name_and_version(getattr(ep, "dist", None), facts)
+        for ep, dist_name, dist_version in _installed() if _scan is None else _scan:
             names = {ep.name} | ({dist_name, _normalize(dist_name)} if dist_name else set())
             known += sorted(names)
             hit = blocked & names | {b for b in blocked if _normalize(b) in names}
@@ -101,6 +99,30 @@ def make_plugin_manager(
     return pm, infos
 
 
+_scan: list | None = None  # the installed entry points while ``scan_once`` holds them
+
+
+@contextmanager
+def scan_once() -> Iterator[None]:
+    """Within this block every ``make_plugin_manager`` uses one reading of the installed entry points
+    (a command line loads plugins twice: for the commands plugins add, then for the command)."""
+    global _scan
+    _scan = _installed()
+    try:
+        yield
+    finally:
+        _scan = None
+
+
+def _installed() -> list:
+    """``(entry point, distribution name, version)`` for each entry point in the ``lkplug`` group."""
+    facts: dict = {}  # one reading of each distribution's metadata (each .name parses it again)
+    return [
+        (ep, *_name_and_version(getattr(ep, "dist", None), facts))
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    ]
+
+
 def _name_and_version(dist, facts: dict) -> tuple[str | None, str | None]:
     """A distribution's name and version, its METADATA parsed once per load (not once per look)."""
     if dist is None:
@@ -128,6 +150,8 @@ def _load(pm: pluggy.PluginManager, info: PluginInfo, load) -> None:
 
 def record_failure(info: PluginInfo, exc: BaseException) -> None:
     info.error = f"{type(exc).__name__}: {exc}"
+    import traceback  # only for a failure: listing plugins needs none of it
+
     info.detail = "".join(traceback.format_exception(exc))
 
 

@@ -1,12 +1,10 @@
 """Built-in audio plugin: the ``tone`` source, ``gain``, ``resample`` and ``remix`` processors and the
-``null`` sink. soxr is imported only when a resampler is built, so listing stays fast."""
+``null`` sink. Each component's module (numpy, soxr) is imported only when it is built, so listing
+stays fast."""
 
-from lkplug import Component, Param, hookimpl
+from lkplug import Component, Param, hookimpl, lazy
 
-from .basic import Gain, NullSink, Remix
-from .mix import LAYOUTS, Mix
-from .resample import Resampler
-from .tone import ToneSource
+MIX_LAYOUTS = ("sum", "channels", "split")  # mix's layout= choices (mix.py takes them from here)
 
 
 @hookimpl
@@ -14,7 +12,7 @@ def lkplug_sources():
     return [
         Component(
             "tone",
-            ToneSource,
+            lazy("lkplug_audio.tone:ToneSource"),
             "Test signal: sine, white noise or silence",
             params=(
                 Param("freq", float, 440.0, "sine frequency in Hz", min=0.0, max=96000.0),
@@ -36,7 +34,7 @@ def lkplug_processors():
     return [
         Component(
             "gain",
-            Gain,
+            lazy("lkplug_audio.basic:Gain"),
             "Change the level by decibels or by a linear factor (float math, clipped to s16)",
             params=(
                 Param("db", float, 0.0, "gain in dB (-6 halves the amplitude)", min=-150.0, max=60.0),
@@ -46,7 +44,7 @@ def lkplug_processors():
         ),
         Component(
             "resample",
-            Resampler,
+            lazy("lkplug_audio.resample:Resampler"),
             "Change the sample rate with soxr (stateful stream, no seams between frames)",
             params=(
                 Param("rate", int, help="output sample rate in Hz", min=1000, max=384000),
@@ -63,7 +61,7 @@ def lkplug_processors():
         ),
         Component(
             "remix",
-            Remix,
+            lazy("lkplug_audio.basic:Remix"),
             "Change the channel layout with libswresample (FFmpeg's own downmix and upmix)",
             params=(
                 Param(
@@ -77,14 +75,14 @@ def lkplug_processors():
         ),
         Component(
             "mix",
-            Mix,
+            lazy("lkplug_audio.mix:Mix"),
             "Many streams into one (a room's tracks, several files), placed on one timeline by their"
             " times. sum: one mono channel, lowered by headroom= dB (default 6: two speakers at full"
             " scale cannot clip; more at once are counted and reported as clipped where the output"
             " is integer); channels: one channel per stream at the level sent; split: left= streams"
             " left, the rest right, each side a sum lowered by headroom=",
             params=(
-                Param("layout", str, "sum", "how streams are combined", choices=LAYOUTS),
+                Param("layout", str, "sum", "how streams are combined", choices=MIX_LAYOUTS),
                 Param(
                     "order",
                     str,
@@ -111,4 +109,8 @@ def lkplug_processors():
 
 @hookimpl
 def lkplug_sinks():
-    return [Component("null", NullSink, "Discard every frame (for benchmarks and tests)")]
+    return [
+        Component(
+            "null", lazy("lkplug_audio.basic:NullSink"), "Discard every frame (for benchmarks and tests)"
+        )
+    ]

@@ -14,7 +14,7 @@ import numpy as np
 from lkplug import AudioContract, AudioFormat, Processor, UsageError
 from lkplug.frames import default_layout
 
-LAYOUTS = ("sum", "channels", "split")
+from . import MIX_LAYOUTS as LAYOUTS  # declared with the component: listing needs no numpy
 
 
 class Mix(Processor):

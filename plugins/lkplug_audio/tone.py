@@ -28,7 +28,8 @@ class ToneSource(Source):
         self.duration = duration or None
         self.frame_size = max(1, round(rate * frame_ms / 1000))
         self.sample_format = format
-        self._noise = np.random.default_rng(0)
+        # numpy.random is a module of its own (~10 ms to import): only noise needs it
+        self._noise = np.random.default_rng(0) if wave == "noise" else None
 
     def probe(self) -> dict:
         return {"audio": AudioFormat(self.rate, self.channels, self.sample_format, self.frame_size)}

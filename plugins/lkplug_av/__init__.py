@@ -1,13 +1,25 @@
 """Built-in media-file plugin through PyAV (FFmpeg): the ``file`` source and sink, and the video
 processors ``scale``, ``format`` and ``fps``.
 
-PyAV is imported when a file is opened or a stage is built, not when plugins are listed."""
+PyAV, and each component's module, is imported when a file is opened or a stage is built, not when
+plugins are listed."""
 
-from lkplug import PIXEL_FORMATS, Component, Param, hookimpl
+from lkplug import PIXEL_FORMATS, Component, Param, hookimpl, lazy
 
-from .sink import CONTAINERS, FileSink
-from .source import FileSource
-from .video import Fps, PixelFormat, Scale
+# extension or format= -> (FFmpeg muxer, default audio codec, default video codec or None: audio only);
+# here, not in sink.py, because the file sink's format= choices come from it
+CONTAINERS = {
+    "mp4": ("mp4", "aac", "libx264"),
+    "mov": ("mov", "aac", "libx264"),
+    "m4a": ("ipod", "aac", None),
+    "mkv": ("matroska", "libopus", "libx264"),
+    "webm": ("webm", "libopus", "libvpx"),
+    "ogg": ("ogg", "libopus", None),
+    "opus": ("opus", "libopus", None),
+    "flac": ("flac", "flac", None),
+    "mp3": ("mp3", "libmp3lame", None),
+    "wav": ("wav", "pcm_s16le", None),
+}
 
 
 @hookimpl
@@ -15,7 +27,7 @@ def lkplug_sources():
     return [
         Component(
             "file",
-            FileSource,
+            lazy("lkplug_av.source:FileSource"),
             "Decode a media file with FFmpeg: any container and codec PyAV opens, audio and video",
             params=(
                 Param("path", str, help="input file"),
@@ -46,7 +58,7 @@ def lkplug_processors():
     return [
         Component(
             "scale",
-            Scale,
+            lazy("lkplug_av.video:Scale"),
             "Resize video (keeps the aspect ratio when only width or height is given)",
             params=(
                 Param("width", int, 0, "output width in pixels (0: from height and the aspect)", min=0),
@@ -56,7 +68,7 @@ def lkplug_processors():
         ),
         Component(
             "format",
-            PixelFormat,
+            lazy("lkplug_av.video:PixelFormat"),
             "Convert video to another pixel format (FFmpeg's swscale)",
             params=(Param("pixel_format", str, help="target pixel format", choices=PIXEL_FORMATS),),
             positional="pixel_format",
@@ -64,7 +76,7 @@ def lkplug_processors():
         ),
         Component(
             "fps",
-            Fps,
+            lazy("lkplug_av.video:Fps"),
             "Change the video frame rate by dropping or repeating frames",
             params=(Param("rate", float, help="frames per second", min=0.1, max=1000.0),),
             positional="rate",
@@ -77,7 +89,7 @@ def lkplug_sinks():
     return [
         Component(
             "file",
-            FileSink,
+            lazy("lkplug_av.sink:FileSink"),
             "Encode to a media file with FFmpeg (mp4, mov, m4a, mkv, webm, ogg, opus, flac, mp3, wav);"
             " finalised on every exit path",
             params=(

@@ -36,21 +36,9 @@ from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
 from lkplug.paths import check_folder, refuse_folder
 
+from . import CONTAINERS
 from .video import to_av
 
-# extension or format= -> (FFmpeg muxer, default audio codec, default video codec or None: audio only)
-CONTAINERS = {
-    "mp4": ("mp4", "aac", "libx264"),
-    "mov": ("mov", "aac", "libx264"),
-    "m4a": ("ipod", "aac", None),
-    "mkv": ("matroska", "libopus", "libx264"),
-    "webm": ("webm", "libopus", "libvpx"),
-    "ogg": ("ogg", "libopus", None),
-    "opus": ("opus", "libopus", None),
-    "flac": ("flac", "flac", None),
-    "mp3": ("mp3", "libmp3lame", None),
-    "wav": ("wav", "pcm_s16le", None),
-}
 AUDIO_BITRATES = {"aac": 128_000, "libopus": 96_000, "opus": 96_000, "libmp3lame": 192_000, "vorbis": 128_000}
 VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own default (256k) smears
 # how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of

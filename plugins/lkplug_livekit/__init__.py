@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import click
 
-from lkplug import Component, Param, hookimpl
+from lkplug import Component, Param, hookimpl, lazy
 
-from .apm import Apm
 from .selector import SOURCES
-from .sink import TrackSink
-from .source import SDK_PIXEL_FORMATS, TrackSource
+
+# lkplug's pixel format -> the SDK's VideoBufferType name (here, not in source.py: the track source's
+# pixel_format= choices come from it, and listing imports no component module)
+SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 
 @hookimpl
@@ -20,7 +21,7 @@ def lkplug_sources():
     return [
         Component(
             "track",
-            TrackSource,
+            lazy("lkplug_livekit.source:TrackSource"),
             "A participant's track in a LiveKit room (alice, alice/camera, alice/name=music)",
             params=(
                 Param(
@@ -60,7 +61,7 @@ def lkplug_processors():
     return [
         Component(
             "apm",
-            Apm,
+            lazy("lkplug_livekit.apm:Apm"),
             "WebRTC audio processing (LiveKit SDK): noise suppression, high-pass, gain control, echo",
             params=(
                 Param("noise_suppression", bool, True, "suppress stationary noise"),
@@ -80,7 +81,7 @@ def lkplug_sinks():
     return [
         Component(
             "track",
-            TrackSink,
+            lazy("lkplug_livekit.sink:TrackSink"),
             "Publish as a track of lkplug's participant in a LiveKit room",
             params=(
                 Param("name", str, help="track name"),
@@ -124,11 +125,18 @@ def lkplug_sinks():
 
 @hookimpl
 def lkplug_register_commands(cli):
-    from .devserver.cli import devserver_command
-    from .worker import worker_command
-
-    cli.add_command(devserver_command)
-    cli.add_command(worker_command)
+    # by name: their modules (asyncio, the engine, the SDK's connection) load only when they run; the
+    # summaries are their help texts' first paragraphs (tests/test_cli.py checks --help is the same)
+    cli.add_lazy_command(
+        "devserver",
+        "lkplug_livekit.devserver.cli:devserver_command",
+        "A local LiveKit-protocol server for tests and demos, on 127.0.0.1 only.",
+    )
+    cli.add_lazy_command(
+        "worker",
+        "lkplug_livekit.worker:worker_command",
+        "Run a chain in every room (or for every publisher) as a LiveKit Agents worker.",
+    )
 
 
 @hookimpl

@@ -18,6 +18,7 @@ from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 from lkplug.frames import video_shape
 from lkplug.waiting import wait_event
 
+from . import SDK_PIXEL_FORMATS
 from .concealment import Concealment, describe
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
@@ -31,9 +32,6 @@ DEPARTURE_TIMEOUT = 20.0
 # or lkplug's own reconnect) they may be back within DEPARTURE_TIMEOUT. Any other reason (they left,
 # were removed, the room closed) is the end.
 COMING_BACK = {None, "DUPLICATE_IDENTITY", "MIGRATION"}
-
-# lkplug's pixel format -> the SDK's VideoBufferType
-SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 HINT_AFTER = 10.0  # seconds of waiting before saying who is in the room
 FRAME_MS = 10  # the SDK's own frame length, when the run does not say
