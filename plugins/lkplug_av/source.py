@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ _DIRECT = {
     "fltp": (np.float32, True),
 }
 _KIND = {"a": "audio", "v": "video"}
+_NEVER = object()  # a pts no frame has
 
 
 @contextmanager
@@ -525,6 +527,8 @@ def _length(frame) -> float:
 class _Samples:
     """Already-converted samples, shaped like a decoded PyAV frame for ``_Clock``."""
 
+    pts = None  # never steady: a block is gathered as it is
+
     def __init__(self, data: np.ndarray, rate: int):
         self.data = data
         self.sample_rate = rate
@@ -562,6 +566,12 @@ class _Clock:
         self.video_end = 0.0
         self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
+        # the steady case, checked per decoded frame in a few attribute reads (see ``_steady``): the
+        # pts that continues the audio exactly, and the layout it has; None while anything else holds
+        self.next_pts = _NEVER
+        self.steady_layout = None
+        self.advance_key: tuple | None = None  # (time base, rate) that ``advances`` holds
+        self.advances: dict[int, int] = {}  # samples in a frame -> pts it spans (when a whole number)
 
     @property
     def done(self) -> bool:
@@ -571,15 +581,68 @@ class _Clock:
     def frames(self, decoded, start: float, several: bool):
         self.start = start
         for kind, seconds, frame in decoded:
+            if kind == "audio" and frame.pts == self.next_pts and frame.layout == self.steady_layout:
+                # steady: the same format, continuing the audio in the FIFO exactly (no hole, nothing
+                # to trim or convert): what ``_audio`` would do, without its per-frame Python
+                samples = frame.samples
+                frame.pts = None
+                try:
+                    self.fifo.write(frame)  # PyAV refuses another sample format or rate: not steady
+                except ValueError:
+                    frame.pts, self.next_pts = self.next_pts, _NEVER
+                else:
+                    advance = self.advances.get(samples)
+                    self.next_pts = _NEVER if advance is None else self.next_pts + advance
+                    end = seconds + samples / self.rate
+                    if end > self.file_end:
+                        self.file_end = end
+                    if self.fifo.samples >= self.rate * self.block_seconds:
+                        fifo = self.fifo
+                        yield from self._emit_fifo()
+                        self.fifo = fifo  # empty now: it gathers the next block
+                        if self.done:
+                            return
+                    continue
+            pts = frame.pts if kind == "audio" else None
             if seconds is not None:
                 self.file_end = max(self.file_end, seconds + _length(frame))
                 seconds -= start
             if kind == "audio":
+                self.next_pts = _NEVER
                 yield from self._audio(frame, seconds, several)
+                self._steady(frame, pts, seconds)
             else:
                 yield from self._video(frame, seconds)
             if self.done:
                 return
+
+    def _steady(self, frame, pts: int | None, seconds: float | None) -> None:
+        """After ``frame`` went the whole way: whether the frames that continue it exactly may take the
+        short way. They may when it went into the FIFO as it was (no converter, nothing trimmed for
+        start=) and the FIFO ends where its time says: the hole test then stays below its threshold
+        for every frame that continues it, its timestamps being exact."""
+        if pts is None or seconds is None or isinstance(frame, _Samples) or self.converter is not None:
+            return
+        key = (frame.sample_rate, frame.format.name, frame.layout.nb_channels)
+        if self.fifo is None or self.fifo_key != key:
+            return
+        if (self.start and seconds < 0) or self.rate != frame.sample_rate:
+            return
+        target = round((self.offset + max(0.0, seconds - self.shift)) * self.rate) + frame.samples
+        if (target - self.position - self.fifo.samples) / self.rate >= HOLE_SECONDS / 2:
+            return
+        time_base, samples = frame.time_base, frame.samples
+        if not time_base:
+            return
+        if (time_base, self.rate) != self.advance_key:
+            self.advance_key, self.advances = (time_base, self.rate), {}
+        if samples not in self.advances:
+            advance = Fraction(samples) / (time_base * self.rate)  # pts units the frame spans
+            if advance.denominator != 1:
+                return  # not a whole number (a 1/1000 time base): every frame takes the whole way
+            self.advances[samples] = int(advance)
+        self.next_pts = pts + self.advances[samples]
+        self.steady_layout = frame.layout
 
     def _audio(self, frame, seconds: float | None, several: bool) -> list:
         """Gather decoded frames in FFmpeg's own FIFO and make one array per block: per decoded
@@ -734,6 +797,7 @@ class _Clock:
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
+        self.next_pts = _NEVER  # the next pass starts its timestamps again
         for frame in self._drain_converter():
             yield from self._gather(frame, None, False)
         yield from self._emit_fifo()
