@@ -24,8 +24,9 @@ from .wavcheck import wav_reader
 
 # decoded audio is gathered into blocks: fewer, larger frames downstream cost less per second of
 # media (1 s against 0.5 s: 0.87-0.97 s of CPU against 0.98-1.18 s for the bench's 10-minute M4A
-# job, same samples out); a run paced to real time (a file played into a room) gets short ones, for
-# an even flow, and so does audio beside video
+# job); a run paced to real time (a file played into a room) gets short ones, for an even flow, and
+# so does audio beside video. soxr dithers int16 output with noise that depends on the chunks it is
+# fed, so s16 audio resampled after this source changes by up to 2 LSB with the block length
 BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
 _S16 = ("s16", "s16p")
@@ -568,7 +569,7 @@ class _Clock:
         self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
         # the steady case, checked per decoded frame in a few attribute reads (see ``_steady``): the
-        # pts that continues the audio exactly, and the layout it has; None while anything else holds
+        # pts that continues the audio exactly, and the layout it has; _NEVER while it does not hold
         self.next_pts = _NEVER
         self.steady_layout = None
         self.advance_key: tuple | None = None  # (time base, rate) that ``advances`` holds
