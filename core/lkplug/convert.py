@@ -44,6 +44,8 @@ def count_s16_clips(data: np.ndarray, scale: float = 1.0) -> int:
     if data.dtype == np.int16 and abs(scale) <= 1.0:
         return 0
     high, low = 32767.5 / abs(scale), -32768.5 / abs(scale)
+    if not data.size or (data.max() <= high and data.min() >= low):
+        return 0  # the usual case, in two passes that make no arrays (NaN takes the long way)
     return int(np.count_nonzero((data > high) | (data < low)))
 
 

@@ -62,8 +62,16 @@ class Remix(Processor):
         mixed = av.AudioFrame.from_ndarray(packed, format=fmt, layout=layout)
         mixed.sample_rate = frame.sample_rate
         # same rate in and out: libswresample only rematrixes, sample for sample, holding nothing back
-        out = [f.to_ndarray().reshape(-1, self.channels) for f in self._resampler.resample(mixed)]
-        data = np.concatenate(out) if out else np.zeros((0, self.channels), frame.data.dtype)
+        dtype = frame.data.dtype
+        # the output frames' own buffers, not copies (to_ndarray copies): a view keeps its frame alive
+        out = [
+            np.frombuffer(f.planes[0], dtype, count=f.samples * self.channels).reshape(-1, self.channels)
+            for f in self._resampler.resample(mixed)
+        ]
+        if len(out) == 1:
+            data = out[0]
+        else:
+            data = np.concatenate(out) if out else np.zeros((0, self.channels), dtype)
         return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
 
 

@@ -2,7 +2,7 @@
 counted) the way the ffmpeg CLI does instead of ending the file; decoded length, not the header,
 is the truth about how long a file is.
 
-Audio comes out in the file's own rate and layout, gathered into blocks (0.5 s; 0.1 s when paced
+Audio comes out in the file's own rate and layout, gathered into blocks (1 s; 0.1 s when paced
 or beside video); video as one
 frame per picture in one of lkplug's pixel formats. With both, the frames keep the file's interleaving
 and share one clock (seconds from the start of the file, or from ``start=``)."""
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ from lkplug.frames import PIXEL_FORMATS
 from .wavcheck import wav_reader
 
 # decoded audio is gathered into blocks: fewer, larger frames downstream cost less per second of
-# media; a run paced to real time (a file played into a room) gets short ones, for an even flow,
-# and so does audio beside video
-BLOCK_SECONDS = 0.5
+# media (1 s against 0.5 s: 0.87-0.97 s of CPU against 0.98-1.18 s for the bench's 10-minute M4A
+# job); a run paced to real time (a file played into a room) gets short ones, for an even flow, and
+# so does audio beside video. soxr dithers int16 output with noise that depends on the chunks it is
+# fed, so s16 audio resampled after this source changes by up to 2 LSB with the block length
+BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
 _S16 = ("s16", "s16p")
 # a decoded frame that starts this much later than the audio before it ended leaves a hole
@@ -44,6 +47,7 @@ _DIRECT = {
     "fltp": (np.float32, True),
 }
 _KIND = {"a": "audio", "v": "video"}
+_NEVER = object()  # a pts no frame has
 
 
 @contextmanager
@@ -525,6 +529,8 @@ def _length(frame) -> float:
 class _Samples:
     """Already-converted samples, shaped like a decoded PyAV frame for ``_Clock``."""
 
+    pts = None  # never steady: a block is gathered as it is
+
     def __init__(self, data: np.ndarray, rate: int):
         self.data = data
         self.sample_rate = rate
@@ -562,6 +568,12 @@ class _Clock:
         self.video_end = 0.0
         self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
+        # the steady case, checked per decoded frame in a few attribute reads (see ``_steady``): the
+        # pts that continues the audio exactly, and the layout it has; _NEVER while it does not hold
+        self.next_pts = _NEVER
+        self.steady_layout = None
+        self.advance_key: tuple | None = None  # (time base, rate) that ``advances`` holds
+        self.advances: dict[int, int] = {}  # samples in a frame -> pts it spans (when a whole number)
 
     @property
     def done(self) -> bool:
@@ -571,15 +583,68 @@ class _Clock:
     def frames(self, decoded, start: float, several: bool):
         self.start = start
         for kind, seconds, frame in decoded:
+            if kind == "audio" and frame.pts == self.next_pts and frame.layout == self.steady_layout:
+                # steady: the same format, continuing the audio in the FIFO exactly (no hole, nothing
+                # to trim or convert): what ``_audio`` would do, without its per-frame Python
+                samples = frame.samples
+                frame.pts = None
+                try:
+                    self.fifo.write(frame)  # PyAV refuses another sample format or rate: not steady
+                except ValueError:
+                    frame.pts, self.next_pts = self.next_pts, _NEVER
+                else:
+                    advance = self.advances.get(samples)
+                    self.next_pts = _NEVER if advance is None else self.next_pts + advance
+                    end = seconds + samples / self.rate
+                    if end > self.file_end:
+                        self.file_end = end
+                    if self.fifo.samples >= self.rate * self.block_seconds:
+                        fifo = self.fifo
+                        yield from self._emit_fifo()
+                        self.fifo = fifo  # empty now: it gathers the next block
+                        if self.done:
+                            return
+                    continue
+            pts = frame.pts if kind == "audio" else None
             if seconds is not None:
                 self.file_end = max(self.file_end, seconds + _length(frame))
                 seconds -= start
             if kind == "audio":
+                self.next_pts = _NEVER
                 yield from self._audio(frame, seconds, several)
+                self._steady(frame, pts, seconds)
             else:
                 yield from self._video(frame, seconds)
             if self.done:
                 return
+
+    def _steady(self, frame, pts: int | None, seconds: float | None) -> None:
+        """After ``frame`` went the whole way: whether the frames that continue it exactly may take the
+        short way. They may when it went into the FIFO as it was (no converter, nothing trimmed for
+        start=) and the FIFO ends where its time says: the hole test then stays below its threshold
+        for every frame that continues it, its timestamps being exact."""
+        if pts is None or seconds is None or isinstance(frame, _Samples) or self.converter is not None:
+            return
+        key = (frame.sample_rate, frame.format.name, frame.layout.nb_channels)
+        if self.fifo is None or self.fifo_key != key:
+            return
+        if (self.start and seconds < 0) or self.rate != frame.sample_rate:
+            return
+        target = round((self.offset + max(0.0, seconds - self.shift)) * self.rate) + frame.samples
+        if (target - self.position - self.fifo.samples) / self.rate >= HOLE_SECONDS / 2:
+            return
+        time_base, samples = frame.time_base, frame.samples
+        if not time_base:
+            return
+        if (time_base, self.rate) != self.advance_key:
+            self.advance_key, self.advances = (time_base, self.rate), {}
+        if samples not in self.advances:
+            advance = Fraction(samples) / (time_base * self.rate)  # pts units the frame spans
+            if advance.denominator != 1:
+                return  # not a whole number (a 1/1000 time base): every frame takes the whole way
+            self.advances[samples] = int(advance)
+        self.next_pts = pts + self.advances[samples]
+        self.steady_layout = frame.layout
 
     def _audio(self, frame, seconds: float | None, several: bool) -> list:
         """Gather decoded frames in FFmpeg's own FIFO and make one array per block: per decoded
@@ -734,6 +799,7 @@ class _Clock:
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
+        self.next_pts = _NEVER  # the next pass starts its timestamps again
         for frame in self._drain_converter():
             yield from self._gather(frame, None, False)
         yield from self._emit_fifo()
