@@ -43,6 +43,7 @@ def lkplug_cli():
     return run_lkplug
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml), the live tests run one after
     another on one worker, in real time, and the rest share the other: never two live tests side by
