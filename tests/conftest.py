@@ -43,6 +43,17 @@ def lkplug_cli():
     return run_lkplug
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml), the live tests run one after
+    another on one worker, in real time, and the rest share the other: never two live tests side by
+    side, whose media would compete for the machine's two cores. A live test that names its own group
+    (``@pytest.mark.xdist_group``) runs beside them."""
+    for item in items:
+        if item.get_closest_marker("live") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("live"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     session.config.lkplug_exitstatus = int(exitstatus)
 

@@ -267,7 +267,10 @@ async def test_a_participant_gone_for_good_ends_the_recording_with_an_error(
     record = asyncio.ensure_future(
         lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{out}", "-t", "60")
     )
-    await asyncio.sleep(6)
+    for _ in range(600):  # until 2 s of her tone are written (s16 mono), not a fixed wait
+        if out.exists() and out.stat().st_size > 2 * RATE * 2 or record.done():
+            break
+        await asyncio.sleep(0.1)
     await alice.close()  # she leaves and does not come back
     code, _, err = await record
     assert code != 0

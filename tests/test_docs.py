@@ -110,6 +110,8 @@ def check_dev_commands(block: Block) -> None:
 
 
 @pytest.mark.live  # the guide's own live test starts the local LiveKit server
+# not in the live tests' xdist group (conftest): a pip install, mostly; its live test checks a frequency
+@pytest.mark.xdist_group("guide")
 def test_every_block_of_the_guide_runs_in_order(tmp_path, monkeypatch):
     workspace = tmp_path / "work"
     workspace.mkdir()
