@@ -309,6 +309,9 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
     assert "Traceback" not in err
     if disruption is not _drop_lkplugs_signalling_socket:  # that one resumes the session: no new track
         assert err.count("receiving alice/microphone") >= 2, err  # subscribed again after the disruption
+    if disruption is _unpublish_and_republish:  # says what it waits for again (before: a bare "waiting
+        # for alice/first audio" after "receiving alice/microphone", read as out of order)
+        assert "alice/microphone ended; waiting for alice/first audio" in err, err
     data, rate = soundfile.read(out)  # a valid file, as long as asked (gaps are not recorded)
     assert len(data) == 6 * rate
     tail = data[-rate:]  # the last second came after the disruption

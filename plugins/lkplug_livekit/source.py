@@ -76,6 +76,7 @@ class TrackSource(Source):
         self._changed = asyncio.Event()
         self._notify = print
         self.frame_ms = FRAME_MS
+        self._last: str | None = None  # the track received last ("alice/microphone")
         self.received = 0.0  # seconds of media handed on
         self.concealed: list = []  # where the receiver made audio up (Concealment.spans)
 
@@ -167,7 +168,8 @@ class TrackSource(Source):
                         self._left(room, previous.identity, elapsed, waited=False)
                     return
                 participant, publication = found
-                self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
+                self._last = f"{participant.identity}/{publication.name or publication.sid}"
+                self._notify(f"receiving {self._last}")
                 first_us = None
                 start = elapsed
                 async for event in self._receive(room, participant, publication):
@@ -248,7 +250,9 @@ class TrackSource(Source):
                 if not publication.subscribed:
                     publication.set_subscribed(True)
             elif not told:
-                self._notify(f"waiting for {self.selector} in room {room.name}")
+                # after a track ended, say so: a bare "waiting for" after "receiving" reads as out of order
+                again = f"{self._last} ended; " if received and self._last else ""
+                self._notify(f"{again}waiting for {self.selector} in room {room.name}")
                 told = True
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
