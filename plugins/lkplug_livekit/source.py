@@ -16,7 +16,7 @@ import numpy as np
 
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 from lkplug.frames import video_shape
-from lkplug.waiting import wait_event
+from lkplug.waiting import wait_either, wait_event
 
 from .concealment import Concealment, describe
 from .connection import RoomConnection
@@ -301,14 +301,14 @@ class TrackSource(Source):
             while True:
                 next_frame = asyncio.ensure_future(anext(frames))
                 while not next_frame.done():
+                    # cleared, then looked at, then waited for: a change signalled while a frame was
+                    # being handed on is seen here (looking only after a wake-up lost the session's
+                    # end when a frame came in the same step: frames stopped, and the run waited for
+                    # them for ever; or silence went on being recorded until -t, exit 0)
                     self._changed.clear()
-                    changed = asyncio.ensure_future(self._changed.wait())
-                    await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
-                    gone = self.connection.lost or not self._current(room, participant, publication, track)
-                    if not next_frame.done() and gone:
-                        next_frame.cancel()
-                        return  # unsubscribed or replaced: subscribe again
+                    if self.connection.lost or not self._current(room, participant, publication, track):
+                        return  # unsubscribed, replaced or disconnected: subscribe again, or end
+                    await wait_either(next_frame, self._changed)
                 try:
                     event = next_frame.result()
                 except (StopAsyncIteration, asyncio.CancelledError):
