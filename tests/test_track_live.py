@@ -662,6 +662,25 @@ async def test_wait_for_holds_a_file_until_the_named_listener_subscribes(
     assert sounding * 0.01 >= seconds * 0.97, repr(sounding)  # the whole file, as the real-time test
 
 
+async def test_a_publisher_holding_for_a_listener_ends_when_replaced(livekit_server, livekit_join):
+    """wait_for= with no time limit holds until carol listens, or until the session ends (before: a
+    namesake replaced it and it held on for ever: the hold heard only of subscriptions)."""
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", "tone:duration=30", "--sink", "track:music,wait_for=carol"),
+            *("--identity", "music"),
+            timeout=30,
+        )
+    )
+    alice = await livekit_join("alice")
+    await alice.remote_track("music", timeout=30)  # published: holding for carol
+    await livekit_join("music")  # takes its identity
+    code, _, err = await publish
+    assert code == 1, err
+    assert "waiting for carol to listen to music" in err and "replaced lkplug" in err, err
+
+
 async def test_a_listener_of_either_track_releases_an_audio_and_video_file(
     livekit_server, livekit_join, tmp_path
 ):
