@@ -408,7 +408,10 @@ async def test_two_recorders_without_identity_share_a_room(livekit_server, livek
         assert len(data) >= 7.9 * rate
         # no gap: every 20 ms block past the fade-in has the tone at its level
         levels = blocks_db(steady(data), rate)
-        assert levels.min() > SENT_RMS_DB - 3, (out.name, np.flatnonzero(levels <= SENT_RMS_DB - 3))
+        # (on failure: the dips' 20 ms blocks, and lkplug's stderr, which says where the receiver
+        # concealed or stretched audio: packets late or lost before it, not lkplug's doing)
+        dips = np.flatnonzero(levels <= SENT_RMS_DB - 3)
+        assert levels.min() > SENT_RMS_DB - 3, (out.name, dips, levels[dips].round(1), err)
     assert len(identities) == 2 and all(i.startswith("'lkplug-recorder-") for i in identities), identities
 
 
