@@ -137,6 +137,18 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(args, expected, code):
     assert result.returncode == code
 
 
+@pytest.mark.parametrize(
+    "path, where", [("/proc/out.wav", "folder /proc"), ("/proc/version", "/proc/version")]
+)
+def test_an_unwritable_output_gives_no_second_made_up_reason(path, where):
+    """/proc takes no new file and writes to no existing one; its answers ("No such file or directory"
+    for a folder that exists, "Invalid argument") read as a second fault (before: "folder /proc is not
+    writable (No such file or directory)"). A reason that says why (permission denied) stays."""
+    line = assert_one_line_error(run_lkplug("run", "--source", "tone", "--sink", f"wav:{path}"))
+    assert f"{where} is not writable" in line, line
+    assert "No such file" not in line and "Invalid argument" not in line, line
+
+
 def test_debug_shows_the_traceback():
     result = run_lkplug("run", "--source", "file:/no/such.flac", "--sink", "null", "--debug")
     assert result.returncode == 1 and "Traceback" in result.stderr

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from lkplug.fanin import _Wake
-from lkplug.waiting import wait_event
+from lkplug.waiting import wait_either, wait_event
 
 
 async def test_a_cancel_with_the_event_set_is_not_swallowed():
@@ -42,3 +42,19 @@ async def test_wait_event_times_out_and_sees_the_event():
     assert await wait_event(event, 0.01) is False
     event.set()
     assert await wait_event(event, 0.01) is True
+
+
+async def test_wait_either_returns_on_the_event_and_leaves_the_future_running():
+    event, future = asyncio.Event(), asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(wait_either(future, event))
+    await asyncio.sleep(0)
+    event.set()
+    await asyncio.wait_for(task, 2.0)
+    assert not future.done()  # a frame asked for stays asked for
+    event.clear()
+    task = asyncio.ensure_future(wait_either(future, event))
+    await asyncio.sleep(0)
+    task.cancel()  # a cancel ends the wait, not the future
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not future.cancelled()

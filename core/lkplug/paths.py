@@ -3,11 +3,15 @@ for a participant that its folder is missing, or that its output cannot be writt
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import MediaError
+
+# errors that say why a file cannot be written (others, from pseudo file systems, only confuse)
+TELLING = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def refuse_folder(path: Path, example: str = "out.wav") -> None:
@@ -44,4 +48,8 @@ def check_folder(path: Path) -> None:
                 pass
     except OSError as exc:
         where = f"{path}" if path.is_file() else f"folder {folder}"
-        raise MediaError(f"cannot write {path}: {where} is not writable ({exc.strerror})") from None
+        # the system's reason when it says why (permission denied, read-only file system, disk full);
+        # /proc answers "no such file" for a new file in a folder that exists and "invalid argument"
+        # for an existing file: a second fault that is not one
+        why = f" ({exc.strerror})" if exc.errno in TELLING else ""
+        raise MediaError(f"cannot write {path}: {where} is not writable{why}") from None

@@ -21,3 +21,19 @@ async def wait_event(event: asyncio.Event, timeout: float | None = None) -> bool
     finally:
         waiter.cancel()
     return event.is_set()
+
+
+async def wait_either(future: asyncio.Future, event: asyncio.Event) -> None:
+    """Wait until ``future`` is done or ``event`` is set, leaving ``future`` running (a frame asked for
+    stays asked for). Raises ``asyncio.CancelledError`` whenever the waiting task is cancelled.
+
+    Clear ``event`` and look at what it signals *before* calling this: a signal that came while the
+    caller was busy is then not lost (clearing it after a wake-up, then waiting, loses one set just
+    before)."""
+    if future.done() or event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({future, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 
-from lkplug import AudioContract, Sink, UsageError, VideoContract
+from lkplug import AudioContract, MediaError, Sink, UsageError, VideoContract
 
-from .connection import RoomConnection
+from .connection import DISCONNECT_TIMEOUT, RoomConnection
 from .selector import SOURCES
 
 PLAYOUT_TIMEOUT = 10.0
+PUBLISH_TIMEOUT = 20.0  # seconds publishing a track may take
 QUEUE_MS = 200  # the capture queue for a source that is not live (it paces a file at real time)
 
 
@@ -70,6 +71,7 @@ class TrackSink(Sink):
             self.queue_ms = 0 if getattr(context, "live", False) else QUEUE_MS
         self.connection = RoomConnection.shared(context)
         self.connection.can_publish = True
+        self.connection.on_lost(self._changed.set)  # a hold for a listener ends with the session
         self._notify = context.notify
 
     async def start(self, formats) -> None:
@@ -120,7 +122,16 @@ class TrackSink(Sink):
             room.on("participant_connected", self._on_joined)
             self._present_before = self._awaited_present(room)
         self._tracks.add(track)
-        publication = await room.local_participant.publish_track(track, options)
+        try:
+            # bounded: the SDK answers through the room's event task, which ends with the session
+            # (a server gone, a namesake replacing us): an unbounded wait could then last for ever
+            publication = await asyncio.wait_for(
+                room.local_participant.publish_track(track, options), PUBLISH_TIMEOUT
+            )
+        except asyncio.TimeoutError:
+            raise self.connection.lost or MediaError(
+                f"publishing {self.name} in room {room.name} took over {PUBLISH_TIMEOUT:g} s"
+            ) from None
         self._published[kind] = (media_source, publication.sid)
         self._notify(f"publishing {self.name} ({kind}) in room {room.name}")
 
@@ -204,7 +215,12 @@ class TrackSink(Sink):
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():
-                await self.connection.room.local_participant.unpublish_track(sid)
+                try:  # bounded as leaving is (release), which unpublishes anyway
+                    await asyncio.wait_for(
+                        self.connection.room.local_participant.unpublish_track(sid), DISCONNECT_TIMEOUT
+                    )
+                except asyncio.TimeoutError:
+                    self._notify(f"warning: unpublishing {self.name} took over {DISCONNECT_TIMEOUT:g} s")
         finally:
             for media_source, _ in published.values():
                 await media_source.aclose()

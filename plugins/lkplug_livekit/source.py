@@ -16,7 +16,7 @@ import numpy as np
 
 from lkplug import AudioFormat, AudioFrame, MediaError, Source, VideoFrame
 from lkplug.frames import video_shape
-from lkplug.waiting import wait_event
+from lkplug.waiting import wait_either, wait_event
 
 from . import SDK_PIXEL_FORMATS
 from .concealment import Concealment, describe
@@ -74,6 +74,7 @@ class TrackSource(Source):
         self._changed = asyncio.Event()
         self._notify = print
         self.frame_ms = FRAME_MS
+        self._last: str | None = None  # the track received last ("alice/microphone")
         self.received = 0.0  # seconds of media handed on
         self.concealed: list = []  # where the receiver made audio up (Concealment.spans)
 
@@ -165,7 +166,8 @@ class TrackSource(Source):
                         self._left(room, previous.identity, elapsed, waited=False)
                     return
                 participant, publication = found
-                self._notify(f"receiving {participant.identity}/{publication.name or publication.sid}")
+                self._last = f"{participant.identity}/{publication.name or publication.sid}"
+                self._notify(f"receiving {self._last}")
                 first_us = None
                 start = elapsed
                 async for event in self._receive(room, participant, publication):
@@ -246,7 +248,9 @@ class TrackSource(Source):
                 if not publication.subscribed:
                     publication.set_subscribed(True)
             elif not told:
-                self._notify(f"waiting for {self.selector} in room {room.name}")
+                # after a track ended, say so: a bare "waiting for" after "receiving" reads as out of order
+                again = f"{self._last} ended; " if received and self._last else ""
+                self._notify(f"{again}waiting for {self.selector} in room {room.name}")
                 told = True
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
@@ -295,14 +299,14 @@ class TrackSource(Source):
             while True:
                 next_frame = asyncio.ensure_future(anext(frames))
                 while not next_frame.done():
+                    # cleared, then looked at, then waited for: a change signalled while a frame was
+                    # being handed on is seen here (looking only after a wake-up lost the session's
+                    # end when a frame came in the same step: frames stopped, and the run waited for
+                    # them for ever; or silence went on being recorded until -t, exit 0)
                     self._changed.clear()
-                    changed = asyncio.ensure_future(self._changed.wait())
-                    await asyncio.wait({next_frame, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
-                    gone = self.connection.lost or not self._current(room, participant, publication, track)
-                    if not next_frame.done() and gone:
-                        next_frame.cancel()
-                        return  # unsubscribed or replaced: subscribe again
+                    if self.connection.lost or not self._current(room, participant, publication, track):
+                        return  # unsubscribed, replaced or disconnected: subscribe again, or end
+                    await wait_either(next_frame, self._changed)
                 try:
                     event = next_frame.result()
                 except (StopAsyncIteration, asyncio.CancelledError):
