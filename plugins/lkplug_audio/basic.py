@@ -68,10 +68,10 @@ class Remix(Processor):
             np.frombuffer(f.planes[0], dtype, count=f.samples * self.channels).reshape(-1, self.channels)
             for f in self._resampler.resample(mixed)
         ]
-        if len(out) == 1:
-            data = out[0]
+        if not out:
+            data = np.zeros((0, self.channels), dtype)
         else:
-            data = np.concatenate(out) if out else np.zeros((0, self.channels), dtype)
+            data = out[0] if len(out) == 1 else np.concatenate(out)
         return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
 
 
