@@ -124,3 +124,15 @@ def test_a_lazy_factory_is_the_named_class_once_used():
     assert isinstance(factory(db=-6.0), Gain)
     with pytest.raises(AttributeError):
         factory.no_such_attribute  # noqa: B018 (the attribute read is the test)
+
+
+def test_every_exported_name_is_listed_once_and_resolves():
+    """lkplug/__init__.py names its exports three times (for type checkers, for the lazy loader, for
+    ``import *``): they must agree, and each must come from the submodule the loader names."""
+    import importlib
+
+    import lkplug
+
+    assert sorted(lkplug.__all__) == sorted(lkplug._EXPORTS)
+    for name, module in lkplug._EXPORTS.items():
+        assert getattr(lkplug, name) is getattr(importlib.import_module(f"lkplug.{module}"), name)
