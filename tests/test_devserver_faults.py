@@ -5,6 +5,7 @@ signalling socket, and the departure timeout."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from asyncio.subprocess import PIPE
@@ -15,6 +16,7 @@ import pytest
 import soundfile
 from livekit import api, rtc
 from livekit.api.twirp_client import TwirpClient, TwirpError
+from livekit.protocol import rtc as signal
 from livekit.protocol.room import RemoveParticipantResponse, RoomParticipantIdentity
 from livekit.rtc.participant import PublishTrackError
 
@@ -308,3 +310,33 @@ async def test_a_client_that_goes_silent_is_dropped_after_the_ping_timeout_then_
             await ws.close()
     finally:
         await server.stop()
+
+
+async def test_a_request_after_the_session_ended_is_dropped_without_a_fault(caplog):
+    """A client's request that arrives after its session ended (here removed; in CI a server restart
+    met an answer in flight: "Cannot handle answer in signaling state closed", a traceback in the
+    server's log) is dropped: nothing acts for a participant who is gone, and no fault is logged.
+    Server in this process: a bare WebSocket client, no media."""
+    caplog.set_level(logging.INFO, logger="lkplug.devserver")
+    server = await DevServer().start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"{server.url}/rtc?access_token={server.token('late')}&protocol=15")
+            await ws.receive()  # the join response
+            room = server.rooms["test"]
+            participant = room.participants["late"]
+            await server._remove(room, participant)
+            answer = signal.SignalRequest(answer=signal.SessionDescription(type="answer", sdp="v=0\r\n"))
+            await ws.send_bytes(answer.SerializeToString())
+            track = signal.SignalRequest(add_track=signal.AddTrackRequest(cid="mic", name="mic"))
+            await ws.send_bytes(track.SerializeToString())
+            for _ in range(50):  # until the server has read both (it logs each one it drops)
+                if sum("after its session ended" in r.getMessage() for r in caplog.records) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            await ws.close()
+    finally:
+        await server.stop()
+    assert sum("after its session ended" in r.getMessage() for r in caplog.records) == 2
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]
+    assert not participant.pending and not participant.tracks  # the late add_track published nothing

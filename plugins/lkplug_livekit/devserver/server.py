@@ -447,10 +447,16 @@ class DevServer:
                 if message.type == WSMsgType.BINARY:
                     request_message = rtc.SignalRequest()
                     request_message.ParseFromString(message.data)
+                    if participant.gone:  # left, replaced, removed, a restart: nothing may act for it now
+                        log.info("%s: a request after its session ended, dropped", participant.identity)
+                        continue
                     try:
                         await self._handle(room, participant, request_message)
                     except Exception:  # one bad request must not end the session
-                        log.exception("%s: failed to handle %s", participant.identity, request_message)
+                        if participant.gone:  # it ended while the request was handled (its peers closed)
+                            log.info("%s: a request cut short by its session's end", participant.identity)
+                        else:
+                            log.exception("%s: failed to handle %s", participant.identity, request_message)
         finally:
             if participant.ws is ws and not participant.gone:
                 self._depart(room, participant)
