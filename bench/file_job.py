@@ -5,6 +5,11 @@ Jobs (each tool as a whole process, output checked, runs interleaved so machine 
   video  720p H.264 + AAC -> scale to 360p -> H.264 (x264 medium, crf 23) + AAC 128k in MP4
   rss    peak memory of the audio job on a 10-minute and a 60-minute FLAC
 
+With --floor the audio job also times two processes that only decode (no output): ffmpeg's
+(`-f null`) and a Python process that imports what lkplug's job imports (numpy, av, soxr, soundfile)
+and decodes the input with PyAV. The second is the floor for any design that decodes with one PyAV
+decoder: if it is slower than ffmpeg's whole job, no chain work done on other threads can win.
+
 Prints the median wall time (min-max), the median CPU time (user + system, all threads) and peak
 RSS per tool, each tool's median divided by ffmpeg's, and the load average (machines are shared: CPU
 time is the steadier figure when others run). Inputs come from shared/bench/make_data.sh (BENCH_DATA
@@ -31,9 +36,14 @@ AUDIO_INPUTS = ["music.wav", "music.flac", "music.opus", "music.mp3", "music.m4a
 SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader (and mp3 only when built with it)
 FF = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 LKPLUG = [sys.executable, "-m", "lkplug"]
+PYAV_DECODE = """import sys, av, numpy, soxr, soundfile
+with av.open(sys.argv[1]) as container:
+    for frame in container.decode(audio=0):
+        pass
+"""
 
 
-def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
+def audio_commands(src: Path, out: Path, floor: bool = False) -> dict[str, list[str]]:
     commands = {
         "ffmpeg": [*FF, "-i", str(src), "-vn", "-af", "volume=-6dB,aresample=16000:resampler=soxr"]
         + ["-ac", "1", "-c:a", "pcm_s16le", str(out)],
@@ -55,6 +65,9 @@ def audio_commands(src: Path, out: Path) -> dict[str, list[str]]:
             "rate",
             "16k",
         ]
+    if floor:
+        commands["ff-dec"] = [*FF, "-i", str(src), "-vn", "-f", "null", "-"]
+        commands["pyav-dec"] = [sys.executable, "-c", PYAV_DECODE, str(src)]
     return commands
 
 
@@ -143,6 +156,7 @@ def main() -> None:
     parser.add_argument("-n", "--runs", type=int, default=5)
     parser.add_argument("--jobs", default="audio,video,rss", help="comma-separated: audio, video, rss")
     parser.add_argument("--inputs", default=",".join(AUDIO_INPUTS), help="audio inputs (names in --data)")
+    parser.add_argument("--floor", action="store_true", help="also time decode-only processes (see above)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     ratios = {}
@@ -150,7 +164,9 @@ def main() -> None:
         out = Path(tmp) / "out.wav"
         if "audio" in jobs:
             for name in args.inputs.split(","):
-                medians = compare(f"audio job: {name}", audio_commands(args.data / name, out), out, args.runs)
+                medians = compare(
+                    f"audio job: {name}", audio_commands(args.data / name, out, args.floor), out, args.runs
+                )
                 ratios[name] = medians["lkplug"] / medians["ffmpeg"]
         if "video" in jobs:
             video_out = Path(tmp) / "out.mp4"
