@@ -91,9 +91,17 @@ def _codec(name: str, kind: str):
     return codec
 
 
+def _pixel_formats(video_codec: str) -> tuple[str, ...]:
+    """The pixel formats of lkplug's that ``video_codec`` takes (yuv420p when it takes none of them)."""
+    takes = [f.name for f in _codec(video_codec, "video").video_formats or ()]
+    return tuple(name for name in PIXEL_FORMATS if name in takes) or ("yuv420p",)
+
+
 class FileSink(Sink):
+    """An instance's ``accepts`` depends on its container and codecs; the class's, which `lkplug
+    inspect file` shows, is what some container's default codecs take (set below the class)."""
+
     emits = "a media file (container from the extension or format=)"
-    accepts = {"audio": AudioContract(), "video": VideoContract(pixel_formats=("yuv420p",))}
 
     def __init__(
         self,
@@ -171,10 +179,7 @@ class FileSink(Sink):
         )
 
     def _video_contract(self) -> VideoContract:
-        codec = _codec(self.video_codec, "video")
-        takes = [f.name for f in codec.video_formats or ()]
-        ours = [name for name in PIXEL_FORMATS if name in takes] or ["yuv420p"]
-        return VideoContract(pixel_formats=tuple(ours))
+        return VideoContract(pixel_formats=_pixel_formats(self.video_codec))
 
     def _check_options(self) -> None:
         """Open each encoder once with each option the user gave, before anything is read or
@@ -447,6 +452,17 @@ def _saying(call) -> str:
         return "; ".join(dict.fromkeys(said)) or last or exc.strerror
     finally:
         av.logging.set_level(previous)
+
+
+_DEFAULT_VIDEO_CODECS = dict.fromkeys(video for *_, video in CONTAINERS.values() if video)
+FileSink.accepts = {
+    "audio": AudioContract(),
+    "video": VideoContract(
+        pixel_formats=tuple(
+            dict.fromkeys(name for codec in _DEFAULT_VIDEO_CODECS for name in _pixel_formats(codec))
+        )
+    ),
+}
 
 
 def _refusal(codec: str, kind: str, settings: dict) -> str:
