@@ -3,10 +3,16 @@ negotiates with, and a path a sink cannot honour is refused in one line before a
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 
+import av
+import numpy as np
 import pytest
-from conftest import run_lkplug
+import soundfile
+from conftest import assert_one_line_error, run_lkplug
 
 from lkplug import Registry, build
 from lkplug_av import CONTAINERS
@@ -47,3 +53,72 @@ def test_inspect_file_lists_every_pixel_format_a_container_takes(container, tmp_
     shown = listed(inspect("file", "sink")["accepts"]["video"], "pixel format")
     sink = build(Registry.load(), "sink", f"file:{tmp_path / ('x.' + container)}").obj
     assert set(sink.accepts["video"].pixel_formats) <= shown
+
+
+# pipes: "-" is standard output, as ffmpeg takes it --------------------------------------------------
+
+
+def run_for_bytes(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The CLI in a child process, its standard output kept as bytes (media)."""
+    return subprocess.run([sys.executable, "-m", "lkplug", *args], capture_output=True, timeout=120, cwd=cwd)
+
+
+def test_file_dash_with_a_format_writes_standard_output(tmp_path):
+    # ffmpeg -f lavfi -i sine -f wav - writes the WAV to stdout, its sizes unknown (RIFF ffffffff);
+    # before, lkplug wrote a file named "-"
+    result = run_for_bytes(
+        "run", "--quiet", "--source", "tone:440,duration=0.5", "--sink", "file:-,format=wav", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+    raw = result.stdout
+    assert raw[:8] == b"RIFF\xff\xff\xff\xff"
+    data, rate = soundfile.read(io.BytesIO(raw), dtype="int16")
+    reference = tmp_path / "ref.wav"  # the same run into a file
+    made = run_lkplug("run", "--source", "tone:440,duration=0.5", "--sink", f"file:{reference}")
+    assert made.returncode == 0, made.stderr
+    assert rate == 48000 and np.array_equal(data, soundfile.read(reference, dtype="int16")[0])
+
+
+def test_file_dash_into_matroska_decodes(tmp_path):
+    result = run_for_bytes(
+        "run", "--quiet", "--source", "tone:440,duration=1", "--sink", "file:-,format=mkv", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(io.BytesIO(result.stdout)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert abs(samples - 48000) <= 960  # Opus: 20 ms frames
+
+
+@pytest.mark.parametrize(
+    "sink, words",
+    [
+        # ffmpeg -i in.wav - : "Unable to find a suitable output format for '-'"
+        ("file:-", "name its container with format="),
+        ("file:pipe:1", "name its container with format="),
+        # ffmpeg -i in.wav -f mp4 - : "muxer does not support non seekable output"
+        ("file:-,format=mp4", "cannot go into a pipe"),
+        ("file:-,format=m4a", "cannot go into a pipe"),
+        # libsndfile finishes a WAV by seeking back (and takes "-" for stdout itself)
+        ("wav:-", "use file:-,format=wav"),
+        ("wav:pipe:1", "use file:pipe:1,format=wav"),
+    ],
+)
+def test_a_pipe_a_sink_cannot_write_is_refused_in_one_line(sink, words, tmp_path):
+    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=tmp_path)
+    line = assert_one_line_error(result)
+    assert result.returncode == 2 and words in line
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_file_named_dash_is_a_file(tmp_path):
+    # ./- is a file named "-" (as for ffmpeg); libsndfile took the name "-" for stdout: wav:./- wrote
+    # the WAV's first bytes to stdout and failed ("Error opening b'-'")
+    for sink in ("wav:./-", "file:./-,format=wav"):
+        result = run_lkplug(
+            "run", "--source", "tone:440,duration=0.2", "--sink", sink, "--quiet", cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == ""
+        assert soundfile.info(tmp_path / "-").frames == 9600
+        (tmp_path / "-").unlink()

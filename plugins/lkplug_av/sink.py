@@ -34,7 +34,7 @@ from lkplug import (
 )
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
-from lkplug.paths import check_folder, refuse_folder
+from lkplug.paths import check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
 from .video import to_av
@@ -91,6 +91,25 @@ def _codec(name: str, kind: str):
     return codec
 
 
+# muxers that finish a file by writing back at its start (the moov atom's place): ffmpeg refuses them
+# on a pipe ("muxer does not support non seekable output")
+SEEKING = {"mp4", "mov", "ipod"}
+
+
+class _Pipe:
+    """A pipe in the place of an OutputFile: written through FFmpeg's pipe protocol (``-`` is
+    ``pipe:1``, as in ffmpeg), nothing to rename or remove."""
+
+    def __init__(self, name: str):
+        self.temp = "pipe:1" if name == "-" else name
+
+    def complete(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
 def _pixel_formats(video_codec: str) -> tuple[str, ...]:
     """The pixel formats of lkplug's that ``video_codec`` takes (yuv420p when it takes none of them)."""
     takes = [f.name for f in _codec(video_codec, "video").video_formats or ()]
@@ -118,6 +137,11 @@ class FileSink(Sink):
         self.path = Path(path)
         self.writes = (path,)
         container = format or self.path.suffix.lstrip(".").lower()
+        if is_pipe(path) and not format:  # as ffmpeg: "Unable to find a suitable output format for '-'"
+            raise UsageError(
+                f"file: {path} is a pipe (- is standard output): name its container with format="
+                f" (file:{path},format=mkv), as ffmpeg's -f"
+            )
         refuse_folder(self.path, f"out.{container if container in CONTAINERS else 'mp4'}")
         if container not in CONTAINERS:
             raise UsageError(
@@ -125,6 +149,10 @@ class FileSink(Sink):
                 f" format= {', '.join(CONTAINERS)}"
             )
         self.muxer, default_audio, default_video = CONTAINERS[container]
+        self.pipe = path if is_pipe(path) else None  # FFmpeg's pipe protocol writes it, as ffmpeg
+        if self.pipe:
+            self._check_pipe(format)
+            self.writes = ()
         if self.muxer == "wav" and sample_format and not codec:
             default_audio = WAV_CODECS.get(sample_format, default_audio)
         self.audio_codec = codec or default_audio
@@ -158,6 +186,14 @@ class FileSink(Sink):
         self._audio_format = None
         self._audio_time_base = None
         self._next_sample: int | None = None  # where the audio written so far ends
+
+    def _check_pipe(self, format: str) -> None:
+        if self.muxer in SEEKING:
+            streamable = ", ".join(name for name, (muxer, *_) in CONTAINERS.items() if muxer not in SEEKING)
+            raise UsageError(
+                f"file: {format} cannot go into a pipe ({self.pipe}): the file is finished by writing"
+                f" back at its start; use {streamable}"
+            )
 
     def _audio_contract(self) -> AudioContract:
         codec = _codec(self.audio_codec, "audio")
@@ -218,7 +254,8 @@ class FileSink(Sink):
         self._notify = context.notify
 
     def start(self, formats) -> None:
-        check_folder(self.path)  # before the source starts (a room may take hours to deliver)
+        if not self.pipe:
+            check_folder(self.path)  # before the source starts (a room may take hours to deliver)
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
         self._formats = {kind: fmt for kind, fmt in formats.items() if kind in self.accepts}
         video = formats.get("video")
@@ -279,11 +316,13 @@ class FileSink(Sink):
     def _open_and_drain(self, encode: bool = True, options: dict | None = None) -> None:
         import av
 
-        check_folder(self.path)
+        if not self.pipe:
+            check_folder(self.path)
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
-            self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
+            # in a batch: written aside, renamed when complete
+            self._output = _Pipe(self.pipe) if self.pipe else OutputFile(self.path)
             self.container = av.open(str(self._output.temp), "w", format=self.muxer, options=options or {})
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None

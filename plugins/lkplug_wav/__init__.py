@@ -7,10 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
+from lkplug import (
+    AudioContract,
+    AudioFrame,
+    Component,
+    MediaError,
+    OutputFile,
+    Param,
+    Sink,
+    UsageError,
+    hookimpl,
+)
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS
-from lkplug.paths import check_folder
+from lkplug.paths import check_folder, is_pipe
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
 SFC_SET_CHANNEL_MAP_INFO = 0x1101
@@ -51,6 +61,11 @@ class WavSink(Sink):
     emits = "a WAV file"
 
     def __init__(self, path: str, subtype: str = "pcm16"):
+        if is_pipe(path):  # ffmpeg writes a WAV there with its sizes unknown; libsndfile cannot
+            raise UsageError(
+                f"wav: {path} is a pipe, where libsndfile cannot finish a WAV (it writes the sizes back"
+                f" at the start); use file:{path},format=wav (FFmpeg's WAV muxer, as ffmpeg -f wav)"
+            )
         self.path = Path(path)
         self.subtype = SUBTYPES[subtype][0]
         self.accepts = {"audio": contract(subtype)}
@@ -103,8 +118,10 @@ class WavSink(Sink):
         extensible = len(channel_map) == frame.channels and None not in channel_map
         self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
         try:
-            self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
-                os.fsencode(self._output.temp),
+            # bytes: soundfile cannot encode a non-UTF-8 name; "./" before a relative one: libsndfile
+            # takes the name "-" (which wav:./- becomes as a Path) for standard output
+            self._file = soundfile.SoundFile(
+                os.fsencode(os.path.join(".", self._output.temp)),
                 "w",
                 frame.sample_rate,
                 frame.channels,
