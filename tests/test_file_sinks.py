@@ -122,3 +122,40 @@ def test_a_file_named_dash_is_a_file(tmp_path):
         assert result.stdout == ""
         assert soundfile.info(tmp_path / "-").frames == 9600
         (tmp_path / "-").unlink()
+
+
+# options and codecs the file sink cannot honour ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sink, words",
+    [
+        # ffmpeg -i in.wav -c:a aac out.mp3: "Could not find tag for codec aac in stream #0, codec not
+        # currently supported in container" (exit 1, after opening its input); lkplug said
+        # "failed: ValueError: 'mp3' format does not support 'aac' codec", exit 1
+        ("file:o.mp3,codec=aac", "mp3 cannot hold aac (audio)"),
+        ("file:o.m4a,codec=libopus", "m4a cannot hold libopus (audio)"),
+        ("file:o.webm,video_codec=libx264", "webm cannot hold libx264 (video)"),
+        # ffmpeg -b:a 64k into FLAC or PCM, and -crf into an audio-only file, is silently ignored;
+        # so was it here (exit 0)
+        ("file:o.flac,bitrate=64000", "bitrate= does not apply to flac, which is lossless"),
+        ("file:o.wav,bitrate=64000", "bitrate= does not apply to pcm_s16le, which is lossless"),
+        ("file:o.wav,crf=20", "crf= is for video; wav holds no video"),
+        ("file:o.ogg,video_bitrate=100000", "video_bitrate= is for video; ogg holds no video"),
+    ],
+)
+def test_an_option_the_file_sink_cannot_honour_is_refused(sink, words, tmp_path):
+    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=tmp_path)
+    line = assert_one_line_error(result)
+    assert result.returncode == 2 and words in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "sink", ["file:o.mkv,codec=flac", "file:o.mov,codec=alac", "file:o.mp3,bitrate=64000"]
+)
+def test_options_that_apply_still_run(sink, tmp_path):
+    result = run_lkplug("run", "--quiet", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / sink.split(":")[1].split(",")[0])) as container:
+        assert sum(frame.samples for frame in container.decode(audio=0)) > 0

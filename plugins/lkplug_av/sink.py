@@ -167,6 +167,7 @@ class FileSink(Sink):
         self.accepts = {"audio": self._audio_contract()}
         if self.video_codec:
             self.accepts["video"] = self._video_contract()
+        self._check_container(container)
         self._check_options()
         self.expected: set[str] = set(self.accepts)
         self.fps: float | None = None
@@ -216,6 +217,30 @@ class FileSink(Sink):
 
     def _video_contract(self) -> VideoContract:
         return VideoContract(pixel_formats=_pixel_formats(self.video_codec))
+
+    def _check_container(self, container: str) -> None:
+        """The codecs fit the container, as FFmpeg's muxer answers (PyAV's add_stream asks it; a
+        muxer that cannot tell, Ogg's, refuses at its header), and each option given applies to what
+        is written: ffmpeg ignores a bit rate for a lossless codec and a video option without video,
+        and so would this sink, silently."""
+        import io
+
+        import av
+
+        with av.open(io.BytesIO(), "w", format=self.muxer) as probe:
+            for kind, codec in (("audio", self.audio_codec), ("video", self.video_codec)):
+                try:
+                    if codec:
+                        probe.add_stream(codec)
+                except ValueError:  # "'mp3' format does not support 'aac' codec"
+                    raise UsageError(
+                        f"file: {container} cannot hold {codec} ({kind}); choose another codec= or container"
+                    ) from None
+        if self.bitrate and _codec(self.audio_codec, "audio").lossless:
+            raise UsageError(f"file: bitrate= does not apply to {self.audio_codec}, which is lossless")
+        for option, given in (("crf", self.crf >= 0), ("video_bitrate", self.video_bitrate > 0)):
+            if given and not self.video_codec:
+                raise UsageError(f"file: {option}= is for video; {container} holds no video")
 
     def _check_options(self) -> None:
         """Open each encoder once with each option the user gave, before anything is read or
