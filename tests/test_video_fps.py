@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import run_lkplug
 
-from lkplug import Registry, RunContext, build
+from lkplug import Registry, RunContext, VideoFrame, build
 from lkplug_av.source import FileSource
 
 SIZE = 16
@@ -125,3 +125,13 @@ def test_fps_through_the_cli_writes_ffmpegs_count(tmp_path):
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 28
+
+
+def test_a_last_picture_of_unknown_duration_lasts_as_long_as_the_one_before():
+    # a live track's pictures carry no duration: 30 fps for 1 s into 25 fps ends where a 31st
+    # picture would start, 1.0 s, slot 25, as for the same pictures with durations (ffmpeg takes a
+    # picture's duration from the stream's frame rate when its packet gives none)
+    fps = build(Registry.load(), "processor", "fps:25").obj
+    pictures = [VideoFrame(np.full((2, 2), i, np.uint8), "gray", 2, 2, i / 30) for i in range(30)]
+    out = [picture for frame in pictures for picture in fps.process(frame)] + fps.flush()
+    assert len(out) == 25 and int(out[-1].data[0, 0]) == 29

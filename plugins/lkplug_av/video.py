@@ -123,7 +123,8 @@ class Fps(Processor):
     keeps the later picture. The stream ends at the slot nearest the last picture's end (its time
     plus its duration): the last picture fills the slots before that one, and none if it starts
     there (a last picture at 2.8 s, 1/30 s long, into 10 fps: the end is slot 28, its own, so it is
-    dropped, as FFmpeg drops it)."""
+    dropped, as FFmpeg drops it). A last picture of unknown duration (0: a live track's) lasts as
+    long as the one before it, as ffmpeg estimates one from the stream's frame rate."""
 
     accepts = {"video": VideoContract()}
     emits = "video at rate= frames per second"
@@ -132,6 +133,7 @@ class Fps(Processor):
         self.rate = rate
         self._held: VideoFrame | None = None
         self._next_slot = 0
+        self._step = 0.0  # seconds from the picture before the held one to it
 
     def output_format(self, fmt):
         if fmt is None:
@@ -145,13 +147,14 @@ class Fps(Processor):
             out = []
         else:
             out = self._fill(slot)
+            self._step = frame.time - self._held.time
         self._held = frame
         return out
 
     def flush(self) -> list:
         if self._held is None:
             return []
-        out = self._fill(self._slot(self._held.time + self._held.duration))
+        out = self._fill(self._slot(self._held.time + (self._held.duration or self._step)))
         self._held = None
         return out
 
