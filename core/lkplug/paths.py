@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from .errors import MediaError
 
 # errors that say why a file cannot be written (others, from pseudo file systems, only confuse)
 TELLING = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def is_pipe(path) -> bool:
+    """Whether an output ``path`` names a pipe as ffmpeg takes it: ``-`` (standard output, which
+    ffmpeg reads as ``pipe:1``) or FFmpeg's pipe protocol, ``pipe:`` and ``pipe:N`` (file
+    descriptor N). ``./-`` is a file named ``-``."""
+    return re.fullmatch(r"-|pipe:\d*", str(path)) is not None
 
 
 def refuse_folder(path: Path, example: str = "out.wav") -> None:

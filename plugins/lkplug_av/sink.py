@@ -34,7 +34,7 @@ from lkplug import (
 )
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
-from lkplug.paths import check_folder, refuse_folder
+from lkplug.paths import check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
 from .video import to_av
@@ -91,9 +91,36 @@ def _codec(name: str, kind: str):
     return codec
 
 
+# muxers that finish a file by writing back at its start (the moov atom's place): ffmpeg refuses them
+# on a pipe ("muxer does not support non seekable output")
+SEEKING = {"mp4", "mov", "ipod"}
+
+
+class _Pipe:
+    """A pipe in the place of an OutputFile: written through FFmpeg's pipe protocol (``-`` is
+    ``pipe:1``, as in ffmpeg), nothing to rename or remove."""
+
+    def __init__(self, name: str):
+        self.temp = "pipe:1" if name == "-" else name
+
+    def complete(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+def _pixel_formats(video_codec: str) -> tuple[str, ...]:
+    """The pixel formats of lkplug's that ``video_codec`` takes (yuv420p when it takes none of them)."""
+    takes = [f.name for f in _codec(video_codec, "video").video_formats or ()]
+    return tuple(name for name in PIXEL_FORMATS if name in takes) or ("yuv420p",)
+
+
 class FileSink(Sink):
+    """An instance's ``accepts`` depends on its container and codecs; the class's, which `lkplug
+    inspect file` shows, is what some container's default codecs take (set below the class)."""
+
     emits = "a media file (container from the extension or format=)"
-    accepts = {"audio": AudioContract(), "video": VideoContract(pixel_formats=("yuv420p",))}
 
     def __init__(
         self,
@@ -110,6 +137,11 @@ class FileSink(Sink):
         self.path = Path(path)
         self.writes = (path,)
         container = format or self.path.suffix.lstrip(".").lower()
+        if is_pipe(path) and not format:  # as ffmpeg: "Unable to find a suitable output format for '-'"
+            raise UsageError(
+                f"file: {path} is a pipe (- is standard output): name its container with format="
+                f" (file:{path},format=mkv), as ffmpeg's -f"
+            )
         refuse_folder(self.path, f"out.{container if container in CONTAINERS else 'mp4'}")
         if container not in CONTAINERS:
             raise UsageError(
@@ -117,6 +149,10 @@ class FileSink(Sink):
                 f" format= {', '.join(CONTAINERS)}"
             )
         self.muxer, default_audio, default_video = CONTAINERS[container]
+        self.pipe = path if is_pipe(path) else None  # FFmpeg's pipe protocol writes it, as ffmpeg
+        if self.pipe:
+            self._check_pipe(format)
+            self.writes = ()
         if self.muxer == "wav" and sample_format and not codec:
             default_audio = WAV_CODECS.get(sample_format, default_audio)
         self.audio_codec = codec or default_audio
@@ -131,6 +167,7 @@ class FileSink(Sink):
         self.accepts = {"audio": self._audio_contract()}
         if self.video_codec:
             self.accepts["video"] = self._video_contract()
+        self._check_container(container)
         self._check_options()
         self.expected: set[str] = set(self.accepts)
         self.fps: float | None = None
@@ -150,6 +187,14 @@ class FileSink(Sink):
         self._audio_format = None
         self._audio_time_base = None
         self._next_sample: int | None = None  # where the audio written so far ends
+
+    def _check_pipe(self, format: str) -> None:
+        if self.muxer in SEEKING:
+            streamable = ", ".join(name for name, (muxer, *_) in CONTAINERS.items() if muxer not in SEEKING)
+            raise UsageError(
+                f"file: {format} cannot go into a pipe ({self.pipe}): the file is finished by writing"
+                f" back at its start; use {streamable}"
+            )
 
     def _audio_contract(self) -> AudioContract:
         codec = _codec(self.audio_codec, "audio")
@@ -171,10 +216,31 @@ class FileSink(Sink):
         )
 
     def _video_contract(self) -> VideoContract:
-        codec = _codec(self.video_codec, "video")
-        takes = [f.name for f in codec.video_formats or ()]
-        ours = [name for name in PIXEL_FORMATS if name in takes] or ["yuv420p"]
-        return VideoContract(pixel_formats=tuple(ours))
+        return VideoContract(pixel_formats=_pixel_formats(self.video_codec))
+
+    def _check_container(self, container: str) -> None:
+        """The codecs fit the container, as FFmpeg's muxer answers (PyAV's add_stream asks it; a
+        muxer that cannot tell, Ogg's, refuses at its header), and each option given applies to what
+        is written: ffmpeg ignores a bit rate for a lossless codec and a video option without video,
+        and so would this sink, silently."""
+        import io
+
+        import av
+
+        with av.open(io.BytesIO(), "w", format=self.muxer) as probe:
+            for kind, codec in (("audio", self.audio_codec), ("video", self.video_codec)):
+                try:
+                    if codec:
+                        probe.add_stream(codec)
+                except ValueError:  # "'mp3' format does not support 'aac' codec"
+                    raise UsageError(
+                        f"file: {container} cannot hold {codec} ({kind}); choose another codec= or container"
+                    ) from None
+        if self.bitrate and _codec(self.audio_codec, "audio").lossless:
+            raise UsageError(f"file: bitrate= does not apply to {self.audio_codec}, which is lossless")
+        for option, given in (("crf", self.crf >= 0), ("video_bitrate", self.video_bitrate > 0)):
+            if given and not self.video_codec:
+                raise UsageError(f"file: {option}= is for video; {container} holds no video")
 
     def _check_options(self) -> None:
         """Open each encoder once with each option the user gave, before anything is read or
@@ -213,7 +279,8 @@ class FileSink(Sink):
         self._notify = context.notify
 
     def start(self, formats) -> None:
-        check_folder(self.path)  # before the source starts (a room may take hours to deliver)
+        if not self.pipe:
+            check_folder(self.path)  # before the source starts (a room may take hours to deliver)
         self.expected = {kind for kind in formats if kind in self.accepts} or set(self.accepts)
         self._formats = {kind: fmt for kind, fmt in formats.items() if kind in self.accepts}
         video = formats.get("video")
@@ -274,11 +341,13 @@ class FileSink(Sink):
     def _open_and_drain(self, encode: bool = True, options: dict | None = None) -> None:
         import av
 
-        check_folder(self.path)
+        if not self.pipe:
+            check_folder(self.path)
         pending, self._pending = self._pending, []
         kinds = {frame.kind for frame in pending}
         try:
-            self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
+            # in a batch: written aside, renamed when complete
+            self._output = _Pipe(self.pipe) if self.pipe else OutputFile(self.path)
             self.container = av.open(str(self._output.temp), "w", format=self.muxer, options=options or {})
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
@@ -447,6 +516,17 @@ def _saying(call) -> str:
         return "; ".join(dict.fromkeys(said)) or last or exc.strerror
     finally:
         av.logging.set_level(previous)
+
+
+_DEFAULT_VIDEO_CODECS = dict.fromkeys(video for *_, video in CONTAINERS.values() if video)
+FileSink.accepts = {
+    "audio": AudioContract(),
+    "video": VideoContract(
+        pixel_formats=tuple(
+            dict.fromkeys(name for codec in _DEFAULT_VIDEO_CODECS for name in _pixel_formats(codec))
+        )
+    ),
+}
 
 
 def _refusal(codec: str, kind: str, settings: dict) -> str:

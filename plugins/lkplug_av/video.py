@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
 
 
@@ -115,8 +117,14 @@ class PixelFormat(Processor):
 
 
 class Fps(Processor):
-    """Each picture takes the slot nearest its time on a 1/rate grid; empty slots repeat the picture
-    before them, and a slot claimed twice keeps the later picture."""
+    """FFmpeg's ``fps`` filter with its defaults (``round=near``, ``eof_action=round``): each picture
+    takes the slot nearest its time on a 1/rate grid (halves away from zero), the first picture's
+    slot is the first output; empty slots repeat the picture before them, and a slot claimed twice
+    keeps the later picture. The stream ends at the slot nearest the last picture's end (its time
+    plus its duration): the last picture fills the slots before that one, and none if it starts
+    there (a last picture at 2.8 s, 1/30 s long, into 10 fps: the end is slot 28, its own, so it is
+    dropped, as FFmpeg drops it). A last picture of unknown duration (0: a live track's) lasts as
+    long as the one before it, as ffmpeg estimates one from the stream's frame rate."""
 
     accepts = {"video": VideoContract()}
     emits = "video at rate= frames per second"
@@ -125,6 +133,7 @@ class Fps(Processor):
         self.rate = rate
         self._held: VideoFrame | None = None
         self._next_slot = 0
+        self._step = 0.0  # seconds from the picture before the held one to it
 
     def output_format(self, fmt):
         if fmt is None:
@@ -132,24 +141,29 @@ class Fps(Processor):
         return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, self.rate)
 
     def process(self, frame: VideoFrame) -> list:
-        slot = round(frame.time * self.rate)
+        slot = self._slot(frame.time)
         if self._held is None:
             self._next_slot = slot
             out = []
         else:
             out = self._fill(slot)
+            self._step = frame.time - self._held.time
         self._held = frame
         return out
 
     def flush(self) -> list:
         if self._held is None:
             return []
-        held = self._held
-        own_slot = round(held.time * self.rate)
-        end = round((held.time + held.duration) * self.rate)
-        out = self._fill(max(end, own_slot + 1))
+        out = self._fill(self._slot(self._held.time + (self._held.duration or self._step)))
         self._held = None
         return out
+
+    def _slot(self, seconds: float) -> int:
+        """The nearest slot, a half away from zero as AV_ROUND_NEAR_INF (Python's round() goes to
+        even: 30 -> 25 fps put the picture at 0.1 s in slot 2, FFmpeg in 3). Timestamps come from a
+        container's time base, so a product within 1e-9 of a half is a half."""
+        position = abs(seconds * self.rate)
+        return int(math.copysign(math.floor(position + 0.5 + 1e-9), seconds))
 
     def _fill(self, until_slot: int) -> list:
         out = []

@@ -7,10 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from lkplug import AudioContract, AudioFrame, Component, MediaError, OutputFile, Param, Sink, hookimpl
+from lkplug import (
+    AudioContract,
+    AudioFrame,
+    Component,
+    MediaError,
+    OutputFile,
+    Param,
+    Sink,
+    UsageError,
+    hookimpl,
+)
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS
-from lkplug.paths import check_folder
+from lkplug.paths import check_folder, is_pipe
 
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h; soundfile does not name it
 SFC_SET_CHANNEL_MAP_INFO = 0x1101
@@ -21,8 +31,25 @@ CHANNEL_MAP = {
     "SR": 15, "TC": 16, "TFL": 17, "TFR": 18, "TFC": 19, "TBL": 20, "TBR": 21, "TBC": 22,
 }  # fmt: skip
 
-# subtype -> (libsndfile subtype, the sample format the engine must deliver)
+# subtype -> (libsndfile subtype, the sample format the engine must deliver): the one table the
+# sink's contract, `lkplug inspect wav`'s "Accepts" and the subtype= help are all made from
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
+
+
+def contract(subtype: str) -> AudioContract:
+    """What the sink takes for ``subtype`` (a key of SUBTYPES): any rate and layout, one sample format."""
+    return AudioContract(sample_formats=(SUBTYPES[subtype][1],))
+
+
+def _takes() -> str:
+    """``pcm16 takes s16; pcm24, float take flt``, from SUBTYPES."""
+    by_format: dict[str, list[str]] = {}
+    for name, (_, sample_format) in SUBTYPES.items():
+        by_format.setdefault(sample_format, []).append(name)
+    return "; ".join(
+        f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {sample_format}"
+        for sample_format, names in by_format.items()
+    )
 
 
 class WavSink(Sink):
@@ -34,9 +61,14 @@ class WavSink(Sink):
     emits = "a WAV file"
 
     def __init__(self, path: str, subtype: str = "pcm16"):
+        if is_pipe(path):  # ffmpeg writes a WAV there with its sizes unknown; libsndfile cannot
+            raise UsageError(
+                f"wav: {path} is a pipe, where libsndfile cannot finish a WAV (it writes the sizes back"
+                f" at the start); use file:{path},format=wav (FFmpeg's WAV muxer, as ffmpeg -f wav)"
+            )
         self.path = Path(path)
-        self.subtype, sample_format = SUBTYPES[subtype]
-        self.accepts = {"audio": AudioContract(sample_formats=(sample_format,))}
+        self.subtype = SUBTYPES[subtype][0]
+        self.accepts = {"audio": contract(subtype)}
         self._file = None
         self._format = None
         self.clipped = 0  # float samples beyond full scale, clipped for an integer subtype
@@ -86,8 +118,10 @@ class WavSink(Sink):
         extensible = len(channel_map) == frame.channels and None not in channel_map
         self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
         try:
-            self._file = soundfile.SoundFile(  # bytes: soundfile cannot encode a non-UTF-8 name
-                os.fsencode(self._output.temp),
+            # bytes: soundfile cannot encode a non-UTF-8 name; "./" before a relative one: libsndfile
+            # takes the name "-" (which wav:./- becomes as a Path) for standard output
+            self._file = soundfile.SoundFile(
+                os.fsencode(os.path.join(".", self._output.temp)),
                 "w",
                 frame.sample_rate,
                 frame.channels,
@@ -119,8 +153,10 @@ class WavSink(Sink):
             self._output.complete()
 
 
-# `lkplug inspect wav` shows the default contract (pcm16 wants s16; pcm24 and float want flt).
-WavSink.accepts = {"audio": AudioContract(sample_formats=("s16",))}
+# `lkplug inspect wav`: every format some subtype= takes (which one takes which: subtype='s help)
+WavSink.accepts = {
+    "audio": AudioContract(sample_formats=tuple(dict.fromkeys(fmt for _, fmt in SUBTYPES.values())))
+}
 
 
 @hookimpl
@@ -132,7 +168,7 @@ def lkplug_sinks():
             "Write a WAV file (soundfile), streamed to disk, valid on every exit path",
             params=(
                 Param("path", str, help="output file"),
-                Param("subtype", str, "pcm16", "sample encoding", choices=tuple(SUBTYPES)),
+                Param("subtype", str, "pcm16", f"sample encoding ({_takes()})", choices=tuple(SUBTYPES)),
             ),
             positional="path",
         )
