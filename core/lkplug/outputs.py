@@ -1,16 +1,22 @@
-"""Output files of a batch: written under a temporary name in their folder and renamed when complete.
+"""Output files: written under a temporary name in their folder and renamed when complete.
 
-A sink opens ``OutputFile(path).temp`` and calls ``complete()`` once the file is closed and valid. In a
-batch (``held_outputs``) ``temp`` is a hidden ``.NAME.PID.part`` beside the final name, and the rename
-(atomic within one folder) happens only once the input has run to its end: a killed or interrupted
-batch never leaves a partial file under a final name, and ``--skip-existing`` can trust what exists.
-A single run writes to the final name itself, so what it wrote stays there even if the process is
-killed or aborts (a WAV's header is kept valid as it goes).
+A sink opens ``OutputFile(path).temp`` and calls ``complete()`` once the file is closed and valid.
+``temp`` is a hidden ``.NAME.PID.part`` beside the final name, and the rename is atomic within one
+folder: a run that is killed (SIGKILL, a native abort, the machine going down) never leaves a
+partial file under a final name, so ``--skip-existing`` can trust what exists. A single run renames
+as soon as the sink closes, and a sink closes on every exit path Python sees (the end, an error,
+Ctrl-C, SIGTERM): what it wrote so far gets its final name then. In a batch (``held_outputs``) the
+rename waits until the input has run to its end, and an interrupted input's outputs are discarded.
+
+What a killed run leaves stays in its ``.part`` file (a WAV's header is kept valid as it goes: rename
+it to keep it); the next run that writes the same output removes the ones whose process is gone.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,18 +27,27 @@ _held: ContextVar[list[OutputFile] | None] = ContextVar("lkplug_held_outputs", d
 
 
 class OutputFile:
-    """``path`` (str or Path): the final name. ``temp``: where the sink writes; in a batch a hidden
-    file in the same folder (so the rename never crosses file systems), else ``path`` itself."""
+    """``path`` (str or Path): the final name. ``temp``: where the sink writes, a hidden file in the
+    same folder (so the rename never crosses file systems); ``path`` itself when it is not a regular
+    file that can be renamed over (``-``, a device such as /dev/null, a named pipe).
+
+    Making one removes the stale temporaries of ``path`` that killed runs left (see ``stale``)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._held = _held.get()
-        self.temp = self.path if self._held is None else temporary_name(self.path)
+        self.temp = self.path if _special(self.path) else temporary_name(self.path)
+        if self.temp != self.path:
+            for old in stale(self.path):
+                old.unlink(missing_ok=True)
 
     def complete(self) -> None:
-        """The file is closed and valid; in a batch it gets its final name once the input has ended."""
+        """The file is closed and valid: it gets its final name now, or in a batch once the input
+        has ended. Raises OSError if the rename fails."""
         if self._held is not None:
             self._held.append(self)
+        else:
+            self.commit()
 
     def commit(self) -> None:
         """Rename to the final name. Raises OSError if that fails."""
@@ -41,12 +56,65 @@ class OutputFile:
 
     def discard(self) -> None:
         """Remove what was written (an output that failed, or a batch input that was interrupted)."""
-        self.temp.unlink(missing_ok=True)
+        if self.temp != self.path:
+            self.temp.unlink(missing_ok=True)
 
 
 def temporary_name(path: Path) -> Path:
-    """Where a batch writes ``path`` until it is complete: ``.NAME.PID.part`` in the same folder."""
+    """Where ``path`` is written until it is complete: ``.NAME.PID.part`` in the same folder."""
     return path.with_name(f".{path.name}.{os.getpid()}.part")
+
+
+def stale(path: Path) -> list[Path]:
+    """The temporaries of ``path`` (``.NAME.PID.part``) whose process no longer runs on this machine:
+    left by a run that was killed before it could rename them."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    found = []
+    try:
+        names = os.listdir(path.parent if str(path.parent) else ".")
+    except OSError:
+        return []
+    for name in names:
+        pid = name[len(prefix) : -len(".part")]
+        if name.startswith(prefix) and name.endswith(".part") and pid.isdigit() and not _running(int(pid)):
+            found.append(path.with_name(name))
+    return found
+
+
+def bytes_written(path: str | os.PathLike) -> int:
+    """How much of ``path`` a run has written so far (bytes): its temporary's size while the run
+    goes on, the file's once it has its final name; 0 before either exists. For a script (or a
+    test) that waits for a recording to get going."""
+    path = Path(path)
+    for candidate in (path, *sorted(path.parent.glob(f".{glob.escape(path.name)}.*.part"))):
+        try:
+            return candidate.stat().st_size
+        except OSError:  # not there, or renamed in between
+            continue
+    return 0
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's
+        return True
+    return True
+
+
+def _special(path: Path) -> bool:
+    """Written in place: stdout (``-``) or an existing file that is not a regular one."""
+    if str(path) == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class HeldOutputs(list):
