@@ -548,24 +548,27 @@ class _DaskPool:
 
         # the running tasks watch it as local workers watch theirs (a scheduler-side flag)
         self.stop_event = Event(f"lkplug-batch-stop-{uuid.uuid4().hex}", client=self.client)
+        self.aborted = False
 
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
 
     def wait(self, futures: list) -> None:
+        if self.aborted:  # a second Ctrl-C: drop them (running ones stop by the event, results unseen)
+            self.client.cancel([future for future in futures if not future.done()])
         time.sleep(POLL_SECONDS)
 
     def in_progress(self) -> float:
         return 0.0  # a cluster's tasks report when they end
 
     def stop(self, futures) -> None:
-        """Tasks not started are cancelled; running ones stop and discard their outputs."""
+        """Running tasks stop and discard their outputs, and those not started return at once: their
+        results still come (a cancelled task's would not: the media the running ones had done)."""
         self.stop_event.set()
-        self.client.cancel(list(futures))
 
     def abort(self) -> None:
-        pass
+        self.aborted = True  # acted on in wait(): a client is not to be used from a signal handler
 
     def close(self) -> None:
         self.client.close()
