@@ -430,7 +430,16 @@ def test_an_output_folder_that_is_a_file_or_outside_the_template_is_refused(batc
     assert not (batch_dir / "rec" / "elsewhere").exists() and not (batch_dir / "rec" / "conv").exists()
 
 
-def test_the_status_counts_media_of_inputs_in_progress_and_a_stopped_batch_its_media(batch_dir):
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_the_status_counts_media_of_inputs_in_progress_and_a_stopped_batch_its_media(batch_dir, where):
+    if where == "cluster":
+        with local_cluster() as cluster:
+            status_and_stop(batch_dir, "--cluster", cluster.scheduler_address)
+    else:
+        status_and_stop(batch_dir, "-j", "2")
+
+
+def status_and_stop(batch_dir: Path, *options: str) -> None:
     import pty
 
     inputs = long_inputs(batch_dir, 2, 8.0)
@@ -438,7 +447,7 @@ def test_the_status_counts_media_of_inputs_in_progress_and_a_stopped_batch_its_m
     # --pace 2x: each 8 s input takes 4 s; the status line is drawn before any of them is done
     process = subprocess.Popen(
         [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
-        + ["--pace", "2x", "-j", "2"],
+        + ["--pace", "2x", *options],
         cwd=batch_dir,
         stderr=slave,
         start_new_session=True,

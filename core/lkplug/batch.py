@@ -37,6 +37,7 @@ from .spec import Spec, format_spec, parse_spec
 FIELDS = ("stem", "name", "ext", "dir", "relpath")
 _GLOB_CHARS = frozenset("*?[")
 POLL_SECONDS = 0.1  # how often a worker looks whether the batch was stopped, and the parent for results
+CLUSTER_PROGRESS_SECONDS = 0.5  # how often a task on a cluster sends its progress (through the scheduler)
 
 
 def is_pattern(path: str) -> bool:
@@ -177,6 +178,7 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
+    progress_topic: str | None = None  # ...and the event topic its progress is logged under
 
 
 @dataclass
@@ -407,12 +409,20 @@ def run_job(job: Job) -> Result:
     if stop_event is not None and stop_event.is_set():
         result.stopped = True  # queued before the batch was stopped
         return result
-    done = [0.0]  # media seconds so far, for the parent's progress line and the summary
+    done = [0.0, 0.0]  # media seconds so far (for the summary), and when a cluster was last told
+    worker = None
+    if job.progress_topic is not None:
+        from distributed import get_worker
+
+        worker = get_worker()
 
     def on_progress(seconds: float) -> None:
         done[0] = seconds
         if _progress is not None:
             _progress[_slot] = seconds
+        elif worker is not None and time.monotonic() >= done[1]:  # the parent's progress line
+            done[1] = time.monotonic() + CLUSTER_PROGRESS_SECONDS
+            worker.log_event(job.progress_topic, [job.input, seconds])
 
     try:
         pipeline = _pipeline(job, _registry(job.plugins))
@@ -507,6 +517,9 @@ class _LocalPool:
         """Media seconds done of the inputs being run now."""
         return sum(self.progress)
 
+    def ended(self, job: Job) -> None:
+        pass  # its worker has zeroed its place already
+
     def submit(self, jobs: list[Job]) -> list:
         return [self.executor.submit(run_job, job) for job in jobs]
 
@@ -549,9 +562,19 @@ class _DaskPool:
         # the running tasks watch it as local workers watch theirs (a scheduler-side flag)
         self.stop_event = Event(f"lkplug-batch-stop-{uuid.uuid4().hex}", client=self.client)
         self.aborted = False
+        # the tasks log [input, media seconds] under this topic; the client's thread hands them here
+        self.topic = f"lkplug-batch-progress-{uuid.uuid4().hex}"
+        self.progress: dict[str, float] = {}
+        self.done: set[str] = set()
+        self.client.subscribe_topic(self.topic, self._heard)
+
+    def _heard(self, event) -> None:
+        name, seconds = event[1]
+        if name not in self.done:  # an event may come after its task's result
+            self.progress[name] = seconds
 
     def submit(self, jobs: list[Job]) -> list:
-        jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
+        jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
 
     def wait(self, futures: list) -> None:
@@ -560,7 +583,11 @@ class _DaskPool:
         time.sleep(POLL_SECONDS)
 
     def in_progress(self) -> float:
-        return 0.0  # a cluster's tasks report when they end
+        return sum(list(self.progress.values()))
+
+    def ended(self, job: Job) -> None:
+        self.done.add(job.input)
+        self.progress.pop(job.input, None)
 
     def stop(self, futures) -> None:
         """Running tasks stop and discard their outputs, and those not started return at once: their
@@ -656,6 +683,7 @@ def run_batch(
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             for future in finished:
+                pool.ended(job_of[future])
                 result = _result(future, job_of[future])
                 # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
                 if result is None or result.stopped or result.crashed and summary.interrupted:
