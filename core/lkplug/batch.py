@@ -26,7 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
-from .outputs import held_outputs, temporary_name
+from .outputs import held_outputs, remove_stale, temporary_name
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -625,6 +625,7 @@ def run_batch(
     their outputs discarded), a second SIGINT ends the workers at once. ``notify`` gets a line per
     input (failures always); ``status`` is redrawn as inputs end."""
     todo, skipped = batch.pending(skip_existing)
+    remove_stale(output for job in todo for output in job.outputs)  # once here, not in every task
     summary = Summary(skipped=len(skipped))
     started = time.monotonic()
     if batch.repeated:

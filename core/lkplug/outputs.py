@@ -31,15 +31,15 @@ class OutputFile:
     same folder (so the rename never crosses file systems); ``path`` itself when it is not a regular
     file that can be renamed over (``-``, a device such as /dev/null, a named pipe).
 
-    Making one removes the stale temporaries of ``path`` that killed runs left (see ``stale``)."""
+    Making one removes the stale temporaries of ``path`` that killed runs left (see ``stale``); in a
+    batch the parent has done that once per folder (``remove_stale``), not once per file."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._held = _held.get()
         self.temp = self.path if _special(self.path) else temporary_name(self.path)
-        if self.temp != self.path:
-            for old in stale(self.path):
-                old.unlink(missing_ok=True)
+        if self.temp != self.path and self._held is None:
+            remove_stale([self.path])
 
     def complete(self) -> None:
         """The file is closed and valid: it gets its final name now, or in a batch once the input
@@ -68,17 +68,31 @@ def temporary_name(path: Path) -> Path:
 def stale(path: Path) -> list[Path]:
     """The temporaries of ``path`` (``.NAME.PID.part``) whose process no longer runs on this machine:
     left by a run that was killed before it could rename them."""
-    path = Path(path)
-    prefix = f".{path.name}."
+    return _stale([Path(path)])
+
+
+def remove_stale(paths) -> None:
+    """Remove the stale temporaries of ``paths`` (final names): one listing per folder."""
+    for old in _stale([Path(path) for path in paths]):
+        old.unlink(missing_ok=True)
+
+
+def _stale(paths: list[Path]) -> list[Path]:
+    by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, set()).add(path.name)
     found = []
-    try:
-        names = os.listdir(path.parent if str(path.parent) else ".")
-    except OSError:
-        return []
-    for name in names:
-        pid = name[len(prefix) : -len(".part")]
-        if name.startswith(prefix) and name.endswith(".part") and pid.isdigit() and not _running(int(pid)):
-            found.append(path.with_name(name))
+    for folder, finals in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:  # not made yet: nothing in it
+            continue
+        for name in names:
+            if not (name.startswith(".") and name.endswith(".part")):
+                continue
+            final, _, pid = name[1 : -len(".part")].rpartition(".")
+            if final in finals and pid.isdigit() and not _running(int(pid)):
+                found.append(folder / name)
     return found
 
 
