@@ -95,3 +95,16 @@ def test_a_device_is_written_in_place(tmp_path):
     assert result.returncode == 0, result.stderr
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert not [name for name in os.listdir("/dev") if name.startswith(".null.")]
+
+
+def test_a_link_to_a_file_is_written_through(tmp_path):
+    # as `ffmpeg -y -i in.wav latest.wav` does where latest.wav is a link: the file it names is
+    # replaced and the link stays (a rename over the link would have replaced the link itself)
+    (tmp_path / "takes").mkdir()
+    (tmp_path / "takes" / "1.wav").write_bytes(b"old")
+    (tmp_path / "latest.wav").symlink_to("takes/1.wav")
+    result = run_lkplug("run", "--source", "tone:duration=1", "--sink", "wav:latest.wav", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "latest.wav").is_symlink()
+    assert soundfile.info(tmp_path / "takes" / "1.wav").frames == 48000
+    assert [p.name for p in tmp_path.rglob(".*")] == []

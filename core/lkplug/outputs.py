@@ -37,9 +37,11 @@ class OutputFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._held = _held.get()
-        self.temp = self.path if _special(self.path) else temporary_name(self.path)
+        # a link to a file is written through, as ffmpeg -y does: the file it names is replaced
+        self._target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        self.temp = self.path if _special(self.path) else temporary_name(self._target)
         if self.temp != self.path and self._held is None:
-            remove_stale([self.path])
+            remove_stale([self._target])
 
     def complete(self) -> None:
         """The file is closed and valid: it gets its final name now, or in a batch once the input
@@ -52,7 +54,7 @@ class OutputFile:
     def commit(self) -> None:
         """Rename to the final name. Raises OSError if that fails."""
         if self.temp != self.path:
-            os.replace(self.temp, self.path)
+            os.replace(self.temp, self._target)
 
     def discard(self) -> None:
         """Remove what was written (an output that failed, or a batch input that was interrupted)."""
