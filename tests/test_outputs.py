@@ -102,9 +102,11 @@ def test_a_link_to_a_file_is_written_through(tmp_path):
     # replaced and the link stays (a rename over the link would have replaced the link itself)
     (tmp_path / "takes").mkdir()
     (tmp_path / "takes" / "1.wav").write_bytes(b"old")
+    os.chmod(tmp_path / "takes" / "1.wav", 0o640)  # and its mode is kept (umask would give 0o644)
     (tmp_path / "latest.wav").symlink_to("takes/1.wav")
     result = run_lkplug("run", "--source", "tone:duration=1", "--sink", "wav:latest.wav", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "latest.wav").is_symlink()
     assert soundfile.info(tmp_path / "takes" / "1.wav").frames == 48000
+    assert stat.S_IMODE(os.stat(tmp_path / "takes" / "1.wav").st_mode) == 0o640
     assert [p.name for p in tmp_path.rglob(".*")] == []

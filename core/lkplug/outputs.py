@@ -54,6 +54,10 @@ class OutputFile:
     def commit(self) -> None:
         """Rename to the final name. Raises OSError if that fails."""
         if self.temp != self.path:
+            try:  # a file written over keeps its mode, as one that ffmpeg -y rewrites in place
+                os.chmod(self.temp, stat.S_IMODE(os.stat(self._target).st_mode))
+            except FileNotFoundError:
+                pass
             os.replace(self.temp, self._target)
 
     def discard(self) -> None:
