@@ -1,11 +1,14 @@
 """A batch of files: lkplug -j 2 beside a shell loop of ffmpeg and `xargs -P 2` running ffmpeg.
 
 The job, per file: decode -> gain -6 dB -> 16 kHz mono (soxr in both) -> 16-bit WAV, for 20 inputs of
-2 minutes each in WAV, FLAC, MP3, M4A (AAC) and Opus. The three tools run interleaved in every round
-(machine load hits all alike; round 0 warms the page cache and is not counted); every round's
-outputs are checked (20 files, 16 kHz, mono, 2 minutes). Prints the median wall time (min-max) per
-tool and its ratio to `xargs -P 2 ffmpeg`, and the same for the CPU time of all the tool's processes
-(user + system; less sensitive than wall time to other load on the machine).
+2 minutes each in WAV, FLAC, MP3, M4A (AAC) and Opus. The three tools run interleaved in every round,
+in an order that rotates from round to round (machine load hits all alike, and none always runs
+first; round 0 warms the page cache and is not counted); every round's outputs are checked (20
+files, 16 kHz, mono, 2 minutes). Prints each round (the 1-minute load average before it, each tool's
+wall time, lkplug's wall over xargs's in that round), then the median wall time (min-max) per tool,
+its ratio to `xargs -P 2 ffmpeg`, the median of the per-round ratios (paired: a round's load hits
+both tools of the pair), and the same for the CPU time of all the tool's processes (user + system;
+less sensitive than wall time to other load on the machine).
 
 The inputs are made with ffmpeg on first use (pink noise and a sine, stereo) in --data.
 
@@ -110,9 +113,13 @@ def main() -> None:
     walls: dict[str, list[float]] = {name: [] for name in tools}
     cpus: dict[str, list[float]] = {name: [] for name in tools}
     checked = {}
+    base_name = f"xargs -P {args.jobs}"
+    names = list(tools)
+    loads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs + 1):  # run 0 warms the page cache and is not counted
-            for name in tools:
+            load = os.getloadavg()[0]
+            for name in names[run % len(names) :] + names[: run % len(names)]:
                 out = Path(tmp) / f"out-{run}-{name.split()[0]}"
                 out.mkdir()
                 command = commands(inputs, out, args.jobs)[name]
@@ -129,7 +136,11 @@ def main() -> None:
                 if run:
                     walls[name].append(wall)
                     cpus[name].append(cpu)
-    base_name = f"xargs -P {args.jobs}"
+            if run:
+                loads.append(load)
+                times = "  ".join(f"{name} {walls[name][-1]:.2f}" for name in names)
+                ratio = walls["lkplug"][-1] / walls[base_name][-1]
+                print(f"round {run}: load {load:.2f}  {times}  lkplug/xargs {ratio:.2f}", flush=True)
     base = statistics.median(walls[base_name])
     print(
         f"\n## batch: {args.count} inputs x {args.minutes:g} min ({', '.join(FORMATS)}), decode -> gain -6 dB"
@@ -143,6 +154,13 @@ def main() -> None:
         spread = f"{median:.2f} ({min(values):.2f}-{max(values):.2f})"
         ratios = f"{median / base:>8.2f}x {cpu:>13.2f} {cpu / cpu_base:>8.2f}x"
         print(f"{name:<12} {spread:>25} {ratios}  {checked[name]}")
+    paired = statistics.median(a / b for a, b in zip(walls["lkplug"], walls[base_name], strict=True))
+    paired_cpu = statistics.median(a / b for a, b in zip(cpus["lkplug"], cpus[base_name], strict=True))
+    print(
+        f"lkplug / {base_name}, median of the per-round ratios: wall {paired:.2f}x, cpu {paired_cpu:.2f}x;"
+        f" 1-minute load before the rounds: {min(loads):.2f}-{max(loads):.2f} (median"
+        f" {statistics.median(loads):.2f}) on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

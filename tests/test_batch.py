@@ -262,6 +262,8 @@ def interrupt_mid_batch(folder: Path, *options: str) -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "stopped by signal" in stderr, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert float(summary.split("; ")[1].split()[0]) > 0, summary  # before: "0.0 s of media"
     deadline = time.monotonic() + 20  # a cluster's workers may stop just after the client has gone
     while hidden_parts(folder) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -369,3 +371,117 @@ def test_a_warning_names_its_input_once(tmp_path):
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warnings and all(line.count(str(damaged)) == 1 for line in warnings), result.stderr
+
+
+# what a new user met (session 4): each fails before its fix ------------------------------------
+
+
+def test_a_recursive_glob_does_not_follow_a_link_into_a_loop(batch_dir):
+    rec = batch_dir / "rec"
+    (rec / "sub" / "up").symlink_to("..")  # rec/sub/up -> rec: before, 41 copies of every file
+    (rec / "again.wav").symlink_to("a.wav")  # one file by two names: run once, as a.wav
+    result = run_lkplug(
+        "run", "--source", "file:rec/**/*.wav", "--sink", "wav:out/{relpath}/{stem}.wav", cwd=batch_dir
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(outputs(batch_dir)) == {"out/a.wav"}
+    assert result.stderr.count("named a file already in the batch") == 1, result.stderr
+    assert "rec/again.wav" in result.stderr
+    # `find rec -name '*.wav'` (no -L) lists rec/a.wav and rec/again.wav, and nothing under rec/sub/up
+    flac = run_lkplug("run", "--source", "file:rec/**/*.flac", "--sink", "wav:out/{stem}.wav", cwd=batch_dir)
+    assert flac.returncode == 0 and "1 ok, 0 failed" in flac.stderr, flac.stderr
+
+
+def test_a_missing_or_repeated_list_entry_is_one_input(batch_dir):
+    (batch_dir / "inputs.txt").write_text("rec/a.wav\nrec/gone.wav\nrec/c.mp3\nrec/a.wav\n")
+    result = run_lkplug(
+        "run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "-j", "2", cwd=batch_dir
+    )
+    # before: "inputs.txt: no such file: rec/gone.wav (1 missing)", nothing run
+    assert result.returncode == 1, result.stderr
+    assert set(outputs(batch_dir)) == {"out/a.wav", "out/c.wav"}
+    assert "lkplug: failed rec/gone.wav: no such file: rec/gone.wav" in result.stderr
+    assert "lkplug: batch: 2 ok, 1 failed;" in result.stderr, result.stderr
+    assert result.stderr.count("named a file already in the batch") == 1
+
+
+def test_an_output_folder_that_is_a_file_or_outside_the_template_is_refused(batch_dir):
+    (batch_dir / "out").mkdir()
+    (batch_dir / "out" / "a").write_text("a file, not a folder")
+    result = run_lkplug(
+        "run", "--source", "file:rec/*.wav", "--sink", "wav:out/{stem}/x.wav", "-j", "2", cwd=batch_dir
+    )
+    # before: "failed rec/a.wav: unexpected NotADirectoryError: ... out/a/.x.wav.PID.part"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "lkplug: error: cannot write out/a/x.wav: out/a is a file, not a folder"
+    outside = batch_dir / "elsewhere"
+    outside.mkdir()
+    soundfile.write(outside / "z.wav", sine(440, 0.5, 48000), 48000, "PCM_16")
+    # a list's paths are relative to where lkplug runs: from rec/, ../elsewhere/z.wav
+    (batch_dir / "rec" / "list.txt").write_text("a.wav\n../elsewhere/z.wav\n")
+    escape = run_lkplug(
+        "run", "--source", "file:@list.txt", "--sink", "wav:conv/{dir}/{stem}.wav", cwd=batch_dir / "rec"
+    )
+    # before: wrote rec/elsewhere/z.wav (conv/../elsewhere), outside conv/
+    assert escape.returncode == 2, escape.stderr
+    line = escape.stderr.strip()
+    assert line.startswith("lkplug: error: conv/{dir}/{stem}.wav would write conv/../elsewhere/z.wav,")
+    assert "outside conv/ ({dir} is ../elsewhere)" in line and "\n" not in line
+    assert not (batch_dir / "rec" / "elsewhere").exists() and not (batch_dir / "rec" / "conv").exists()
+
+
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_the_status_counts_media_of_inputs_in_progress_and_a_stopped_batch_its_media(batch_dir, where):
+    if where == "cluster":
+        with local_cluster() as cluster:
+            status_and_stop(batch_dir, "--cluster", cluster.scheduler_address)
+    else:
+        status_and_stop(batch_dir, "-j", "2")
+
+
+def status_and_stop(batch_dir: Path, *options: str) -> None:
+    import pty
+
+    inputs = long_inputs(batch_dir, 2, 8.0)
+    master, slave = pty.openpty()
+    # --pace 2x: each 8 s input takes 4 s; the status line is drawn before any of them is done
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
+        + ["--pace", "2x", *options],
+        cwd=batch_dir,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    progress: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            shown += os.read(master, 4096)
+        except OSError:  # the run has ended (the terminal is closed)
+            break
+        lines = shown.decode().replace("\r", "\n").splitlines()
+        progress = [line for line in lines if line.startswith("0/2 files") and "of media" in line]
+        if any(not line.startswith("0/2 files  00:00.0") for line in progress):
+            break
+    # before: "0/2 files  00:00.0 of media" until the first input ended
+    assert any(not line.startswith("0/2 files  00:00.0") for line in progress), lines
+    os.killpg(process.pid, signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    process.wait(timeout=30)
+    os.close(master)
+    assert process.returncode == 130
+    summary = next(line for line in shown.decode().splitlines() if "lkplug: batch:" in line)
+    # before: "0 ok, 0 failed, 2 not run; 0.0 s of media": the media the stopped inputs had done
+    media = float(summary.split("; ")[1].split()[0])
+    assert 0 < media < 2 * 8.0, summary
+    assert len(inputs) == 2

@@ -23,6 +23,7 @@ import soundfile
 from aiohttp import web
 from test_track_live import assert_bars, lkplug, steady
 
+from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, level_dbfs, sine
 from lkplug_livekit.devserver.page import CLIENT_JS, CLIENT_JS_VERSION
 from lkplug_livekit.devserver.peers import HEIGHT, WIDTH, colour_bars
@@ -297,7 +298,7 @@ async def test_a_participant_who_leaves_ends_a_default_recording(
         lkplug(livekit_server, "run", "--source", "track:browser", "--sink", f"wav:{out}")
     )
     for _ in range(300):  # until 3 s of the tone are written (s16 mono)
-        if out.exists() and out.stat().st_size > 3 * 48000 * 2 or recording.done():
+        if bytes_written(out) > 3 * 48000 * 2 or recording.done():
             break
         await asyncio.sleep(0.1)
     if unpublish_first:

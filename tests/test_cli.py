@@ -15,6 +15,7 @@ import soundfile
 from conftest import assert_one_line_error, run_lkplug
 from signals import write_flac
 
+from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 
@@ -92,7 +93,7 @@ def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 30
-    while not (out.exists() and out.stat().st_size > 48000) and time.monotonic() < deadline:
+    while bytes_written(out) <= 48000 and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
@@ -226,7 +227,7 @@ def test_sigterm_stops_cleanly_too(tmp_path):
         ],
     )
     deadline = time.monotonic() + 30
-    while not (out.exists() and out.stat().st_size > 4800) and time.monotonic() < deadline:
+    while bytes_written(out) <= 4800 and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 130

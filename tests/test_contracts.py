@@ -19,6 +19,7 @@ from conftest import assert_one_line_error, run_lkplug
 
 import lkplug
 from lkplug import AudioFormat, Built, Pipeline, Registry, UsageError
+from lkplug.outputs import bytes_written
 from lkplug.testing import sine, to_s16
 
 HERE = Path(__file__).resolve().parent
@@ -170,7 +171,11 @@ def test_a_wav_written_before_a_native_abort_is_still_valid(tmp_path):
         "run", "-p", HOOKS, "--source", "tone:duration=10", "--proc", "faulty:abort", "--sink", f"wav:{out}"
     )
     assert result.returncode == -signal.SIGABRT  # nothing can catch an abort
-    assert wav_frames(out) == 48000  # before: the header said 0 frames
+    # an aborted run is a killed one: nothing under the final name (--skip-existing would take it as
+    # done); what it wrote is in its temporary, whose header is valid (before: it said 0 frames)
+    assert not out.exists()
+    (part,) = tmp_path.glob(".a.wav.*.part")
+    assert wav_frames(part) == 48000
 
 
 # 12. signals always work -------------------------------------------------------------------------
@@ -242,7 +247,7 @@ def test_a_second_ctrl_c_during_a_blocked_stage_writes_the_mp4_trailer(tmp_path)
 def test_sigterm_ends_a_run_waiting_on_its_pace(tmp_path):
     process, out = start_run(tmp_path, "--pace", "1e-6", "--source", "tone:duration=10")
     deadline = time.monotonic() + 30
-    while not out.exists() and time.monotonic() < deadline:
+    while not bytes_written(out) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ from livekit.protocol import rtc as signal
 from livekit.protocol.room import RemoveParticipantResponse, RoomParticipantIdentity
 from livekit.rtc.participant import PublishTrackError
 
+from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, level_dbfs
 from lkplug_livekit.devserver.peers import RATE
 from lkplug_livekit.devserver.process import DevServerProcess
@@ -270,7 +271,7 @@ async def test_a_participant_gone_for_good_ends_the_recording_with_an_error(
         lkplug(livekit_server, "run", "--source", "track:alice", "--sink", f"wav:{out}", "-t", "60")
     )
     for _ in range(600):  # until 2 s of her tone are written (s16 mono), not a fixed wait
-        if out.exists() and out.stat().st_size > 2 * RATE * 2 or record.done():
+        if bytes_written(out) > 2 * RATE * 2 or record.done():
             break
         await asyncio.sleep(0.1)
     await alice.close()  # she leaves and does not come back

@@ -26,7 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
-from .outputs import held_outputs, temporary_name
+from .outputs import held_outputs, remove_stale, temporary_name
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -37,6 +37,7 @@ from .spec import Spec, format_spec, parse_spec
 FIELDS = ("stem", "name", "ext", "dir", "relpath")
 _GLOB_CHARS = frozenset("*?[")
 POLL_SECONDS = 0.1  # how often a worker looks whether the batch was stopped, and the parent for results
+CLUSTER_PROGRESS_SECONDS = 0.5  # how often a task on a cluster sends its progress (through the scheduler)
 
 
 def is_pattern(path: str) -> bool:
@@ -48,7 +49,10 @@ def expand(pattern: str) -> tuple[list[str], str]:
     """The files a glob or ``@list`` names, sorted (a list keeps its order), and the root that
     ``{relpath}`` is relative to: the glob's folder before its first wildcard; for a list, the
     folder all its files share. A list holds one path per line (relative to the current folder, as
-    ``find`` prints them); blank lines and lines starting with ``#`` are skipped.
+    ``find`` prints them); blank lines and lines starting with ``#`` are skipped; its paths are
+    returned as they are, missing ones too (each is then one failed input). ``**`` does not enter
+    folders that are symbolic links (as ``find`` and pathlib do not: a link to a parent folder would
+    give every file again at each depth); ``*`` and ``**`` skip hidden names, as the shell's do.
     Raises MediaError when nothing matches or the list cannot be read."""
     if pattern.startswith("@"):
         list_file = pattern[1:]
@@ -59,21 +63,55 @@ def expand(pattern: str) -> tuple[list[str], str]:
         files = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not files:
             raise MediaError(f"{list_file} lists no inputs")
-        missing = [path for path in files if not os.path.isfile(path)]
-        if missing:
-            raise MediaError(f"{list_file}: no such file: {missing[0]} ({len(missing)} missing)")
         root = os.path.commonpath([os.path.abspath(os.path.dirname(path)) for path in files])
         return files, root
     if os.path.isfile(pattern):  # one file (a batch of one), whatever its name holds ([1], *)
         return [pattern], os.path.dirname(pattern) or "."
-    import glob
-
-    files = sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
-    if not files:
-        raise MediaError(f"no file matches {pattern}")
     parts = Path(pattern).parts
     fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
-    return files, str(Path(*parts[:fixed])) if fixed else "."
+    root = str(Path(*parts[:fixed])) if fixed else "."
+    if "**" in parts[fixed:]:
+        files = sorted(_walk_glob(root, parts[fixed:]))
+    else:  # no recursion, no loop: the shell's glob (a link to a folder is entered, as ls rec/*/ does)
+        import glob
+
+        files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+    if not files:
+        raise MediaError(f"no file matches {pattern}")
+    return files, root
+
+
+def _walk_glob(root: str, pattern: Sequence[str]) -> list[str]:
+    """The files under ``root`` whose path below it matches ``pattern`` (its parts, ``**`` among
+    them), found by ``os.walk`` without following links to folders."""
+    found = []
+    for folder, folders, names in os.walk(root):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            path = os.path.join(folder, name)
+            below = Path(os.path.relpath(path, root)).parts
+            if _matches(below, tuple(pattern)) and os.path.isfile(path):
+                found.append(path if root != "." else os.path.relpath(path))
+    return found
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """glob's rules per path part: ``**`` is any number of folders (none too), a part starting with
+    ``.`` is matched only by a pattern part starting with ``.``."""
+    from fnmatch import fnmatchcase
+
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        for skip in range(len(parts) + 1):
+            if skip and parts[skip - 1].startswith("."):
+                return False
+            if _matches(parts[skip:], pattern[1:]):
+                return True
+        return False
+    if not parts or parts[0].startswith(".") and not pattern[0].startswith("."):
+        return False
+    return fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
 
 
 def file_fields(path: str, root: str) -> dict[str, str]:
@@ -84,6 +122,46 @@ def file_fields(path: str, root: str) -> dict[str, str]:
     relpath = os.path.relpath(os.path.abspath(folder), os.path.abspath(root))
     ext = file.suffix.lstrip(".")
     return {"stem": file.stem, "name": file.name, "ext": ext, "dir": folder, "relpath": relpath}
+
+
+def _once(paths) -> tuple[list[str], list[str]]:
+    """``paths`` with each file once (the same file by another name: a repeated line, a link), in
+    their order, and the names dropped. Of a file and links to it, the file itself is kept."""
+    by_file: dict[str, list[str]] = {}
+    for path in paths:
+        by_file.setdefault(os.path.realpath(path), []).append(path)
+    kept, dropped = [], []
+    for real, names in by_file.items():
+        unique = list(dict.fromkeys(names))
+        keep = names.index(next((name for name in unique if os.path.abspath(name) == real), unique[0]))
+        kept.append(names[keep])
+        dropped += names[:keep] + names[keep + 1 :]
+    return kept, dropped
+
+
+def _check_output(template: str, output: str, fields: dict[str, str]) -> None:
+    """Raise UsageError for an output that would land outside the folder its template names
+    (``out/{dir}/{stem}.wav`` with a ``{dir}`` of ``../x``) or under a file (``out/{stem}.wav/...``
+    where ``out/a.wav`` is a file): one line naming the user's path, before anything runs."""
+    fixed = os.path.dirname(template.split("{", 1)[0])  # "out/{relpath}/{stem}.wav" -> "out"
+    if fixed and "{" in template:
+        inside = os.path.normpath(output)
+        if os.path.commonpath([os.path.abspath(fixed), os.path.abspath(inside)]) != os.path.abspath(fixed):
+            used = ", ".join(
+                f"{{{name}}} is {fields[name]}"
+                for name in FIELDS
+                if f"{{{name}}}" in template and ".." in Path(fields[name]).parts
+            )
+            raise UsageError(
+                f"{template} would write {output}, outside {fixed}/ ({used}); use {{relpath}}, which stays"
+                " below the inputs' root"
+            )
+    folder = Path(output).parent
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"cannot write {output}: {parent} is a file, not a folder")
+            break
 
 
 @dataclass(frozen=True)
@@ -100,6 +178,7 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
+    progress_topic: str | None = None  # ...and the event topic its progress is logged under
 
 
 @dataclass
@@ -137,17 +216,26 @@ class Batch:
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
         self.pattern = pattern
-        self.files, self.root = expand(pattern)
+        listed, self.root = expand(pattern)
+        # a list may name a file that is gone (one failed input, not a refused batch) or one file twice
+        # (a list made by hand, a link and its target reached by a glob): each file runs once
+        self.missing = [path for path in listed if not os.path.isfile(path)]
+        self.files, self.repeated = _once(path for path in listed if os.path.isfile(path))
         sink_entries = [registry.get("sink", parse_spec(text).name) for text in sinks]
+        templates = [_output_path(e, parse_spec(t)) for e, t in zip(sink_entries, sinks, strict=True)]
         self.jobs: list[Job] = []
         seen: dict[str, str] = {}
         inputs = {os.path.abspath(path) for path in self.files}
         for path in self.files:
             fields = file_fields(path, self.root)
             rendered = [_fill(parse_spec(text), fields) for text in sinks]
+            paths = [_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
+            for template, output in zip(templates, paths, strict=True):
+                if output:
+                    _check_output(template, output, fields)
             if absolute:
                 rendered = [_absolute_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
-            paths = (_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True))
+                paths = [_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
             outputs = tuple(path for path in paths if path)
             for output in outputs:
                 key = os.path.abspath(output)
@@ -173,6 +261,8 @@ class Batch:
                     dict(options or {}),
                 )
             )
+        if not self.jobs:
+            return  # every listed file is missing: each fails, nothing to check
         # unknown components and bad parameters fail now, once, not in every worker
         first = self.jobs[0]
         build(registry, "source", first.source)
@@ -182,6 +272,8 @@ class Batch:
             build_entry(entry, parse_spec(text))
 
     def explain(self, registry: Registry) -> str:
+        if not self.jobs:
+            return f"batch   none of the {counted(len(self.missing), 'input')} of {self.pattern} exists"
         first = self.jobs[0]
         lines = [
             f"batch   {counted(len(self.jobs), 'input')} from {self.pattern} (root {self.root}); for each,"
@@ -262,6 +354,10 @@ def _output_path(entry, spec: Spec) -> str | None:
 
 _registries: dict[tuple[str, ...], Registry] = {}
 _stop_event = None  # set by the parent (local pool) when the batch is stopped
+# the parent's shared array of the media seconds each local worker has done of its current input, and
+# this worker's place in it (taken at start from a shared counter)
+_progress = None
+_slot = 0
 
 
 def _registry(plugins: tuple[str, ...]) -> Registry:
@@ -271,8 +367,8 @@ def _registry(plugins: tuple[str, ...]) -> Registry:
     return _registries[plugins]
 
 
-def _init_worker(stop_event, plugins: tuple[str, ...]) -> None:
-    global _stop_event
+def _init_worker(stop_event, plugins: tuple[str, ...], progress=None, slots=None) -> None:
+    global _stop_event, _progress, _slot
     # Ctrl-C on a terminal (or a SIGTERM to the group) reaches every process: the parent decides,
     # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -280,6 +376,10 @@ def _init_worker(stop_event, plugins: tuple[str, ...]) -> None:
     # ...but a parent killed outright (SIGKILL) can tell nobody: end with it, leaving only .part files
     end_with_parent(signal.SIGKILL)
     _stop_event = stop_event
+    if progress is not None:
+        with slots.get_lock():
+            _slot, slots.value = slots.value, slots.value + 1
+        _progress = progress
     _registry(plugins)
 
 
@@ -309,13 +409,28 @@ def run_job(job: Job) -> Result:
     if stop_event is not None and stop_event.is_set():
         result.stopped = True  # queued before the batch was stopped
         return result
+    done = [0.0, 0.0]  # media seconds so far (for the summary), and when a cluster was last told
+    worker = None
+    if job.progress_topic is not None:
+        from distributed import get_worker
+
+        worker = get_worker()
+
+    def on_progress(seconds: float) -> None:
+        done[0] = seconds
+        if _progress is not None:
+            _progress[_slot] = seconds
+        elif worker is not None and time.monotonic() >= done[1]:  # the parent's progress line
+            done[1] = time.monotonic() + CLUSTER_PROGRESS_SECONDS
+            worker.log_event(job.progress_topic, [job.input, seconds])
+
     try:
         pipeline = _pipeline(job, _registry(job.plugins))
         for output in job.outputs:
-            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(output))
         with held_outputs() as held:
             try:
-                report = asyncio.run(_run(pipeline, stop_event))
+                report = asyncio.run(_run(pipeline, stop_event, on_progress))
             except BaseException:
                 held.discard()
                 raise
@@ -331,6 +446,9 @@ def run_job(job: Job) -> Result:
         result.error = " ".join(str(exc).split())
     except Exception as exc:  # a bug, ours or a plugin's: still one line, and the batch goes on
         result.error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+    if _progress is not None:
+        _progress[_slot] = 0.0  # this input's seconds come back in the result
+    result.seconds = result.seconds or done[0]  # what a stopped or failed input had done too
     if not result.ok:
         for output in job.outputs:  # a sink that failed before completing leaves its temporary file
             temporary_name(Path(output)).unlink(missing_ok=True)
@@ -338,7 +456,18 @@ def run_job(job: Job) -> Result:
     return result
 
 
-async def _run(pipeline: Pipeline, stop_event):
+def _make_folder(path: Path) -> None:
+    """Make ``path``'s folder; MediaError naming ``path`` if it cannot be (a file where a folder
+    should be, made since the batch was checked; no permission)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(
+            f"cannot write {path}: cannot make its folder {path.parent} ({exc.strerror})"
+        ) from None
+
+
+async def _run(pipeline: Pipeline, stop_event, on_progress=None):
     async def watch():
         while not stop_event.is_set():
             await asyncio.sleep(POLL_SECONDS)
@@ -346,7 +475,7 @@ async def _run(pipeline: Pipeline, stop_event):
 
     watcher = asyncio.create_task(watch()) if stop_event is not None else None
     try:
-        return await pipeline.run()
+        return await pipeline.run(on_progress)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -376,9 +505,20 @@ class _LocalPool:
 
         context = multiprocessing.get_context(_start_method())
         self.stop_event = context.Event()
+        self.progress = context.Array("d", workers, lock=False)  # one float per worker, each its own
         self.executor = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(self.stop_event, plugins)
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.stop_event, plugins, self.progress, context.Value("i", 0)),
         )
+
+    def in_progress(self) -> float:
+        """Media seconds done of the inputs being run now."""
+        return sum(self.progress)
+
+    def ended(self, job: Job) -> None:
+        pass  # its worker has zeroed its place already
 
     def submit(self, jobs: list[Job]) -> list:
         return [self.executor.submit(run_job, job) for job in jobs]
@@ -421,21 +561,41 @@ class _DaskPool:
 
         # the running tasks watch it as local workers watch theirs (a scheduler-side flag)
         self.stop_event = Event(f"lkplug-batch-stop-{uuid.uuid4().hex}", client=self.client)
+        self.aborted = False
+        # the tasks log [input, media seconds] under this topic; the client's thread hands them here
+        self.topic = f"lkplug-batch-progress-{uuid.uuid4().hex}"
+        self.progress: dict[str, float] = {}
+        self.done: set[str] = set()
+        self.client.subscribe_topic(self.topic, self._heard)
+
+    def _heard(self, event) -> None:
+        name, seconds = event[1]
+        if name not in self.done:  # an event may come after its task's result
+            self.progress[name] = seconds
 
     def submit(self, jobs: list[Job]) -> list:
-        jobs = [replace(job, stop_event=self.stop_event.name) for job in jobs]
+        jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
         return self.client.map(run_job, jobs, pure=False)
 
     def wait(self, futures: list) -> None:
+        if self.aborted:  # a second Ctrl-C: drop them (running ones stop by the event, results unseen)
+            self.client.cancel([future for future in futures if not future.done()])
         time.sleep(POLL_SECONDS)
 
+    def in_progress(self) -> float:
+        return sum(list(self.progress.values()))
+
+    def ended(self, job: Job) -> None:
+        self.done.add(job.input)
+        self.progress.pop(job.input, None)
+
     def stop(self, futures) -> None:
-        """Tasks not started are cancelled; running ones stop and discard their outputs."""
+        """Running tasks stop and discard their outputs, and those not started return at once: their
+        results still come (a cancelled task's would not: the media the running ones had done)."""
         self.stop_event.set()
-        self.client.cancel(list(futures))
 
     def abort(self) -> None:
-        pass
+        self.aborted = True  # acted on in wait(): a client is not to be used from a signal handler
 
     def close(self) -> None:
         self.client.close()
@@ -465,11 +625,24 @@ def run_batch(
     their outputs discarded), a second SIGINT ends the workers at once. ``notify`` gets a line per
     input (failures always); ``status`` is redrawn as inputs end."""
     todo, skipped = batch.pending(skip_existing)
+    remove_stale(output for job in todo for output in job.outputs)  # once here, not in every task
     summary = Summary(skipped=len(skipped))
     started = time.monotonic()
+    if batch.repeated:
+        notify(
+            f"{counted(len(batch.repeated), 'input')} named a file already in the batch (each file runs"
+            f" once): {', '.join(batch.repeated[:3])}" + (", ..." if len(batch.repeated) > 3 else "")
+        )
+    for path in batch.missing:  # a list's line naming no file: that input fails, the batch goes on
+        summary.failed.append(Result(path, error=f"no such file: {path}"))
+        notify(f"failed {path}: no such file: {path}")
     if status is not None:
-        status.start(len(todo))
-    if not todo:
+        status.start(len(todo) + len(batch.missing))
+        status.update(0, len(summary.failed), 0.0)
+    if not todo or fail_fast and summary.failed:
+        summary.not_run = len(todo)
+        if status is not None:
+            status.finish()
         return summary
     if cluster:
         pool = _DaskPool(cluster)
@@ -511,10 +684,12 @@ def run_batch(
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             for future in finished:
+                pool.ended(job_of[future])
                 result = _result(future, job_of[future])
                 # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
                 if result is None or result.stopped or result.crashed and summary.interrupted:
                     summary.not_run += 1
+                    summary.seconds += result.seconds if result else 0.0  # done, though discarded
                     continue
                 summary.seconds += result.seconds
                 if result.ok:
@@ -527,7 +702,7 @@ def run_batch(
                     summary.failed.append(result)
                     notify(f"failed {result.input}: {result.error}")
             if status is not None:
-                status.update(len(summary.ok), len(summary.failed), summary.seconds)
+                status.update(len(summary.ok), len(summary.failed), summary.seconds + pool.in_progress())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -42,6 +42,11 @@ def check_folder(path: Path) -> None:
     refuse_folder(path, f"out{path.suffix or '.wav'}")
     folder = path.parent
     if not folder.is_dir():
+        for parent in (folder, *folder.parents):  # a file where a folder should be says so
+            if parent.exists():
+                if not parent.is_dir():
+                    raise MediaError(f"cannot write {path}: {parent} is a file, not a folder")
+                break
         raise MediaError(f"cannot write {path}: folder {folder} does not exist")
     if path.exists() and not path.is_file():  # a device or a pipe (/dev/null): opening may block
         if not os.access(path, os.W_OK):

@@ -131,8 +131,10 @@ class BatchStatus:
         self.started = time.monotonic()
 
     def update(self, ok: int, failed: int, seconds: float) -> None:
-        changed = (ok + failed, failed, seconds) != (self.done, self.failed, self.seconds)
-        self.done, self.failed, self.seconds = ok + failed, failed, seconds
+        """``seconds``: media done, of the inputs in progress too (never shown going back: one that
+        ends leaves the in-progress count a moment before its result comes)."""
+        changed = (ok + failed, failed) != (self.done, self.failed)
+        self.done, self.failed, self.seconds = ok + failed, failed, max(seconds, self.seconds)
         now = time.monotonic()
         if self.redraw and (changed or now >= self.next_draw):
             self.next_draw = now + REDRAW_SECONDS

@@ -1,0 +1,112 @@
+"""Output files get their final name only when complete, in a single run as in a batch: a killed run
+leaves its work in a hidden ``.NAME.PID.part`` (never under the final name, so ``--skip-existing``
+does not take it as done), and the next run writing that name removes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+import soundfile
+from conftest import run_lkplug
+
+from lkplug.outputs import bytes_written, stale
+from lkplug.testing import sine
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", *args],
+        cwd=cwd,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group: a batch's workers are killed with it
+    )
+
+
+def kill_when_written(process: subprocess.Popen, paths: list[Path], enough: int) -> None:
+    """SIGKILL (nothing can catch it) once one of ``paths`` has ``enough`` bytes being written."""
+    deadline = time.monotonic() + 60
+    while max(bytes_written(path) for path in paths) < enough:
+        assert process.poll() is None and time.monotonic() < deadline, "nothing was being written"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def media_seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        return sum(frame.samples for frame in container.decode(audio=0)) / 48000
+
+
+@pytest.mark.parametrize("sink", ["wav:out.wav", "file:out.flac", "file:out.mp4"])
+def test_a_killed_single_run_leaves_nothing_under_its_final_name(tmp_path, sink):
+    soundfile.write(tmp_path / "in.wav", sine(440, 20.0, 48000), 48000, "PCM_16")
+    out = tmp_path / sink.split(":")[1]
+    args = ["--source", "file:in.wav", "--sink", sink]
+    process = start(["--pace", "1x", *args], tmp_path)
+    kill_when_written(process, [out], 20_000)
+    # before: the single run wrote the final name itself, and --skip-existing took the killed run's
+    # 1-2 s for the 20 s input as done (exit 0, nothing run)
+    assert not out.exists()
+    (part,) = tmp_path.glob(f".{out.name}.*.part")
+    if sink.startswith("wav"):  # libsndfile keeps a WAV's header current: what was written is readable
+        assert soundfile.info(part).frames > 0
+    rerun = run_lkplug("run", *args, "--skip-existing", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "skipped" not in rerun.stderr
+    assert media_seconds(out) == pytest.approx(20.0, abs=0.05)  # mp4: AAC's frames of 1024, give or take
+    assert list(tmp_path.glob(".*.part")) == []  # the killed run's temporary was removed
+
+
+def test_a_killed_batch_is_resumed_and_its_temporaries_removed(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for index in range(4):
+        soundfile.write(rec / f"{index}.wav", sine(300 + 100 * index, 6.0, 48000), 48000, "PCM_16")
+    args = ["--source", "file:rec/*.wav", "--sink", "wav:out/{stem}.wav", "-j", "2"]
+    process = start(["--pace", "2x", *args], tmp_path)
+    kill_when_written(process, [tmp_path / "out" / f"{index}.wav" for index in range(4)], 48000)
+    left = list((tmp_path / "out").glob(".*.part"))
+    assert left
+    finals = {part.with_name(part.name[1:].rsplit(".", 2)[0]) for part in left}  # .0.wav.PID.part
+    deadline = time.monotonic() + 20  # the workers end with their parent, a moment after it
+    while sum(len(stale(path)) for path in finals) < len(left) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(part for path in finals for part in stale(path)) == sorted(left)
+    for path in (tmp_path / "out").glob("*.wav"):  # only complete files have final names
+        assert soundfile.info(path).frames == 6 * 48000
+    rerun = run_lkplug("run", *args, "--skip-existing", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i}.wav" for i in range(4)]
+    for index in range(4):
+        assert soundfile.info(tmp_path / "out" / f"{index}.wav").frames == 6 * 48000
+
+
+def test_a_device_is_written_in_place(tmp_path):
+    # /dev/null is no file to rename over: written as it is (a temporary beside it would be in /dev)
+    result = run_lkplug("run", "--source", "tone:duration=1", "--sink", "wav:/dev/null")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not [name for name in os.listdir("/dev") if name.startswith(".null.")]
+
+
+def test_a_link_to_a_file_is_written_through(tmp_path):
+    # as `ffmpeg -y -i in.wav latest.wav` does where latest.wav is a link: the file it names is
+    # replaced and the link stays (a rename over the link would have replaced the link itself)
+    (tmp_path / "takes").mkdir()
+    (tmp_path / "takes" / "1.wav").write_bytes(b"old")
+    os.chmod(tmp_path / "takes" / "1.wav", 0o640)  # and its mode is kept (umask would give 0o644)
+    (tmp_path / "latest.wav").symlink_to("takes/1.wav")
+    result = run_lkplug("run", "--source", "tone:duration=1", "--sink", "wav:latest.wav", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "latest.wav").is_symlink()
+    assert soundfile.info(tmp_path / "takes" / "1.wav").frames == 48000
+    assert stat.S_IMODE(os.stat(tmp_path / "takes" / "1.wav").st_mode) == 0o640
+    assert [p.name for p in tmp_path.rglob(".*")] == []
