@@ -31,7 +31,7 @@ def inputs(tmp_path):
     return a, b
 
 
-def mix(tmp_path, a, b, layout: str) -> tuple[np.ndarray, int]:
+def mix(tmp_path, a, b, layout: str, subtype: str = "float") -> tuple[np.ndarray, int]:
     out = tmp_path / f"{layout.replace(':', '-').replace(',', '-')}.wav"
     result = run_lkplug(
         "run",
@@ -42,7 +42,7 @@ def mix(tmp_path, a, b, layout: str) -> tuple[np.ndarray, int]:
         "--proc",
         layout,
         "--sink",
-        f"wav:{out},subtype=float",
+        f"wav:{out},subtype={subtype}",
         "-q",
     )
     assert result.returncode == 0, result.stderr
@@ -59,9 +59,10 @@ def test_two_files_of_other_rates_and_channels_stacked_with_an_offset(tmp_path, 
     assert abs(int(np.argmax(np.abs(b[: 2 * RATE]))) - 72000) <= 1
     assert np.abs(b[: 72000 - 100]).max() < 1e-3  # silence before b starts
     assert dominant_frequency(b[int(2.1 * RATE) : int(3.4 * RATE)], RATE) == pytest.approx(660, abs=2)
-    # a's stereo is folded to mono by libswresample as `ffmpeg -i a.wav -ac 1` folds s16 (0.5 each,
-    # so two equal channels keep their level: ffmpeg's output measures -9.03 dBFS RMS)
-    assert level_dbfs(a[RATE // 10 : int(2.9 * RATE)]) == pytest.approx(-9.03, abs=0.05)
+    # a's stereo is folded to mono by libswresample as `ffmpeg -i a.wav -ac 1 -c:a pcm_f32le` folds
+    # it for a float WAV: unscaled (0.707 each, two equal channels 3 dB up), -6.00 dBFS RMS as
+    # ffmpeg's output measures (before: -9.03, the s16 output's scaling, for a float output)
+    assert level_dbfs(a[RATE // 10 : int(2.9 * RATE)]) == pytest.approx(-6.0, abs=0.05)
     assert dominant_frequency(a[: 3 * RATE], RATE) == pytest.approx(440, abs=2)
     assert np.abs(a[3 * RATE + 100 :]).max() < 1e-3  # a ended at 3 s
 
@@ -69,12 +70,26 @@ def test_two_files_of_other_rates_and_channels_stacked_with_an_offset(tmp_path, 
 def test_sum_adds_the_streams_with_the_documented_headroom(tmp_path, inputs):
     data, rate = mix(tmp_path, *inputs, "mix:sum")
     assert (rate, data.shape) == (RATE, (168000, 1))
-    # before b: a alone, 6 dB (the default headroom) below what it was sent at
-    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-9.03 - 6.0, abs=0.05)
+    # before b: a alone, 6 dB (the default headroom) below a's fold for a float WAV (-6.00 dBFS above)
+    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-6.0 - 6.0, abs=0.05)
     both = data[int(2.1 * RATE) : int(2.9 * RATE), 0]
     spectrum = np.abs(np.fft.rfft(both[:, None].T[0]))
     freqs = np.fft.rfftfreq(len(both), 1 / RATE)
     assert {round(freqs[i]) for i in np.argsort(spectrum)[-2:]} == {440, 660}
+
+
+def test_a_streams_downmix_is_scaled_when_the_mix_is_kept_as_s16(tmp_path, inputs):
+    # the mix only places and adds: a stream's fold is scaled by what the mix is written as, as
+    # `ffmpeg -i a.wav -ac 1 -c:a pcm_s16le` scales (0.5 each): -9.01 dBFS RMS in ffmpeg 5.1's output
+    a, b = inputs
+    data, _ = mix(tmp_path, a, b, "mix:channels", subtype="pcm16")
+    assert level_dbfs(data[RATE // 10 : int(2.9 * RATE), 0]) == pytest.approx(-9.01, abs=0.05)
+    data, _ = mix(tmp_path, a, b, "mix:sum", subtype="pcm16")  # and the headroom below that
+    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-9.01 - 6.0, abs=0.05)
+    # a float a.wav the same (before: 3 dB up, -6.00, the fold left unscaled for float frames)
+    soundfile.write(a, soundfile.read(a, dtype="float32")[0], A_RATE, subtype="FLOAT")
+    data, _ = mix(tmp_path, a, b, "mix:channels", subtype="pcm16")
+    assert level_dbfs(data[RATE // 10 : int(2.9 * RATE), 0]) == pytest.approx(-9.01, abs=0.05)
 
 
 def test_split_puts_the_left_glob_left(tmp_path, inputs):

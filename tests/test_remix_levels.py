@@ -97,7 +97,7 @@ def dbfs(data: np.ndarray) -> float:
 @pytest.mark.parametrize("sink", list(WAV_OUTPUTS))
 @pytest.mark.parametrize("conversion", list(CONVERSIONS))
 @pytest.mark.parametrize("sample_format", list(DECODED_AS))
-def test_remix_gives_ffmpegs_samples_for_the_format_the_sink_stores(sample_format, conversion, sink, tmp_path):
+def test_remix_gives_ffmpegs_samples_for_what_the_sink_stores(sample_format, conversion, sink, tmp_path):
     # before, the scaling followed the frame's format (s16 scaled, float not) where ffmpeg follows
     # the encoder's: e.g. flt stereo -> remix:1 -> wav: -23.01 dBFS, ffmpeg -i in.wav -ac 1 out.wav
     # -26.02; s16 5.1(side) -> remix:1 -> wav:subtype=float -29.70, ffmpeg -c:a pcm_f32le -19.03

@@ -217,8 +217,12 @@ class Pipeline:
                 self._tails[(index, kind)] = tail
                 self._planned.append(tail)
                 kept.append(tail.kept_format)
-        # one chain feeds every sink: a downmix in it is scaled for an integer sink (none clips)
-        chain.settle(next((name for name in kept if is_integer_format(name)), kept[0] if kept else None))
+        if kind == "audio":
+            # one chain feeds every sink: a downmix in it is scaled for an integer sink (none clips)
+            chain.settle(next((name for name in kept if is_integer_format(name)), kept[0] if kept else None))
+            mixes_into = getattr(self.source.obj, "mixes_into", None)
+            if mixes_into is not None:  # a fan-in: its streams' downmixes are scaled for the same end
+                call_plugin(self.source, mixes_into, chain.kept_format)
         return chain
 
     def _check_sinks(self, formats: dict) -> None:

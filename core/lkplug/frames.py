@@ -24,6 +24,7 @@ DTYPE_TO_FORMAT = {dtype: name for name, dtype in SAMPLE_FORMATS.items()}
 INTEGER_SAMPLE_FORMATS = frozenset(("u8", "u8p", "s16", "s16p", "s32", "s32p", "s64", "s64p"))
 PIXEL_FORMATS = ("yuv420p", "nv12", "rgb24", "rgba", "bgra", "gray")
 
+
 def is_integer_format(sample_format: str | None) -> bool:
     """True for an integer sample format by FFmpeg's name (``s16``, ``s32p``); False for float or None."""
     return sample_format in INTEGER_SAMPLE_FORMATS
