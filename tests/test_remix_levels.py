@@ -161,3 +161,39 @@ def test_a_downmix_into_a_codec_has_the_ffmpeg_clis_level(case, tmp_path):
     # a lossy codec: within 0.3 dB (mp3 is 0.18 dB off ffmpeg's at every level, scaled or not);
     # the scaling it is about is 3 dB or more
     assert dbfs(decode(out)[:, 0]) == pytest.approx(FFMPEG_CODEC_DBFS[case], abs=0.3)
+
+
+@pytest.mark.parametrize(
+    "processors, ffmpeg_dbfs",
+    [
+        # ffmpeg 5.1 -i in.wav -af volume=-6dB -ac 1 out.wav: an attenuation commutes with the
+        # downmix (the planner may move it), so it does not change the scaling: -32.02
+        (["remix:1", "gain:-6"], -32.02),
+        (["gain:-6", "remix:1"], -32.02),
+        # ffmpeg -i in.wav -af aresample=ochl=mono,volume=6dB out.wav: a filter after the downmix
+        # takes it in the input's format (flt), unscaled, and the s16 encoder comes after: -17.01
+        (["remix:1", "gain:6"], -17.01),
+    ],
+)
+def test_a_stage_after_remix_decides_as_in_an_ffmpeg_filter_chain(processors, ffmpeg_dbfs, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(source, "flt", "stereo", seconds=1.0)
+    run(f"file:{source}", processors, f"wav:{out}")
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "sample_format, options, ffmpeg_dbfs",
+    [("flt", "", -20.45), ("s16", "", -28.10), ("flt", ",sample_format=s16p", -28.10)],
+)
+def test_the_downmix_the_engine_inserts_for_a_sink_has_ffmpegs_level(
+    sample_format, options, ffmpeg_dbfs, tmp_path
+):
+    # libmp3lame takes mono or stereo: 5.1 is downmixed with no remix: asked. ffmpeg 5.1 -i in.wav
+    # out.mp3 gives libmp3lame fltp from float input (unscaled: -20.45 dBFS) and s16p from s16
+    # (scaled: -28.10); -sample_fmt s16p scales float input too (-28.10; lkplug before: -20.26).
+    # lkplug's mp3 is 0.18 dB above ffmpeg's at any level, scaled or not
+    source, out = tmp_path / "in.wav", tmp_path / "out.mp3"
+    write_wav(source, sample_format, "5.1", seconds=1.0)
+    run(f"file:{source}", [], f"file:{out}{options}")
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.3)
