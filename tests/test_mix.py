@@ -145,7 +145,7 @@ def test_layouts_assign_channels():
     with pytest.raises(UsageError, match="count="):
         make("channels").output_format()
     summed = make("sum").mix([(0, np.ones(4, np.float32)), (0, np.ones(4, np.float32))], 4)
-    assert summed[:, 0] == pytest.approx(2 * 10 ** (-6 / 20))  # headroom 6 dB
+    assert summed[:, 0] == pytest.approx(1.0)  # headroom 6.0206 dB: a half
 
 
 def mix_room(tmp_path, source: str, proc: str):
@@ -205,3 +205,33 @@ def test_what_the_receiver_made_up_is_said_without_zero_amounts():
     assert describe([(1.0, 1.5, 65.2, 0.0), (1.2, 2.0, 0.0, 0.3)]) == (
         "the receiver concealed 65 ms and stretched 1 ms of audio at 1.00-2.00 s"
     )
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_two_speakers_at_full_scale_do_not_clip_a_sum_kept_as_s16(tmp_path, stereo):
+    # the headroom claim (README, `lkplug inspect mix`): two streams at full scale, in phase, summed
+    # and lowered by the default headroom, do not clip; a stereo stream's fold into an s16 output is
+    # scaled (0.5 each, as ffmpeg -ac 1 into s16), so it holds for stereo streams too. Before, the
+    # default was 6.00 dB, a factor 0.5012: 4800 of 4800 samples clipped (+0.02 dBFS), and a float
+    # stereo stream was folded unscaled, 1.414 each
+    full = np.float32(32767 / 32768)
+    signal = np.full((RATE // 10, 2 if stereo else 1), full, np.float32)
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in paths:
+        soundfile.write(path, signal, RATE, subtype="FLOAT")
+    out = tmp_path / "sum.wav"
+    result = run_lkplug(
+        "run",
+        "--source",
+        f"file:{paths[0]}",
+        "--source",
+        f"file:{paths[1]}",
+        "--proc",
+        "mix",
+        "--sink",
+        f"wav:{out}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "clipped" not in result.stderr
+    data = soundfile.read(out, dtype="int16", always_2d=True)[0]
+    assert int(data.max()) >= 32600  # within 0.02 dB of full scale
