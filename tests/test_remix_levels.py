@@ -148,6 +148,10 @@ FFMPEG_CODEC_DBFS = {
     ("flt", "stereo->mono", "opus"): -23.05,
     ("flt", "5.1->stereo", "mp3"): -20.45,
     ("s16", "5.1->stereo", "mp3"): -28.10,
+    # u8 is given to libopus as s16 and to libmp3lame as s16p (ffmpeg's pick); lkplug's file source
+    # before made it flt, so the encoder took float: -23.04 and -23.31, unscaled
+    ("u8", "stereo->mono", "opus"): -26.00,
+    ("u8", "stereo->mono", "mp3"): -26.49,
 }
 
 
