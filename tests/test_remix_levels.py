@@ -201,3 +201,15 @@ def test_the_downmix_the_engine_inserts_for_a_sink_has_ffmpegs_level(
     write_wav(source, sample_format, "5.1", seconds=1.0)
     run(f"file:{source}", [], f"file:{out}{options}")
     assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.3)
+
+
+def test_one_chain_into_an_integer_and_a_float_sink_is_scaled_for_the_integer_one(tmp_path):
+    # ffmpeg gives each output its own filter graph; lkplug's chain feeds every sink, so an integer
+    # sink decides (none clips): the s16 WAV has ffmpeg -i in.wav -ac 1 out.wav's -26.02 dBFS, and
+    # the float WAV the same samples (ffmpeg's own float output would be -23.01)
+    source, fixed, floating = tmp_path / "in.wav", tmp_path / "s16.wav", tmp_path / "flt.wav"
+    write_wav(source, "flt", "stereo", seconds=1.0)
+    sinks = [f"wav:{floating},subtype=float", f"wav:{fixed}"]
+    asyncio.run(Pipeline.from_specs(f"file:{source}", ["remix:1"], sinks).run())
+    assert dbfs(decode(fixed)[:, 0]) == pytest.approx(-26.02, abs=0.02)
+    np.testing.assert_allclose(decode(floating), decode(fixed), rtol=0, atol=0.51 / 32768)
