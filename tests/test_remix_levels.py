@@ -16,6 +16,7 @@ import asyncio
 import av
 import numpy as np
 import pytest
+from conftest import run_lkplug
 
 from lkplug import Pipeline
 
@@ -213,3 +214,29 @@ def test_one_chain_into_an_integer_and_a_float_sink_is_scaled_for_the_integer_on
     asyncio.run(Pipeline.from_specs(f"file:{source}", ["remix:1"], sinks).run())
     assert dbfs(decode(fixed)[:, 0]) == pytest.approx(-26.02, abs=0.02)
     np.testing.assert_allclose(decode(floating), decode(fixed), rtol=0, atol=0.51 / 32768)
+
+
+def test_a_batch_downmixes_each_file_as_ffmpeg_does(tmp_path):
+    # a glob of inputs runs one job per file: ffmpeg 5.1 -i a.wav -ac 1 a_out.wav (flt stereo in):
+    # -26.02 dBFS, and for an s16 5.1 b.wav -29.70; the samples are libswresample's s16 downmix
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_wav(folder / "a.wav", "flt", "stereo", seconds=1.0)
+    write_wav(folder / "b.wav", "s16", "5.1(side)", seconds=1.0)
+    result = run_lkplug(
+        "run",
+        "-q",
+        "--source",
+        f"file:{folder}/*.wav",
+        "--proc",
+        "remix:1",
+        "--sink",
+        f"wav:{tmp_path}/out/{{stem}}.wav",
+    )
+    assert result.returncode == 0, result.stderr
+    for stem, ffmpeg_dbfs in (("a", -26.02), ("b", -29.70)):
+        got = decode(tmp_path / "out" / f"{stem}.wav")
+        assert dbfs(got[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.02)
+        np.testing.assert_allclose(
+            got, ffmpeg_ac(folder / f"{stem}.wav", "mono", "s16"), rtol=0, atol=1.01 / 32768
+        )
