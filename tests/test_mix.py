@@ -31,7 +31,7 @@ def inputs(tmp_path):
     return a, b
 
 
-def mix(tmp_path, a, b, layout: str) -> tuple[np.ndarray, int]:
+def mix(tmp_path, a, b, layout: str, subtype: str = "float") -> tuple[np.ndarray, int]:
     out = tmp_path / f"{layout.replace(':', '-').replace(',', '-')}.wav"
     result = run_lkplug(
         "run",
@@ -42,7 +42,7 @@ def mix(tmp_path, a, b, layout: str) -> tuple[np.ndarray, int]:
         "--proc",
         layout,
         "--sink",
-        f"wav:{out},subtype=float",
+        f"wav:{out},subtype={subtype}",
         "-q",
     )
     assert result.returncode == 0, result.stderr
@@ -59,9 +59,10 @@ def test_two_files_of_other_rates_and_channels_stacked_with_an_offset(tmp_path, 
     assert abs(int(np.argmax(np.abs(b[: 2 * RATE]))) - 72000) <= 1
     assert np.abs(b[: 72000 - 100]).max() < 1e-3  # silence before b starts
     assert dominant_frequency(b[int(2.1 * RATE) : int(3.4 * RATE)], RATE) == pytest.approx(660, abs=2)
-    # a's stereo is folded to mono by libswresample as `ffmpeg -i a.wav -ac 1` folds s16 (0.5 each,
-    # so two equal channels keep their level: ffmpeg's output measures -9.03 dBFS RMS)
-    assert level_dbfs(a[RATE // 10 : int(2.9 * RATE)]) == pytest.approx(-9.03, abs=0.05)
+    # a's stereo is folded to mono by libswresample as `ffmpeg -i a.wav -ac 1 -c:a pcm_f32le` folds
+    # it for a float WAV: unscaled (0.707 each, two equal channels 3 dB up), -6.00 dBFS RMS as
+    # ffmpeg's output measures (before: -9.03, the s16 output's scaling, for a float output)
+    assert level_dbfs(a[RATE // 10 : int(2.9 * RATE)]) == pytest.approx(-6.0, abs=0.05)
     assert dominant_frequency(a[: 3 * RATE], RATE) == pytest.approx(440, abs=2)
     assert np.abs(a[3 * RATE + 100 :]).max() < 1e-3  # a ended at 3 s
 
@@ -69,12 +70,26 @@ def test_two_files_of_other_rates_and_channels_stacked_with_an_offset(tmp_path, 
 def test_sum_adds_the_streams_with_the_documented_headroom(tmp_path, inputs):
     data, rate = mix(tmp_path, *inputs, "mix:sum")
     assert (rate, data.shape) == (RATE, (168000, 1))
-    # before b: a alone, 6 dB (the default headroom) below what it was sent at
-    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-9.03 - 6.0, abs=0.05)
+    # before b: a alone, 6 dB (the default headroom) below a's fold for a float WAV (-6.00 dBFS above)
+    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-6.0 - 6.0, abs=0.05)
     both = data[int(2.1 * RATE) : int(2.9 * RATE), 0]
     spectrum = np.abs(np.fft.rfft(both[:, None].T[0]))
     freqs = np.fft.rfftfreq(len(both), 1 / RATE)
     assert {round(freqs[i]) for i in np.argsort(spectrum)[-2:]} == {440, 660}
+
+
+def test_a_streams_downmix_is_scaled_when_the_mix_is_kept_as_s16(tmp_path, inputs):
+    # the mix only places and adds: a stream's fold is scaled by what the mix is written as, as
+    # `ffmpeg -i a.wav -ac 1 -c:a pcm_s16le` scales (0.5 each): -9.01 dBFS RMS in ffmpeg 5.1's output
+    a, b = inputs
+    data, _ = mix(tmp_path, a, b, "mix:channels", subtype="pcm16")
+    assert level_dbfs(data[RATE // 10 : int(2.9 * RATE), 0]) == pytest.approx(-9.01, abs=0.05)
+    data, _ = mix(tmp_path, a, b, "mix:sum", subtype="pcm16")  # and the headroom below that
+    assert level_dbfs(data[RATE // 10 : int(1.4 * RATE), 0]) == pytest.approx(-9.01 - 6.0, abs=0.05)
+    # a float a.wav the same (before: 3 dB up, -6.00, the fold left unscaled for float frames)
+    soundfile.write(a, soundfile.read(a, dtype="float32")[0], A_RATE, subtype="FLOAT")
+    data, _ = mix(tmp_path, a, b, "mix:channels", subtype="pcm16")
+    assert level_dbfs(data[RATE // 10 : int(2.9 * RATE), 0]) == pytest.approx(-9.01, abs=0.05)
 
 
 def test_split_puts_the_left_glob_left(tmp_path, inputs):
@@ -130,7 +145,7 @@ def test_layouts_assign_channels():
     with pytest.raises(UsageError, match="count="):
         make("channels").output_format()
     summed = make("sum").mix([(0, np.ones(4, np.float32)), (0, np.ones(4, np.float32))], 4)
-    assert summed[:, 0] == pytest.approx(2 * 10 ** (-6 / 20))  # headroom 6 dB
+    assert summed[:, 0] == pytest.approx(1.0)  # headroom 6.0206 dB: a half
 
 
 def mix_room(tmp_path, source: str, proc: str):
@@ -190,3 +205,33 @@ def test_what_the_receiver_made_up_is_said_without_zero_amounts():
     assert describe([(1.0, 1.5, 65.2, 0.0), (1.2, 2.0, 0.0, 0.3)]) == (
         "the receiver concealed 65 ms and stretched 1 ms of audio at 1.00-2.00 s"
     )
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_two_speakers_at_full_scale_do_not_clip_a_sum_kept_as_s16(tmp_path, stereo):
+    # the headroom claim (README, `lkplug inspect mix`): two streams at full scale, in phase, summed
+    # and lowered by the default headroom, do not clip; a stereo stream's fold into an s16 output is
+    # scaled (0.5 each, as ffmpeg -ac 1 into s16), so it holds for stereo streams too. Before, the
+    # default was 6.00 dB, a factor 0.5012: 4800 of 4800 samples clipped (+0.02 dBFS), and a float
+    # stereo stream was folded unscaled, 1.414 each
+    full = np.float32(32767 / 32768)
+    signal = np.full((RATE // 10, 2 if stereo else 1), full, np.float32)
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in paths:
+        soundfile.write(path, signal, RATE, subtype="FLOAT")
+    out = tmp_path / "sum.wav"
+    result = run_lkplug(
+        "run",
+        "--source",
+        f"file:{paths[0]}",
+        "--source",
+        f"file:{paths[1]}",
+        "--proc",
+        "mix",
+        "--sink",
+        f"wav:{out}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "clipped" not in result.stderr
+    data = soundfile.read(out, dtype="int16", always_2d=True)[0]
+    assert int(data.max()) >= 32600  # within 0.02 dB of full scale

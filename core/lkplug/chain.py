@@ -150,6 +150,8 @@ class Chain:
         self.out_format = steps[-1].out_format if steps else in_format
         self.used = False  # a frame went in: a format change must end this chain's stream
         self.is_async = any(step.is_async for step in steps)
+        #: the sample format audio entering this chain is next kept in (see ``settle``)
+        self.kept_format: str | None = None
 
     @classmethod
     def plan(cls, kind: str, fmt: Any, stages: list[Built], registry=None, sink: Built | None = None):
@@ -172,7 +174,29 @@ class Chain:
                 out = call_plugin(built, output_format_of, built.obj, fmt) if fmt is not None else None
                 steps.append(Step(built, fmt, out))
                 fmt = out
-        return cls(kind, in_format, steps)
+        chain = cls(kind, in_format, steps)
+        if sink is not None and fmt is not None and kind == "audio":
+            chain.settle(stored_sample_format(sink, fmt))
+        return chain
+
+    def settle(self, end: str | None) -> None:
+        """Tell each channel-mixing stage (``channel_mix`` with a ``mixes_into`` method) the sample
+        format its output is next kept in, which decides FFmpeg's scaling of a downmix: the format
+        the next stage takes (as in an ``-af`` filter chain, where that stage's input keeps the
+        format), else ``end``, what the sink stores (as ``-ac``; None: unknown). Converters the
+        planner inserted and stages that commute with a channel mix (``per_channel_linear``: a
+        resampler, an attenuating gain) decide nothing: FFmpeg would convert in the same step."""
+        after = end
+        for step in reversed(self.steps):
+            obj = step.built.obj
+            if getattr(obj, "channel_mix", False) and after is not None:
+                mixes_into = getattr(obj, "mixes_into", None)
+                if mixes_into is not None:
+                    call_plugin(step.built, mixes_into, after)
+            passes = step.built.inserted or getattr(obj, "per_channel_linear", False)
+            if not passes and step.in_format is not None:
+                after = step.in_format.sample_format
+        self.kept_format = after
 
     async def push(self, frame) -> list:
         return await self.push_all([frame])
@@ -266,6 +290,13 @@ def _trim_end(frames: list, padding: tuple[int, int]) -> list:
         out[-1] = last.replace(data=last.data[: last.samples - cut])
         break
     return out
+
+
+def stored_sample_format(sink: Built, fmt: AudioFormat) -> str:
+    """The sample format (FFmpeg's name) ``sink`` keeps audio arriving as ``fmt`` in: its
+    ``stored_sample_format(fmt)`` if it has one (an encoder's format, a WAV subtype), else ``fmt``'s."""
+    method = getattr(sink.obj, "stored_sample_format", None)
+    return fmt.sample_format if method is None else call_plugin(sink, method, fmt)
 
 
 def downmix_first(stages: list[Built], fmt: AudioFormat) -> list[Built]:

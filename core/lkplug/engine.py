@@ -29,6 +29,7 @@ from typing import Any
 from .chain import PLUGIN_FAILURES, Built, Chain, Running, accepts_of, call_plugin, require
 from .components import Component, RunContext
 from .errors import LkplugError, ParamError, UsageError
+from .frames import is_integer_format
 from .paths import check_folder
 from .progress import counted
 from .registry import Entry, Registry
@@ -209,11 +210,19 @@ class Pipeline:
         chain = Chain.plan(kind, fmt, stages, self.registry)
         self._chains[kind] = chain
         self._planned.append(chain)
+        kept: list[str | None] = []
         for index, sink in enumerate(self.sinks):
             if kind in accepts_of(sink.obj):  # a sink gets only the kinds it accepts
                 tail = Chain.plan(kind, chain.out_format, [], self.registry, sink)
                 self._tails[(index, kind)] = tail
                 self._planned.append(tail)
+                kept.append(tail.kept_format)
+        if kind == "audio":
+            # one chain feeds every sink: a downmix in it is scaled for an integer sink (none clips)
+            chain.settle(next((name for name in kept if is_integer_format(name)), kept[0] if kept else None))
+            mixes_into = getattr(self.source.obj, "mixes_into", None)
+            if mixes_into is not None:  # a fan-in: its streams' downmixes are scaled for the same end
+                call_plugin(self.source, mixes_into, chain.kept_format)
         return chain
 
     def _check_sinks(self, formats: dict) -> None:

@@ -131,6 +131,13 @@ class MixSource(Source):
         self._data = _Wake()  # a stream placed something or ended
         self._mixed = _Wake()  # the mix moved on (a file stream ahead of it may go on)
         self._finders = 0  # fan-out sources still looking for streams
+        self._kept: str | None = None  # the sample format the mixed audio is next kept in
+
+    def mixes_into(self, sample_format: str | None) -> None:
+        """The engine's word: the mixed audio is next kept in ``sample_format``. A stream's downmix
+        is scaled by it, as ``ffmpeg -ac`` scales by its output's format: the mix only places and
+        adds what it is given."""
+        self._kept = sample_format
 
     def bind(self, context: RunContext) -> None:
         # the streams give audio only: a file source need not decode its video
@@ -207,6 +214,8 @@ class MixSource(Source):
                     if chain is not None and chain.used:  # a format change: end that stretch
                         self._place(stream, await chain.flush(), arrived)
                     chain = Chain.plan("audio", frame.format, [], self.registry, self.mix)
+                    if self._kept is not None:
+                        chain.settle(self._kept)
                 self._place(stream, await chain.push(frame), arrived)
                 if not self.live:
                     while stream.end is not None and stream.end - self._position > FILE_AHEAD * self.rate:

@@ -20,7 +20,15 @@ import numpy as np
 
 SAMPLE_FORMATS = {"s16": np.dtype(np.int16), "flt": np.dtype(np.float32)}
 DTYPE_TO_FORMAT = {dtype: name for name, dtype in SAMPLE_FORMATS.items()}
+#: FFmpeg's integer sample formats, packed and planar (the rest, flt and dbl, are floating point)
+INTEGER_SAMPLE_FORMATS = frozenset(("u8", "u8p", "s16", "s16p", "s32", "s32p", "s64", "s64p"))
 PIXEL_FORMATS = ("yuv420p", "nv12", "rgb24", "rgba", "bgra", "gray")
+
+
+def is_integer_format(sample_format: str | None) -> bool:
+    """True for an integer sample format by FFmpeg's name (``s16``, ``s32p``); False for float or None."""
+    return sample_format in INTEGER_SAMPLE_FORMATS
+
 
 # FFmpeg's standard channel layouts (``ffmpeg -layouts``): name -> channels, in FFmpeg's order
 LAYOUTS = {

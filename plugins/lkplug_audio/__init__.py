@@ -62,7 +62,10 @@ def lkplug_processors():
         Component(
             "remix",
             lazy("lkplug_audio.basic:Remix"),
-            "Change the channel layout with libswresample (FFmpeg's own downmix and upmix)",
+            "Change the channel layout with libswresample (FFmpeg's own downmix and upmix, as -ac). A"
+            " downmix is scaled so it cannot clip when the audio is next kept as integer (an s16 WAV,"
+            " s32 FLAC), not as float (AAC, a float WAV), as ffmpeg's rematrix_maxval: decided by the"
+            " next stage's format (an attenuating gain or resample passes it on), else the sink's",
             params=(
                 Param(
                     "channels",
@@ -77,10 +80,10 @@ def lkplug_processors():
             "mix",
             lazy("lkplug_audio.mix:Mix"),
             "Many streams into one (a room's tracks, several files), placed on one timeline by their"
-            " times. sum: one mono channel, lowered by headroom= dB (default 6: two speakers at full"
-            " scale cannot clip; more at once are counted and reported as clipped where the output"
-            " is integer); channels: one channel per stream at the level sent; split: left= streams"
-            " left, the rest right, each side a sum lowered by headroom=",
+            " times. sum: one mono channel, lowered by headroom= dB (default 6.0206, a half: two"
+            " speakers at full scale cannot clip in an integer output; more at once are counted and"
+            " reported as clipped where the output is integer); channels: one channel per stream at the level"
+            " sent; split: left= streams left, the rest right, each side a sum lowered by headroom=",
             params=(
                 Param("layout", str, "sum", "how streams are combined", choices=MIX_LAYOUTS),
                 Param(
@@ -100,7 +103,7 @@ def lkplug_processors():
                     max=64,
                 ),
                 Param("rate", int, 48000, "output sample rate; every stream is resampled to it", min=8000),
-                Param("headroom", float, 6.0, "sum, split: dB the sum is lowered by", min=0.0, max=60.0),
+                Param("headroom", float, 6.0206, "sum, split: dB the sum is lowered by", min=0.0, max=60.0),
             ),
             positional="layout",
         ),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
-from lkplug.convert import count_s16_clips, round_to_s16
-from lkplug.frames import LAYOUTS, default_layout, layout_channels
+from lkplug.convert import S16_SCALE, count_s16_clips, round_to_s16
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_format, layout_channels
 
 
 class Gain(Processor):
@@ -32,8 +32,10 @@ class Gain(Processor):
 class Remix(Processor):
     """Converts to another channel layout with libswresample's rematrixing (through PyAV), the same
     matrix the ffmpeg CLI uses for ``-ac`` and ``-ch_layout``: speakers missing in the output fold
-    into the nearest ones (centre and surrounds at -3 dB), LFE is dropped in a downmix, and integer
-    output is scaled so it cannot clip (float output is not, as in FFmpeg)."""
+    into the nearest ones (centre and surrounds at -3 dB), LFE is dropped in a downmix. As in FFmpeg,
+    the matrix is scaled so the sum cannot clip when the audio is next kept in an integer format
+    (an s16 WAV, s32 FLAC, an s16 encoder), and is not when it is kept as float (AAC, a float WAV):
+    the engine says which (``mixes_into``); without a word, the frame's own format decides."""
 
     emits = "audio in the layout channels= gives, same rate and sample format"
     channel_mix = True
@@ -41,11 +43,17 @@ class Remix(Processor):
     def __init__(self, channels: str):
         self.layout = layout_name(channels)
         self.channels = layout_channels(self.layout) or 0
+        self.kept_as = ""  # the sample format the output is next kept in ("": the frame's own)
+        self.clipped = 0  # s16 samples of an unscaled (float-bound) mix beyond full scale
         self._resampler = None
         self._key: tuple | None = None
 
     def output_format(self, fmt):
         return type(fmt)(fmt.rate, self.channels, fmt.sample_format, fmt.frame_size, self.layout)
+
+    def mixes_into(self, sample_format: str) -> None:
+        """The engine's word: the output is next kept in ``sample_format`` (FFmpeg's name)."""
+        self.kept_as = sample_format
 
     def process(self, frame) -> list:
         layout = frame.format.layout
@@ -54,15 +62,23 @@ class Remix(Processor):
         import av
 
         fmt = frame.sample_format
-        key = (layout, frame.sample_rate, fmt)
+        scaled = is_integer_format(self.kept_as or fmt)
+        # libswresample scales the matrix when its output format is integer (rematrix.c): float
+        # frames bound for integer take rematrix_maxval=1, the scaling an s16 output gets; s16
+        # frames bound for float are mixed into float, unscaled, and rounded back to s16 here
+        out_fmt = fmt if scaled or fmt != "s16" else "flt"
+        key = (layout, frame.sample_rate, fmt, out_fmt, scaled)
         if key != self._key:
-            self._resampler = av.AudioResampler(format=fmt, layout=self.layout, rate=frame.sample_rate)
+            options = {"rematrix_maxval": "1"} if scaled and fmt == "flt" else None
+            self._resampler = av.AudioResampler(
+                format=out_fmt, layout=self.layout, rate=frame.sample_rate, options=options
+            )
             self._key = key
         packed = np.ascontiguousarray(frame.data).reshape(1, -1)
         mixed = av.AudioFrame.from_ndarray(packed, format=fmt, layout=layout)
         mixed.sample_rate = frame.sample_rate
         # same rate in and out: libswresample only rematrixes, sample for sample, holding nothing back
-        dtype = frame.data.dtype
+        dtype = SAMPLE_FORMATS[out_fmt]
         # the output frames' own buffers, not copies (to_ndarray copies): a view keeps its frame alive
         out = [
             np.frombuffer(f.planes[0], dtype, count=f.samples * self.channels).reshape(-1, self.channels)
@@ -72,6 +88,9 @@ class Remix(Processor):
             data = np.zeros((0, self.channels), dtype)
         else:
             data = out[0] if len(out) == 1 else np.concatenate(out)
+        if out_fmt != fmt:
+            self.clipped += count_s16_clips(data, S16_SCALE)
+            data = round_to_s16(data, S16_SCALE)
         return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
 
 

@@ -36,7 +36,7 @@ class Mix(Processor):
         left: str = "",
         count: int = 0,
         rate: int = 48000,
-        headroom: float = 6.0,
+        headroom: float = 6.0206,  # 20 log10(2), a half: -6.00 dB is 0.5012, two at full scale clip
     ):
         if layout not in LAYOUTS:
             raise UsageError(f"mix: layout={layout!r}: expected one of {', '.join(LAYOUTS)}")

@@ -399,6 +399,10 @@ class FileSink(Sink):
         self._audio_format = first.format
         self._audio_time_base = Fraction(1, first.sample_rate)
 
+    def stored_sample_format(self, fmt) -> str:
+        """The sample format the encoder is given for audio arriving as ``fmt`` (FFmpeg's name)."""
+        return self._pick_sample_format(fmt.sample_format)
+
     def _pick_sample_format(self, given: str) -> str:
         if self.sample_format or not self.codec_formats:
             return self.sample_format or given

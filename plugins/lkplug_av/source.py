@@ -29,7 +29,7 @@ from .wavcheck import wav_reader
 # fed, so s16 audio resampled after this source changes by up to 2 LSB with the block length
 BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
-_S16 = ("s16", "s16p")
+_S16 = ("s16", "s16p", "u8", "u8p")  # u8 widens to s16 exactly (ffmpeg gives an encoder s16 for it too)
 # a decoded frame that starts this much later than the audio before it ended leaves a hole
 HOLE_SECONDS = 0.005
 # a bigger jump is a broken timestamp, not a hole (ffmpeg's -dts_delta_threshold)
@@ -39,7 +39,7 @@ AVFMT_TS_DISCONT = 0x0200  # avformat.h: the format allows timestamp discontinui
 # ts_discontinuity_detect)
 TS_DISCONT_SECONDS = 0.1
 # sample formats copied straight from the decoder's planes: name -> (dtype, planar); any other
-# (s32 of 24-bit FLAC, u8, s64, dbl) is converted to flt by libswresample
+# (u8 to s16; s32 of 24-bit FLAC, s64, dbl to flt) is converted by libswresample
 _DIRECT = {
     "s16": (np.int16, False),
     "s16p": (np.int16, True),

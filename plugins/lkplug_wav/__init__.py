@@ -34,6 +34,8 @@ CHANNEL_MAP = {
 # subtype -> (libsndfile subtype, the sample format the engine must deliver): the one table the
 # sink's contract, `lkplug inspect wav`'s "Accepts" and the subtype= help are all made from
 SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
+# what each subtype keeps, by FFmpeg's name (pcm_s24le takes s32), for the engine's downmix scaling
+STORED = {"PCM_16": "s16", "PCM_24": "s32", "FLOAT": "flt"}
 
 
 def contract(subtype: str) -> AudioContract:
@@ -75,6 +77,10 @@ class WavSink(Sink):
         self._next: int | None = None  # timestamp (in samples) where what is written ends
         self._started = None  # the audio format the engine announced
         self.writes = (path,)
+
+    def stored_sample_format(self, fmt) -> str:
+        """The sample format this WAV keeps (FFmpeg's name: s16, s32 for 24-bit, flt)."""
+        return STORED[self.subtype]
 
     def start(self, formats) -> None:
         # before the source starts: a recording of a room must not wait an hour to learn this

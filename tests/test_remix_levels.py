@@ -1,0 +1,242 @@
+"""The level of every channel-layout conversion is the ffmpeg CLI's for the same input and output.
+
+libswresample scales a downmix's matrix so the sum cannot clip only when its output is an integer
+format (rematrix.c); the ffmpeg CLI's ``-ac`` converts straight to what the encoder takes, so an s16
+WAV gets a scaled downmix and a float WAV or AAC an unscaled one, whatever the input's format. The
+expected samples here come from libswresample itself, run as ``ffmpeg -ac`` runs it (decoder format
+in, the encoder's format out: one conversion); the dB figures beside them were read from the ffmpeg
+5.1 CLI on these same inputs (``volumedetect``'s figure rounds them to 0.1 dB; ours are from the
+decoded samples). No test here needs ffmpeg: every input is made with PyAV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import av
+import numpy as np
+import pytest
+from conftest import run_lkplug
+
+from lkplug import Pipeline
+
+RATE = 48000
+AMPLITUDE = 0.1  # every channel a sine at this peak: sums stay far from clipping
+DECODED_AS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
+DTYPES = {"s16": np.int16, "s32": np.int32, "flt": np.float32, "dbl": np.float64, "u8": np.uint8}
+CONVERSIONS = {  # (input layout, output layout, the count given to remix: and to ffmpeg's -ac)
+    "stereo->mono": ("stereo", "mono", 1),
+    "5.1->stereo": ("5.1", "stereo", 2),
+    "5.1(side)->mono": ("5.1(side)", "mono", 1),
+    "mono->stereo": ("mono", "stereo", 2),
+    "7.1->5.1": ("7.1", "5.1", 6),
+}
+# sink spec -> (the format the ffmpeg CLI's encoder takes there, its -c:a)
+WAV_OUTPUTS = {
+    "wav:{}": "s16",  # ffmpeg -c:a pcm_s16le
+    "wav:{},subtype=float": "flt",  # -c:a pcm_f32le
+    "wav:{},subtype=pcm24": "s32",  # -c:a pcm_s24le (the encoder takes s32)
+    "file:{},sample_format=s32": "s32",  # a .flac: -sample_fmt s32
+}
+
+
+def sines(samples: int, channels: int) -> np.ndarray:
+    """(samples, channels) float64: channel k a sine of 300 + 50 k Hz, phase k, at AMPLITUDE."""
+    t = np.arange(samples) / RATE
+    return np.stack([AMPLITUDE * np.sin(2 * np.pi * (300 + 50 * k) * t + k) for k in range(channels)], 1)
+
+
+def write_wav(path, sample_format: str, layout: str, seconds: float = 0.25) -> None:
+    """A WAV in ``sample_format`` (FFmpeg's name) and ``layout``, written by PyAV's PCM encoders."""
+    channels = av.AudioLayout(layout).nb_channels
+    data = sines(round(seconds * RATE), channels)
+    scale = {"s16": 32767, "s32": 2147483647, "u8": 127}.get(sample_format)
+    if scale:
+        data = np.round(data * scale) + (128 if sample_format == "u8" else 0)
+    data = data.astype(DTYPES[sample_format])
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream(DECODED_AS[sample_format], rate=RATE, layout=layout)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format=sample_format, layout=layout)
+        frame.sample_rate, frame.pts = RATE, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def as_float(frame: av.AudioFrame) -> np.ndarray:
+    """(samples, channels) float64 at full scale 1.0."""
+    data = frame.to_ndarray()
+    data = data.T if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels))
+    if frame.format.name.startswith("u8"):
+        return (data.astype(np.float64) - 128) / 128
+    if frame.format.name.startswith(("s16", "s32")):
+        return data / float(-np.iinfo(data.dtype).min)
+    return data.astype(np.float64)
+
+
+def decode(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.concatenate([as_float(frame) for frame in container.decode(audio=0)])
+
+
+def ffmpeg_ac(path, layout: str, stored: str) -> np.ndarray:
+    """What ``ffmpeg -i path -ac N`` hands an encoder that takes ``stored``: one libswresample
+    conversion from the decoder's format and layout (libavfilter's auto-inserted aresample)."""
+    resampler = av.AudioResampler(format=stored, layout=layout, rate=RATE)
+    with av.open(str(path)) as container:
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    return np.concatenate([as_float(frame) for frame in frames + resampler.resample(None)])
+
+
+def run(source: str, processors: list[str], sink: str) -> None:
+    asyncio.run(Pipeline.from_specs(source, processors, [sink]).run())
+
+
+def dbfs(data: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(data)))))
+
+
+@pytest.mark.parametrize("sink", list(WAV_OUTPUTS))
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+@pytest.mark.parametrize("sample_format", list(DECODED_AS))
+def test_remix_gives_ffmpegs_samples_for_what_the_sink_stores(sample_format, conversion, sink, tmp_path):
+    # before, the scaling followed the frame's format (s16 scaled, float not) where ffmpeg follows
+    # the encoder's: e.g. flt stereo -> remix:1 -> wav: -23.01 dBFS, ffmpeg -i in.wav -ac 1 out.wav
+    # -26.02; s16 5.1(side) -> remix:1 -> wav:subtype=float -29.70, ffmpeg -c:a pcm_f32le -19.03
+    source, out = tmp_path / "in.wav", tmp_path / ("out.flac" if sink.startswith("file") else "out.wav")
+    layout_in, layout_out, count = CONVERSIONS[conversion]
+    write_wav(source, sample_format, layout_in)
+    run(f"file:{source}", [f"remix:{count}"], sink.format(out))
+    got, expected = decode(out), ffmpeg_ac(source, layout_out, WAV_OUTPUTS[sink])
+    assert got.shape == expected.shape
+    # within one s16 step (lkplug carries float frames between libswresample and the sink)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1.01 / 32768, err_msg=f"{sink}")
+
+
+# ffmpeg 5.1 -i in.wav -ac N out.wav (pcm_s16le) and -c:a pcm_f32le, RMS of channel 1 in dBFS, for
+# the 0.25 s inputs above (the same figure for every input format: s16 shown)
+FFMPEG_DBFS = {
+    ("stereo->mono", "s16"): -26.02,
+    ("stereo->mono", "flt"): -23.01,
+    ("5.1->stereo", "s16"): -27.66,
+    ("5.1->stereo", "flt"): -20.00,
+    ("5.1(side)->mono", "s16"): -29.70,
+    ("5.1(side)->mono", "flt"): -19.03,
+    ("mono->stereo", "s16"): -26.02,  # an upmix copies at -3 dB (centre_mix_level): no scaling
+    ("mono->stereo", "flt"): -26.02,
+    ("7.1->5.1", "s16"): -27.66,
+    ("7.1->5.1", "flt"): -23.01,
+}
+
+
+@pytest.mark.parametrize("case", list(FFMPEG_DBFS))
+@pytest.mark.parametrize("sample_format", ["s16", "flt"])
+def test_remix_levels_are_the_ffmpeg_clis(case, sample_format, tmp_path):
+    conversion, stored = case
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    layout_in, _, count = CONVERSIONS[conversion]
+    write_wav(source, sample_format, layout_in, seconds=1.0)
+    run(f"file:{source}", [f"remix:{count}"], f"wav:{out}" + (",subtype=float" if stored == "flt" else ""))
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(FFMPEG_DBFS[case], abs=0.02)
+
+
+# ffmpeg 5.1 -i in.wav -ac N out.EXT, RMS of channel 1 of the decoded output in dBFS (1 s inputs).
+# The encoder's format decides: native aac takes fltp only (unscaled); libopus and libmp3lame take
+# s16 from s16 input (scaled) and float from float input (unscaled)
+FFMPEG_CODEC_DBFS = {
+    ("s16", "stereo->mono", "m4a"): -22.97,  # before: -26.01
+    ("s16", "5.1->stereo", "m4a"): -19.99,  # before: -27.66
+    ("s16", "stereo->mono", "opus"): -26.01,
+    ("flt", "stereo->mono", "opus"): -23.05,
+    ("flt", "5.1->stereo", "mp3"): -20.45,
+    ("s16", "5.1->stereo", "mp3"): -28.10,
+    # u8 is given to libopus as s16 and to libmp3lame as s16p (ffmpeg's pick); lkplug's file source
+    # before made it flt, so the encoder took float: -23.04 and -23.31, unscaled
+    ("u8", "stereo->mono", "opus"): -26.00,
+    ("u8", "stereo->mono", "mp3"): -26.49,
+}
+
+
+@pytest.mark.parametrize("case", list(FFMPEG_CODEC_DBFS))
+def test_a_downmix_into_a_codec_has_the_ffmpeg_clis_level(case, tmp_path):
+    sample_format, conversion, extension = case
+    source, out = tmp_path / "in.wav", tmp_path / f"out.{extension}"
+    layout_in, _, count = CONVERSIONS[conversion]
+    write_wav(source, sample_format, layout_in, seconds=1.0)
+    run(f"file:{source}", [f"remix:{count}"], f"file:{out}")
+    # a lossy codec: within 0.3 dB (mp3 is 0.18 dB off ffmpeg's at every level, scaled or not);
+    # the scaling it is about is 3 dB or more
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(FFMPEG_CODEC_DBFS[case], abs=0.3)
+
+
+@pytest.mark.parametrize(
+    "processors, ffmpeg_dbfs",
+    [
+        # ffmpeg 5.1 -i in.wav -af volume=-6dB -ac 1 out.wav: an attenuation commutes with the
+        # downmix (the planner may move it), so it does not change the scaling: -32.02
+        (["remix:1", "gain:-6"], -32.02),
+        (["gain:-6", "remix:1"], -32.02),
+        # ffmpeg -i in.wav -af aresample=ochl=mono,volume=6dB out.wav: a filter after the downmix
+        # takes it in the input's format (flt), unscaled, and the s16 encoder comes after: -17.01
+        (["remix:1", "gain:6"], -17.01),
+    ],
+)
+def test_a_stage_after_remix_decides_as_in_an_ffmpeg_filter_chain(processors, ffmpeg_dbfs, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(source, "flt", "stereo", seconds=1.0)
+    run(f"file:{source}", processors, f"wav:{out}")
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "sample_format, options, ffmpeg_dbfs",
+    [("flt", "", -20.45), ("s16", "", -28.10), ("flt", ",sample_format=s16p", -28.10)],
+)
+def test_the_downmix_the_engine_inserts_for_a_sink_has_ffmpegs_level(
+    sample_format, options, ffmpeg_dbfs, tmp_path
+):
+    # libmp3lame takes mono or stereo: 5.1 is downmixed with no remix: asked. ffmpeg 5.1 -i in.wav
+    # out.mp3 gives libmp3lame fltp from float input (unscaled: -20.45 dBFS) and s16p from s16
+    # (scaled: -28.10); -sample_fmt s16p scales float input too (-28.10; lkplug before: -20.26).
+    # lkplug's mp3 is 0.18 dB above ffmpeg's at any level, scaled or not
+    source, out = tmp_path / "in.wav", tmp_path / "out.mp3"
+    write_wav(source, sample_format, "5.1", seconds=1.0)
+    run(f"file:{source}", [], f"file:{out}{options}")
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.3)
+
+
+def test_one_chain_into_an_integer_and_a_float_sink_is_scaled_for_the_integer_one(tmp_path):
+    # ffmpeg gives each output its own filter graph; lkplug's chain feeds every sink, so an integer
+    # sink decides (none clips): the s16 WAV has ffmpeg -i in.wav -ac 1 out.wav's -26.02 dBFS, and
+    # the float WAV the same samples (ffmpeg's own float output would be -23.01)
+    source, fixed, floating = tmp_path / "in.wav", tmp_path / "s16.wav", tmp_path / "flt.wav"
+    write_wav(source, "flt", "stereo", seconds=1.0)
+    sinks = [f"wav:{floating},subtype=float", f"wav:{fixed}"]
+    asyncio.run(Pipeline.from_specs(f"file:{source}", ["remix:1"], sinks).run())
+    assert dbfs(decode(fixed)[:, 0]) == pytest.approx(-26.02, abs=0.02)
+    np.testing.assert_allclose(decode(floating), decode(fixed), rtol=0, atol=0.51 / 32768)
+
+
+def test_a_batch_downmixes_each_file_as_ffmpeg_does(tmp_path):
+    # a glob of inputs runs one job per file: ffmpeg 5.1 -i a.wav -ac 1 a_out.wav (flt stereo in):
+    # -26.02 dBFS, and for an s16 5.1 b.wav -29.70; the samples are libswresample's s16 downmix
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_wav(folder / "a.wav", "flt", "stereo", seconds=1.0)
+    write_wav(folder / "b.wav", "s16", "5.1(side)", seconds=1.0)
+    result = run_lkplug(
+        "run",
+        "-q",
+        "--source",
+        f"file:{folder}/*.wav",
+        "--proc",
+        "remix:1",
+        "--sink",
+        f"wav:{tmp_path}/out/{{stem}}.wav",
+    )
+    assert result.returncode == 0, result.stderr
+    for stem, ffmpeg_dbfs in (("a", -26.02), ("b", -29.70)):
+        got = decode(tmp_path / "out" / f"{stem}.wav")
+        assert dbfs(got[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.02)
+        np.testing.assert_allclose(
+            got, ffmpeg_ac(folder / f"{stem}.wav", "mono", "s16"), rtol=0, atol=1.01 / 32768
+        )
