@@ -31,11 +31,14 @@ CHANNEL_MAP = {
     "SR": 15, "TC": 16, "TFL": 17, "TFR": 18, "TFC": 19, "TBL": 20, "TBR": 21, "TBC": 22,
 }  # fmt: skip
 
-# subtype -> (libsndfile subtype, the sample format the engine must deliver): the one table the
-# sink's contract, `lkplug inspect wav`'s "Accepts" and the subtype= help are all made from
-SUBTYPES = {"pcm16": ("PCM_16", "s16"), "pcm24": ("PCM_24", "flt"), "float": ("FLOAT", "flt")}
-# what each subtype keeps, by FFmpeg's name (pcm_s24le takes s32), for the engine's downmix scaling
-STORED = {"PCM_16": "s16", "PCM_24": "s32", "FLOAT": "flt"}
+# subtype -> (libsndfile subtype, the sample format the engine must deliver, the format the file
+# keeps by FFmpeg's name: pcm_s24le takes s32; it decides the engine's downmix scaling): the one table
+# the sink's contract, `lkplug inspect wav`'s "Accepts" and the subtype= help are all made from
+SUBTYPES = {
+    "pcm16": ("PCM_16", "s16", "s16"),
+    "pcm24": ("PCM_24", "flt", "s32"),
+    "float": ("FLOAT", "flt", "flt"),
+}
 
 
 def contract(subtype: str) -> AudioContract:
@@ -46,7 +49,7 @@ def contract(subtype: str) -> AudioContract:
 def _takes() -> str:
     """``pcm16 takes s16; pcm24, float take flt``, from SUBTYPES."""
     by_format: dict[str, list[str]] = {}
-    for name, (_, sample_format) in SUBTYPES.items():
+    for name, (_, sample_format, _) in SUBTYPES.items():
         by_format.setdefault(sample_format, []).append(name)
     return "; ".join(
         f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {sample_format}"
@@ -69,7 +72,7 @@ class WavSink(Sink):
                 f" at the start); use file:{path},format=wav (FFmpeg's WAV muxer, as ffmpeg -f wav)"
             )
         self.path = Path(path)
-        self.subtype = SUBTYPES[subtype][0]
+        self.subtype, _, self._stored = SUBTYPES[subtype]
         self.accepts = {"audio": contract(subtype)}
         self._file = None
         self._format = None
@@ -80,7 +83,7 @@ class WavSink(Sink):
 
     def stored_sample_format(self, fmt) -> str:
         """The sample format this WAV keeps (FFmpeg's name: s16, s32 for 24-bit, flt)."""
-        return STORED[self.subtype]
+        return self._stored
 
     def start(self, formats) -> None:
         # before the source starts: a recording of a room must not wait an hour to learn this
@@ -161,7 +164,7 @@ class WavSink(Sink):
 
 # `lkplug inspect wav`: every format some subtype= takes (which one takes which: subtype='s help)
 WavSink.accepts = {
-    "audio": AudioContract(sample_formats=tuple(dict.fromkeys(fmt for _, fmt in SUBTYPES.values())))
+    "audio": AudioContract(sample_formats=tuple(dict.fromkeys(fmt for _, fmt, _ in SUBTYPES.values())))
 }
 
 
