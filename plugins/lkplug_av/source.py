@@ -191,16 +191,31 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
     return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
-# audio decoders given FFmpeg's frame threads: Opus (issue 15 measured decode alone 1.95 -> 1.35 s for
-# 10 min). FLAC's gain nothing and cost a hand-off per frame: the 10-minute FLAC job took 12,000
-# context switches and 1.19-1.44 s with them, a few dozen and 1.12-1.16 s without
-THREADED_AUDIO = {"opus"}
+# audio decoders given FFmpeg's frame threads, as the ffmpeg CLI gives them: Opus (issue 15 measured
+# decode alone 1.95 -> 1.35 s for 10 min) and FLAC (decode alone 0.64-0.75 -> 0.49 s on a quiet
+# machine; the 10-minute FLAC job, medians of 5, ffmpeg = 1.00: 1.98x -> 1.67x under SCHED_FIFO,
+# 1.65x -> 1.40x at load 9; 0.1-0.26 s more CPU, some 12,000 hand-offs between threads). MP3's and
+# AAC's decoders have no frame threads
+THREADED_AUDIO = {"opus", "flac"}
+# ... except in a batch's worker process, which shares the cores with the other workers already
+CORE_BOUND_AUDIO = {"flac"}
 
 
 def decoder_threads(stream) -> None:
     """FFmpeg's frame threads for video (H.264) and for the audio decoders where they help."""
-    if stream.type != "audio" or stream.codec_context.name in THREADED_AUDIO:
+    name = stream.codec_context.name
+    if name in CORE_BOUND_AUDIO and _worker_process():
+        return
+    if stream.type != "audio" or name in THREADED_AUDIO:
         stream.thread_type = "AUTO"
+
+
+def _worker_process() -> bool:
+    """Whether this is a worker of a process pool (lkplug.batch runs one file per worker and core)."""
+    import sys
+
+    multiprocessing = sys.modules.get("multiprocessing")  # a pool's worker has it imported
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
 def parse_streams(text: str) -> list[tuple[str, int]]:
