@@ -1,5 +1,6 @@
-"""The file source's decoder threads: FLAC is decoded on FFmpeg's frame threads (as the ffmpeg CLI
-does) in a run of its own, on one thread in a batch's worker process, and gives the same samples."""
+"""The file source's decoder threads: lossless decoders that have FFmpeg's frame threads (FLAC, ALAC,
+WavPack, TTA) use them in a run of their own, as the ffmpeg CLI does, and none in a batch's worker
+process; either way every sample comes out as written."""
 
 from __future__ import annotations
 
@@ -7,14 +8,37 @@ import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
+import av
 import numpy as np
-from signals import write_flac
+import pytest
 
 from lkplug_av.source import FileSource
 
+RATE = 44100
+# codec -> container and the sample format its encoder takes (s32p for ALAC's 16-bit: FFmpeg's)
+LOSSLESS = {
+    "flac": ("flac", "s16"),
+    "alac": ("m4a", "s16p"),
+    "wavpack": ("wv", "s16p"),
+    "tta": ("tta", "s16"),
+}
+
+
+def encode(path, codec: str, data: np.ndarray) -> None:
+    """Encode int16 (samples, 2) with PyAV's (FFmpeg's) encoder ``codec``, independent of lkplug."""
+    fmt = LOSSLESS[codec][1]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=RATE, layout="stereo")
+        stream.format = fmt
+        planes = data.T.copy() if fmt.endswith("p") else data.reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format=fmt, layout="stereo")
+        frame.sample_rate = RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
 
 def decode(path: str) -> tuple[str, np.ndarray]:
-    """(the audio decoder's thread type, every sample the file source gives) for ``path``."""
+    """(the audio decoder's thread type, every sample the file source gives, as int16) for ``path``."""
     source = FileSource(path)
     source.probe()
     threads = source.streams["audio"].thread_type.name
@@ -22,26 +46,30 @@ def decode(path: str) -> tuple[str, np.ndarray]:
     async def collect():
         return [frame.data async for frame in source.frames()]
 
-    return threads, np.concatenate(asyncio.run(collect()))
+    data = np.concatenate(asyncio.run(collect()))
+    if data.dtype != np.int16:  # a decoder giving float or s32: back to the 16 bits written
+        data = np.round(data * 32768).astype(np.int16)
+    return threads, data
 
 
-def noise_flac(tmp_path) -> tuple[str, np.ndarray]:
-    data = np.random.default_rng(3).integers(-20000, 20000, (3 * 44100, 2), dtype=np.int16)
-    path = tmp_path / "noise.flac"
-    write_flac(path, data, 44100)
+@pytest.fixture(params=sorted(LOSSLESS))
+def lossless(request, tmp_path) -> tuple[str, np.ndarray]:
+    data = np.random.default_rng(3).integers(-20000, 20000, (3 * RATE, 2), dtype=np.int16)
+    path = tmp_path / f"noise.{LOSSLESS[request.param][0]}"
+    encode(path, request.param, data)
     return str(path), data
 
 
-def test_flac_is_decoded_on_frame_threads_with_the_same_samples(tmp_path):
-    path, data = noise_flac(tmp_path)
+def test_lossless_audio_is_decoded_on_frame_threads_with_the_same_samples(lossless):
+    path, data = lossless
     threads, decoded = decode(path)
-    assert threads == "AUTO"  # frame and slice threads, as the ffmpeg CLI asks for (FLAC has frame threads)
-    assert np.array_equal(decoded, data)  # lossless: every sample as written, in order
+    assert threads == "AUTO"  # frame and slice threads, as the ffmpeg CLI asks for
+    assert np.array_equal(decoded, data)  # every sample as written, in order
 
 
-def test_a_batch_worker_decodes_flac_on_one_thread(tmp_path):
-    path, data = noise_flac(tmp_path)
+def test_a_batch_worker_decodes_lossless_audio_on_one_thread(lossless):
+    path, data = lossless
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         threads, decoded = pool.submit(decode, path).result()
-    assert threads in ("NONE", "SLICE")  # no frame threads (PyAV's default is SLICE, which FLAC lacks)
+    assert threads in ("NONE", "SLICE")  # no frame threads (PyAV's default is SLICE, which these lack)
     assert np.array_equal(decoded, data)

@@ -192,21 +192,22 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
 
 
 # audio decoders given FFmpeg's frame threads, as the ffmpeg CLI gives them: Opus (issue 15 measured
-# decode alone 1.95 -> 1.35 s for 10 min) and FLAC (decode alone 0.64-0.75 -> 0.49 s on a quiet
-# machine; the 10-minute FLAC job, medians of 5, ffmpeg = 1.00: 1.98x -> 1.67x under SCHED_FIFO,
-# 1.65x -> 1.40x at load 9; 0.1-0.26 s more CPU, some 12,000 hand-offs between threads). MP3's and
-# AAC's decoders have no frame threads
-THREADED_AUDIO = {"opus", "flac"}
-# ... except in a batch's worker process, which shares the cores with the other workers already
-CORE_BOUND_AUDIO = {"flac"}
+# decode alone 1.95 -> 1.35 s for 10 min), and every decoder that has frame threads (FLAC, ALAC,
+# WavPack, TTA, TAK). Decode alone, 10 minutes on a quiet machine: FLAC 0.64-0.75 -> 0.49 s, ALAC
+# 1.55 -> 0.91 s, WavPack 1.25 -> 0.66-0.73 s; the FLAC job, medians of 5, ffmpeg = 1.00: 1.98x ->
+# 1.67x under SCHED_FIFO, 1.65x -> 1.40x at load 9, for 0.1-0.26 s more CPU (thousands of hand-offs
+# between threads). MP3's and AAC's decoders have none
+THREADED_AUDIO = {"opus"}
+FRAME_THREADS = 1 << 12  # avcodec.h: AV_CODEC_CAP_FRAME_THREADS
 
 
 def decoder_threads(stream) -> None:
-    """FFmpeg's frame threads for video (H.264) and for the audio decoders where they help."""
-    name = stream.codec_context.name
-    if name in CORE_BOUND_AUDIO and _worker_process():
-        return
-    if stream.type != "audio" or name in THREADED_AUDIO:
+    """FFmpeg's frame threads for video (H.264) and for the audio decoders where they help; not for
+    a lossless decoder in a batch's worker process, whose siblings keep the other cores busy."""
+    ctx = stream.codec_context
+    if stream.type != "audio" or ctx.name in THREADED_AUDIO:
+        stream.thread_type = "AUTO"
+    elif ctx.codec.capabilities & FRAME_THREADS and not _worker_process():
         stream.thread_type = "AUTO"
 
 
