@@ -395,7 +395,12 @@ class FileSource(Source):
             produced = 0
             # decoded on this thread: a decoding thread ahead of the chain was measured slower on a quiet
             # machine for every format (load 1.5-2, ffmpeg = 1.00: FLAC 1.60x inline, 1.79x threaded;
-            # Opus 1.54x / 1.67x), as decoding holds the GIL between FFmpeg's calls
+            # Opus 1.54x / 1.67x). Why: when both threads run at once they pass the GIL back and forth
+            # between the decoder's per-frame Python and the chain's many short numpy and soxr calls
+            # (10-minute M4A under SCHED_FIFO: 9,400 voluntary context switches against 87 inline,
+            # CPU 1.06 -> 1.34 s, wall 0.97 s both ways; a WAV read by libsndfile, whose reads release
+            # the GIL, 0.48 -> 0.54 s). Under load the two rarely run at once (1,200 switches at load
+            # 9), which is why it won there: a second runnable thread gets a second share of the cores
             blocks = self._one_pass(clock)
             try:
                 for frame in blocks:
