@@ -191,23 +191,21 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
     return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
-# audio decoders given FFmpeg's frame threads, as the ffmpeg CLI gives them: Opus (issue 15 measured
-# decode alone 1.95 -> 1.35 s for 10 min), and every decoder that has frame threads (FLAC, ALAC,
-# WavPack, TTA, TAK). Decode alone, 10 minutes on a quiet machine: FLAC 0.64-0.75 -> 0.49 s, ALAC
-# 1.55 -> 0.91 s, WavPack 1.25 -> 0.66-0.73 s; the FLAC job, medians of 5, ffmpeg = 1.00: 1.98x ->
-# 1.67x under SCHED_FIFO, 1.65x -> 1.40x at load 9, for 0.1-0.26 s more CPU (thousands of hand-offs
-# between threads). MP3's and AAC's decoders have none
-THREADED_AUDIO = {"opus"}
+# audio decoders that have FFmpeg's frame threads (FLAC, ALAC, WavPack, TTA, TAK) decode on them, as
+# in the ffmpeg CLI. Decode alone, 10 minutes, on a quiet machine (SCHED_FIFO): FLAC 0.64-0.75 ->
+# 0.49 s, ALAC 1.55 -> 0.91 s, WavPack 1.25 -> 0.66-0.73 s; the FLAC job, medians of 5, ffmpeg = 1.00:
+# 1.98x -> 1.67x under SCHED_FIFO, 1.65x -> 1.40x at load 9, for 0.1-0.26 s more CPU (thousands of
+# hand-offs between threads). MP3's, AAC's and Opus's decoders have none (Opus: 0.98 s either way,
+# one context switch; the 1.95 -> 1.35 s once measured for it was the machine's load)
 FRAME_THREADS = 1 << 12  # avcodec.h: AV_CODEC_CAP_FRAME_THREADS
 
 
 def decoder_threads(stream) -> None:
-    """FFmpeg's frame threads for video (H.264) and for the audio decoders where they help; not for
-    a lossless decoder in a batch's worker process, whose siblings keep the other cores busy."""
-    ctx = stream.codec_context
-    if stream.type != "audio" or ctx.name in THREADED_AUDIO:
+    """FFmpeg's frame threads for video (H.264) and for the audio decoders that have them; not for
+    audio in a batch's worker process, whose siblings keep the other cores busy."""
+    if stream.type != "audio":
         stream.thread_type = "AUTO"
-    elif ctx.codec.capabilities & FRAME_THREADS and not _worker_process():
+    elif stream.codec_context.codec.capabilities & FRAME_THREADS and not _worker_process():
         stream.thread_type = "AUTO"
 
 
