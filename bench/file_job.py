@@ -15,7 +15,14 @@ RSS per tool, each tool's median divided by ffmpeg's, and the load average (mach
 time is the steadier figure when others run). Inputs come from shared/bench/make_data.sh (BENCH_DATA
 or --data); the 60-minute FLAC is made from music.wav on first use.
 
+With --realtime every timed process runs under SCHED_FIFO (`chrt -f 10`, root or CAP_SYS_NICE): it
+takes a core whenever it is runnable, so a shared machine's other processes stop counting and the
+figures are a quiet machine's (each run briefly starves the others: keep -n small). Without it, the
+machine's load shapes the wall times, and a tool with threads gains from a busy machine (each
+runnable thread gets its share) in a way it would not on a quiet one.
+
     python bench/file_job.py --data /work/benchdata -n 5
+    python bench/file_job.py --data /work/benchdata -n 3 --jobs audio --floor --realtime
     python bench/file_job.py --jobs video -n 3
 """
 
@@ -36,6 +43,7 @@ AUDIO_INPUTS = ["music.wav", "music.flac", "music.opus", "music.mp3", "music.m4a
 SOX_READS = {".wav", ".flac", ".mp3"}  # sox has no Opus or AAC reader (and mp3 only when built with it)
 FF = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 LKPLUG = [sys.executable, "-m", "lkplug"]
+PRIORITY: list[str] = []  # prefix of every timed command (--realtime: chrt)
 PYAV_DECODE = """import sys, av, numpy, soxr, soundfile
 with av.open(sys.argv[1]) as container:
     for frame in container.decode(audio=0):
@@ -93,7 +101,7 @@ def video_commands(src: Path, out: Path) -> dict[str, list[str]]:
 def timed(command: list[str]) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MiB, CPU seconds) of one run of ``command``."""
     with tempfile.NamedTemporaryFile("r") as report:
-        wrapped = ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *command]
+        wrapped = [*PRIORITY, "/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *command]
         started = time.perf_counter()
         result = subprocess.run(wrapped, capture_output=True, text=True)
         wall = time.perf_counter() - started
@@ -125,7 +133,8 @@ def compare(title: str, commands: dict[str, list[str]], out: Path, runs: int) ->
             outputs[name] = probe(out)
     base = statistics.median(walls["ffmpeg"])
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"\n## {title}  (runs={runs}, {os.cpu_count()} cores, load {load})")
+    policy = ", SCHED_FIFO" if PRIORITY else ""
+    print(f"\n## {title}  (runs={runs}, {os.cpu_count()} cores, load {load}{policy})")
     print(
         f"{'tool':<8} {'wall_s median (min-max)':>25} {'cpu_s':>6} {'rss_MiB':>8} {'vs ffmpeg':>10}  output"
     )
@@ -157,7 +166,10 @@ def main() -> None:
     parser.add_argument("--jobs", default="audio,video,rss", help="comma-separated: audio, video, rss")
     parser.add_argument("--inputs", default=",".join(AUDIO_INPUTS), help="audio inputs (names in --data)")
     parser.add_argument("--floor", action="store_true", help="also time decode-only processes (see above)")
+    parser.add_argument("--realtime", action="store_true", help="time under SCHED_FIFO (see above)")
     args = parser.parse_args()
+    if args.realtime:
+        PRIORITY[:] = ["chrt", "-f", "10"]
     jobs = args.jobs.split(",")
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -191,16 +191,30 @@ def orient(data: np.ndarray, pixel_format: str, width: int, height: int, how: tu
     return np.ascontiguousarray(turn(data)), width_out, height_out
 
 
-# audio decoders given FFmpeg's frame threads: Opus (issue 15 measured decode alone 1.95 -> 1.35 s for
-# 10 min). FLAC's gain nothing and cost a hand-off per frame: the 10-minute FLAC job took 12,000
-# context switches and 1.19-1.44 s with them, a few dozen and 1.12-1.16 s without
-THREADED_AUDIO = {"opus"}
+# audio decoders that have FFmpeg's frame threads (FLAC, ALAC, WavPack, TTA, TAK) decode on them, as
+# in the ffmpeg CLI. Decode alone, 10 minutes, on a quiet machine (SCHED_FIFO): FLAC 0.64-0.75 ->
+# 0.49 s, ALAC 1.55 -> 0.91 s, WavPack 1.25 -> 0.66-0.73 s; the FLAC job, medians of 5, ffmpeg = 1.00:
+# 1.98x -> 1.67x under SCHED_FIFO, 1.65x -> 1.40x at load 9, for 0.1-0.26 s more CPU (thousands of
+# hand-offs between threads). MP3's, AAC's and Opus's decoders have none (Opus: 0.98 s either way,
+# one context switch; the 1.95 -> 1.35 s once measured for it was the machine's load)
+FRAME_THREADS = 1 << 12  # avcodec.h: AV_CODEC_CAP_FRAME_THREADS
 
 
 def decoder_threads(stream) -> None:
-    """FFmpeg's frame threads for video (H.264) and for the audio decoders where they help."""
-    if stream.type != "audio" or stream.codec_context.name in THREADED_AUDIO:
+    """FFmpeg's frame threads for video (H.264) and for the audio decoders that have them; not for
+    audio in a batch's worker process, whose siblings keep the other cores busy."""
+    if stream.type != "audio":
         stream.thread_type = "AUTO"
+    elif stream.codec_context.codec.capabilities & FRAME_THREADS and not _worker_process():
+        stream.thread_type = "AUTO"
+
+
+def _worker_process() -> bool:
+    """Whether this is a worker of a process pool (lkplug.batch runs one file per worker and core)."""
+    import sys
+
+    multiprocessing = sys.modules.get("multiprocessing")  # a pool's worker has it imported
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
 def parse_streams(text: str) -> list[tuple[str, int]]:
@@ -379,7 +393,12 @@ class FileSource(Source):
             produced = 0
             # decoded on this thread: a decoding thread ahead of the chain was measured slower on a quiet
             # machine for every format (load 1.5-2, ffmpeg = 1.00: FLAC 1.60x inline, 1.79x threaded;
-            # Opus 1.54x / 1.67x), as decoding holds the GIL between FFmpeg's calls
+            # Opus 1.54x / 1.67x). Why: when both threads run at once they pass the GIL back and forth
+            # between the decoder's per-frame Python and the chain's many short numpy and soxr calls
+            # (10-minute M4A under SCHED_FIFO: 9,400 voluntary context switches against 87 inline,
+            # CPU 1.06 -> 1.34 s, wall 0.97 s both ways; a WAV read by libsndfile, whose reads release
+            # the GIL, 0.48 -> 0.54 s). Under load the two rarely run at once (1,200 switches at load
+            # 9), which is why it won there: a second runnable thread gets a second share of the cores
             blocks = self._one_pass(clock)
             try:
                 for frame in blocks:
