@@ -105,10 +105,15 @@ def test_file_dash_into_matroska_decodes(tmp_path):
     ],
 )
 def test_a_pipe_a_sink_cannot_write_is_refused_in_one_line(sink, words, tmp_path):
-    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=tmp_path)
+    assert_refused(sink, words, tmp_path)
+
+
+def assert_refused(sink: str, words: str, folder) -> None:
+    """``sink`` is refused before anything runs: one line with ``words``, exit 2, nothing written."""
+    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=folder)
     line = assert_one_line_error(result)
     assert result.returncode == 2 and words in line
-    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+    assert result.stdout == "" and list(folder.iterdir()) == []
 
 
 def test_a_file_named_dash_is_a_file(tmp_path):
@@ -145,10 +150,7 @@ def test_a_file_named_dash_is_a_file(tmp_path):
     ],
 )
 def test_an_option_the_file_sink_cannot_honour_is_refused(sink, words, tmp_path):
-    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink, cwd=tmp_path)
-    line = assert_one_line_error(result)
-    assert result.returncode == 2 and words in line
-    assert list(tmp_path.iterdir()) == []
+    assert_refused(sink, words, tmp_path)
 
 
 @pytest.mark.parametrize(
