@@ -83,35 +83,15 @@ def expand(pattern: str) -> tuple[list[str], str]:
 
 def _walk_glob(root: str, pattern: Sequence[str]) -> list[str]:
     """The files under ``root`` whose path below it matches ``pattern`` (its parts, ``**`` among
-    them), found by ``os.walk`` without following links to folders."""
+    them): pathlib's glob, whose ``**`` does not enter links to folders; names starting with ``.``
+    are left out unless the pattern itself names hidden ones (as glob's ``*`` leaves them out)."""
+    hidden_asked = any(part.startswith(".") for part in pattern)
     found = []
-    for folder, folders, names in os.walk(root):
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        for name in names:
-            path = os.path.join(folder, name)
-            below = Path(os.path.relpath(path, root)).parts
-            if _matches(below, tuple(pattern)) and os.path.isfile(path):
-                found.append(path if root != "." else os.path.relpath(path))
+    for path in Path(root).glob(os.path.join(*pattern)):
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if (hidden_asked or not hidden) and path.is_file():
+            found.append(str(path))
     return found
-
-
-def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
-    """glob's rules per path part: ``**`` is any number of folders (none too), a part starting with
-    ``.`` is matched only by a pattern part starting with ``.``."""
-    from fnmatch import fnmatchcase
-
-    if not pattern:
-        return not parts
-    if pattern[0] == "**":
-        for skip in range(len(parts) + 1):
-            if skip and parts[skip - 1].startswith("."):
-                return False
-            if _matches(parts[skip:], pattern[1:]):
-                return True
-        return False
-    if not parts or parts[0].startswith(".") and not pattern[0].startswith("."):
-        return False
-    return fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
 
 
 def file_fields(path: str, root: str) -> dict[str, str]:
