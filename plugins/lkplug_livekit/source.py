@@ -19,7 +19,7 @@ from lkplug.frames import video_shape
 from lkplug.waiting import wait_either, wait_event
 
 from . import SDK_PIXEL_FORMATS
-from .concealment import Concealment, describe
+from .concealment import Concealment, bounded, describe
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
 
@@ -318,7 +318,7 @@ class TrackSource(Source):
             if next_frame is not None and not next_frame.done():
                 next_frame.cancel()  # stopped while waiting for a frame
             if watch is not None:
-                self.concealed += await watch.stop()
+                self.concealed = bounded(self.concealed + await watch.stop())
             await stream.aclose()
 
     def warnings_at(self, offset: float) -> list[str]:
