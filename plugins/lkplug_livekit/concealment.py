@@ -26,7 +26,7 @@ READ_TIMEOUT = 1.0  # seconds a reading may take
 MARGIN = 0.05  # seconds past a frame: what the receiver made is handed on sooner, at some reading
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
 MAX_SPANS = 100  # spans kept per stream: a long stream that is made up again and again stays bounded
-PLACES = 10  # places named in a warning (the amounts count them all)
+PLACES = 30  # places named in a warning (the amounts count them all; a short run names all of its)
 
 
 class Concealment:
