@@ -438,6 +438,32 @@ async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_serve
     assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before
 
 
+@pytest.mark.parametrize("sink", ["track:alice-processed", "wav:{tmp_path}/out.wav"])
+async def test_a_server_that_goes_away_is_blamed_not_the_participant(
+    livekit_server, livekit_join, tmp_path, sink
+):
+    """The server stops while a relay (track in, track out) or a recorder runs: one line that names the
+    server (before: "alice left the room ... and did not come back within 20 s", or for the relay "the
+    server ended lkplug's session ...: unknown reason", after the SDK gave up reconnecting)."""
+    alice = await livekit_join("alice")
+    subscribed = asyncio.Event()
+    alice.room.on("local_track_subscribed", lambda *_: subscribed.set())
+    await alice.publish_sine(440, queue_ms=SINE_QUEUE_MS)
+    args = ("--source", "track:alice", "--sink", sink.format(tmp_path=tmp_path), "-t", "60")
+    run = asyncio.ensure_future(lkplug(livekit_server, "run", *args, timeout=90))
+    await asyncio.wait_for(subscribed.wait(), 60)
+    await asyncio.sleep(1)
+    await livekit_server.stop()
+    code, _, err = await run
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("lkplug: error:")]
+    assert (
+        len(lines) == 1 and f"lost the connection to the LiveKit server at {livekit_server.url}" in lines[0]
+    ), err
+    assert "alice left" not in err and "Traceback" not in err, err
+    assert "still waiting for alice/first audio: in room" not in err, err  # not "nobody else": lkplug is away
+
+
 async def test_a_session_ended_between_two_frames_ends_the_source(livekit_server, livekit_join):
     """The SDK tells of the session's end (replaced, removed, the server gone) while lkplug hands a
     frame on: the source must see it at its next frame (before: the signal was cleared unseen at the

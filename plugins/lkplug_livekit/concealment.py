@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import math
 from collections.abc import Callable
 
 POLL = 0.25  # seconds between readings of the receiver's statistics
 READ_TIMEOUT = 1.0  # seconds a reading may take
 MARGIN = 0.05  # seconds past a frame: what the receiver made is handed on sooner, at some reading
 SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
+MAX_SPANS = 100  # spans kept per stream: a long stream that is made up again and again stays bounded
+PLACES = 30  # places named in a warning (the amounts count them all; a short run names all of its)
 
 
 class Concealment:
@@ -35,8 +37,13 @@ class Concealment:
 
     def __init__(self, track, position: Callable[[], float], frame: float = 0.01):
         self.track, self.position, self.frame = track, position, frame
-        # (seconds the receiver made, concealed samples, stretched samples, position when asked)
-        self._readings: list[tuple[float, float, float, float]] = []
+        # a bounded summary, not every reading (four a second: 2.7 MB an hour, measured): the last
+        # reading (seconds the receiver made, concealed samples, stretched samples, position when
+        # asked), the smallest (made - position) so far, and the pairs of readings between which the
+        # receiver made something up (at most MAX_SPANS: later ones join the last)
+        self._last: tuple[float, float, float, float] | None = None
+        self._began = math.inf
+        self._changes: list[tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = []
         self._rate = 48000
         self._task = asyncio.ensure_future(self._watch())
 
@@ -67,7 +74,17 @@ class Concealment:
         with contextlib.suppress(Exception):  # statistics are a report, never a reason to fail
             counts = await self._read()
             if counts is not None:
-                self._readings.append((*counts, asked))
+                self._add((*counts, asked))
+
+    def _add(self, now: tuple[float, float, float, float]) -> None:
+        before, self._last = self._last, now
+        self._began = min(self._began, now[0] - now[3])
+        if before is None or (now[1] <= before[1] and now[2] <= before[2]):
+            return
+        if len(self._changes) < MAX_SPANS:
+            self._changes.append((before, now))
+        else:  # the last span grows to hold the rest: amounts stay whole, places get coarse
+            self._changes[-1] = (self._changes[-1][0], now)
 
     async def _watch(self) -> None:
         while True:
@@ -80,12 +97,10 @@ class Concealment:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
         await self._take()
-        if not self._readings:
-            return []
-        began = min(made - asked for made, _, _, asked in self._readings)  # the count at the stream's start
+        began = self._began  # the count at the stream's start
         handed = self.position()
         spans = []
-        for before, now in itertools.pairwise(self._readings):
+        for before, now in self._changes:
             start, end = before[0] - began, now[0] - began + self.frame + MARGIN
             if start >= handed:  # made after the last frame lkplug took (the run ended): not recorded
                 break
@@ -110,5 +125,16 @@ def describe(spans, offset: float = 0.0) -> str:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
-    where = ", ".join(f"{start + offset:.2f}-{end + offset:.2f} s" for start, end in merged)
-    return f"the receiver {done} of audio at {where}"
+    where = ", ".join(f"{start + offset:.2f}-{end + offset:.2f} s" for start, end in merged[:PLACES])
+    more = f" and {len(merged) - PLACES} more places" if len(merged) > PLACES else ""
+    return f"the receiver {done} of audio at {where}{more}"
+
+
+def bounded(spans: list) -> list:
+    """``spans`` (of one stream, in time order) at most ``MAX_SPANS`` long: the last one holds the
+    rest (from its first start to the last end, their amounts summed)."""
+    if len(spans) <= MAX_SPANS:
+        return spans
+    rest = spans[MAX_SPANS - 1 :]
+    last = (rest[0][0], rest[-1][1], sum(s[2] for s in rest), sum(s[3] for s in rest))
+    return [*spans[: MAX_SPANS - 1], last]

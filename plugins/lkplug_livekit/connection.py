@@ -43,6 +43,7 @@ class RoomConnection:
         self.can_publish = False
         self.room = None
         self.lost: MediaError | None = None  # set when the server ends our session (e.g. replaced)
+        self.reconnecting = False  # the SDK lost the server and is trying to get back
         self._listeners: list = []  # called when ``lost`` is set
         self._users = 0
         self._lock = asyncio.Lock()
@@ -136,6 +137,8 @@ class RoomConnection:
                     self._notify(f"joining room {self.room_name} as {self.identity!r}")
                 room = rtc.Room()
                 room.on("disconnected", self._on_disconnected)
+                room.on("reconnecting", lambda: setattr(self, "reconnecting", True))
+                room.on("reconnected", lambda: setattr(self, "reconnecting", False))
                 try:
                     await asyncio.wait_for(
                         room.connect(
@@ -168,6 +171,9 @@ class RoomConnection:
                 f"another participant joined {who} and replaced lkplug; "
                 "give each process its own identity (--identity NAME, or leave it out for a unique one)"
             )
+        elif self.reconnecting and reason == rtc.DisconnectReason.UNKNOWN_REASON:
+            # the SDK gave up reconnecting: the server went away, it did not end the session
+            self.lost = MediaError(f"{self.server_lost()} and could not get back (in {who})")
         elif reason != rtc.DisconnectReason.CLIENT_INITIATED:
             name = rtc.DisconnectReason.Name(reason).lower().replace("_", " ")
             self.lost = MediaError(f"the server ended lkplug's session in {who}: {name}")
@@ -175,6 +181,9 @@ class RoomConnection:
             return
         for callback in self._listeners:
             callback()
+
+    def server_lost(self) -> str:
+        return f"lost the connection to the LiveKit server at {self.url}"
 
     async def release(self) -> None:
         async with self._lock:

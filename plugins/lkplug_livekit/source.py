@@ -19,7 +19,7 @@ from lkplug.frames import video_shape
 from lkplug.waiting import wait_either, wait_event
 
 from . import SDK_PIXEL_FORMATS
-from .concealment import Concealment, describe
+from .concealment import Concealment, bounded, describe
 from .connection import RoomConnection
 from .selector import TrackSelector, source_word
 
@@ -200,7 +200,10 @@ class TrackSource(Source):
     def _left(self, room, identity: str, elapsed: float, waited: bool = True) -> None:
         """The participant is really gone (or lkplug's own connection is): the end, and an error
         when ``-t`` asked for more. ``waited``: after ``DEPARTURE_TIMEOUT`` for a return."""
-        what = f"{identity} left the room" if room.isconnected() else f"lost the connection to {room.name}"
+        if room.isconnected() and not self.connection.reconnecting:
+            what = f"{identity} left the room"
+        else:  # they vanished with lkplug's own connection: not their leaving
+            what = self.connection.server_lost()
         duration = getattr(self.context, "duration", None)
         if duration is not None and elapsed < duration:
             why = f" and did not come back within {DEPARTURE_TIMEOUT:g} s" if waited else ""
@@ -263,7 +266,8 @@ class TrackSource(Source):
                 )
             if hint_at is not None:
                 if loop.time() >= hint_at:
-                    self._notify(f"still waiting for {self.selector}: {who_is_in(room)}")
+                    here = "lkplug is reconnecting to the server" if self.connection.reconnecting else ""
+                    self._notify(f"still waiting for {self.selector}: {here or who_is_in(room)}")
                     hint_at = None
                 else:
                     timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
@@ -318,7 +322,7 @@ class TrackSource(Source):
             if next_frame is not None and not next_frame.done():
                 next_frame.cancel()  # stopped while waiting for a frame
             if watch is not None:
-                self.concealed += await watch.stop()
+                self.concealed = bounded(self.concealed + await watch.stop())
             await stream.aclose()
 
     def warnings_at(self, offset: float) -> list[str]:

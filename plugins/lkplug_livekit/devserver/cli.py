@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -116,6 +117,10 @@ async def _serve(port, api_key, api_secret, made_up, demo, room, departure_timeo
         f"lkplug devserver (for tests and demos, not production)\n"
         f"  LIVEKIT_URL={server.url}\n  LIVEKIT_API_KEY={api_key}\n  LIVEKIT_API_SECRET={secret}"
     )
+    # what was made at start-up (modules, the app) lives as long as the server: out of the collector's
+    # way, so that a full collection walks only what came since. Before, each took 21-48 ms (once per
+    # 10 s run of two recorders, measured), and the event loop forwarded nothing meanwhile
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -44,12 +44,13 @@ class DevServerProcess:
         api_secret: str | None = None,
         departure_timeout: float | None = None,
         quiet: bool = True,
+        port: int = 0,
     ):
         self.demo, self.room = demo, room
         self.api_key, self.api_secret = api_key, api_secret or secrets.token_urlsafe(24)
         self.departure_timeout = departure_timeout
         self.quiet = quiet
-        self.port = 0
+        self.port = port  # 0: the server takes a free one and says which (read from its output)
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []  # what the server printed (its log goes to stderr, kept for failures)
 
@@ -61,7 +62,6 @@ class DevServerProcess:
         return make_token(self.api_key, self.api_secret, identity, room, **grants)
 
     async def start(self) -> DevServerProcess:
-        self.port = free_port()
         args = ["--port", str(self.port), "--api-key", self.api_key] + (["-q"] if self.quiet else [])
         if self.demo:
             args += ["--demo", "--room", self.room]
@@ -105,6 +105,8 @@ class DevServerProcess:
                 await self.process.wait()
                 raise EOFError
             self.lines.append(line.decode(errors="replace").rstrip())
+            if self.lines[-1].strip().startswith("LIVEKIT_URL=ws://127.0.0.1:"):
+                self.port = int(self.lines[-1].rsplit(":", 1)[1])  # the one it bound (asked 0: any)
             if self.lines[-1] == "ready":
                 return
 

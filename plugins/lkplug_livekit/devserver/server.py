@@ -269,11 +269,15 @@ class DevServer:
         add_page(app)  # a page for people at / (page.py)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        if not self.port:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        if self.port:  # a port given, or ours before a restart
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        else:  # any free port, held from the moment it is chosen (a port probed, closed and bound
+            # again later can be taken in between by another process: "address already in use")
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", 0))
+            self.port = listener.getsockname()[1]
+            site = web.SockSite(self._runner, listener)
         await site.start()
         for room, identity in self.demos:  # back after a restart
             self._add_demo(room, identity)
