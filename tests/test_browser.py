@@ -27,7 +27,6 @@ from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, level_dbfs, sine
 from lkplug_livekit.devserver.page import CLIENT_JS, CLIENT_JS_VERSION
 from lkplug_livekit.devserver.peers import HEIGHT, WIDTH, colour_bars
-from lkplug_livekit.devserver.process import free_port
 from lkplug_livekit.source import DEPARTURE_TIMEOUT
 
 pytestmark = pytest.mark.live
@@ -101,8 +100,8 @@ async def site():
     app.router.add_static("/", HERE)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # the port the system gives, held from the start
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
