@@ -619,11 +619,15 @@ class DevServer:
         participant.need_offer.clear()
         pc = participant.subscriber
         added = []
+        retired = []
+        # the whole batch is applied before the first await: a subscribe arriving while a sender
+        # stops must find the subscription it undoes or makes, not a sid in neither table (it was
+        # then made twice, and the new sender stopped by the next round)
         for sid, change in list(participant.changes.items()):
             del participant.changes[sid]
             sender = participant.senders.pop(sid, None)
             if sender is not None:
-                await stop_sending(pc, sender)
+                retired.append(sender)
                 track = room.find_track(sid)
                 if track is not None:
                     track.subscribers.discard(participant)
@@ -639,6 +643,8 @@ class DevServer:
                 participant.senders[sid] = sender
                 change.subscribers.add(participant)
                 added.append(change)
+        for sender in retired:
+            await stop_sending(pc, sender)
         await self._send_offer(participant)
         await participant.answered.wait()
         # media flows from here on: tell each publisher (the SDK's local_track_subscribed)
