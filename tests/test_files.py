@@ -247,6 +247,58 @@ def test_start_duration_and_loop(tmp_path):
     assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
 
 
+def encode_noise(path, codec: str, sample_format: str, seconds=5.0, rate=44100) -> None:
+    """Mono noise encoded with PyAV alone (FLAC: 4608-sample frames at 44.1 kHz, as ffmpeg makes)."""
+    noise = np.random.default_rng(5).uniform(-0.3, 0.3, (1, round(seconds * rate))).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono", format=sample_format)
+        for at in range(0, noise.shape[1], 4096):
+            frame = av.AudioFrame.from_ndarray(noise[:, at : at + 4096], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, at
+            resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+            for piece in resampler.resample(frame):
+                container.mux(stream.encode(piece))
+        container.mux(stream.encode(None))
+
+
+def samples_of(frames) -> np.ndarray:
+    return np.concatenate([frame.data for frame in frames])
+
+
+@pytest.mark.parametrize(
+    "name, codec, sample_format",
+    [
+        ("noise24.flac", "flac", "s32"),  # 24-bit FLAC decodes to s32: converted to flt here
+        ("noise24.m4a", "alac", "s32p"),
+        ("noise16.flac", "flac", "s16"),  # s16: taken as it is (it was right before too)
+    ],
+)
+def test_start_is_exact_to_the_sample_for_converted_sample_formats(tmp_path, name, codec, sample_format):
+    # ffmpeg 5.1: `ffmpeg -f lavfi -i anoisesrc=d=5:r=44100 -c:a flac -sample_fmt s32 noise24.flac`, then
+    # `ffmpeg -ss 1.25 -i noise24.flac -c:a pcm_f32le ref.wav` gives 165375 samples, the full decode's from
+    # sample 55125 (1.25 x 44100) on; the same for ALAC s32p and 16-bit FLAC. Before the fix lkplug began
+    # at 50688 (11 x 4608, the frame the seek lands on) for s32/s32p: the converted frames lost their time
+    path = tmp_path / name
+    encode_noise(path, codec, sample_format)
+    full = samples_of(decode_all_with(path)[0])
+    cut = samples_of(decode_all_with(path, start=1.25)[0])
+    assert len(full) == 220500
+    assert len(cut) == 165375
+    np.testing.assert_array_equal(cut, full[55125:])
+
+
+def test_start_trims_audio_frames_without_timestamps(shared_media):
+    # laced Matroska blocks: ALAC at 41000 Hz whose frames after the first have no pts. ffmpeg 5.1:
+    # `ffmpeg -ss 0.3 -i mm__alac-in-matroska-short.mka -c:a pcm_f32le ref.wav` gives 217076 samples, the
+    # full decode's (229376) from sample 12300 = 0.3 x 41000 on; lkplug gave 225280, from sample 4096
+    path = shared_media / "files" / "mm__alac-in-matroska-short.mka"
+    full = samples_of(decode_all_with(path)[0])
+    cut = samples_of(decode_all_with(path, start=0.3)[0])
+    assert len(full) == 229376
+    assert len(cut) == 217076
+    np.testing.assert_array_equal(cut, full[12300:])
+
+
 def decode_all_with(path, **params):
     source = FileSource(str(path), **params)
 

@@ -470,6 +470,7 @@ class FileSource(Source):
         # piece that continues where the last ended, for every stream, as ffmpeg's demuxer offsets it
         discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
         shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
+        audio_end = None  # where the last decoded audio ended, in the file's clock
         while True:
             try:
                 packet = next(demux)
@@ -487,13 +488,18 @@ class FileSource(Source):
             kind = kind_of[packet.stream.index]
             for frame in decoded:
                 seconds = frame.time
-                if seconds is not None and discontinuous:
+                if seconds is None:
+                    if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
+                        seconds = audio_end  # before, as ffmpeg counts it, so start= still trims it
+                elif discontinuous:
                     seconds += shift
                     due = expected.get(kind)
                     if due is not None and seconds < due - TS_DISCONT_SECONDS:
                         shift += due - seconds  # MPEG-TS pieces joined (cat a.ts b.ts, HLS): go on
                         seconds = due
                     expected[kind] = seconds + _length(frame)
+                if kind == "audio" and seconds is not None:
+                    audio_end = seconds + _length(frame)
                 yield kind, (None if seconds is None else seconds - origin), frame
 
     def _seek(self, seconds: float) -> None:
@@ -582,6 +588,7 @@ class _Clock:
         self.target = "flt"  # packed sample format that audio in another format is converted to
         self.converter = None  # libswresample (PyAV) for audio not in the first format
         self.converter_key: tuple | None = None
+        self.converter_time: float | None = None  # seconds of the next sample out of the converter
         self.changes: list[str] = []  # warnings: the first mid-stream change of the audio format, HDR
         self.emitted_video = False
         self.video_end = 0.0
@@ -671,13 +678,15 @@ class _Clock:
         if isinstance(frame, _Samples):  # already a block (libsndfile reads whole blocks)
             return self._block(frame.data, frame.sample_rate, seconds, several)
         out = []
-        for uniform in self._uniform(frame, seconds):
-            out += self._gather(uniform, seconds if uniform is frame else None, several)
+        for uniform, when in self._uniform(frame, seconds):
+            out += self._gather(uniform, when, several)
         return out
 
     def _uniform(self, frame, seconds: float | None) -> list:
-        """``frame`` in the first decoded rate and layout and a sample format lkplug takes (converted
-        where it is not); the converter's delayed output comes out with later frames."""
+        """[(frame, seconds)]: ``frame`` in the first decoded rate and layout and a sample format
+        lkplug takes (converted where it is not), each piece with its own time, so that start= trims
+        converted audio (s32 of 24-bit FLAC and ALAC) to the sample as it does the rest; the
+        converter's delayed output comes out with later frames."""
         name, rate, layout = frame.format.name, frame.sample_rate, layout_name(frame.layout)
         if self.first is None:
             self.first = (rate, layout)
@@ -695,18 +704,33 @@ class _Clock:
         if self.converter is not None and (direct or key != self.converter_key):
             out += self._drain_converter()
         if direct:
-            return [*out, frame]
+            return [*out, (frame, seconds)]
         if self.converter is None:
             import av
 
             self.converter = av.AudioResampler(format=self.target, layout=self.first[1], rate=self.first[0])
             self.converter_key = key
+            self.converter_time = seconds
+        elif rate == self.first[0] and seconds is not None:
+            self.converter_time = seconds  # only the sample format or layout changes: nothing is held back
         frame.pts = None  # the converter's clock is not ours: this clock counts samples
-        return out + list(self.converter.resample(frame))
+        return out + self._timed(self.converter.resample(frame))
+
+    def _timed(self, pieces) -> list:
+        """[(piece, seconds)] for the converter's output: its first sample is the time of the first
+        frame it was given (libswresample holds back its delay), then the samples it gave count on."""
+        out = []
+        for piece in pieces:
+            out.append((piece, self.converter_time))
+            if self.converter_time is not None:
+                self.converter_time += piece.samples / piece.sample_rate
+        return out
 
     def _drain_converter(self) -> list:
+        if self.converter is None:
+            return []
         converter, self.converter = self.converter, None
-        return list(converter.resample(None)) if converter is not None else []
+        return self._timed(converter.resample(None))
 
     def _gather(self, frame, seconds: float | None, several: bool) -> list:
         rate = frame.sample_rate
@@ -819,8 +843,8 @@ class _Clock:
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
         self.next_pts = _NEVER  # the next pass starts its timestamps again
-        for frame in self._drain_converter():
-            yield from self._gather(frame, None, False)
+        for frame, seconds in self._drain_converter():
+            yield from self._gather(frame, seconds, False)
         yield from self._emit_fifo()
         audio_end = self.position / self.rate if self.position is not None and self.rate else 0.0
         self.offset = max(audio_end, self.video_end, self.offset)
