@@ -57,15 +57,20 @@ class Scale(Processor):
 
     def size(self, width: int, height: int, pixel_format: str) -> tuple[int, int]:
         """FFmpeg's rules: a side left out follows the aspect ratio rounded to an even number, as
-        ``scale=-2:360`` does (641x359 -> 642x360), so any encoder can take the result; a side given
-        is kept, made even only where the pixel format subsamples chroma."""
-        even = pixel_format in ("yuv420p", "nv12")  # chroma is subsampled 2x2: sizes must be even
-        out_w = self.width or self.height * width / height
-        out_h = self.height or self.width * height / width
-        return (
-            _side(out_w, even or not self.width),
-            _side(out_h, even or not self.height),
-        )
+        ``scale=-2:360`` does (641x359 -> 642x360; halves up: 1280x720 to width 80 is 80x46), so any
+        encoder can take the result; a side given is kept. Raises UsageError for an odd side given
+        where the pixel format subsamples chroma (yuv420p, nv12), which FFmpeg's encoders refuse."""
+        if pixel_format in ("yuv420p", "nv12"):  # chroma is subsampled 2x2: sizes must be even
+            for name, value in (("width", self.width), ("height", self.height)):
+                if value % 2:
+                    raise UsageError(
+                        f"scale:{name}={value}: {pixel_format} needs an even {name} (ffmpeg's scale keeps"
+                        f" {value} and libx264 refuses it: {name} not divisible by 2); use"
+                        f" {' or '.join(str(even) for even in (value - 1, value + 1) if even)}"
+                    )
+        out_w = self.width or _derived(self.height, width, height)
+        out_h = self.height or _derived(self.width, height, width)
+        return out_w, out_h
 
     def output_format(self, fmt):
         if fmt is None:
@@ -88,8 +93,10 @@ class Scale(Processor):
         return [self.reformat(frame, width, height, frame.pixel_format)]
 
 
-def _side(length: float, even: bool) -> int:
-    return max(2, round(length / 2) * 2) if even else max(1, round(length))
+def _derived(given: int, side: int, other: int) -> int:
+    """The side left out, ``given * side / other`` to the nearest even number, halves up: FFmpeg's
+    scale=-2 (av_rescale(given, side, other * 2) * 2, which rounds halves away from zero)."""
+    return max(2, (given * side + other) // (other * 2) * 2)
 
 
 class PixelFormat(Processor):
