@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
 
@@ -136,8 +137,8 @@ class Fps(Processor):
     accepts = {"video": VideoContract()}
     emits = "video at rate= frames per second"
 
-    def __init__(self, rate: float):
-        self.rate = rate
+    def __init__(self, rate: str | float):
+        self.rate = parse_rate(str(rate))
         self._held: VideoFrame | None = None
         self._next_slot = 0
         self._step = 0.0  # seconds from the picture before the held one to it
@@ -145,7 +146,7 @@ class Fps(Processor):
     def output_format(self, fmt):
         if fmt is None:
             return None
-        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, self.rate)
+        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, float(self.rate))
 
     def process(self, frame: VideoFrame) -> list:
         slot = self._slot(frame.time)
@@ -175,6 +176,43 @@ class Fps(Processor):
     def _fill(self, until_slot: int) -> list:
         out = []
         while self._next_slot < until_slot:
-            out.append(self._held.replace(time=self._next_slot / self.rate, duration=1 / self.rate))
+            time, duration = float(self._next_slot / self.rate), float(1 / self.rate)
+            out.append(self._held.replace(time=time, duration=duration))
             self._next_slot += 1
         return out
+
+
+# lkplug's own bounds for fps: (FFmpeg's filter takes any positive rate)
+RATE_RANGE = (Fraction(1, 10), Fraction(1000))
+
+
+def parse_rate(text: str) -> Fraction:
+    """A frame rate as FFmpeg's fps filter reads it, by FFmpeg's own parser (a filter graph, whose
+    output time base is 1/rate): 25, 29.97, 30000/1001, ntsc, pal, film, ntsc-film (which the
+    filter reads as the expression ntsc - film, 5.97: 24000/1001 is the 23.976 rate). Raises
+    UsageError for text FFmpeg refuses and for a rate outside [0.1, 1000]."""
+    import av
+    import av.filter
+
+    usage = f"fps:{text}: expected a frame rate as ffmpeg's fps filter takes it: 25, 29.97, 30000/1001, ntsc, pal, film"
+    if not text or any(mark in text for mark in ":=,;[]'\\"):  # the filter graph's own syntax
+        raise UsageError(usage)
+    try:
+        graph = av.filter.Graph()
+        buffer = graph.add_buffer(width=2, height=2, format="gray", time_base=Fraction(1, 1))
+        fps, sink = graph.add("fps", text), graph.add("buffersink")
+        buffer.link_to(fps)
+        fps.link_to(sink)
+        graph.configure()
+        for pts in (0, 20):  # the filter gives its first picture once it has one 2 slots on (at 0.1 fps)
+            picture = av.VideoFrame(2, 2, "gray")
+            picture.pts, picture.time_base = pts, Fraction(1, 1)
+            graph.vpush(picture)
+        time_base = graph.vpull().time_base
+    except av.error.FFmpegError:
+        raise UsageError(usage) from None
+    rate = 1 / Fraction(time_base)
+    low, high = RATE_RANGE
+    if not low <= rate <= high:
+        raise UsageError(f"fps:{text} is {float(rate):g} frames per second: expected a rate in [{float(low):g}, {float(high):g}]")
+    return rate
