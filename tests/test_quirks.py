@@ -639,7 +639,9 @@ def test_scale_beyond_ffmpegs_largest_picture_is_a_usage_error(small_clip, tmp_p
 
 def test_scale_to_two_rows_is_written(small_clip, tmp_path):
     out = tmp_path / "o.mp4"
-    result = run("--source", f"file:{small_clip}", "--proc", "scale:width=4,height=2", "--sink", f"file:{out}")
+    result = run(
+        "--source", f"file:{small_clip}", "--proc", "scale:width=4,height=2", "--sink", f"file:{out}"
+    )
     # ffmpeg -vf scale=4:2 writes 4x2 pictures; lkplug before: "Failed initializing scaling graph"
     # (PyAV took the 2-row picture's buffer for one plane), exit 1
     assert result.returncode == 0, result.stderr

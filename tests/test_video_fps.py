@@ -115,7 +115,11 @@ CASES = {
     "one picture": ([0.0], 25, 0.0, 0.0, [0]),
 }  # fmt: skip
 # the rates ffmpeg's framecrc shows for the named ones (1 / "#tb")
-EXACT = {"ntsc": Fraction(30000, 1001), "24000/1001": Fraction(24000, 1001), "ntsc-film": Fraction(5976, 1001)}
+EXACT = {
+    "ntsc": Fraction(30000, 1001),
+    "24000/1001": Fraction(24000, 1001),
+    "ntsc-film": Fraction(5976, 1001),
+}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -147,7 +151,9 @@ def test_fps_through_the_cli_writes_ntsc(tmp_path):
     # (lkplug before: "fps:rate='30000/1001': expected a number", exit 2)
     source, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
     clip(source, CASES["VFR to ntsc"][0])
-    result = run_lkplug("run", "--source", f"file:{source}", "--proc", "fps:30000/1001", "--sink", f"file:{out}")
+    result = run_lkplug(
+        "run", "--source", f"file:{source}", "--proc", "fps:30000/1001", "--sink", f"file:{out}"
+    )
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         assert container.streams.video[0].average_rate == Fraction(30000, 1001)

@@ -82,8 +82,8 @@ def lkplug_processors():
                 Param(
                     "rate",
                     str,
-                    help="frames per second as ffmpeg's fps filter takes them: 25, 29.97, 30000/1001, ntsc, pal,"
-                    " film (0.1 to 1000)",
+                    help="frames per second as ffmpeg's fps filter takes them: 25, 29.97, 30000/1001,"
+                    " ntsc, pal, film (0.1 to 1000)",
                 ),
             ),
             positional="rate",

@@ -194,7 +194,10 @@ def parse_rate(text: str) -> Fraction:
     import av
     import av.filter
 
-    usage = f"fps:{text}: expected a frame rate as ffmpeg's fps filter takes it: 25, 29.97, 30000/1001, ntsc, pal, film"
+    usage = (
+        f"fps:{text}: expected a frame rate as ffmpeg's fps filter takes it:"
+        " 25, 29.97, 30000/1001, ntsc, pal, film"
+    )
     if not text or any(mark in text for mark in ":=,;[]'\\"):  # the filter graph's own syntax
         raise UsageError(usage)
     try:
@@ -214,5 +217,8 @@ def parse_rate(text: str) -> Fraction:
     rate = 1 / Fraction(time_base)
     low, high = RATE_RANGE
     if not low <= rate <= high:
-        raise UsageError(f"fps:{text} is {float(rate):g} frames per second: expected a rate in [{float(low):g}, {float(high):g}]")
+        raise UsageError(
+            f"fps:{text} is {float(rate):g} frames per second: expected a rate in"
+            f" [{float(low):g}, {float(high):g}]"
+        )
     return rate
