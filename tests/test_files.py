@@ -299,6 +299,40 @@ def test_start_trims_audio_frames_without_timestamps(shared_media):
     np.testing.assert_array_equal(cut, full[12300:])
 
 
+def vorbis(path, freq: float, rate: int, seconds: float = 1.0) -> None:
+    """A stereo sine in Ogg Vorbis (FFmpeg's own encoder, the one PyAV's FFmpeg has)."""
+    samples = np.ascontiguousarray(sine(freq, seconds, rate, 2).T, np.float32)
+    with av.open(str(path), "w") as container:
+        options = {"strict": "experimental"}
+        stream = container.add_stream("vorbis", rate=rate, layout="stereo", options=options)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_a_chained_ogg_whose_next_link_changes_rate_is_decoded_to_the_end(tmp_path):
+    first, second, chained = tmp_path / "a.ogg", tmp_path / "b.ogg", tmp_path / "ab.ogg"
+    vorbis(first, 440, 44100)
+    vorbis(second, 660, 48000)
+    chained.write_bytes(first.read_bytes() + second.read_bytes())  # cat a.ogg b.ogg > ab.ogg
+    out = tmp_path / "out.wav"
+    result = run_lkplug("run", "--source", f"file:{chained}", "--sink", f"wav:{out},subtype=float")
+    assert result.returncode == 0, result.stderr
+    assert "damaged" not in result.stderr
+    assert "audio changed mid-stream at 1.00 s (44100 Hz stereo -> 48000 Hz stereo)" in result.stderr
+    data, rate = soundfile.read(out, always_2d=True)
+    # ffmpeg 5.1 -i X.ogg -c:a pcm_f32le: a.ogg 44160 samples, b.ogg 48000 (48 kHz), ab.ogg 89201 at
+    # 44100 Hz stereo. lkplug: 44160 + b.ogg resampled to 44100 Hz (44100) = 88260; ffmpeg 5.1 gives
+    # 941 more: it keeps b's 1024-sample pre-roll (ffprobe: a frame at pts -1024 after the link change),
+    # which it drops when b.ogg is read alone, as Ogg Vorbis says (a link's first granule position).
+    # lkplug before: 44160 samples, the second link lost, exit 0 with a "damaged input" warning
+    assert (rate, data.shape[1]) == (44100, 2)
+    assert len(data) == 88260
+    assert dominant_frequency(data[:44100], rate) == pytest.approx(440, abs=2)
+    assert dominant_frequency(data[44160:], rate) == pytest.approx(660, abs=2)
+
+
 def decode_all_with(path, **params):
     source = FileSource(str(path), **params)
 

@@ -53,7 +53,8 @@ _NEVER = object()  # a pts no frame has
 @contextmanager
 def ffmpeg_errors(errors: list[str]):
     """FFmpeg's error messages while inside (from every thread: decoders run frame threads) are
-    added to ``errors``, not printed, each one counted (not collapsed into "repeated N times")."""
+    added to ``errors`` at the end, not printed, each one counted (not collapsed into "repeated N
+    times"). Gives the list of (level, name, text) that they gather in as they come."""
     import av.logging
 
     level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
@@ -62,7 +63,7 @@ def ffmpeg_errors(errors: list[str]):
     capture = av.logging.Capture(local=False)
     try:
         with capture as logs:
-            yield
+            yield logs
     finally:
         av.logging.set_level(level)
         av.logging.set_skip_repeated(skip)
@@ -453,11 +454,12 @@ class FileSource(Source):
         """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
-        with ffmpeg_errors(self.errors):
-            yield from self._demux_and_decode()
+        with ffmpeg_errors(self.errors) as logs:
+            yield from self._demux_and_decode(logs)
 
-    def _demux_and_decode(self):
-        """Packet by packet: a packet that fails to decode is counted and skipped."""
+    def _demux_and_decode(self, logs: list):
+        """Packet by packet: a packet that fails to decode is counted and skipped. ``logs``: FFmpeg's
+        messages so far."""
         import av
 
         container = self.container
@@ -471,12 +473,24 @@ class FileSource(Source):
         discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
         shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
         audio_end = None  # where the last decoded audio ended, in the file's clock
+        link_shift, link_begins = 0.0, False  # a later Ogg link's clock starts again: seconds added
+        position = 0  # byte position of the last packet read
         while True:
+            logged = len(logs)
             try:
                 packet = next(demux)
             except (StopIteration, av.error.EOFError):
                 return
             except av.error.FFmpegError as exc:
+                if isinstance(exc, av.error.PatchWelcomeError) and container.format.name == "ogg":
+                    # a chained Ogg's next link changes rate or channels: FFmpeg 8's demuxer stops
+                    # there (ffmpeg 5.1 went on); the link is opened as a file of its own
+                    container = self._next_ogg_link(position, exc)
+                    del logs[logged:]  # FFmpeg's messages about the change: no damage
+                    kind_of = {stream.index: kind for kind, stream in self.streams.items()}
+                    demux = container.demux(*self.streams.values())
+                    link_begins = True
+                    continue
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 self.errors.append(str(exc))
                 return
@@ -486,8 +500,13 @@ class FileSource(Source):
                 self.skipped += 1
                 continue
             kind = kind_of[packet.stream.index]
+            position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
             for frame in decoded:
                 seconds = frame.time
+                if seconds is not None and link_begins:  # the new link goes on where the audio ended
+                    link_shift, link_begins = (audio_end or 0.0) - seconds, False
+                if seconds is not None:
+                    seconds += link_shift
                 if seconds is None:
                     if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
                         seconds = audio_end  # before, as ffmpeg counts it, so start= still trims it
@@ -501,6 +520,34 @@ class FileSource(Source):
                 if kind == "audio" and seconds is not None:
                     audio_end = seconds + _length(frame)
                 yield kind, (None if seconds is None else seconds - origin), frame
+
+    def _next_ogg_link(self, position: int, exc):
+        """The container of the chained Ogg's link after byte ``position``, opened on its own
+        (FFmpeg's skip_initial_bytes), its audio selected. Raises MediaError where there is none
+        or the run takes video too: FFmpeg cannot read on then."""
+        import av
+
+        offset = next((start for start in ogg_links(self.path) if start > position), None)
+        if offset is None or set(self.streams) != {"audio"}:
+            raise MediaError(
+                f"{self.path}: FFmpeg cannot read past byte {position} of this Ogg file (a link that"
+                f" changes format): {exc.strerror}"
+            )
+        self.container.close()
+        try:
+            self.container = av.open(
+                self.path, metadata_errors="replace", options={"skip_initial_bytes": str(offset)}
+            )
+        except av.error.FFmpegError as error:
+            raise MediaError(
+                f"{self.path}: cannot read the Ogg link at byte {offset}: {error.strerror}"
+            ) from None
+        audio = list(self.container.streams.audio)
+        if not audio:
+            raise MediaError(f"{self.path}: the Ogg link at byte {offset} has no audio")
+        self.streams = {"audio": audio[0]}
+        decoder_threads(audio[0])
+        return self.container
 
     def _seek(self, seconds: float) -> None:
         import av
@@ -529,6 +576,25 @@ class FileSource(Source):
         if self.container is not None:
             self.container.close()
             self.container = None
+
+
+def ogg_links(path: str) -> list[int]:
+    """Byte offsets where the links of a (chained) Ogg file begin: a page that begins a stream
+    after pages that do not. Neither FFmpeg nor PyAV says where links begin, so the pages are
+    walked as RFC 3533 lays them out: "OggS", version, flags (2: beginning of a stream), ..., the
+    segment count at byte 26, then that many segment sizes, then the segments. The walk ends at
+    anything that is not a page."""
+    links, offset, in_headers = [], 0, False
+    with open(path, "rb") as file:
+        while len(head := file.read(27)) == 27 and head[:4] == b"OggS":
+            sizes = file.read(head[26])
+            begins = bool(head[5] & 2)
+            if begins and not in_headers:
+                links.append(offset)
+            in_headers = begins
+            offset += 27 + len(sizes) + sum(sizes)
+            file.seek(offset)
+    return links
 
 
 def _ffmpeg_layout(path: str) -> str:
