@@ -287,6 +287,18 @@ def test_start_is_exact_to_the_sample_for_converted_sample_formats(tmp_path, nam
     np.testing.assert_array_equal(cut, full[55125:])
 
 
+def test_start_in_a_file_that_cannot_seek_decodes_from_the_start(shared_media):
+    # a FLAC behind a padded ID3 tag: FFmpeg's seek fails ("Operation not permitted") and leaves the
+    # demuxer at its end. ffmpeg 5.1 -ss 0.18 -i tinytag__with_padded_id3_header.flac gives 12062 of the
+    # file's 20000 samples (from 7938 = 0.18 x 44100 on); lkplug before: "start=0.18 is past the end:
+    # the file is 0.45 s", exit 1
+    path = shared_media / "files" / "tinytag__with_padded_id3_header.flac"
+    full = samples_of(decode_all_with(path)[0])
+    cut = samples_of(decode_all_with(path, start=0.18)[0])
+    assert len(full) == 20000
+    np.testing.assert_array_equal(cut, full[7938:])
+
+
 def test_start_trims_audio_frames_without_timestamps(shared_media):
     # laced Matroska blocks: ALAC at 41000 Hz whose frames after the first have no pts. ffmpeg 5.1:
     # `ffmpeg -ss 0.3 -i mm__alac-in-matroska-short.mka -c:a pcm_f32le ref.wav` gives 217076 samples, the

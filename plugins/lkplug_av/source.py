@@ -466,6 +466,7 @@ class FileSource(Source):
         origin = (container.start_time or 0) / 1_000_000
         if self.start:
             self._seek(origin + self.start)
+            container = self.container  # opened again where the seek failed
         kind_of = {stream.index: kind for kind, stream in self.streams.items()}
         demux = container.demux(*self.streams.values())
         # formats whose timestamps may start again (MPEG-TS): a stream going back in time is a new
@@ -555,7 +556,10 @@ class FileSource(Source):
         try:
             self.container.seek(int(seconds * 1_000_000), backward=True, any_frame=False)
         except av.error.FFmpegError:
-            pass  # not seekable: decode from the start; frames before start= are dropped anyway
+            # not seekable: decode from the start (frames before start= are dropped anyway), in the
+            # file opened again: a failed seek can leave the demuxer with nothing more to give (a
+            # FLAC behind a padded ID3 tag gave no packets at all)
+            self._reopen()
 
     def _read_soundfile(self):
         import soundfile
