@@ -287,28 +287,26 @@ def test_start_is_exact_to_the_sample_for_converted_sample_formats(tmp_path, nam
     np.testing.assert_array_equal(cut, full[55125:])
 
 
-def test_start_in_a_file_that_cannot_seek_decodes_from_the_start(shared_media):
-    # a FLAC behind a padded ID3 tag: FFmpeg's seek fails ("Operation not permitted") and leaves the
-    # demuxer at its end. ffmpeg 5.1 -ss 0.18 -i tinytag__with_padded_id3_header.flac gives 12062 of the
-    # file's 20000 samples (from 7938 = 0.18 x 44100 on); lkplug before: "start=0.18 is past the end:
-    # the file is 0.45 s", exit 1
-    path = shared_media / "files" / "tinytag__with_padded_id3_header.flac"
+@pytest.mark.parametrize(
+    "name, start, length, first",
+    [
+        # a FLAC behind a padded ID3 tag: FFmpeg's seek fails ("Operation not permitted") and leaves
+        # the demuxer at its end. ffmpeg 5.1 -ss 0.18 -i X -c:a pcm_f32le ref.wav gives 12062 of the
+        # file's 20000 samples, from 7938 = 0.18 x 44100 on; lkplug before: "start=0.18 is past the
+        # end: the file is 0.45 s", exit 1
+        ("tinytag__with_padded_id3_header.flac", 0.18, 20000, 7938),
+        # laced Matroska blocks: ALAC at 41000 Hz whose frames after the first have no pts. ffmpeg 5.1
+        # -ss 0.3 gives 217076 of 229376 samples, from 12300 = 0.3 x 41000 on; lkplug before: 225280,
+        # from sample 4096
+        ("mm__alac-in-matroska-short.mka", 0.3, 229376, 12300),
+    ],
+)
+def test_start_is_exact_where_the_seek_fails_or_frames_have_no_time(shared_media, name, start, length, first):
+    path = shared_media / "files" / name
     full = samples_of(decode_all_with(path)[0])
-    cut = samples_of(decode_all_with(path, start=0.18)[0])
-    assert len(full) == 20000
-    np.testing.assert_array_equal(cut, full[7938:])
-
-
-def test_start_trims_audio_frames_without_timestamps(shared_media):
-    # laced Matroska blocks: ALAC at 41000 Hz whose frames after the first have no pts. ffmpeg 5.1:
-    # `ffmpeg -ss 0.3 -i mm__alac-in-matroska-short.mka -c:a pcm_f32le ref.wav` gives 217076 samples, the
-    # full decode's (229376) from sample 12300 = 0.3 x 41000 on; lkplug gave 225280, from sample 4096
-    path = shared_media / "files" / "mm__alac-in-matroska-short.mka"
-    full = samples_of(decode_all_with(path)[0])
-    cut = samples_of(decode_all_with(path, start=0.3)[0])
-    assert len(full) == 229376
-    assert len(cut) == 217076
-    np.testing.assert_array_equal(cut, full[12300:])
+    cut = samples_of(decode_all_with(path, start=start)[0])
+    assert len(full) == length
+    np.testing.assert_array_equal(cut, full[first:])
 
 
 def vorbis(path, freq: float, rate: int, seconds: float = 1.0) -> None:
