@@ -247,6 +247,102 @@ def test_start_duration_and_loop(tmp_path):
     assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
 
 
+def encode_noise(path, codec: str, sample_format: str, seconds=5.0, rate=44100) -> None:
+    """Mono noise encoded with PyAV alone (FLAC: 4608-sample frames at 44.1 kHz, as ffmpeg makes)."""
+    noise = np.random.default_rng(5).uniform(-0.3, 0.3, (1, round(seconds * rate))).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono", format=sample_format)
+        for at in range(0, noise.shape[1], 4096):
+            frame = av.AudioFrame.from_ndarray(noise[:, at : at + 4096], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, at
+            resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+            for piece in resampler.resample(frame):
+                container.mux(stream.encode(piece))
+        container.mux(stream.encode(None))
+
+
+def samples_of(frames) -> np.ndarray:
+    return np.concatenate([frame.data for frame in frames])
+
+
+@pytest.mark.parametrize(
+    "name, codec, sample_format",
+    [
+        ("noise24.flac", "flac", "s32"),  # 24-bit FLAC decodes to s32: converted to flt here
+        ("noise24.m4a", "alac", "s32p"),
+        ("noise16.flac", "flac", "s16"),  # s16: taken as it is (it was right before too)
+    ],
+)
+def test_start_is_exact_to_the_sample_for_converted_sample_formats(tmp_path, name, codec, sample_format):
+    # ffmpeg 5.1: `ffmpeg -f lavfi -i anoisesrc=d=5:r=44100 -c:a flac -sample_fmt s32 noise24.flac`, then
+    # `ffmpeg -ss 1.25 -i noise24.flac -c:a pcm_f32le ref.wav` gives 165375 samples, the full decode's from
+    # sample 55125 (1.25 x 44100) on; the same for ALAC s32p and 16-bit FLAC. Before the fix lkplug began
+    # at 50688 (11 x 4608, the frame the seek lands on) for s32/s32p: the converted frames lost their time
+    path = tmp_path / name
+    encode_noise(path, codec, sample_format)
+    full = samples_of(decode_all_with(path)[0])
+    cut = samples_of(decode_all_with(path, start=1.25)[0])
+    assert len(full) == 220500
+    assert len(cut) == 165375
+    np.testing.assert_array_equal(cut, full[55125:])
+
+
+@pytest.mark.parametrize(
+    "name, start, length, first",
+    [
+        # a FLAC behind a padded ID3 tag: FFmpeg's seek fails ("Operation not permitted") and leaves
+        # the demuxer at its end. ffmpeg 5.1 -ss 0.18 -i X -c:a pcm_f32le ref.wav gives 12062 of the
+        # file's 20000 samples, from 7938 = 0.18 x 44100 on; lkplug before: "start=0.18 is past the
+        # end: the file is 0.45 s", exit 1
+        ("tinytag__with_padded_id3_header.flac", 0.18, 20000, 7938),
+        # laced Matroska blocks: ALAC at 41000 Hz whose frames after the first have no pts. ffmpeg 5.1
+        # -ss 0.3 gives 217076 of 229376 samples, from 12300 = 0.3 x 41000 on; lkplug before: 225280,
+        # from sample 4096
+        ("mm__alac-in-matroska-short.mka", 0.3, 229376, 12300),
+    ],
+)
+def test_start_is_exact_where_the_seek_fails_or_frames_have_no_time(shared_media, name, start, length, first):
+    path = shared_media / "files" / name
+    full = samples_of(decode_all_with(path)[0])
+    cut = samples_of(decode_all_with(path, start=start)[0])
+    assert len(full) == length
+    np.testing.assert_array_equal(cut, full[first:])
+
+
+def vorbis(path, freq: float, rate: int, seconds: float = 1.0) -> None:
+    """A stereo sine in Ogg Vorbis (FFmpeg's own encoder, the one PyAV's FFmpeg has)."""
+    samples = np.ascontiguousarray(sine(freq, seconds, rate, 2).T, np.float32)
+    with av.open(str(path), "w") as container:
+        options = {"strict": "experimental"}
+        stream = container.add_stream("vorbis", rate=rate, layout="stereo", options=options)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_a_chained_ogg_whose_next_link_changes_rate_is_decoded_to_the_end(tmp_path):
+    first, second, chained = tmp_path / "a.ogg", tmp_path / "b.ogg", tmp_path / "ab.ogg"
+    vorbis(first, 440, 44100)
+    vorbis(second, 660, 48000)
+    chained.write_bytes(first.read_bytes() + second.read_bytes())  # cat a.ogg b.ogg > ab.ogg
+    out = tmp_path / "out.wav"
+    result = run_lkplug("run", "--source", f"file:{chained}", "--sink", f"wav:{out},subtype=float")
+    assert result.returncode == 0, result.stderr
+    assert "damaged" not in result.stderr
+    assert "audio changed mid-stream at 1.00 s (44100 Hz stereo -> 48000 Hz stereo)" in result.stderr
+    data, rate = soundfile.read(out, always_2d=True)
+    # ffmpeg 5.1 -i X.ogg -c:a pcm_f32le: a.ogg 44160 samples, b.ogg 48000 (48 kHz), ab.ogg 89201 at
+    # 44100 Hz stereo. lkplug: 44160 + b.ogg resampled to 44100 Hz (44100) = 88260; ffmpeg 5.1 gives
+    # 941 more: it keeps b's 1024-sample pre-roll (ffprobe: a frame at pts -1024 after the link change),
+    # which it drops when b.ogg is read alone, as Ogg Vorbis says (a link's first granule position).
+    # lkplug before: 44160 samples, the second link lost, exit 0 with a "damaged input" warning
+    assert (rate, data.shape[1]) == (44100, 2)
+    assert len(data) == 88260
+    assert dominant_frequency(data[:44100], rate) == pytest.approx(440, abs=2)
+    assert dominant_frequency(data[44160:], rate) == pytest.approx(660, abs=2)
+
+
 def decode_all_with(path, **params):
     source = FileSource(str(path), **params)
 

@@ -639,13 +639,44 @@ def test_scale_beyond_ffmpegs_largest_picture_is_a_usage_error(small_clip, tmp_p
 
 def test_scale_to_two_rows_is_written(small_clip, tmp_path):
     out = tmp_path / "o.mp4"
-    result = run("--source", f"file:{small_clip}", "--proc", "scale:width=3", "--sink", f"file:{out}")
+    result = run(
+        "--source", f"file:{small_clip}", "--proc", "scale:width=4,height=2", "--sink", f"file:{out}"
+    )
     # ffmpeg -vf scale=4:2 writes 4x2 pictures; lkplug before: "Failed initializing scaling graph"
     # (PyAV took the 2-row picture's buffer for one plane), exit 1
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         frames = list(container.decode(video=0))
     assert (frames[0].width, frames[0].height, len(frames)) == (4, 2, 10)
+
+
+@pytest.mark.parametrize(
+    ("proc", "said"),
+    [
+        # ffmpeg -i clip.mp4 -vf scale=-2:31 -c:v libx264 -pix_fmt yuv420p o.mp4: scale keeps 42x31, then
+        # "[libx264] height not divisible by 2 (42x31)", exit 1 (scale=-1:31: "width not divisible by
+        # 2"); lkplug before: exit 0 with 42x30 pictures, the height asked for changed without a word
+        ("scale:height=31", "scale:height=31: yuv420p needs an even height"),
+        ("scale:width=41", "scale:width=41: yuv420p needs an even width"),
+        ("scale:width=3", "use 2 or 4"),
+    ],
+)
+def test_scale_to_an_odd_side_of_yuv420p_is_refused_as_ffmpegs_encoders_do(proc, said, small_clip, tmp_path):
+    result = run("--source", f"file:{small_clip}", "--proc", proc, "--sink", f"file:{tmp_path}/o.mp4")
+    assert result.returncode == 2, result.stderr
+    assert said in assert_one_line_error(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_rounds_a_derived_half_up_as_ffmpeg(small_clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    result = run("--source", f"file:{small_clip}", "--proc", "scale:width=12", "--sink", f"file:{out}")
+    # ffmpeg -i clip.mp4 (64x48) -vf scale=12:-2 o.mp4: 12x10 (12 x 48 / 64 = 9 = 2 x 4.5, the half
+    # rounded up by av_rescale); lkplug before: 12x8 (Python's round() takes a half to even)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (12, 10)
 
 
 @pytest.mark.parametrize("sink", ["wav:{}", "file:{}", "file:{}.wav"])

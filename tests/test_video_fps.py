@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from conftest import run_lkplug
+from conftest import assert_one_line_error, run_lkplug
 
 from lkplug import Registry, RunContext, VideoFrame, build
 from lkplug_av.source import FileSource
@@ -99,9 +99,27 @@ CASES = {
     # the video starts 2 s after the audio: the first output slot is 50 (framecrc's first pts)
     "2 s after the audio": ([2 + i / 30 for i in range(30)], 25, 3.0, 2.0, [
         0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 28, 29]),
+    # FFmpeg's rate syntax, read by FFmpeg's own parser (framecrc's "#tb 0: 1001/30000", pts 0, 1, 2, ...)
+    # (lkplug before: "fps:rate='ntsc': expected a number", exit 2)
+    "VFR to ntsc": ([i / 60 for i in range(60)] + [1 + i / 5 for i in range(10)], "ntsc", 0.0, 0.0, [
+        0, 3, 5, 6, 9, 11, 12, 15, 17, 18, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43, 45, 47, 49, 51,
+        53, 55, 57, 59, 60, 60, 60, 60, 60, 60, 61, 61, 61, 61, 61, 61, 62, 62, 62, 62, 62, 62, 63, 63, 63,
+        63, 63, 63, 64, 64, 64, 64, 64, 64, 65, 65, 65, 65, 65, 65, 66, 66, 66, 66, 66, 66, 67, 67, 67, 67,
+        67, 67, 68, 68, 68, 68, 68, 68, 69]),
+    "30 to 24000/1001": (CFR30, "24000/1001", 0.0, 0.0, [
+        0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16, 18, 19, 20, 21, 23, 24, 25, 26, 28, 29, 30, 31,
+        33, 34, 35, 36, 38, 39, 40, 41, 43, 44, 45, 46, 48, 49, 50, 51, 53, 54, 55, 56, 58, 59]),
+    # ffmpeg's fps filter reads ntsc-film as the expression ntsc - film: 5976/1001 fps ("#tb 0: 1001/5976")
+    "30 to ntsc-film": (CFR30, "ntsc-film", 0.0, 0.0, [2, 7, 12, 17, 22, 27, 32, 37, 42, 47, 52, 57]),
     "two pictures": ([0.0, 1 / 30], 25, 0.0, 0.0, [0, 1]),
     "one picture": ([0.0], 25, 0.0, 0.0, [0]),
 }  # fmt: skip
+# the rates ffmpeg's framecrc shows for the named ones (1 / "#tb")
+EXACT = {
+    "ntsc": Fraction(30000, 1001),
+    "24000/1001": Fraction(24000, 1001),
+    "ntsc-film": Fraction(5976, 1001),
+}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -112,8 +130,9 @@ def test_fps_picks_the_pictures_ffmpeg_picks(tmp_path, case):
     out = through_fps(path, rate)
     assert picture_numbers(out) == expected
     assert out[0].time == pytest.approx(first)
-    np.testing.assert_allclose([frame.time - first for frame in out], np.arange(len(out)) / rate, atol=1e-9)
-    assert all(frame.duration == pytest.approx(1 / rate) for frame in out)
+    step = 1 / float(EXACT.get(rate, rate))
+    np.testing.assert_allclose([frame.time - first for frame in out], np.arange(len(out)) * step, atol=1e-9)
+    assert all(frame.duration == pytest.approx(step) for frame in out)
 
 
 def test_fps_through_the_cli_writes_ffmpegs_count(tmp_path):
@@ -125,6 +144,29 @@ def test_fps_through_the_cli_writes_ffmpegs_count(tmp_path):
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 28
+
+
+def test_fps_through_the_cli_writes_ntsc(tmp_path):
+    # ffmpeg -i in.mkv -vf fps=30000/1001 out.mkv: 85 pictures, the stream's rate 30000/1001
+    # (lkplug before: "fps:rate='30000/1001': expected a number", exit 2)
+    source, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    clip(source, CASES["VFR to ntsc"][0])
+    result = run_lkplug(
+        "run", "--source", f"file:{source}", "--proc", "fps:30000/1001", "--sink", f"file:{out}"
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == Fraction(30000, 1001)
+        assert sum(1 for _ in container.decode(video=0)) == 85
+
+
+@pytest.mark.parametrize("rate", ["qntsc", "30:1", "0.05", "25/0", "abc"])
+def test_fps_refuses_what_ffmpegs_fps_filter_refuses_in_one_line(rate):
+    # ffmpeg -vf fps=qntsc (and abc, 25/0): "Unable to parse option value", exit 1; ":" would set
+    # another option of the filter; 0.05 is below lkplug's 0.1
+    result = run_lkplug("run", "--source", "tone:440,duration=0.1", "--proc", f"fps:{rate}", "--sink", "null")
+    assert result.returncode == 2, result.stderr
+    assert f"fps:{rate}" in assert_one_line_error(result)
 
 
 def test_a_last_picture_of_unknown_duration_lasts_as_long_as_the_one_before():

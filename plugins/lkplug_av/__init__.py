@@ -78,7 +78,14 @@ def lkplug_processors():
             "fps",
             lazy("lkplug_av.video:Fps"),
             "Change the video frame rate by dropping or repeating frames",
-            params=(Param("rate", float, help="frames per second", min=0.1, max=1000.0),),
+            params=(
+                Param(
+                    "rate",
+                    str,
+                    help="frames per second as ffmpeg's fps filter takes them: 25, 29.97, 30000/1001,"
+                    " ntsc, pal, film (0.1 to 1000)",
+                ),
+            ),
             positional="rate",
         ),
     ]

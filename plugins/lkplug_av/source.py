@@ -53,7 +53,8 @@ _NEVER = object()  # a pts no frame has
 @contextmanager
 def ffmpeg_errors(errors: list[str]):
     """FFmpeg's error messages while inside (from every thread: decoders run frame threads) are
-    added to ``errors``, not printed, each one counted (not collapsed into "repeated N times")."""
+    added to ``errors`` at the end, not printed, each one counted (not collapsed into "repeated N
+    times"). Gives the list of (level, name, text) that they gather in as they come."""
     import av.logging
 
     level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
@@ -62,7 +63,7 @@ def ffmpeg_errors(errors: list[str]):
     capture = av.logging.Capture(local=False)
     try:
         with capture as logs:
-            yield
+            yield logs
     finally:
         av.logging.set_level(level)
         av.logging.set_skip_repeated(skip)
@@ -453,29 +454,44 @@ class FileSource(Source):
         """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
-        with ffmpeg_errors(self.errors):
-            yield from self._demux_and_decode()
+        with ffmpeg_errors(self.errors) as logs:
+            yield from self._demux_and_decode(logs)
 
-    def _demux_and_decode(self):
-        """Packet by packet: a packet that fails to decode is counted and skipped."""
+    def _demux_and_decode(self, logs: list):
+        """Packet by packet: a packet that fails to decode is counted and skipped. ``logs``: FFmpeg's
+        messages so far."""
         import av
 
         container = self.container
         origin = (container.start_time or 0) / 1_000_000
         if self.start:
             self._seek(origin + self.start)
+            container = self.container  # opened again where the seek failed
         kind_of = {stream.index: kind for kind, stream in self.streams.items()}
         demux = container.demux(*self.streams.values())
         # formats whose timestamps may start again (MPEG-TS): a stream going back in time is a new
         # piece that continues where the last ended, for every stream, as ffmpeg's demuxer offsets it
         discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
         shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
+        audio_end = None  # where the last decoded audio ended, in the file's clock
+        link_shift, link_begins = 0.0, False  # a later Ogg link's clock starts again: seconds added
+        position = 0  # byte position of the last packet read
         while True:
+            logged = len(logs)
             try:
                 packet = next(demux)
             except (StopIteration, av.error.EOFError):
                 return
             except av.error.FFmpegError as exc:
+                if isinstance(exc, av.error.PatchWelcomeError) and container.format.name == "ogg":
+                    # a chained Ogg's next link changes rate or channels: FFmpeg 8's demuxer stops
+                    # there (ffmpeg 5.1 went on); the link is opened as a file of its own
+                    container = self._next_ogg_link(position, exc)
+                    del logs[logged:]  # FFmpeg's messages about the change: no damage
+                    kind_of = {stream.index: kind for kind, stream in self.streams.items()}
+                    demux = container.demux(*self.streams.values())
+                    link_begins = True
+                    continue
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 self.errors.append(str(exc))
                 return
@@ -485,16 +501,54 @@ class FileSource(Source):
                 self.skipped += 1
                 continue
             kind = kind_of[packet.stream.index]
+            position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
             for frame in decoded:
                 seconds = frame.time
-                if seconds is not None and discontinuous:
+                if seconds is not None and link_begins:  # the new link goes on where the audio ended
+                    link_shift, link_begins = (audio_end or 0.0) - seconds, False
+                if seconds is not None:
+                    seconds += link_shift
+                if seconds is None:
+                    if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
+                        seconds = audio_end  # before, as ffmpeg counts it, so start= still trims it
+                elif discontinuous:
                     seconds += shift
                     due = expected.get(kind)
                     if due is not None and seconds < due - TS_DISCONT_SECONDS:
                         shift += due - seconds  # MPEG-TS pieces joined (cat a.ts b.ts, HLS): go on
                         seconds = due
                     expected[kind] = seconds + _length(frame)
+                if kind == "audio" and seconds is not None:
+                    audio_end = seconds + _length(frame)
                 yield kind, (None if seconds is None else seconds - origin), frame
+
+    def _next_ogg_link(self, position: int, exc):
+        """The container of the chained Ogg's link after byte ``position``, opened on its own
+        (FFmpeg's skip_initial_bytes), its audio selected. Raises MediaError where there is none
+        or the run takes video too: FFmpeg cannot read on then."""
+        import av
+
+        offset = next((start for start in ogg_links(self.path) if start > position), None)
+        if offset is None or set(self.streams) != {"audio"}:
+            raise MediaError(
+                f"{self.path}: FFmpeg cannot read past byte {position} of this Ogg file (a link that"
+                f" changes format): {exc.strerror}"
+            )
+        self.container.close()
+        try:
+            self.container = av.open(
+                self.path, metadata_errors="replace", options={"skip_initial_bytes": str(offset)}
+            )
+        except av.error.FFmpegError as error:
+            raise MediaError(
+                f"{self.path}: cannot read the Ogg link at byte {offset}: {error.strerror}"
+            ) from None
+        audio = list(self.container.streams.audio)
+        if not audio:
+            raise MediaError(f"{self.path}: the Ogg link at byte {offset} has no audio")
+        self.streams = {"audio": audio[0]}
+        decoder_threads(audio[0])
+        return self.container
 
     def _seek(self, seconds: float) -> None:
         import av
@@ -502,7 +556,10 @@ class FileSource(Source):
         try:
             self.container.seek(int(seconds * 1_000_000), backward=True, any_frame=False)
         except av.error.FFmpegError:
-            pass  # not seekable: decode from the start; frames before start= are dropped anyway
+            # not seekable: decode from the start (frames before start= are dropped anyway), in the
+            # file opened again: a failed seek can leave the demuxer with nothing more to give (a
+            # FLAC behind a padded ID3 tag gave no packets at all)
+            self._reopen()
 
     def _read_soundfile(self):
         import soundfile
@@ -523,6 +580,25 @@ class FileSource(Source):
         if self.container is not None:
             self.container.close()
             self.container = None
+
+
+def ogg_links(path: str) -> list[int]:
+    """Byte offsets where the links of a (chained) Ogg file begin: a page that begins a stream
+    after pages that do not. Neither FFmpeg nor PyAV says where links begin, so the pages are
+    walked as RFC 3533 lays them out: "OggS", version, flags (2: beginning of a stream), ..., the
+    segment count at byte 26, then that many segment sizes, then the segments. The walk ends at
+    anything that is not a page."""
+    links, offset, in_headers = [], 0, False
+    with open(path, "rb") as file:
+        while len(head := file.read(27)) == 27 and head[:4] == b"OggS":
+            sizes = file.read(head[26])
+            begins = bool(head[5] & 2)
+            if begins and not in_headers:
+                links.append(offset)
+            in_headers = begins
+            offset += 27 + len(sizes) + sum(sizes)
+            file.seek(offset)
+    return links
 
 
 def _ffmpeg_layout(path: str) -> str:
@@ -582,6 +658,7 @@ class _Clock:
         self.target = "flt"  # packed sample format that audio in another format is converted to
         self.converter = None  # libswresample (PyAV) for audio not in the first format
         self.converter_key: tuple | None = None
+        self.converter_time: float | None = None  # seconds of the next sample out of the converter
         self.changes: list[str] = []  # warnings: the first mid-stream change of the audio format, HDR
         self.emitted_video = False
         self.video_end = 0.0
@@ -671,13 +748,15 @@ class _Clock:
         if isinstance(frame, _Samples):  # already a block (libsndfile reads whole blocks)
             return self._block(frame.data, frame.sample_rate, seconds, several)
         out = []
-        for uniform in self._uniform(frame, seconds):
-            out += self._gather(uniform, seconds if uniform is frame else None, several)
+        for uniform, when in self._uniform(frame, seconds):
+            out += self._gather(uniform, when, several)
         return out
 
     def _uniform(self, frame, seconds: float | None) -> list:
-        """``frame`` in the first decoded rate and layout and a sample format lkplug takes (converted
-        where it is not); the converter's delayed output comes out with later frames."""
+        """[(frame, seconds)]: ``frame`` in the first decoded rate and layout and a sample format
+        lkplug takes (converted where it is not), each piece with its own time, so that start= trims
+        converted audio (s32 of 24-bit FLAC and ALAC) to the sample as it does the rest; the
+        converter's delayed output comes out with later frames."""
         name, rate, layout = frame.format.name, frame.sample_rate, layout_name(frame.layout)
         if self.first is None:
             self.first = (rate, layout)
@@ -695,18 +774,33 @@ class _Clock:
         if self.converter is not None and (direct or key != self.converter_key):
             out += self._drain_converter()
         if direct:
-            return [*out, frame]
+            return [*out, (frame, seconds)]
         if self.converter is None:
             import av
 
             self.converter = av.AudioResampler(format=self.target, layout=self.first[1], rate=self.first[0])
             self.converter_key = key
+            self.converter_time = seconds
+        elif rate == self.first[0] and seconds is not None:
+            self.converter_time = seconds  # only the sample format or layout changes: nothing is held back
         frame.pts = None  # the converter's clock is not ours: this clock counts samples
-        return out + list(self.converter.resample(frame))
+        return out + self._timed(self.converter.resample(frame))
+
+    def _timed(self, pieces) -> list:
+        """[(piece, seconds)] for the converter's output: its first sample is the time of the first
+        frame it was given (libswresample holds back its delay), then the samples it gave count on."""
+        out = []
+        for piece in pieces:
+            out.append((piece, self.converter_time))
+            if self.converter_time is not None:
+                self.converter_time += piece.samples / piece.sample_rate
+        return out
 
     def _drain_converter(self) -> list:
+        if self.converter is None:
+            return []
         converter, self.converter = self.converter, None
-        return list(converter.resample(None)) if converter is not None else []
+        return self._timed(converter.resample(None))
 
     def _gather(self, frame, seconds: float | None, several: bool) -> list:
         rate = frame.sample_rate
@@ -819,8 +913,8 @@ class _Clock:
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""
         self.next_pts = _NEVER  # the next pass starts its timestamps again
-        for frame in self._drain_converter():
-            yield from self._gather(frame, None, False)
+        for frame, seconds in self._drain_converter():
+            yield from self._gather(frame, seconds, False)
         yield from self._emit_fifo()
         audio_end = self.position / self.rate if self.position is not None and self.rate else 0.0
         self.offset = max(audio_end, self.video_end, self.offset)

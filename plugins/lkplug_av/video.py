@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
 
@@ -57,15 +58,20 @@ class Scale(Processor):
 
     def size(self, width: int, height: int, pixel_format: str) -> tuple[int, int]:
         """FFmpeg's rules: a side left out follows the aspect ratio rounded to an even number, as
-        ``scale=-2:360`` does (641x359 -> 642x360), so any encoder can take the result; a side given
-        is kept, made even only where the pixel format subsamples chroma."""
-        even = pixel_format in ("yuv420p", "nv12")  # chroma is subsampled 2x2: sizes must be even
-        out_w = self.width or self.height * width / height
-        out_h = self.height or self.width * height / width
-        return (
-            _side(out_w, even or not self.width),
-            _side(out_h, even or not self.height),
-        )
+        ``scale=-2:360`` does (641x359 -> 642x360; halves up: 1280x720 to width 80 is 80x46), so any
+        encoder can take the result; a side given is kept. Raises UsageError for an odd side given
+        where the pixel format subsamples chroma (yuv420p, nv12), which FFmpeg's encoders refuse."""
+        if pixel_format in ("yuv420p", "nv12"):  # chroma is subsampled 2x2: sizes must be even
+            for name, value in (("width", self.width), ("height", self.height)):
+                if value % 2:
+                    raise UsageError(
+                        f"scale:{name}={value}: {pixel_format} needs an even {name} (ffmpeg's scale keeps"
+                        f" {value} and libx264 refuses it: {name} not divisible by 2); use"
+                        f" {' or '.join(str(even) for even in (value - 1, value + 1) if even)}"
+                    )
+        out_w = self.width or _derived(self.height, width, height)
+        out_h = self.height or _derived(self.width, height, width)
+        return out_w, out_h
 
     def output_format(self, fmt):
         if fmt is None:
@@ -88,8 +94,10 @@ class Scale(Processor):
         return [self.reformat(frame, width, height, frame.pixel_format)]
 
 
-def _side(length: float, even: bool) -> int:
-    return max(2, round(length / 2) * 2) if even else max(1, round(length))
+def _derived(given: int, side: int, other: int) -> int:
+    """The side left out, ``given * side / other`` to the nearest even number, halves up: FFmpeg's
+    scale=-2 (av_rescale(given, side, other * 2) * 2, which rounds halves away from zero)."""
+    return max(2, (given * side + other) // (other * 2) * 2)
 
 
 class PixelFormat(Processor):
@@ -129,8 +137,8 @@ class Fps(Processor):
     accepts = {"video": VideoContract()}
     emits = "video at rate= frames per second"
 
-    def __init__(self, rate: float):
-        self.rate = rate
+    def __init__(self, rate: str | float):
+        self.rate = parse_rate(str(rate))
         self._held: VideoFrame | None = None
         self._next_slot = 0
         self._step = 0.0  # seconds from the picture before the held one to it
@@ -138,7 +146,7 @@ class Fps(Processor):
     def output_format(self, fmt):
         if fmt is None:
             return None
-        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, self.rate)
+        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, float(self.rate))
 
     def process(self, frame: VideoFrame) -> list:
         slot = self._slot(frame.time)
@@ -168,6 +176,49 @@ class Fps(Processor):
     def _fill(self, until_slot: int) -> list:
         out = []
         while self._next_slot < until_slot:
-            out.append(self._held.replace(time=self._next_slot / self.rate, duration=1 / self.rate))
+            time, duration = float(self._next_slot / self.rate), float(1 / self.rate)
+            out.append(self._held.replace(time=time, duration=duration))
             self._next_slot += 1
         return out
+
+
+# lkplug's own bounds for fps: (FFmpeg's filter takes any positive rate)
+RATE_RANGE = (Fraction(1, 10), Fraction(1000))
+
+
+def parse_rate(text: str) -> Fraction:
+    """A frame rate as FFmpeg's fps filter reads it, by FFmpeg's own parser (a filter graph, whose
+    output time base is 1/rate): 25, 29.97, 30000/1001, ntsc, pal, film, ntsc-film (which the
+    filter reads as the expression ntsc - film, 5.97: 24000/1001 is the 23.976 rate). Raises
+    UsageError for text FFmpeg refuses and for a rate outside [0.1, 1000]."""
+    import av
+    import av.filter
+
+    usage = (
+        f"fps:{text}: expected a frame rate as ffmpeg's fps filter takes it:"
+        " 25, 29.97, 30000/1001, ntsc, pal, film"
+    )
+    if not text or any(mark in text for mark in ":=,;[]'\\"):  # the filter graph's own syntax
+        raise UsageError(usage)
+    try:
+        graph = av.filter.Graph()
+        buffer = graph.add_buffer(width=2, height=2, format="gray", time_base=Fraction(1, 1))
+        fps, sink = graph.add("fps", text), graph.add("buffersink")
+        buffer.link_to(fps)
+        fps.link_to(sink)
+        graph.configure()
+        for pts in (0, 20):  # the filter gives its first picture once it has one 2 slots on (at 0.1 fps)
+            picture = av.VideoFrame(2, 2, "gray")
+            picture.pts, picture.time_base = pts, Fraction(1, 1)
+            graph.vpush(picture)
+        time_base = graph.vpull().time_base
+    except av.error.FFmpegError:
+        raise UsageError(usage) from None
+    rate = 1 / Fraction(time_base)
+    low, high = RATE_RANGE
+    if not low <= rate <= high:
+        raise UsageError(
+            f"fps:{text} is {float(rate):g} frames per second: expected a rate in"
+            f" [{float(low):g}, {float(high):g}]"
+        )
+    return rate
