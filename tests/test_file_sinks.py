@@ -161,3 +161,40 @@ def test_options_that_apply_still_run(sink, tmp_path):
     assert result.returncode == 0, result.stderr
     with av.open(str(tmp_path / sink.split(":")[1].split(",")[0])) as container:
         assert sum(frame.samples for frame in container.decode(audio=0)) > 0
+
+
+# default bit rates: the encoder's own, as the ffmpeg CLI leaves them -------------------------------
+
+
+def write_noise(path, layout: str, seconds: float = 2.0) -> None:
+    """An s16 WAV of white noise (seeded) at 0.3 of full scale, the same in every channel."""
+    channels = av.AudioLayout(layout).nb_channels
+    noise = np.random.default_rng(5).uniform(-0.3, 0.3, round(48000 * seconds))
+    data = np.repeat(np.round(noise * 32767).astype(np.int16)[:, None], channels, 1)
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=48000, layout=layout)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(
+    "layout, extension, ffmpeg_bytes",
+    [
+        # ffmpeg 5.1 -i noise.wav out.EXT on write_noise's 2 s files, their sizes (ls -l): aac 5.1 at
+        # its 341 kb/s (lkplug before: 128k), libopus 7.1 at its 416k for 5 streams (before: 96k),
+        # libmp3lame at lame's 128k (before: 192k: 49581 bytes), aac stereo at 128k (as before)
+        ("5.1", "m4a", 87115),
+        ("7.1", "opus", 83024),
+        ("stereo", "mp3", 32877),
+        ("stereo", "m4a", 33624),
+    ],
+)
+def test_without_bitrate_the_encoder_keeps_its_own_default(layout, extension, ffmpeg_bytes, tmp_path):
+    source, out = tmp_path / "noise.wav", tmp_path / f"out.{extension}"
+    write_noise(source, layout)
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # within 2%: libopus's VBR and the muxers' headers differ a little between FFmpeg builds
+    assert out.stat().st_size == pytest.approx(ffmpeg_bytes, rel=0.02)

@@ -39,7 +39,6 @@ from lkplug.paths import check_folder, is_pipe, refuse_folder
 from . import CONTAINERS
 from .video import to_av
 
-AUDIO_BITRATES = {"aac": 128_000, "libopus": 96_000, "opus": 96_000, "libmp3lame": 192_000, "vorbis": 128_000}
 VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own default (256k) smears
 # how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of
 # 1080p is some 900 MB of pictures)
@@ -393,8 +392,9 @@ class FileSink(Sink):
         stream = self.container.add_stream(self.audio_codec, rate=first.sample_rate)
         stream.layout = av.AudioLayout(first.format.layout)
         stream.format = self._pick_sample_format(first.sample_format)
-        if self.bitrate or self.audio_codec in AUDIO_BITRATES:
-            stream.bit_rate = self.bitrate or AUDIO_BITRATES[self.audio_codec]
+        # without bitrate=, the encoder's own default, as the ffmpeg CLI leaves it (aac: 341k for
+        # 5.1, libopus by its stream count, lame 128k); PyAV's add_stream sets 0 in its place
+        stream.bit_rate = self.bitrate or av.CodecContext.create(self.audio_codec, "w").bit_rate or 0
         self.streams["audio"] = stream
         self._audio_format = first.format
         self._audio_time_base = Fraction(1, first.sample_rate)
