@@ -198,3 +198,35 @@ def test_without_bitrate_the_encoder_keeps_its_own_default(layout, extension, ff
     assert result.returncode == 0, result.stderr
     # within 2%: libopus's VBR and the muxers' headers differ a little between FFmpeg builds
     assert out.stat().st_size == pytest.approx(ffmpeg_bytes, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "extension, ffmpeg_peak",
+    # ffmpeg 5.1 -i loud.wav out.EXT (a float WAV, a 440 Hz sine at 2.0: +6 dBFS), the decoded
+    # output's peak: aac 2.086, libopus 2.03, libmp3lame (fltp) 1.901; lkplug clipped the input to
+    # 1.0 first (peaks 1.073, 1.023, 0.966) and warned that it had
+    [("m4a", 2.086), ("opus", 2.03), ("mp3", 1.901)],
+)
+def test_a_float_encoder_gets_samples_beyond_full_scale_unclipped(extension, ffmpeg_peak, tmp_path):
+    source, out = tmp_path / "loud.wav", tmp_path / f"out.{extension}"
+    data = 2.0 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)
+    soundfile.write(source, np.stack([data, data], 1).astype(np.float32), 48000, subtype="FLOAT")
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    assert "clipped" not in result.stderr
+    with av.open(str(out)) as container:
+        peak = max(float(np.abs(frame.to_ndarray()).max()) for frame in container.decode(audio=0))
+    assert peak == pytest.approx(ffmpeg_peak, rel=0.05)
+
+
+def test_an_integer_encoder_still_clips_and_counts(tmp_path):
+    # flac takes s16/s32: full scale is the most it can hold (ffmpeg 5.1 -i loud.wav out.flac: peak
+    # 1.0, every sample beyond it saturated by libswresample); lkplug says how many it clipped
+    source, out = tmp_path / "loud.wav", tmp_path / "out.flac"
+    data = 2.0 * np.sin(2 * np.pi * 440 * np.arange(4800) / 48000)
+    soundfile.write(source, data.astype(np.float32), 48000, subtype="FLOAT")
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    beyond = int(np.count_nonzero(np.abs(data.astype(np.float32)) > 1.0))
+    assert f"clipped {beyond} samples" in result.stderr
+    assert np.abs(soundfile.read(out)[0]).max() == pytest.approx(1.0, abs=1e-4)

@@ -33,7 +33,7 @@ from lkplug import (
     VideoFrame,
 )
 from lkplug.convert import clip_float
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, video_shape
 from lkplug.paths import check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
@@ -173,7 +173,7 @@ class FileSink(Sink):
         self.container = None
         self.streams: dict = {}
         self._formats: dict = {}
-        self.clipped = 0  # float samples beyond full scale, clipped on their way to the encoder
+        self.clipped = 0  # float samples beyond full scale, clipped on their way to an integer encoder
         self._pending: list = []  # frames held until every expected kind has shown up
         self._kinds: set[str] = set()
         self._first_time = float("inf")
@@ -184,6 +184,7 @@ class FileSink(Sink):
         self._notify = print
         self._rate = None  # the video stream's frame rate
         self._audio_format = None
+        self._clips = True  # float samples are clipped to full scale: the encoder takes integers
         self._audio_time_base = None
         self._next_sample: int | None = None  # where the audio written so far ends
 
@@ -392,6 +393,7 @@ class FileSink(Sink):
         stream = self.container.add_stream(self.audio_codec, rate=first.sample_rate)
         stream.layout = av.AudioLayout(first.format.layout)
         stream.format = self._pick_sample_format(first.sample_format)
+        self._clips = is_integer_format(stream.format.name)
         # without bitrate=, the encoder's own default, as the ffmpeg CLI leaves it (aac: 341k for
         # 5.1, libopus by its stream count, lame 128k); PyAV's add_stream sets 0 in its place
         stream.bit_rate = self.bitrate or av.CodecContext.create(self.audio_codec, "w").bit_rate or 0
@@ -450,7 +452,9 @@ class FileSink(Sink):
                     f" {frame.format}); an encoder takes one format"
                 )
             data = frame.data
-            if data.dtype == np.float32:  # counted: the engine reports it at the end, naming the sink
+            # into an integer encoder only (counted: the engine reports it, naming the sink); a
+            # float one (aac, libopus, lame's fltp) takes samples beyond full scale, as in ffmpeg
+            if data.dtype == np.float32 and self._clips:
                 data, clipped = clip_float(data)
                 self.clipped += clipped
             timestamp = frame.timestamp
