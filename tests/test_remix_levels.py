@@ -288,3 +288,25 @@ def test_a_24_bit_downmix_into_mp3_has_the_ffmpeg_clis_level(case, tmp_path):
     write_wav(source, sample_format, layout, seconds=1.0)
     run(f"file:{source}", [f"remix:{count}"], f"file:{out}")
     assert dbfs(decode(out)[:, 0]) == pytest.approx(FFMPEG_MP3_DBFS[case], abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "processors, extension, ffmpeg_dbfs",
+    [
+        # s16 stereo in. ffmpeg 5.1 -i in.wav -af aformat=channel_layouts=mono,volume=3dB out.wav
+        # (and -af aresample=ochl=mono,volume=3dB): the volume filter takes float, so the downmix
+        # is kept in float, unscaled: -20.01 dBFS (lkplug before: -23.02, scaled as for s16)
+        (["remix:1", "gain:3"], "wav", -20.01),
+        (["remix:1", "gain:3"], "mp3", -20.46),  # before: -23.47
+        # ffmpeg -i in.wav -af volume=3dB -ac 1 out.mp3: the volume filter hands float on, lame
+        # takes fltp, the downmix is unscaled: -20.46 (before: -23.47, given s16p); into an s16
+        # WAV it is scaled, as before: -23.02
+        (["gain:3", "remix:1"], "mp3", -20.46),
+        (["gain:3", "remix:1"], "wav", -23.02),
+    ],
+)
+def test_a_gain_works_in_float_as_ffmpegs_volume_filter(processors, extension, ffmpeg_dbfs, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / f"out.{extension}"
+    write_wav(source, "s16", "stereo", seconds=1.0)
+    run(f"file:{source}", processors, f"file:{out}")
+    assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.1)

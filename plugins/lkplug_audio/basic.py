@@ -19,6 +19,9 @@ class Gain(Processor):
         # an attenuation commutes with a downmix (the planner then runs it on fewer channels); a
         # boost does not on s16, where each channel would clip before the mix rather than after
         self.per_channel_linear = bool(self.factor <= 1.0)
+        # ffmpeg's equivalent, the volume filter, takes float (its default precision): a downmix
+        # before a boost is mixed into float, unscaled, and an encoder after it is given float
+        self.works_in = "flt"
         self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
 
     def process(self, frame) -> list:
