@@ -11,6 +11,9 @@ from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_fo
 
 class Gain(Processor):
     emits = "the format it takes (s16 is clipped, never wrapped)"
+    # ffmpeg's equivalent, the volume filter, takes float (its default precision): a downmix before
+    # a boost is mixed into float, unscaled, and an encoder after a gain is given float
+    works_in = "flt"
 
     def __init__(self, db: float = 0.0, factor: float | None = None):
         if factor is not None and db != 0.0:
@@ -19,9 +22,6 @@ class Gain(Processor):
         # an attenuation commutes with a downmix (the planner then runs it on fewer channels); a
         # boost does not on s16, where each channel would clip before the mix rather than after
         self.per_channel_linear = bool(self.factor <= 1.0)
-        # ffmpeg's equivalent, the volume filter, takes float (its default precision): a downmix
-        # before a boost is mixed into float, unscaled, and an encoder after it is given float
-        self.works_in = "flt"
         self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
 
     def process(self, frame) -> list:

@@ -111,8 +111,8 @@ def lkplug_sinks():
                     "sample_format",
                     str,
                     "",
-                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the codec's"
-                    " that loses least: 24-bit stays 24-bit in FLAC)",
+                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the one"
+                    " ffmpeg gives the codec for the input: 24-bit stays 24-bit in FLAC, s32p in MP3)",
                 ),
             ),
             positional="path",
