@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import run_lkplug
+from conftest import assert_one_line_error, run_lkplug
 
 import lkplug
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
@@ -38,6 +38,32 @@ def test_remix_takes_layout_names_and_refuses_others():
     assert out.shape[1] == 6
     with pytest.raises(lkplug.UsageError, match="not a channel count or an FFmpeg layout"):
         lkplug.process(sine(300, 0.01, 48000), 48000, "remix:surround-ish")
+
+
+@pytest.mark.parametrize(
+    "channels, words",
+    [
+        # ffmpeg 5.1 -i stereo.wav -ac 64 out.wav (and -ac 9), exit 1: "Rematrix is needed between
+        # stereo and 64 channels but there is not enough information to do it" (libswresample: no
+        # layout for the count); binaural is a layout PyAV's FFmpeg knows (ffmpeg 5.1 does not: "Error
+        # parsing channel layout") and has no matrix for. lkplug before: exit 1 at the first frame,
+        # "remix:64 ... failed: ArgumentError: Invalid argument returned 22"
+        ("64", "FFmpeg has no layout of 64 channels to mix into"),
+        ("9", "FFmpeg has no layout of 9 channels to mix into"),
+        ("0", "FFmpeg has no layout of 0 channels to mix into"),
+        ("binaural", "a layout libswresample has no matrix for"),
+        ("surround-ish", "not a channel count or an FFmpeg layout name"),
+    ],
+)
+def test_remix_refuses_a_layout_it_cannot_mix_into_before_the_run(channels, words, tmp_path):
+    out = tmp_path / "out.wav"
+    result = run_lkplug(
+        "run", "--source", "tone:440,duration=0.1", "--proc", f"remix:{channels}", "--sink", f"wav:{out}"
+    )
+    line = assert_one_line_error(result)
+    assert result.returncode == 2 and words in line, line
+    assert "give a count (1 to 8, " in line and "layout name (mono, stereo, " in line  # what is allowed
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("quality", ["quick", "lq", "mq", "hq", "vhq"])

@@ -161,3 +161,72 @@ def test_options_that_apply_still_run(sink, tmp_path):
     assert result.returncode == 0, result.stderr
     with av.open(str(tmp_path / sink.split(":")[1].split(",")[0])) as container:
         assert sum(frame.samples for frame in container.decode(audio=0)) > 0
+
+
+# default bit rates: the encoder's own, as the ffmpeg CLI leaves them -------------------------------
+
+
+def write_noise(path, layout: str, seconds: float = 2.0) -> None:
+    """An s16 WAV of white noise (seeded) at 0.3 of full scale, the same in every channel."""
+    channels = av.AudioLayout(layout).nb_channels
+    noise = np.random.default_rng(5).uniform(-0.3, 0.3, round(48000 * seconds))
+    data = np.repeat(np.round(noise * 32767).astype(np.int16)[:, None], channels, 1)
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=48000, layout=layout)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(
+    "layout, extension, ffmpeg_bytes",
+    [
+        # ffmpeg 5.1 -i noise.wav out.EXT on write_noise's 2 s files, their sizes (ls -l): aac 5.1 at
+        # its 341 kb/s (lkplug before: 128k), libopus 7.1 at its 416k for 5 streams (before: 96k),
+        # libmp3lame at lame's 128k (before: 192k: 49581 bytes), aac stereo at 128k (as before)
+        ("5.1", "m4a", 87115),
+        ("7.1", "opus", 83024),
+        ("stereo", "mp3", 32877),
+        ("stereo", "m4a", 33624),
+    ],
+)
+def test_without_bitrate_the_encoder_keeps_its_own_default(layout, extension, ffmpeg_bytes, tmp_path):
+    source, out = tmp_path / "noise.wav", tmp_path / f"out.{extension}"
+    write_noise(source, layout)
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    # within 2%: libopus's VBR and the muxers' headers differ a little between FFmpeg builds
+    assert out.stat().st_size == pytest.approx(ffmpeg_bytes, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "extension, ffmpeg_peak",
+    # ffmpeg 5.1 -i loud.wav out.EXT (a float WAV, a 440 Hz sine at 2.0: +6 dBFS), the decoded
+    # output's peak: aac 2.086, libopus 2.03, libmp3lame (fltp) 1.901; lkplug clipped the input to
+    # 1.0 first (peaks 1.073, 1.023, 0.966) and warned that it had
+    [("m4a", 2.086), ("opus", 2.03), ("mp3", 1.901)],
+)
+def test_a_float_encoder_gets_samples_beyond_full_scale_unclipped(extension, ffmpeg_peak, tmp_path):
+    source, out = tmp_path / "loud.wav", tmp_path / f"out.{extension}"
+    data = 2.0 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)
+    soundfile.write(source, np.stack([data, data], 1).astype(np.float32), 48000, subtype="FLOAT")
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    assert "clipped" not in result.stderr
+    with av.open(str(out)) as container:
+        peak = max(float(np.abs(frame.to_ndarray()).max()) for frame in container.decode(audio=0))
+    assert peak == pytest.approx(ffmpeg_peak, rel=0.05)
+
+
+def test_an_integer_encoder_still_clips_and_counts(tmp_path):
+    # flac takes s16/s32: full scale is the most it can hold (ffmpeg 5.1 -i loud.wav out.flac: peak
+    # 1.0, every sample beyond it saturated by libswresample); lkplug says how many it clipped
+    source, out = tmp_path / "loud.wav", tmp_path / "out.flac"
+    data = 2.0 * np.sin(2 * np.pi * 440 * np.arange(4800) / 48000)
+    soundfile.write(source, data.astype(np.float32), 48000, subtype="FLOAT")
+    result = run_lkplug("run", "-q", "--source", f"file:{source}", "--sink", f"file:{out}")
+    assert result.returncode == 0, result.stderr
+    beyond = int(np.count_nonzero(np.abs(data.astype(np.float32)) > 1.0))
+    assert f"clipped {beyond} samples" in result.stderr
+    assert np.abs(soundfile.read(out)[0]).max() == pytest.approx(1.0, abs=1e-4)

@@ -168,12 +168,14 @@ class Chain:
                 continue  # a stage that does not take this kind lets it pass untouched
             if fmt is not None:
                 for converter in _converters(kind, fmt, contract, built.label, registry):
-                    steps.append(Step(converter, fmt, converter.obj.output_format(fmt)))
+                    steps.append(
+                        Step(converter, fmt, carried(converter.obj, fmt, converter.obj.output_format(fmt)))
+                    )
                     fmt = steps[-1].out_format
             if runs:
                 out = call_plugin(built, output_format_of, built.obj, fmt) if fmt is not None else None
-                steps.append(Step(built, fmt, out))
-                fmt = out
+                steps.append(Step(built, fmt, carried(built.obj, fmt, out)))
+                fmt = steps[-1].out_format
         chain = cls(kind, in_format, steps)
         if sink is not None and fmt is not None and kind == "audio":
             chain.settle(stored_sample_format(sink, fmt))
@@ -182,7 +184,8 @@ class Chain:
     def settle(self, end: str | None) -> None:
         """Tell each channel-mixing stage (``channel_mix`` with a ``mixes_into`` method) the sample
         format its output is next kept in, which decides FFmpeg's scaling of a downmix: the format
-        the next stage takes (as in an ``-af`` filter chain, where that stage's input keeps the
+        the next stage works in (``works_in``, as a gain's flt: FFmpeg's volume filter takes float;
+        else the one it is given, as in an ``-af`` filter chain, where that stage's input keeps the
         format), else ``end``, what the sink stores (as ``-ac``; None: unknown). Converters the
         planner inserted and stages that commute with a channel mix (``per_channel_linear``: a
         resampler, an attenuating gain) decide nothing: FFmpeg would convert in the same step."""
@@ -195,7 +198,8 @@ class Chain:
                     call_plugin(step.built, mixes_into, after)
             passes = step.built.inserted or getattr(obj, "per_channel_linear", False)
             if not passes and step.in_format is not None:
-                after = step.in_format.sample_format
+                given = step.in_format.ffmpeg_format or step.in_format.sample_format
+                after = getattr(obj, "works_in", None) or given
         self.kept_format = after
 
     async def push(self, frame) -> list:
@@ -290,6 +294,19 @@ def _trim_end(frames: list, padding: tuple[int, int]) -> list:
         out[-1] = last.replace(data=last.data[: last.samples - cut])
         break
     return out
+
+
+def carried(obj, given, out):
+    """``out``, a stage's output format, with the sample format the ffmpeg CLI would hold there
+    (``AudioFormat.ffmpeg_format``): the one the stage works in (``works_in``: a gain's flt), else
+    ``given``'s while the stage keeps lkplug's sample format (a remix, a resampler, a converter to
+    the same format: FFmpeg converts once, from the decoder's format), else lkplug's own."""
+    if not isinstance(out, AudioFormat) or not isinstance(given, AudioFormat):
+        return out
+    held = getattr(obj, "works_in", None)
+    if held is None and out.sample_format == given.sample_format:
+        held = given.ffmpeg_format
+    return replace(out, ffmpeg_format=held or "")
 
 
 def stored_sample_format(sink: Built, fmt: AudioFormat) -> str:

@@ -218,6 +218,9 @@ class Processor(Stage):
     per_channel_linear: bool = False
     #: a fixed per-sample mix of channels into channels (a remix)
     channel_mix: bool = False
+    #: the sample format (FFmpeg's name) the stage computes in whatever its frames carry, as its
+    #: FFmpeg filter would (a gain: "flt", as the volume filter); None: the format it is given
+    works_in: str | None = None
 
     def output_format(self, fmt):
         """The format this stage emits for input ``fmt`` (same by default)."""

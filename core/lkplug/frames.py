@@ -108,13 +108,20 @@ class Frame:
 class AudioFormat:
     """What an audio stream carries; ``frame_size`` is None when frames vary in length. ``layout`` is
     FFmpeg's channel layout name; empty, or one whose count differs from ``channels`` (a stage that
-    changed the count), becomes FFmpeg's default layout for ``channels``."""
+    changed the count), becomes FFmpeg's default layout for ``channels``.
+
+    ``ffmpeg_format`` is the sample format the ffmpeg CLI would hold this audio in here, when it is
+    not ``sample_format`` (empty: the same): the decoder's (``s32`` for 24-bit, ``dbl``, ``u8``)
+    where lkplug carries it as s16 or flt, until a stage works in another (``gain``: flt, as FFmpeg's
+    volume filter). It decides the format an encoder is given, and so whether a downmix into it is
+    scaled, as in ffmpeg; it is not part of a format's equality."""
 
     rate: int
     channels: int
     sample_format: str = "s16"
     frame_size: int | None = None
     layout: str = ""
+    ffmpeg_format: str = field(default="", compare=False)
 
     def __post_init__(self):
         if not self.layout or layout_channels(self.layout) not in (None, self.channels):

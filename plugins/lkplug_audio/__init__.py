@@ -70,7 +70,8 @@ def lkplug_processors():
                 Param(
                     "channels",
                     str,
-                    help="output layout: a channel count (1, 2, 6) or FFmpeg's name (stereo, 5.1(side))",
+                    help="output layout: a channel count FFmpeg has a layout for (1 to 8, 10, 12, 14, 16, 24)"
+                    " or FFmpeg's name (stereo, 5.1(side))",
                 ),
             ),
             positional="channels",

@@ -11,6 +11,9 @@ from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_fo
 
 class Gain(Processor):
     emits = "the format it takes (s16 is clipped, never wrapped)"
+    # ffmpeg's equivalent, the volume filter, takes float (its default precision): a downmix before
+    # a boost is mixed into float, unscaled, and an encoder after a gain is given float
+    works_in = "flt"
 
     def __init__(self, db: float = 0.0, factor: float | None = None):
         if factor is not None and db != 0.0:
@@ -96,22 +99,60 @@ class Remix(Processor):
 
 def layout_name(text: str) -> str:
     """FFmpeg's name for a layout given as a channel count (``2``) or a layout name (``5.1(side)``,
-    ``FL+FR+LFE``); UsageError for neither."""
+    ``FL+FR+LFE``) that libswresample can mix into; UsageError, in one line, for anything else (a
+    count FFmpeg has no layout for: 9, 64; a name it does not know; one it has no matrix for)."""
+    import av
+
     text = text.strip()
     if text.isdigit():
-        if not 1 <= int(text) <= 64:
-            raise UsageError(f"remix: channels={text}: expected 1 to 64 channels or a layout name")
-        return default_layout(int(text))
+        name = default_layout(int(text))
+    else:
+        try:
+            name = av.AudioLayout(text).name
+        except (ValueError, TypeError, av.error.FFmpegError):
+            name = ""
+    if not name or not mixes_into(name):
+        counts = _ranges([n for n in range(1, 65) if mixes_into(default_layout(n))])
+        if text.isdigit():
+            what = f"FFmpeg has no layout of {text} channels to mix into"
+        else:
+            what = (
+                "a layout libswresample has no matrix for"
+                if name
+                else "not a channel count or an FFmpeg layout name"
+            )
+        known = ", ".join(list(LAYOUTS)[:8])
+        raise UsageError(
+            f"remix: channels={text!r}: {what}; give a count ({counts}) or a layout name ({known}, ...;"
+            " `ffmpeg -layouts` lists them)"
+        )
+    return name
+
+
+def mixes_into(layout: str) -> bool:
+    """True when libswresample (PyAV) builds a matrix from mono into ``layout``: every layout with
+    speaker positions, and the counts FFmpeg has a default layout for ("10 channels" is 5.1.4)."""
     import av
 
     try:
-        return av.AudioLayout(text).name
-    except (ValueError, TypeError, av.error.FFmpegError):
-        known = ", ".join(list(LAYOUTS)[:8])
-        raise UsageError(
-            f"remix: channels={text!r}: not a channel count or an FFmpeg layout name ({known}, ...;"
-            " `ffmpeg -layouts` lists them)"
-        ) from None
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1), np.float32), format="flt", layout="mono")
+        frame.sample_rate = 48000
+        resampler.resample(frame)  # the matrix is built here, at the first frame
+    except (ValueError, av.error.FFmpegError):
+        return False
+    return True
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 10, 12]`` as "1 to 3, 10, 12"."""
+    parts, start = [], 0
+    for index, number in enumerate(numbers):
+        if index + 1 == len(numbers) or numbers[index + 1] != number + 1:
+            first = numbers[start]
+            parts.append(f"{first}" if first == number else f"{first} to {number}")
+            start = index + 1
+    return ", ".join(parts)
 
 
 class NullSink(Sink):

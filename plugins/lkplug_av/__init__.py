@@ -104,7 +104,13 @@ def lkplug_sinks():
                 Param("format", str, "", "container instead of the extension's", choices=("", *CONTAINERS)),
                 Param("codec", str, "", "audio codec (default: the container's usual one)"),
                 Param("video_codec", str, "", "video codec (default: the container's usual one)"),
-                Param("bitrate", int, 0, "audio bit rate in bit/s (0: the codec's usual one)", min=0),
+                Param(
+                    "bitrate",
+                    int,
+                    0,
+                    "audio bit rate in bit/s (0: the encoder's own default, as ffmpeg's: aac 341k for 5.1)",
+                    min=0,
+                ),
                 Param("video_bitrate", int, 0, "video bit rate in bit/s (0: crf= decides)", min=0),
                 Param("crf", int, -1, "video quality for x264/vpx (lower is better; -1: default)", min=-1),
                 Param("preset", str, "", "encoder speed preset (x264: ultrafast ... veryslow)"),
@@ -112,8 +118,8 @@ def lkplug_sinks():
                     "sample_format",
                     str,
                     "",
-                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the codec's"
-                    " that loses least: 24-bit stays 24-bit in FLAC)",
+                    "audio sample format as FFmpeg names it (s16, s32, flt, fltp; default: the one"
+                    " ffmpeg gives the codec for the input: 24-bit stays 24-bit in FLAC, s32p in MP3)",
                 ),
             ),
             positional="path",

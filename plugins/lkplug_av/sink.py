@@ -9,8 +9,9 @@ order. ``close`` drains the encoders and writes the trailer on every exit path, 
 Timestamps are kept: each picture keeps its own time (variable frame rate survives; ``fps:`` makes
 it constant), audio keeps its start offset and its holes where the container carries timestamps
 (mp4, mov, m4a, mkv, webm) and gets silence in them where it counts samples (wav, flac, mp3, ogg,
-opus). The audio is written in the channel layout it arrives in, and in the sample format the codec
-takes that loses least (24-bit stays 24-bit in FLAC, as s32), or ``sample_format=``.
+opus). The audio is written in the channel layout it arrives in, and in the sample format the ffmpeg
+CLI gives the encoder for the format it would hold the audio in (24-bit stays 24-bit in FLAC, as s32,
+and goes to lame as s32p), or ``sample_format=``.
 """
 
 from __future__ import annotations
@@ -33,13 +34,12 @@ from lkplug import (
     VideoFrame,
 )
 from lkplug.convert import clip_float
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, video_shape
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, video_shape
 from lkplug.paths import check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
 from .video import to_av
 
-AUDIO_BITRATES = {"aac": 128_000, "libopus": 96_000, "opus": 96_000, "libmp3lame": 192_000, "vorbis": 128_000}
 VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own default (256k) smears
 # how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of
 # 1080p is some 900 MB of pictures)
@@ -56,11 +56,8 @@ EMPTY_OPTIONS = {"mp4": {"movflags": "empty_moov"}, "mov": {"movflags": "empty_m
 EMPTY_OPTIONS["ipod"] = EMPTY_OPTIONS["mp4"]
 NEVER_EMPTY = {"matroska": "mkv", "webm": "webm", "ogg": "ogg", "opus": "opus", "mp3": "mp3"}
 VIDEO_TIME_BASE = Fraction(1, 90000)  # fine enough for any picture's own time (MPEG's clock)
-# sample formats an encoder may take, in the order that loses least from s16 or flt (FFmpeg's choice)
-PREFERENCE = {
-    "s16": ("s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"),
-    "flt": ("flt", "fltp", "s32", "s32p", "dbl", "dblp", "s16", "s16p"),
-}
+# FFmpeg's sample formats in the order of its enum (AVSampleFormat), the order its negotiation goes
+SAMPLE_FORMAT_ORDER = ("u8", "s16", "s32", "flt", "dbl", "u8p", "s16p", "s32p", "fltp", "dblp", "s64", "s64p")
 # format=wav: the PCM codec for a sample_format=
 WAV_CODECS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
 STANDARD_LAYOUTS = tuple(name for name in LAYOUTS if name != "downmix")
@@ -174,7 +171,7 @@ class FileSink(Sink):
         self.container = None
         self.streams: dict = {}
         self._formats: dict = {}
-        self.clipped = 0  # float samples beyond full scale, clipped on their way to the encoder
+        self.clipped = 0  # float samples beyond full scale, clipped on their way to an integer encoder
         self._pending: list = []  # frames held until every expected kind has shown up
         self._kinds: set[str] = set()
         self._first_time = float("inf")
@@ -185,6 +182,8 @@ class FileSink(Sink):
         self._notify = print
         self._rate = None  # the video stream's frame rate
         self._audio_format = None
+        self._planned = None  # the audio format the engine planned this sink for (stored_sample_format)
+        self._clips = True  # float samples are clipped to full scale: the encoder takes integers
         self._audio_time_base = None
         self._next_sample: int | None = None  # where the audio written so far ends
 
@@ -392,21 +391,29 @@ class FileSink(Sink):
 
         stream = self.container.add_stream(self.audio_codec, rate=first.sample_rate)
         stream.layout = av.AudioLayout(first.format.layout)
-        stream.format = self._pick_sample_format(first.sample_format)
-        if self.bitrate or self.audio_codec in AUDIO_BITRATES:
-            stream.bit_rate = self.bitrate or AUDIO_BITRATES[self.audio_codec]
+        planned = self._planned
+        held = planned.ffmpeg_format if planned and planned.sample_format == first.sample_format else ""
+        stream.format = self._pick_sample_format(held or first.sample_format)
+        self._clips = is_integer_format(stream.format.name)
+        # without bitrate=, the encoder's own default, as the ffmpeg CLI leaves it (aac: 341k for
+        # 5.1, libopus by its stream count, lame 128k); PyAV's add_stream sets 0 in its place
+        stream.bit_rate = self.bitrate or av.CodecContext.create(self.audio_codec, "w").bit_rate or 0
         self.streams["audio"] = stream
         self._audio_format = first.format
         self._audio_time_base = Fraction(1, first.sample_rate)
 
     def stored_sample_format(self, fmt) -> str:
-        """The sample format the encoder is given for audio arriving as ``fmt`` (FFmpeg's name)."""
-        return self._pick_sample_format(fmt.sample_format)
+        """The sample format the encoder is given for audio arriving as ``fmt`` (FFmpeg's name): the
+        one the ffmpeg CLI gives it for the format it holds that audio in (``fmt.ffmpeg_format``,
+        e.g. s32 from a 24-bit file, else ``fmt.sample_format``). The engine asks while planning;
+        the encoder is then opened in that format."""
+        self._planned = fmt
+        return self._pick_sample_format(fmt.ffmpeg_format or fmt.sample_format)
 
     def _pick_sample_format(self, given: str) -> str:
         if self.sample_format or not self.codec_formats:
             return self.sample_format or given
-        return next((name for name in PREFERENCE[given] if name in self.codec_formats), self.codec_formats[0])
+        return negotiated_sample_format(given, self.codec_formats)
 
     def _add_video(self, first) -> None:
         rate = Fraction(self.fps or 30).limit_denominator(1001)
@@ -450,7 +457,9 @@ class FileSink(Sink):
                     f" {frame.format}); an encoder takes one format"
                 )
             data = frame.data
-            if data.dtype == np.float32:  # counted: the engine reports it at the end, naming the sink
+            # into an integer encoder only (counted: the engine reports it, naming the sink); a
+            # float one (aac, libopus, lame's fltp) takes samples beyond full scale, as in ffmpeg
+            if data.dtype == np.float32 and self._clips:
                 data, clipped = clip_float(data)
                 self.clipped += clipped
             timestamp = frame.timestamp
@@ -500,6 +509,34 @@ class FileSink(Sink):
     def _mux(self, packets) -> None:
         if packets:
             self.container.mux(packets)
+
+
+def negotiated_sample_format(given: str, takes: list[str]) -> str:
+    """The sample format of ``takes`` (an encoder's list) that libavfilter's negotiation gives the
+    encoder for audio in ``given``, as in the ffmpeg CLI (ffmpeg 5.1's avfiltergraph.c: pick_format
+    with its input as reference, get_fmt_score): the lowest score wins, a tie the later in FFmpeg's
+    order. A score is 100 per byte lost, 10 per byte added, 1 for planar against packed, 20 for s32
+    from flt, 2 for flt from s32: so 24-bit (s32) into lame is s32p, dbl into it fltp, u8 s16p."""
+    import av
+
+    source = av.AudioFormat(given)
+
+    def score(name: str) -> int:
+        target = av.AudioFormat(name)
+        points = int(target.is_planar != source.is_planar)
+        lost = source.bytes - target.bytes
+        points += 100 * lost if lost > 0 else -10 * lost
+        pair = (target.packed.name, source.packed.name)
+        return points + {("s32", "flt"): 20, ("flt", "s32"): 2}.get(pair, 0)
+
+    ordered = sorted(
+        takes, key=lambda name: SAMPLE_FORMAT_ORDER.index(name) if name in SAMPLE_FORMAT_ORDER else 99
+    )
+    best = ordered[0]
+    for name in ordered[1:]:
+        if score(name) <= score(best):
+            best = name
+    return best
 
 
 def _saying(call) -> str:

@@ -29,6 +29,17 @@ from .wavcheck import wav_reader
 # fed, so s16 audio resampled after this source changes by up to 2 LSB with the block length
 BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
+# libsndfile subtype -> the sample format FFmpeg's PCM decoder gives for it, where it is not lkplug's
+# (pcm_s24le and pcm_s32le decode to s32, pcm_s8 to u8, the G.711 laws to s16)
+SOUNDFILE_AS_FFMPEG = {
+    "PCM_24": "s32",
+    "PCM_32": "s32",
+    "DOUBLE": "dbl",
+    "PCM_U8": "u8",
+    "PCM_S8": "u8",
+    "ULAW": "s16",
+    "ALAW": "s16",
+}
 _S16 = ("s16", "s16p", "u8", "u8p")  # u8 widens to s16 exactly (ffmpeg gives an encoder s16 for it too)
 # a decoded frame that starts this much later than the audio before it ended leaves a hole
 HOLE_SECONDS = 0.005
@@ -293,9 +304,14 @@ class FileSource(Source):
             ctx = stream.codec_context
             if kind == "audio":
                 fmt = "s16" if ctx.format is not None and ctx.format.name in _S16 else "flt"
+                decoded = ctx.format.packed.name if ctx.format is not None else ""
                 ok = ctx.sample_rate and ctx.channels
                 layout = layout_name(ctx.layout) if ok else ""
-                formats[kind] = AudioFormat(ctx.sample_rate, ctx.channels, fmt, layout=layout) if ok else None
+                formats[kind] = (
+                    AudioFormat(ctx.sample_rate, ctx.channels, fmt, layout=layout, ffmpeg_format=decoded)
+                    if ok
+                    else None
+                )
             else:
                 fps = float(stream.average_rate or stream.guessed_rate or 0) or None
                 pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
@@ -366,7 +382,10 @@ class FileSource(Source):
         self.duration = info.frames / info.samplerate if info.samplerate else None
         fmt = "s16" if info.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "flt"
         layout = _ffmpeg_layout(self.path) if info.channels > 2 else ""  # libsndfile does not say
-        return {"audio": AudioFormat(info.samplerate, info.channels, fmt, layout=layout)}
+        decoded = SOUNDFILE_AS_FFMPEG.get(info.subtype, "")
+        return {
+            "audio": AudioFormat(info.samplerate, info.channels, fmt, layout=layout, ffmpeg_format=decoded)
+        }
 
     def _header_duration(self) -> float | None:
         """Only an estimate for progress: some containers' headers are wrong by orders of magnitude."""
