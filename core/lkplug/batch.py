@@ -408,7 +408,7 @@ def run_job(job: Job) -> Result:
         pipeline = _pipeline(job, _registry(job.plugins))
         for output in job.outputs:
             _make_folder(Path(output))
-        with held_outputs() as held:
+        with held_outputs(tidy_stale=False) as held:  # the parent has removed the stale ones
             try:
                 report = asyncio.run(_run(pipeline, stop_event, on_progress))
             except BaseException:
@@ -429,9 +429,6 @@ def run_job(job: Job) -> Result:
     if _progress is not None:
         _progress[_slot] = 0.0  # this input's seconds come back in the result
     result.seconds = result.seconds or done[0]  # what a stopped or failed input had done too
-    if not result.ok:
-        for output in job.outputs:  # a sink that failed before completing leaves its temporary file
-            temporary_name(Path(output)).unlink(missing_ok=True)
     result.wall = time.monotonic() - started
     return result
 
