@@ -280,6 +280,40 @@ def test_sigint_mid_batch_leaves_no_partial_file_under_a_final_name(batch_dir):
     interrupt_mid_batch(batch_dir, "-j", "2")
 
 
+def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
+    inputs = long_inputs(batch_dir, 6, 4.0)
+    out = batch_dir / "out"
+    # paced at 2x real time, each input takes 2 s: the worker is killed while writing its first input
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
+        + ["--pace", "2x", "-j", "2"],
+        cwd=batch_dir,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    writing: list[Path] = []
+    while not writing and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        writing = list(out.glob(".*.part")) if out.exists() else []
+    assert writing, "no input was being written"
+    stem, _, pid = writing[0].name[1:].removesuffix(".part").rpartition(".")  # .0.wav.PID.part
+    os.kill(int(pid), signal.SIGKILL)  # as the kernel's OOM killer would
+    _, stderr = process.communicate(timeout=120)
+    # before: every input in progress "failed: the worker running it failed: BrokenProcessPool: ...",
+    # then "lkplug: error: unexpected BrokenProcessPool: A child process terminated abruptly, the
+    # process pool is not usable anymore": no summary, the inputs not started never ran
+    assert process.returncode == 1, stderr
+    killed = f"long/{Path(stem).stem}.wav"
+    assert f"lkplug: failed {killed}: worker process died: SIGKILL\n" in stderr, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 5 ok, 1 failed;"), summary
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in inputs if p.stem != Path(stem).stem)
+    for path in out.iterdir():  # every other input ran whole (4 s at 48 kHz)
+        assert soundfile.info(path).frames == 4 * 48000
+
+
 def local_cluster():
     distributed = pytest.importorskip("distributed")  # in the dev extra: CI runs these
     return distributed.LocalCluster(

@@ -158,6 +158,7 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
+    number: int = 0  # its place in the batch: a local worker posts the one it runs (see _LocalPool)
     progress_topic: str | None = None  # ...and the event topic its progress is logged under
 
 
@@ -239,6 +240,7 @@ class Batch:
                     pace,
                     duration,
                     dict(options or {}),
+                    number=len(self.jobs),
                 )
             )
         if not self.jobs:
@@ -334,9 +336,11 @@ def _output_path(entry, spec: Spec) -> str | None:
 
 _registries: dict[tuple[str, ...], Registry] = {}
 _stop_event = None  # set by the parent (local pool) when the batch is stopped
-# the parent's shared array of the media seconds each local worker has done of its current input, and
-# this worker's place in it (taken at start from a shared counter)
+# the parent's shared arrays of the media seconds each local worker has done of its current input and
+# of the job it runs (Job.number; -1 between jobs: a worker that dies leaves it there), and this
+# worker's place in them (taken at start from a shared counter)
 _progress = None
+_running = None
 _slot = 0
 
 
@@ -347,8 +351,10 @@ def _registry(plugins: tuple[str, ...]) -> Registry:
     return _registries[plugins]
 
 
-def _init_worker(stop_event, plugins: tuple[str, ...], progress=None, slots=None) -> None:
-    global _stop_event, _progress, _slot
+def _init_worker(
+    stop_event, plugins: tuple[str, ...], progress=None, slots=None, running=None, pids=None
+) -> None:
+    global _stop_event, _progress, _running, _slot
     # Ctrl-C on a terminal (or a SIGTERM to the group) reaches every process: the parent decides,
     # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -359,7 +365,8 @@ def _init_worker(stop_event, plugins: tuple[str, ...], progress=None, slots=None
     if progress is not None:
         with slots.get_lock():
             _slot, slots.value = slots.value, slots.value + 1
-        _progress = progress
+        _progress, _running = progress, running
+        pids[_slot] = os.getpid()
     _registry(plugins)
 
 
@@ -389,6 +396,8 @@ def run_job(job: Job) -> Result:
     if stop_event is not None and stop_event.is_set():
         result.stopped = True  # queued before the batch was stopped
         return result
+    if _running is not None:
+        _running[_slot] = job.number
     done = [0.0, 0.0]  # media seconds so far (for the summary), and when a cluster was last told
     worker = None
     if job.progress_topic is not None:
@@ -428,6 +437,7 @@ def run_job(job: Job) -> Result:
         result.error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
     if _progress is not None:
         _progress[_slot] = 0.0  # this input's seconds come back in the result
+        _running[_slot] = -1
     result.seconds = result.seconds or done[0]  # what a stopped or failed input had done too
     result.wall = time.monotonic() - started
     return result
@@ -477,18 +487,49 @@ class _LocalPool:
     """N worker processes, each loading the plugins once (a forked one has them already)."""
 
     def __init__(self, workers: int, plugins: tuple[str, ...]):
+        self.workers, self.plugins = workers, plugins
+        self._start()
+
+    def _start(self) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context(_start_method())
         self.stop_event = context.Event()
-        self.progress = context.Array("d", workers, lock=False)  # one float per worker, each its own
+        self.progress = context.Array("d", self.workers, lock=False)  # one float per worker, each its own
+        self.running = context.Array("i", [-1] * self.workers, lock=False)  # Job.number per worker
+        self.pids = context.Array("i", self.workers, lock=False)
+        self.processes: dict = {}  # every worker seen, by pid: their exit codes once the pool broke
         self.executor = ProcessPoolExecutor(
-            workers,
+            self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.stop_event, plugins, self.progress, context.Value("i", 0)),
+            initargs=(
+                self.stop_event, self.plugins, self.progress, context.Value("i", 0), self.running, self.pids
+            ),
         )
+
+    def lost(self, future) -> bool:
+        """Whether ``future`` ended because a worker process died (the pool is then broken)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
+
+    def replace(self) -> dict[int, str]:
+        """A worker died (killed, out of memory), which breaks the whole pool: end it and start a new
+        one. Returns how each dead worker died ("SIGKILL"), by the Job.number it was running; the
+        others stop their inputs (discarded), for the caller to run them again."""
+        self.stop_event.set()
+        processes = {**self.processes, **(self.executor._processes or {})}
+        self.executor.shutdown(wait=True)  # the others have ended their inputs and left
+        # a worker that ended its input set its place back to -1: places still holding one are the dead's
+        gone = {
+            number: _death(processes.get(pid))
+            for number, pid in zip(self.running, self.pids, strict=True)
+            if number >= 0
+        }
+        self._start()
+        return gone
 
     def in_progress(self) -> float:
         """Media seconds done of the inputs being run now."""
@@ -498,7 +539,18 @@ class _LocalPool:
         pass  # its worker has zeroed its place already
 
     def submit(self, jobs: list[Job]) -> list:
-        return [self.executor.submit(run_job, job) for job in jobs]
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        futures = []
+        for job in jobs:
+            try:
+                futures.append(self.executor.submit(run_job, job))
+            except BrokenProcessPool as exc:  # a worker died since the last look: handled as lost
+                futures.append(Future())
+                futures[-1].set_exception(exc)
+        self.processes.update(self.executor._processes or {})
+        return futures
 
     def wait(self, futures: list) -> None:
         """Until one of ``futures`` is done, or POLL_SECONDS (so that a signal is seen)."""
@@ -520,6 +572,14 @@ class _LocalPool:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _death(process) -> str:
+    """How a worker process ended: "SIGKILL", "exit code 3"."""
+    code = None if process is None else process.exitcode
+    if code is None:
+        return "it vanished"
+    return signal.Signals(-code).name if code < 0 else f"exit code {code}"
 
 
 class _DaskPool:
@@ -549,6 +609,9 @@ class _DaskPool:
         name, seconds = event[1]
         if name not in self.done:  # an event may come after its task's result
             self.progress[name] = seconds
+
+    def lost(self, future) -> bool:
+        return False  # the scheduler runs a dead worker's tasks again itself
 
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
@@ -660,9 +723,19 @@ def run_batch(
             pool.wait(pending)
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
+            died: dict[int, str] = {}
+            if not stopping and any(pool.lost(f) for f in finished):
+                # a worker died: the pool is replaced, the input it had fails, and the others the
+                # broken pool dropped (their futures all end with it) run again in the new one
+                died = pool.replace()
+                finished, pending = finished + pending, []
+                remove_stale(o for f in finished if job_of[f].number in died for o in job_of[f].outputs)
+                again = [job_of[f] for f in finished if pool.lost(f) and job_of[f].number not in died]
+                queue[:0] = again
+                finished = [f for f in finished if not (pool.lost(f) and job_of[f].number not in died)]
             for future in finished:
                 pool.ended(job_of[future])
-                result = _result(future, job_of[future])
+                result = _result(future, job_of[future], died)
                 # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
                 if result is None or result.stopped or result.crashed and summary.interrupted:
                     summary.not_run += 1
@@ -690,8 +763,9 @@ def run_batch(
     return summary
 
 
-def _result(future, job: Job) -> Result | None:
-    """The worker's Result; None for an input cancelled before it started."""
+def _result(future, job: Job, died: dict[int, str]) -> Result | None:
+    """The worker's Result; None for an input cancelled before it started. ``died``: how the local
+    workers that died were ended, by the Job.number each was running."""
     if future.cancelled() or getattr(future, "status", "") == "cancelled":
         return None
     try:
@@ -699,6 +773,8 @@ def _result(future, job: Job) -> Result | None:
     except Exception as exc:  # the worker itself died (killed, out of memory)
         if type(exc).__name__ == "CancelledError":  # Dask's, for a task cancelled as it started
             return None
+        if job.number in died:
+            return Result(job.input, error=f"worker process died: {died[job.number]}", crashed=True)
         error = f"the worker running it failed: {type(exc).__name__}: {exc}"
         return Result(job.input, error=error, crashed=True)
 
