@@ -314,6 +314,40 @@ def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
         assert soundfile.info(path).frames == 4 * 48000
 
 
+def test_a_second_ctrl_c_ends_the_workers_now_removes_their_temporaries_and_counts_their_media(batch_dir):
+    inputs = long_inputs(batch_dir, 6, 4.0)
+    out = batch_dir / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
+        + ["--pace", "2x", "-j", "2"],
+        cwd=batch_dir,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    writing: list[Path] = []
+    while len(writing) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        writing = list(out.glob(".*.part")) if out.exists() else []
+    assert len(writing) == 2, "the two workers were not both writing"
+    workers = [int(part.name.removesuffix(".part").rpartition(".")[2]) for part in writing]
+    for pid in workers:  # busy (a stage that blocks): the first Ctrl-C cannot stop them
+        os.kill(pid, signal.SIGSTOP)
+    os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.5)  # two presses, not one: signals of one kind that are pending at once merge
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    # before: "0 ok, 0 failed, 6 not run; 0.0 s of media in ...", and both .part files left
+    assert summary.startswith("lkplug: batch: 0 ok, 0 failed, 6 not run;"), summary
+    assert float(summary.split("; ")[1].split()[0]) > 0, summary  # what the two had written
+    assert hidden_parts(batch_dir) == []
+    assert list(out.iterdir()) == []
+    assert len(inputs) == 6
+
+
 def local_cluster():
     distributed = pytest.importorskip("distributed")  # in the dev extra: CI runs these
     return distributed.LocalCluster(

@@ -566,7 +566,8 @@ class _LocalPool:
             future.cancel()
 
     def abort(self) -> None:
-        # a second Ctrl-C: end the workers now (their temporary files stay, final names untouched)
+        # a second Ctrl-C: end the workers now (final names untouched; the parent removes their
+        # temporaries once they are gone)
         for process in list(getattr(self.executor, "_processes", {}).values()):
             process.kill()
 
@@ -691,12 +692,16 @@ def run_batch(
         pool = _LocalPool(workers, todo[0].plugins)
     pending: list = []
     interrupts = 0
+    aborted = False
+    abandoned = 0.0  # media seconds of the inputs a second Ctrl-C ended (no result comes from them)
 
     def on_signal(signum, frame):
-        nonlocal interrupts
+        nonlocal interrupts, aborted, abandoned
         interrupts += 1
         summary.interrupted = True  # the loop below stops the pool (not here: Dask's client is not
-        if interrupts > 1 and signum == signal.SIGINT:  # safe to call from a signal handler)
+        if interrupts > 1 and signum == signal.SIGINT and not aborted:  # safe to call from a handler)
+            aborted = True
+            abandoned = pool.in_progress()
             pool.abort()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -754,9 +759,12 @@ def run_batch(
             if status is not None:
                 status.update(len(summary.ok), len(summary.failed), summary.seconds + pool.in_progress())
     finally:
+        pool.close()  # a second Ctrl-C while it waits for the workers to stop still ends them now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pool.close()
+        if aborted:  # the ended workers' temporaries (their processes are gone now)
+            remove_stale(output for job in todo for output in job.outputs)
+        summary.seconds += abandoned
         summary.wall = time.monotonic() - started
         if status is not None:
             status.finish()
