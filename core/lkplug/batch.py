@@ -170,7 +170,8 @@ class Result:
     wall: float = 0.0
     error: str = ""
     warnings: list[str] = field(default_factory=list)
-    stopped: bool = False
+    stopped: bool = False  # not started: the batch was stopped while it waited
+    interrupted: bool = False  # stopped while it ran (Ctrl-C, --fail-fast); its outputs removed
     crashed: bool = False  # the worker process died, not the input
 
 
@@ -425,7 +426,7 @@ def run_job(job: Job) -> Result:
                 raise
             if report.stopped:
                 held.discard()
-                result.stopped = True
+                result.interrupted = True
             else:
                 held.commit()
                 result.ok = True
@@ -647,7 +648,8 @@ class Summary:
     ok: list[Result] = field(default_factory=list)
     failed: list[Result] = field(default_factory=list)
     skipped: int = 0
-    not_run: int = 0  # cancelled or stopped before their end (Ctrl-C, --fail-fast)
+    not_run: int = 0  # not started (Ctrl-C, --fail-fast)
+    stopped: list[str] = field(default_factory=list)  # inputs stopped while they ran: outputs removed
     interrupted: bool = False  # by SIGINT or SIGTERM
     seconds: float = 0.0
     wall: float = 0.0
@@ -741,10 +743,14 @@ def run_batch(
             for future in finished:
                 pool.ended(job_of[future])
                 result = _result(future, job_of[future], died)
-                # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
-                if result is None or result.stopped or result.crashed and summary.interrupted:
+                if result is None or result.stopped:
                     summary.not_run += 1
-                    summary.seconds += result.seconds if result else 0.0  # done, though discarded
+                    continue
+                # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
+                if result.interrupted or result.crashed and summary.interrupted:
+                    summary.stopped.append(result.input)
+                    summary.seconds += result.seconds  # done, though discarded
+                    notify(f"interrupted {result.input} (its outputs removed)")
                     continue
                 summary.seconds += result.seconds
                 if result.ok:
@@ -795,6 +801,8 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         parts = [f"{len(summary.ok)} ok", f"{len(summary.failed)} failed"]
         if summary.skipped:
             parts.append(f"{summary.skipped} skipped (outputs exist)")
+        if summary.stopped:
+            parts.append(f"{len(summary.stopped)} interrupted")
         if summary.not_run:
             parts.append(f"{summary.not_run} not run")
         echo(
@@ -803,6 +811,8 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         )
         for result in summary.failed:
             echo(f"  failed {result.input}: {result.error}")
+        for name in summary.stopped:  # so that a resumed batch (--skip-existing) is seen to redo them
+            echo(f"  interrupted {name}: its outputs removed; run again to redo it")
     if summary.interrupted:
         return 130
     return 1 if summary.failed else 0
