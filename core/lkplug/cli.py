@@ -486,7 +486,7 @@ def _run(
             report = asyncio.run(_run_with_signals(pipeline, status, watch))
         except BaseException as exc:
             if outputs is not None:
-                _settle_failed(outputs, exc)
+                _settle_failed(outputs, exc, live=getattr(pipeline.source.obj, "live", False))
             raise
         if outputs is not None:
             outputs.commit()
@@ -499,14 +499,16 @@ def _run(
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _settle_failed(outputs, exc: BaseException) -> None:
-    """A single run that raised: interrupted (a second Ctrl-C), its outputs are valid files and get
-    their final names; failed, none does (``--skip-existing`` would take it as done), and the
-    error line says where what was written is kept. Raises the error to report."""
+def _settle_failed(outputs, exc: BaseException, live: bool) -> None:
+    """A single run that raised. Interrupted (a second Ctrl-C), its outputs are valid files and get
+    their final names. Failed, none does (``--skip-existing`` would take it as done: the input can
+    be run again), unless the source is live (a room's track: a recording cannot be made again,
+    and what it holds is as valid as after a Ctrl-C); the error line says where a partial output
+    is kept. Raises the error to report."""
     if isinstance(exc, (Interrupted, *_interruptions())):
         outputs.commit()
         return
-    kept = outputs.keep_partial()
+    kept = outputs.commit() if live else outputs.keep_partial()
     if not kept:
         return
     where = ", ".join(str(path) for path in kept)

@@ -148,14 +148,14 @@ class HeldOutputs(list):
         super().__init__()
         self.tidy_stale = tidy_stale
 
-    def commit(self) -> None:
-        """The run ended well: completed outputs get their final names; the temporaries of sinks
-        that never closed are removed (not valid files). Raises OSError if a rename fails."""
+    def commit(self) -> list[Path]:
+        """The run ended well (or was stopped): completed outputs get their final names. A sink that
+        never closed left no valid file: its temporary is treated as ``keep_partial`` treats one, and
+        the kept ones are returned. Raises OSError if a rename fails."""
         for output in self:
             if output.completed:
                 output.commit()
-            else:
-                output.discard()
+        return _keep_partial(output for output in self if not output.completed)
 
     def discard(self) -> None:
         """The run was interrupted (a batch input): remove every temporary."""
@@ -164,20 +164,24 @@ class HeldOutputs(list):
 
     def keep_partial(self) -> list[Path]:
         """The run failed: nothing gets a final name. Empty temporaries are removed; the others
-        stay (a recording's hour is not thrown away) and are returned, to be named to the user."""
-        kept = []
-        for output in self:
-            if output.temp == output.path:
-                continue
-            try:
-                empty = output.temp.stat().st_size == 0
-            except OSError:  # never made, or removed by its sink
-                continue
-            if empty:
-                output.discard()
-            else:
-                kept.append(output.temp)
-        return kept
+        stay (an hour of a recording is not thrown away) and are returned, to be named to the user."""
+        return _keep_partial(self)
+
+
+def _keep_partial(outputs) -> list[Path]:
+    kept = []
+    for output in outputs:
+        if output.temp == output.path:
+            continue
+        try:
+            empty = output.temp.stat().st_size == 0
+        except OSError:  # never made, or removed by its sink
+            continue
+        if empty:
+            output.discard()
+        else:
+            kept.append(output.temp)
+    return kept
 
 
 @contextmanager
