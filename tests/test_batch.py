@@ -237,13 +237,9 @@ def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir):
     assert hidden_parts(batch_dir) == []
 
 
-def interrupt_mid_batch(folder: Path, *options: str) -> None:
-    """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
-    partial has a final name and that the inputs in progress left nothing."""
-    inputs = long_inputs(folder, 6, 4.0)
-    out = folder / "out"
-    # paced at 2x real time, each input takes 2 s: the signal comes while two are being written
-    process = subprocess.Popen(
+def start_long_batch(folder: Path, *options: str) -> subprocess.Popen:
+    """long/*.wav -> out/{stem}.wav paced at 2x real time: each 4 s input takes 2 s."""
+    return subprocess.Popen(
         [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
         + ["--pace", "2x", *options],
         cwd=folder,
@@ -251,12 +247,26 @@ def interrupt_mid_batch(folder: Path, *options: str) -> None:
         text=True,
         start_new_session=True,  # Ctrl-C on a terminal reaches the whole group: the workers too
     )
+
+
+def being_written(process: subprocess.Popen, out: Path, count: int = 1) -> list[Path]:
+    """The temporaries (.STEM.wav.PID.part) in ``out`` once ``count`` inputs are being written."""
     deadline = time.monotonic() + 60
     writing: list[Path] = []
-    while not writing and time.monotonic() < deadline and process.poll() is None:
+    while len(writing) < count and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
         writing = list(out.glob(".*.part")) if out.exists() else []
-    assert writing, "no input was being written"
+    assert len(writing) >= count, f"not {count} inputs were being written: {writing}"
+    return writing
+
+
+def interrupt_mid_batch(folder: Path, *options: str) -> None:
+    """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
+    partial has a final name and that the inputs in progress left nothing."""
+    inputs = long_inputs(folder, 6, 4.0)
+    out = folder / "out"
+    process = start_long_batch(folder, *options)
+    writing = being_written(process, out)  # the signal comes while two are being written
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -285,21 +295,8 @@ def test_sigint_mid_batch_leaves_no_partial_file_under_a_final_name(batch_dir):
 def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
     inputs = long_inputs(batch_dir, 6, 4.0)
     out = batch_dir / "out"
-    # paced at 2x real time, each input takes 2 s: the worker is killed while writing its first input
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
-        + ["--pace", "2x", "-j", "2"],
-        cwd=batch_dir,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    writing: list[Path] = []
-    while not writing and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        writing = list(out.glob(".*.part")) if out.exists() else []
-    assert writing, "no input was being written"
+    process = start_long_batch(batch_dir, "-j", "2")
+    writing = being_written(process, out)  # the worker is killed while writing its first input
     stem, _, pid = writing[0].name[1:].removesuffix(".part").rpartition(".")  # .0.wav.PID.part
     os.kill(int(pid), signal.SIGKILL)  # as the kernel's OOM killer would
     _, stderr = process.communicate(timeout=120)
@@ -319,20 +316,8 @@ def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
 def test_a_second_ctrl_c_ends_the_workers_now_removes_their_temporaries_and_counts_their_media(batch_dir):
     inputs = long_inputs(batch_dir, 6, 4.0)
     out = batch_dir / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
-        + ["--pace", "2x", "-j", "2"],
-        cwd=batch_dir,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    writing: list[Path] = []
-    while len(writing) < 2 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        writing = list(out.glob(".*.part")) if out.exists() else []
-    assert len(writing) == 2, "the two workers were not both writing"
+    process = start_long_batch(batch_dir, "-j", "2")
+    writing = being_written(process, out, 2)
     workers = [int(part.name.removesuffix(".part").rpartition(".")[2]) for part in writing]
     for pid in workers:  # busy (a stage that blocks): the first Ctrl-C cannot stop them
         os.kill(pid, signal.SIGSTOP)
