@@ -155,8 +155,9 @@ def on_small_disk(tmp_path: Path, fill: str, runs: list[list[str]]) -> list:
     return json.loads(done.stdout)
 
 
-# ENOSPC's text, as ffmpeg prints it for the same run (`ffmpeg -i in.wav disk/out.wav` on a full disk:
-# "Error writing trailer of disk/out.wav: No space left on device"; av_strerror is strerror)
+# ENOSPC's text, as ffmpeg prints it for the same runs (ffmpeg 5.1.9, `ffmpeg -i in.wav disk/out.wav`
+# on a 200 kB tmpfs: "Error writing trailer of disk/out.wav: No space left on device", exit 1; it
+# leaves 204800 bytes, or on a full disk 0, under the final name, which lkplug does not)
 NO_SPACE = os.strerror(28)
 
 
