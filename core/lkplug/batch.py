@@ -26,7 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
-from .outputs import held_outputs, remove_stale, temporary_name
+from .outputs import held_outputs, remove_stale
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -158,8 +158,8 @@ class Job:
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
-    number: int = 0  # its place in the batch: a local worker posts the one it runs (see _LocalPool)
     progress_topic: str | None = None  # ...and the event topic its progress is logged under
+    number: int = 0  # its place in the batch: a local worker posts the one it runs (see _LocalPool)
 
 
 @dataclass
@@ -506,7 +506,12 @@ class _LocalPool:
             mp_context=context,
             initializer=_init_worker,
             initargs=(
-                self.stop_event, self.plugins, self.progress, context.Value("i", 0), self.running, self.pids
+                self.stop_event,
+                self.plugins,
+                self.progress,
+                context.Value("i", 0),
+                self.running,
+                self.pids,
             ),
         )
 
@@ -649,7 +654,7 @@ class Summary:
     failed: list[Result] = field(default_factory=list)
     skipped: int = 0
     not_run: int = 0  # not started (Ctrl-C, --fail-fast)
-    stopped: list[str] = field(default_factory=list)  # inputs stopped while they ran: outputs removed
+    unfinished: list[str] = field(default_factory=list)  # stopped while they ran ("interrupted")
     interrupted: bool = False  # by SIGINT or SIGTERM
     seconds: float = 0.0
     wall: float = 0.0
@@ -731,15 +736,15 @@ def run_batch(
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             died: dict[int, str] = {}
-            if not stopping and any(pool.lost(f) for f in finished):
+            if not (stopping or summary.interrupted) and any(pool.lost(f) for f in finished):
                 # a worker died: the pool is replaced, the input it had fails, and the others the
                 # broken pool dropped (their futures all end with it) run again in the new one
                 died = pool.replace()
                 finished, pending = finished + pending, []
+                again = [f for f in finished if pool.lost(f) and job_of[f].number not in died]
+                queue[:0] = [job_of[f] for f in again]
+                finished = [f for f in finished if f not in again]
                 remove_stale(o for f in finished if job_of[f].number in died for o in job_of[f].outputs)
-                again = [job_of[f] for f in finished if pool.lost(f) and job_of[f].number not in died]
-                queue[:0] = again
-                finished = [f for f in finished if not (pool.lost(f) and job_of[f].number not in died)]
             for future in finished:
                 pool.ended(job_of[future])
                 result = _result(future, job_of[future], died)
@@ -748,7 +753,7 @@ def run_batch(
                     continue
                 # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
                 if result.interrupted or result.crashed and summary.interrupted:
-                    summary.stopped.append(result.input)
+                    summary.unfinished.append(result.input)
                     summary.seconds += result.seconds  # done, though discarded
                     notify(f"interrupted {result.input} (its outputs removed)")
                     continue
@@ -801,8 +806,8 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         parts = [f"{len(summary.ok)} ok", f"{len(summary.failed)} failed"]
         if summary.skipped:
             parts.append(f"{summary.skipped} skipped (outputs exist)")
-        if summary.stopped:
-            parts.append(f"{len(summary.stopped)} interrupted")
+        if summary.unfinished:
+            parts.append(f"{len(summary.unfinished)} interrupted")
         if summary.not_run:
             parts.append(f"{summary.not_run} not run")
         echo(
@@ -811,7 +816,7 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         )
         for result in summary.failed:
             echo(f"  failed {result.input}: {result.error}")
-        for name in summary.stopped:  # so that a resumed batch (--skip-existing) is seen to redo them
+        for name in summary.unfinished:  # so that a resumed batch (--skip-existing) is seen to redo them
             echo(f"  interrupted {name}: its outputs removed; run again to redo it")
     if summary.interrupted:
         return 130
