@@ -718,6 +718,7 @@ def run_batch(
     window = len(todo) if cluster else workers
     queue = list(todo)
     job_of: dict = {}
+    retried: set[int] = set()  # inputs run again after a worker's death took their pool down
     try:
         while pending or queue:
             if (summary.interrupted or summary.failed and fail_fast) and not stopping:
@@ -738,12 +739,15 @@ def run_batch(
             died: dict[int, str] = {}
             if not (stopping or summary.interrupted) and any(pool.lost(f) for f in finished):
                 # a worker died: the pool is replaced, the input it had fails, and the others the
-                # broken pool dropped (their futures all end with it) run again in the new one. A
-                # pool that broke with no input in hand (a worker that cannot start) fails what it
-                # dropped instead: each new pool then costs inputs, never loops
+                # broken pool dropped (their futures all end with it) run again in the new one, once
+                # each (so pools that keep breaking, workers that cannot start, end the batch)
                 died = pool.replace()
                 finished, pending = finished + pending, []
-                again = [f for f in finished if died and pool.lost(f) and job_of[f].number not in died]
+                again = [
+                    f for f in finished
+                    if pool.lost(f) and job_of[f].number not in died and job_of[f].number not in retried
+                ]  # fmt: skip
+                retried.update(job_of[f].number for f in again)
                 queue[:0] = [job_of[f] for f in again]
                 finished = [f for f in finished if f not in again]
                 remove_stale(o for f in finished if job_of[f].number in died for o in job_of[f].outputs)
