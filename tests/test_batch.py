@@ -314,6 +314,33 @@ def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
         assert soundfile.info(path).frames == 4 * 48000
 
 
+def test_a_worker_killed_between_inputs_fails_nothing(batch_dir):
+    rec = batch_dir / "long"
+    rec.mkdir()
+    soundfile.write(rec / "a.wav", sine(440, 8.0, 48000), 48000, "PCM_16")  # 4 s at --pace 2x
+    soundfile.write(rec / "b.wav", sine(550, 0.2, 48000), 48000, "PCM_16")
+    out = batch_dir / "out"
+    process = start_long_batch(batch_dir, "-j", "2")
+    deadline = time.monotonic() + 60
+    while not (out / "b.wav").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # b.wav is done: its worker waits for an input that will not come; kill that one
+    (writing,) = being_written(process, out)
+    busy = int(writing.name.removesuffix(".part").rpartition(".")[2])
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    (idle,) = [int(pid) for pid in children if int(pid) != busy]
+    os.kill(idle, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    # the pool broke with the other worker's input in hand: it runs again in a new pool. Before: the
+    # batch hung (over 120 s): the broken pool SIGTERMs the other worker, which ignores SIGTERM (the
+    # parent decides), and waits for it; it waits for its next input from the broken pool
+    assert process.returncode == 0, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 2 ok, 0 failed;"), summary
+    assert soundfile.info(out / "a.wav").frames == 8 * 48000
+    assert hidden_parts(batch_dir) == []
+
+
 def test_a_second_ctrl_c_ends_the_workers_now_removes_their_temporaries_and_counts_their_media(batch_dir):
     inputs = long_inputs(batch_dir, 6, 4.0)
     out = batch_dir / "out"

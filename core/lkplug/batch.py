@@ -523,17 +523,19 @@ class _LocalPool:
 
     def replace(self) -> dict[int, str]:
         """A worker died (killed, out of memory), which breaks the whole pool: end it and start a new
-        one. Returns how each dead worker died ("SIGKILL"), by the Job.number it was running; the
-        others stop their inputs (discarded), for the caller to run them again."""
-        self.stop_event.set()
+        one. Returns how each dead worker died ("SIGKILL"), by the Job.number it was running. The
+        others are ended too (a broken pool waits for them, and they for it: their inputs are run
+        again); their temporaries are left for the caller to remove."""
         processes = {**self.processes, **(self.executor._processes or {})}
-        self.executor.shutdown(wait=True)  # the others have ended their inputs and left
-        # a worker that ended its input set its place back to -1: places still holding one are the dead's
+        ended = {pid: _death(p.exitcode) for pid, p in processes.items() if p.exitcode is not None}
         gone = {
-            number: _death(processes.get(pid))
+            number: ended[pid]
             for number, pid in zip(self.running, self.pids, strict=True)
-            if number >= 0
+            if number >= 0 and pid in ended
         }
+        for process in processes.values():
+            process.kill()
+        self.executor.shutdown(wait=True)
         self._start()
         return gone
 
@@ -581,11 +583,8 @@ class _LocalPool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _death(process) -> str:
-    """How a worker process ended: "SIGKILL", "exit code 3"."""
-    code = None if process is None else process.exitcode
-    if code is None:
-        return "it vanished"
+def _death(code: int) -> str:
+    """How a worker process ended, from its exit code: "SIGKILL", "exit code 3"."""
     return signal.Signals(-code).name if code < 0 else f"exit code {code}"
 
 
@@ -749,8 +748,8 @@ def run_batch(
                 ]  # fmt: skip
                 retried.update(job_of[f].number for f in again)
                 queue[:0] = [job_of[f] for f in again]
+                remove_stale(o for f in finished if pool.lost(f) for o in job_of[f].outputs)
                 finished = [f for f in finished if f not in again]
-                remove_stale(o for f in finished if job_of[f].number in died for o in job_of[f].outputs)
             for future in finished:
                 pool.ended(job_of[future])
                 result = _result(future, job_of[future], died)
