@@ -526,16 +526,18 @@ class _LocalPool:
         one. Returns how each dead worker died ("SIGKILL"), by the Job.number it was running. The
         others are ended too (a broken pool waits for them, and they for it: their inputs are run
         again); their temporaries are left for the caller to remove."""
+        from multiprocessing.connection import wait as ready
+
         processes = {**self.processes, **(self.executor._processes or {})}
-        ended = {pid: _death(p.exitcode) for pid, p in processes.items() if p.exitcode is not None}
-        gone = {
-            number: ended[pid]
-            for number, pid in zip(self.running, self.pids, strict=True)
-            if number >= 0 and pid in ended
-        }
+        # which had ended before the others are killed: their sentinels say so whoever has reaped them
+        # (the pool's thread joins them too, and a second waitpid would find nothing)
+        by_sentinel = {process.sentinel: pid for pid, process in processes.items()}
+        dead = {by_sentinel[sentinel] for sentinel in ready(list(by_sentinel), timeout=0)}
+        running = dict(zip(self.pids, self.running, strict=True))
         for process in processes.values():
             process.kill()
-        self.executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True)  # every worker is joined: their exit codes are known
+        gone = {running[pid]: _death(processes[pid].exitcode) for pid in dead if running.get(pid, -1) >= 0}
         self._start()
         return gone
 
