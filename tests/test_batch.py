@@ -237,13 +237,9 @@ def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir):
     assert hidden_parts(batch_dir) == []
 
 
-def interrupt_mid_batch(folder: Path, *options: str) -> None:
-    """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
-    partial has a final name and that the inputs in progress left nothing."""
-    inputs = long_inputs(folder, 6, 4.0)
-    out = folder / "out"
-    # paced at 2x real time, each input takes 2 s: the signal comes while two are being written
-    process = subprocess.Popen(
+def start_long_batch(folder: Path, *options: str) -> subprocess.Popen:
+    """long/*.wav -> out/{stem}.wav paced at 2x real time: each 4 s input takes 2 s."""
+    return subprocess.Popen(
         [sys.executable, "-m", "lkplug", "run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
         + ["--pace", "2x", *options],
         cwd=folder,
@@ -251,12 +247,26 @@ def interrupt_mid_batch(folder: Path, *options: str) -> None:
         text=True,
         start_new_session=True,  # Ctrl-C on a terminal reaches the whole group: the workers too
     )
+
+
+def being_written(process: subprocess.Popen, out: Path, count: int = 1) -> list[Path]:
+    """The temporaries (.STEM.wav.PID.part) in ``out`` once ``count`` inputs are being written."""
     deadline = time.monotonic() + 60
     writing: list[Path] = []
-    while not writing and time.monotonic() < deadline and process.poll() is None:
+    while len(writing) < count and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
         writing = list(out.glob(".*.part")) if out.exists() else []
-    assert writing, "no input was being written"
+    assert len(writing) >= count, f"not {count} inputs were being written: {writing}"
+    return writing
+
+
+def interrupt_mid_batch(folder: Path, *options: str) -> None:
+    """Ctrl-C (SIGINT to the process group) while inputs are being written; then check that nothing
+    partial has a final name and that the inputs in progress left nothing."""
+    inputs = long_inputs(folder, 6, 4.0)
+    out = folder / "out"
+    process = start_long_batch(folder, *options)
+    writing = being_written(process, out)  # the signal comes while two are being written
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -271,6 +281,8 @@ def interrupt_mid_batch(folder: Path, *options: str) -> None:
     interrupted = {part.name.split(".")[1] for part in writing}  # .0.wav.PID.part -> "0"
     for stem in interrupted:
         assert not (out / f"{stem}.wav").exists(), stem
+        # listed, so that a resumed batch is seen to redo it (before: counted among "not run" only)
+        assert f"lkplug:   interrupted long/{stem}.wav: its outputs removed" in stderr, stderr
     for path in out.glob("*.wav"):  # inputs that ended before the signal are whole
         assert soundfile.info(path).frames == 4 * 48000
     assert len(list(out.glob("*.wav"))) < len(inputs)
@@ -278,6 +290,77 @@ def interrupt_mid_batch(folder: Path, *options: str) -> None:
 
 def test_sigint_mid_batch_leaves_no_partial_file_under_a_final_name(batch_dir):
     interrupt_mid_batch(batch_dir, "-j", "2")
+
+
+def test_a_worker_killed_fails_its_input_and_the_batch_goes_on(batch_dir):
+    inputs = long_inputs(batch_dir, 6, 4.0)
+    out = batch_dir / "out"
+    process = start_long_batch(batch_dir, "-j", "2")
+    writing = being_written(process, out)  # the worker is killed while writing its first input
+    stem, _, pid = writing[0].name[1:].removesuffix(".part").rpartition(".")  # .0.wav.PID.part
+    os.kill(int(pid), signal.SIGKILL)  # as the kernel's OOM killer would
+    _, stderr = process.communicate(timeout=120)
+    # before: every input in progress "failed: the worker running it failed: BrokenProcessPool: ...",
+    # then "lkplug: error: unexpected BrokenProcessPool: A child process terminated abruptly, the
+    # process pool is not usable anymore": no summary, the inputs not started never ran
+    assert process.returncode == 1, stderr
+    killed = f"long/{Path(stem).stem}.wav"
+    assert f"lkplug: failed {killed}: worker process died: SIGKILL\n" in stderr, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 5 ok, 1 failed;"), summary
+    others = sorted(p.name for p in inputs if p.stem != Path(stem).stem)
+    assert sorted(p.name for p in out.iterdir()) == others
+    for path in out.iterdir():  # every other input ran whole (4 s at 48 kHz)
+        assert soundfile.info(path).frames == 4 * 48000
+
+
+def test_a_worker_killed_between_inputs_fails_nothing(batch_dir):
+    rec = batch_dir / "long"
+    rec.mkdir()
+    soundfile.write(rec / "a.wav", sine(440, 8.0, 48000), 48000, "PCM_16")  # 4 s at --pace 2x
+    soundfile.write(rec / "b.wav", sine(550, 0.2, 48000), 48000, "PCM_16")
+    out = batch_dir / "out"
+    process = start_long_batch(batch_dir, "-j", "2")
+    deadline = time.monotonic() + 60
+    while not (out / "b.wav").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # b.wav is done: its worker waits for an input that will not come; kill that one
+    (writing,) = being_written(process, out)
+    busy = int(writing.name.removesuffix(".part").rpartition(".")[2])
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    (idle,) = [int(pid) for pid in children if int(pid) != busy]
+    os.kill(idle, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    # the pool broke with the other worker's input in hand: it runs again in a new pool. Before: the
+    # batch hung (over 120 s): the broken pool SIGTERMs the other worker, which ignores SIGTERM (the
+    # parent decides), and waits for it; it waits for its next input from the broken pool
+    assert process.returncode == 0, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 2 ok, 0 failed;"), summary
+    assert soundfile.info(out / "a.wav").frames == 8 * 48000
+    assert hidden_parts(batch_dir) == []
+
+
+def test_a_second_ctrl_c_ends_the_workers_now_removes_their_temporaries_and_counts_their_media(batch_dir):
+    inputs = long_inputs(batch_dir, 6, 4.0)
+    out = batch_dir / "out"
+    process = start_long_batch(batch_dir, "-j", "2")
+    writing = being_written(process, out, 2)
+    workers = [int(part.name.removesuffix(".part").rpartition(".")[2]) for part in writing]
+    for pid in workers:  # busy (a stage that blocks): the first Ctrl-C cannot stop them
+        os.kill(pid, signal.SIGSTOP)
+    os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.5)  # two presses, not one: signals of one kind that are pending at once merge
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    # before: "0 ok, 0 failed, 6 not run; 0.0 s of media in ...", and both .part files left
+    assert summary.startswith("lkplug: batch: 0 ok, 0 failed, 2 interrupted, 4 not run;"), summary
+    assert float(summary.split("; ")[1].split()[0]) > 0, summary  # what the two had written
+    assert hidden_parts(batch_dir) == []
+    assert list(out.iterdir()) == []
+    assert len(inputs) == 6
 
 
 def local_cluster():

@@ -153,7 +153,7 @@ def test_the_guides_delay_across_a_format_change_starts_the_new_stream_fresh(reg
         ("interrupt", "KeyboardInterrupt"),
     ],
 )
-def test_a_faulty_stage_is_named_and_the_output_holds_what_came_before(tmp_path, how, expected):
+def test_a_faulty_stage_is_named_and_what_came_before_is_kept_aside(tmp_path, how, expected):
     out = tmp_path / "a.wav"
     result = run_lkplug(
         "run", "-p", HOOKS, "--source", "tone:duration=10", "--proc", f"faulty:{how}", "--sink", f"wav:{out}"
@@ -162,7 +162,12 @@ def test_a_faulty_stage_is_named_and_the_output_holds_what_came_before(tmp_path,
     assert result.returncode == 1  # never 0 (a success) nor 130 (a user's Ctrl-C)
     assert f"faulty:{how}" in line and "contract_hooks (-p)" in line and expected in line, line
     assert "wav:" not in line.split("faulty")[0]  # not blamed on the sink
-    assert wav_frames(out) == 48000  # the 50 frames of 20 ms that passed before the fault
+    # a failed run leaves nothing under the final name (--skip-existing would take it as done: issue
+    # 13); what was written is kept in its temporary, which the line names
+    assert not out.exists()
+    (part,) = tmp_path.glob(".a.wav.*.part")
+    assert line.endswith(f"; what was written is kept in {part}"), line
+    assert wav_frames(part) == 48000  # the 50 frames of 20 ms that passed before the fault
 
 
 def test_a_wav_written_before_a_native_abort_is_still_valid(tmp_path):

@@ -112,3 +112,93 @@ def test_a_link_to_a_file_is_written_through(tmp_path):
     assert soundfile.info(tmp_path / "takes" / "1.wav").frames == 48000
     assert stat.S_IMODE(os.stat(tmp_path / "takes" / "1.wav").st_mode) == 0o640
     assert [p.name for p in tmp_path.rglob(".*")] == []
+
+
+# Run inside a private mount namespace (unshare --mount, as root): a tmpfs of ``size`` at ``disk``,
+# optionally filled up first, then each lkplug run in turn; prints, per run, its exit code, its
+# stderr and the files on the disk with their sizes (the tmpfs goes with the namespace)
+ON_SMALL_DISK = """
+import json, os, subprocess, sys
+disk, size, fill, runs = sys.argv[1], sys.argv[2], sys.argv[3] == "full", json.loads(sys.argv[4])
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", disk], check=True)
+if fill:
+    try:
+        with open(os.path.join(disk, "filler"), "wb") as filler:
+            while True:
+                filler.write(bytes(4096))
+                filler.flush()
+    except OSError:
+        pass
+results = []
+for args in runs:
+    run = subprocess.run([sys.executable, "-m", "lkplug", *args], capture_output=True, text=True)
+    sizes = {name: os.path.getsize(os.path.join(disk, name)) for name in os.listdir(disk) if name != "filler"}
+    results.append([run.returncode, run.stderr, sizes])
+print(json.dumps(results))
+"""
+
+
+def on_small_disk(tmp_path: Path, fill: str, runs: list[list[str]]) -> list:
+    """[exit code, stderr, {name: bytes}] of each run, writing to a 200 kB tmpfs at tmp_path/disk."""
+    import json
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root with unshare: the full-disk tests must run there")
+        pytest.skip("needs root and unshare (a tmpfs in a private mount namespace)")
+    (tmp_path / "disk").mkdir()
+    inside = [sys.executable, "-c", ON_SMALL_DISK, "disk", "200k", fill, json.dumps(runs)]
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", *inside],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# ENOSPC's text, as ffmpeg prints it for the same runs (ffmpeg 5.1.9, `ffmpeg -i in.wav disk/out.wav`
+# on a 200 kB tmpfs: "Error writing trailer of disk/out.wav: No space left on device", exit 1; it
+# leaves 204800 bytes, or on a full disk 0, under the final name, which lkplug does not)
+NO_SPACE = os.strerror(28)
+
+
+@pytest.mark.parametrize("fill", ["full", "filling"])
+@pytest.mark.parametrize("sink", ["wav:disk/out.wav", "file:disk/out.flac", "file:disk/out.mp4"])
+def test_a_full_disk_is_one_line_naming_the_output_and_nothing_under_its_final_name(tmp_path, sink, fill):
+    # 20 s of stereo s16 (3.8 MB of WAV, 0.3 MB of FLAC or AAC) onto 200 kB: full at once, or midway
+    soundfile.write(tmp_path / "in.wav", sine(440, 20.0, 48000, channels=2), 48000, "PCM_16")
+    out = sink.split(":")[1]
+    args = ["run", "--source", "file:in.wav", "--sink", sink]
+    (first, again) = on_small_disk(tmp_path, fill, [args, [*args, "--skip-existing"]])
+    code, stderr, files = first
+    # before: "cannot write disk/out.wav: Error opening b'./disk/.out.wav.PID.part': System error."
+    # (wav), "file:disk/out.flac (from lkplug 0.1.0) failed: OSError: [Errno 28] No space left on
+    # device: 'disk/.out.flac.PID.part'"; a 0-byte .part left; filling midway, the WAV's 204800
+    # bytes renamed to disk/out.wav, which --skip-existing then skipped (exit 0)
+    assert code == 1, stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(f"lkplug: error: cannot write {out}: {NO_SPACE}"), stderr
+    assert Path(out).name not in files
+    assert 0 not in files.values(), files  # no empty temporary
+    if files:  # what was written is kept aside, and the line says where
+        (part,) = files
+        assert part.startswith(f".{Path(out).name}.") and part.endswith(".part")
+        assert stderr.rstrip().endswith(f"; what was written is kept in disk/{part}"), stderr
+    code, stderr, files = again
+    assert code == 1 and "skipped" not in stderr, stderr
+    assert Path(out).name not in files
+
+
+def test_a_batch_on_a_full_disk_fails_each_input_in_one_line_and_leaves_nothing(tmp_path):
+    (tmp_path / "rec").mkdir()
+    for index in range(3):
+        soundfile.write(tmp_path / "rec" / f"{index}.wav", sine(440, 5.0, 48000), 48000, "PCM_16")
+    args = ["run", "--source", "file:rec/*.wav", "--sink", "wav:disk/{stem}.wav", "-j", "2"]
+    ((code, stderr, files),) = on_small_disk(tmp_path, "full", [args])
+    assert code == 1, stderr
+    # before: "failed rec/0.wav: cannot write disk/0.wav: Error opening b'./disk/.0.wav.PID.part':
+    # System error."
+    for index in range(3):
+        assert f"lkplug: failed rec/{index}.wav: cannot write disk/{index}.wav: {NO_SPACE}\n" in stderr
+    assert files == {}

@@ -26,7 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
-from .outputs import held_outputs, remove_stale, temporary_name
+from .outputs import held_outputs, remove_stale
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -159,6 +159,7 @@ class Job:
     options: dict = field(default_factory=dict)  # values of plugin-added run options
     stop_event: str | None = None  # on a Dask cluster: the name of the distributed.Event that stops it
     progress_topic: str | None = None  # ...and the event topic its progress is logged under
+    number: int = 0  # its place in the batch: a local worker posts the one it runs (see _LocalPool)
 
 
 @dataclass
@@ -169,7 +170,8 @@ class Result:
     wall: float = 0.0
     error: str = ""
     warnings: list[str] = field(default_factory=list)
-    stopped: bool = False
+    stopped: bool = False  # not started: the batch was stopped while it waited
+    interrupted: bool = False  # stopped while it ran (Ctrl-C, --fail-fast); its outputs removed
     crashed: bool = False  # the worker process died, not the input
 
 
@@ -239,6 +241,7 @@ class Batch:
                     pace,
                     duration,
                     dict(options or {}),
+                    number=len(self.jobs),
                 )
             )
         if not self.jobs:
@@ -334,9 +337,11 @@ def _output_path(entry, spec: Spec) -> str | None:
 
 _registries: dict[tuple[str, ...], Registry] = {}
 _stop_event = None  # set by the parent (local pool) when the batch is stopped
-# the parent's shared array of the media seconds each local worker has done of its current input, and
-# this worker's place in it (taken at start from a shared counter)
+# the parent's shared arrays of the media seconds each local worker has done of its current input and
+# of the job it runs (Job.number; -1 between jobs: a worker that dies leaves it there), and this
+# worker's place in them (taken at start from a shared counter)
 _progress = None
+_running = None
 _slot = 0
 
 
@@ -347,8 +352,10 @@ def _registry(plugins: tuple[str, ...]) -> Registry:
     return _registries[plugins]
 
 
-def _init_worker(stop_event, plugins: tuple[str, ...], progress=None, slots=None) -> None:
-    global _stop_event, _progress, _slot
+def _init_worker(
+    stop_event, plugins: tuple[str, ...], progress=None, slots=None, running=None, pids=None
+) -> None:
+    global _stop_event, _progress, _running, _slot
     # Ctrl-C on a terminal (or a SIGTERM to the group) reaches every process: the parent decides,
     # and tells us through stop_event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -359,7 +366,8 @@ def _init_worker(stop_event, plugins: tuple[str, ...], progress=None, slots=None
     if progress is not None:
         with slots.get_lock():
             _slot, slots.value = slots.value, slots.value + 1
-        _progress = progress
+        _progress, _running = progress, running
+        pids[_slot] = os.getpid()
     _registry(plugins)
 
 
@@ -389,6 +397,8 @@ def run_job(job: Job) -> Result:
     if stop_event is not None and stop_event.is_set():
         result.stopped = True  # queued before the batch was stopped
         return result
+    if _running is not None:
+        _running[_slot] = job.number
     done = [0.0, 0.0]  # media seconds so far (for the summary), and when a cluster was last told
     worker = None
     if job.progress_topic is not None:
@@ -408,7 +418,7 @@ def run_job(job: Job) -> Result:
         pipeline = _pipeline(job, _registry(job.plugins))
         for output in job.outputs:
             _make_folder(Path(output))
-        with held_outputs() as held:
+        with held_outputs(tidy_stale=False) as held:  # the parent has removed the stale ones
             try:
                 report = asyncio.run(_run(pipeline, stop_event, on_progress))
             except BaseException:
@@ -416,7 +426,7 @@ def run_job(job: Job) -> Result:
                 raise
             if report.stopped:
                 held.discard()
-                result.stopped = True
+                result.interrupted = True
             else:
                 held.commit()
                 result.ok = True
@@ -428,10 +438,8 @@ def run_job(job: Job) -> Result:
         result.error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
     if _progress is not None:
         _progress[_slot] = 0.0  # this input's seconds come back in the result
+        _running[_slot] = -1
     result.seconds = result.seconds or done[0]  # what a stopped or failed input had done too
-    if not result.ok:
-        for output in job.outputs:  # a sink that failed before completing leaves its temporary file
-            temporary_name(Path(output)).unlink(missing_ok=True)
     result.wall = time.monotonic() - started
     return result
 
@@ -480,18 +488,58 @@ class _LocalPool:
     """N worker processes, each loading the plugins once (a forked one has them already)."""
 
     def __init__(self, workers: int, plugins: tuple[str, ...]):
+        self.workers, self.plugins = workers, plugins
+        self._start()
+
+    def _start(self) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context(_start_method())
         self.stop_event = context.Event()
-        self.progress = context.Array("d", workers, lock=False)  # one float per worker, each its own
+        self.progress = context.Array("d", self.workers, lock=False)  # one float per worker, each its own
+        self.running = context.Array("i", [-1] * self.workers, lock=False)  # Job.number per worker
+        self.pids = context.Array("i", self.workers, lock=False)
+        self.processes: dict = {}  # every worker seen, by pid: their exit codes once the pool broke
         self.executor = ProcessPoolExecutor(
-            workers,
+            self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.stop_event, plugins, self.progress, context.Value("i", 0)),
+            initargs=(
+                self.stop_event,
+                self.plugins,
+                self.progress,
+                context.Value("i", 0),
+                self.running,
+                self.pids,
+            ),
         )
+
+    def lost(self, future) -> bool:
+        """Whether ``future`` ended because a worker process died (the pool is then broken)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
+
+    def replace(self) -> dict[int, str]:
+        """A worker died (killed, out of memory), which breaks the whole pool: end it and start a new
+        one. Returns how each dead worker died ("SIGKILL"), by the Job.number it was running. The
+        others are ended too (a broken pool waits for them, and they for it: their inputs are run
+        again); their temporaries are left for the caller to remove."""
+        from multiprocessing.connection import wait as ready
+
+        processes = {**self.processes, **(self.executor._processes or {})}
+        # which had ended before the others are killed: their sentinels say so whoever has reaped them
+        # (the pool's thread joins them too, and a second waitpid would find nothing)
+        by_sentinel = {process.sentinel: pid for pid, process in processes.items()}
+        dead = {by_sentinel[sentinel] for sentinel in ready(list(by_sentinel), timeout=0)}
+        running = dict(zip(self.pids, self.running, strict=True))
+        for process in processes.values():
+            process.kill()
+        self.executor.shutdown(wait=True)  # every worker is joined: their exit codes are known
+        gone = {running[pid]: _death(processes[pid].exitcode) for pid in dead if running.get(pid, -1) >= 0}
+        self._start()
+        return gone
 
     def in_progress(self) -> float:
         """Media seconds done of the inputs being run now."""
@@ -501,7 +549,18 @@ class _LocalPool:
         pass  # its worker has zeroed its place already
 
     def submit(self, jobs: list[Job]) -> list:
-        return [self.executor.submit(run_job, job) for job in jobs]
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        futures = []
+        for job in jobs:
+            try:
+                futures.append(self.executor.submit(run_job, job))
+            except BrokenProcessPool as exc:  # a worker died since the last look: handled as lost
+                futures.append(Future())
+                futures[-1].set_exception(exc)
+        self.processes.update(self.executor._processes or {})
+        return futures
 
     def wait(self, futures: list) -> None:
         """Until one of ``futures`` is done, or POLL_SECONDS (so that a signal is seen)."""
@@ -517,12 +576,18 @@ class _LocalPool:
             future.cancel()
 
     def abort(self) -> None:
-        # a second Ctrl-C: end the workers now (their temporary files stay, final names untouched)
+        # a second Ctrl-C: end the workers now (final names untouched; the parent removes their
+        # temporaries once they are gone)
         for process in list(getattr(self.executor, "_processes", {}).values()):
             process.kill()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _death(code: int) -> str:
+    """How a worker process ended, from its exit code: "SIGKILL", "exit code 3"."""
+    return signal.Signals(-code).name if code < 0 else f"exit code {code}"
 
 
 class _DaskPool:
@@ -552,6 +617,9 @@ class _DaskPool:
         name, seconds = event[1]
         if name not in self.done:  # an event may come after its task's result
             self.progress[name] = seconds
+
+    def lost(self, future) -> bool:
+        return False  # the scheduler runs a dead worker's tasks again itself
 
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
@@ -586,7 +654,8 @@ class Summary:
     ok: list[Result] = field(default_factory=list)
     failed: list[Result] = field(default_factory=list)
     skipped: int = 0
-    not_run: int = 0  # cancelled or stopped before their end (Ctrl-C, --fail-fast)
+    not_run: int = 0  # not started (Ctrl-C, --fail-fast)
+    unfinished: list[str] = field(default_factory=list)  # stopped while they ran ("interrupted")
     interrupted: bool = False  # by SIGINT or SIGTERM
     seconds: float = 0.0
     wall: float = 0.0
@@ -631,12 +700,16 @@ def run_batch(
         pool = _LocalPool(workers, todo[0].plugins)
     pending: list = []
     interrupts = 0
+    aborted = False
+    abandoned = 0.0  # media seconds of the inputs a second Ctrl-C ended (no result comes from them)
 
     def on_signal(signum, frame):
-        nonlocal interrupts
+        nonlocal interrupts, aborted, abandoned
         interrupts += 1
         summary.interrupted = True  # the loop below stops the pool (not here: Dask's client is not
-        if interrupts > 1 and signum == signal.SIGINT:  # safe to call from a signal handler)
+        if interrupts > 1 and signum == signal.SIGINT and not aborted:  # safe to call from a handler)
+            aborted = True
+            abandoned = pool.in_progress()
             pool.abort()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -646,6 +719,7 @@ def run_batch(
     window = len(todo) if cluster else workers
     queue = list(todo)
     job_of: dict = {}
+    retried: set[int] = set()  # inputs run again after a worker's death took their pool down
     try:
         while pending or queue:
             if (summary.interrupted or summary.failed and fail_fast) and not stopping:
@@ -663,13 +737,32 @@ def run_batch(
             pool.wait(pending)
             finished = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
+            died: dict[int, str] = {}
+            if not (stopping or summary.interrupted) and any(pool.lost(f) for f in finished):
+                # a worker died: the pool is replaced, the input it had fails, and the others the
+                # broken pool dropped (their futures all end with it) run again in the new one, once
+                # each (so pools that keep breaking, workers that cannot start, end the batch)
+                died = pool.replace()
+                finished, pending = finished + pending, []
+                again = [
+                    f for f in finished
+                    if pool.lost(f) and job_of[f].number not in died and job_of[f].number not in retried
+                ]  # fmt: skip
+                retried.update(job_of[f].number for f in again)
+                queue[:0] = [job_of[f] for f in again]
+                remove_stale(o for f in finished if pool.lost(f) for o in job_of[f].outputs)
+                finished = [f for f in finished if f not in again]
             for future in finished:
                 pool.ended(job_of[future])
-                result = _result(future, job_of[future])
-                # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
-                if result is None or result.stopped or result.crashed and summary.interrupted:
+                result = _result(future, job_of[future], died)
+                if result is None or result.stopped:
                     summary.not_run += 1
-                    summary.seconds += result.seconds if result else 0.0  # done, though discarded
+                    continue
+                # after Ctrl-C, a worker that died (a second Ctrl-C kills them) did not fail its input
+                if result.interrupted or result.crashed and summary.interrupted:
+                    summary.unfinished.append(result.input)
+                    summary.seconds += result.seconds  # done, though discarded
+                    notify(f"interrupted {result.input} (its outputs removed)")
                     continue
                 summary.seconds += result.seconds
                 if result.ok:
@@ -684,17 +777,21 @@ def run_batch(
             if status is not None:
                 status.update(len(summary.ok), len(summary.failed), summary.seconds + pool.in_progress())
     finally:
+        pool.close()  # a second Ctrl-C while it waits for the workers to stop still ends them now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pool.close()
+        if aborted:  # the ended workers' temporaries (their processes are gone now)
+            remove_stale(output for job in todo for output in job.outputs)
+        summary.seconds += abandoned
         summary.wall = time.monotonic() - started
         if status is not None:
             status.finish()
     return summary
 
 
-def _result(future, job: Job) -> Result | None:
-    """The worker's Result; None for an input cancelled before it started."""
+def _result(future, job: Job, died: dict[int, str]) -> Result | None:
+    """The worker's Result; None for an input cancelled before it started. ``died``: how the local
+    workers that died were ended, by the Job.number each was running."""
     if future.cancelled() or getattr(future, "status", "") == "cancelled":
         return None
     try:
@@ -702,6 +799,8 @@ def _result(future, job: Job) -> Result | None:
     except Exception as exc:  # the worker itself died (killed, out of memory)
         if type(exc).__name__ == "CancelledError":  # Dask's, for a task cancelled as it started
             return None
+        if job.number in died:
+            return Result(job.input, error=f"worker process died: {died[job.number]}", crashed=True)
         error = f"the worker running it failed: {type(exc).__name__}: {exc}"
         return Result(job.input, error=error, crashed=True)
 
@@ -714,6 +813,8 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         parts = [f"{len(summary.ok)} ok", f"{len(summary.failed)} failed"]
         if summary.skipped:
             parts.append(f"{summary.skipped} skipped (outputs exist)")
+        if summary.unfinished:
+            parts.append(f"{len(summary.unfinished)} interrupted")
         if summary.not_run:
             parts.append(f"{summary.not_run} not run")
         echo(
@@ -722,6 +823,8 @@ def print_summary(summary: Summary, echo: Callable[[str], None], quiet: bool) ->
         )
         for result in summary.failed:
             echo(f"  failed {result.input}: {result.error}")
+        for name in summary.unfinished:  # so that a resumed batch (--skip-existing) is seen to redo them
+            echo(f"  interrupted {name}: its outputs removed; run again to redo it")
     if summary.interrupted:
         return 130
     return 1 if summary.failed else 0

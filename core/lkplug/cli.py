@@ -6,6 +6,7 @@ error, 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -442,6 +443,7 @@ def _run(
     from .engine import Pipeline, build
     from .fanin import mix_pipeline
     from .fanout import FanOut
+    from .outputs import held_outputs
     from .progress import StatusLine, summary
 
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
@@ -476,7 +478,18 @@ def _run(
         return
     quiet_status = quiet or not sys.stderr.isatty()
     status = None if quiet_status else StatusLine(sys.stderr, total=duration)
-    report = asyncio.run(_run_with_signals(pipeline, status, watch))
+    # a fan-out's tracks end one by one, each renaming its own outputs; one pipeline's wait for its end
+    held = contextlib.nullcontext() if isinstance(pipeline, FanOut) else held_outputs()
+    with held as outputs:
+        watch.outputs = outputs
+        try:
+            report = asyncio.run(_run_with_signals(pipeline, status, watch))
+        except BaseException as exc:
+            if outputs is not None:
+                _settle_failed(outputs, exc, live=getattr(pipeline.source.obj, "live", False))
+            raise
+        if outputs is not None:
+            outputs.commit()
     for warning in report.warnings:
         click.echo(f"lkplug: warning: {warning}", err=True)
     if not quiet:
@@ -484,6 +497,33 @@ def _run(
         click.echo(f"lkplug: {summary(report, live, getattr(pipeline, 'streams', None))}", err=True)
     if report.stopped:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _settle_failed(outputs, exc: BaseException, live: bool) -> None:
+    """A single run that raised. Interrupted (a second Ctrl-C), its outputs are valid files and get
+    their final names. Failed, none does (``--skip-existing`` would take it as done: the input can
+    be run again), unless the source is live (a room's track: a recording cannot be made again,
+    and what it holds is as valid as after a Ctrl-C); the error line says where a partial output
+    is kept. Raises the error to report."""
+    if isinstance(exc, (Interrupted, *_interruptions())):
+        outputs.commit()
+        return
+    kept = outputs.commit() if live else outputs.keep_partial()
+    if not kept:
+        return
+    where = ", ".join(str(path) for path in kept)
+    error = PartialOutput(f"{_one_line(exc)}; what was written is kept in {where}")
+    error.exit_code = getattr(exc, "exit_code", 1)
+    raise error from exc
+
+
+class PartialOutput(LkplugError):
+    """A run failed after writing part of its outputs (kept under their temporary names)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message if isinstance(exc, LkplugError) else f"unexpected {type(exc).__name__}: {message}"
 
 
 def _all_written(built_sinks, quiet) -> bool:
@@ -534,6 +574,7 @@ class SignalWatch:
 
     def __init__(self):
         self.pipeline = self.loop = self.task = None
+        self.outputs = None  # the run's held outputs (lkplug.outputs), renamed when it ends
         self.escalated: str | None = None
         self.finished = threading.Event()  # the run returned: nothing left to do here
         self._heard = threading.Event()  # the event loop took the stop request
@@ -615,6 +656,9 @@ class SignalWatch:
         if self.finished.is_set():
             return
         closed = self.pipeline.finalize_now()  # the loop is blocked: close the outputs from here
+        if self.outputs is not None:
+            with contextlib.suppress(OSError):  # a rename that fails leaves the .part, still valid
+                self.outputs.commit()
         also = f"; closed {', '.join(closed)}" if closed else ""
         click.echo(f"lkplug: error: {self.escalated}{also}", err=True)
         sys.stderr.flush()
@@ -671,7 +715,7 @@ def main(argv: list[str] | None = None) -> None:
         _report(exc, debug)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug, ours or a plugin's: still one line unless --debug
-        _report(exc, debug, prefix=f"unexpected {type(exc).__name__}: ")
+        _report(exc, debug)
         sys.exit(1)
 
 
@@ -700,10 +744,9 @@ def console() -> None:
     os._exit(code)
 
 
-def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
+def _report(exc: BaseException, debug: bool) -> None:
     if debug:
         import traceback
 
         traceback.print_exception(exc)
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    click.echo(f"lkplug: error: {prefix}{message}", err=True)
+    click.echo(f"lkplug: error: {_one_line(exc)}", err=True)

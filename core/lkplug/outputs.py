@@ -3,13 +3,15 @@
 A sink opens ``OutputFile(path).temp`` and calls ``complete()`` once the file is closed and valid.
 ``temp`` is a hidden ``.NAME.PID.part`` beside the final name, and the rename is atomic within one
 folder: a run that is killed (SIGKILL, a native abort, the machine going down) never leaves a
-partial file under a final name, so ``--skip-existing`` can trust what exists. A single run renames
-as soon as the sink closes, and a sink closes on every exit path Python sees (the end, an error,
-Ctrl-C, SIGTERM): what it wrote so far gets its final name then. In a batch (``held_outputs``) the
-rename waits until the input has run to its end, and an interrupted input's outputs are discarded.
+partial file under a final name, so ``--skip-existing`` can trust what exists. The run holds its
+outputs (``held_outputs``) and decides when it ends: a single run renames them when its pipeline
+ended by itself or by Ctrl-C/SIGTERM (ffmpeg's ``q``: what was written so far is a valid file), never
+after a failure; a batch renames an input's outputs only when that input ran to its end, and an
+interrupted input's outputs are discarded.
 
-What a killed run leaves stays in its ``.part`` file (a WAV's header is kept valid as it goes: rename
-it to keep it); the next run that writes the same output removes the ones whose process is gone.
+What a killed or failed run leaves stays in its ``.part`` file (a WAV's header is kept valid as it
+goes: rename it to keep it); the next run that writes the same output removes the ones whose process
+is gone.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ class OutputFile:
         # a link to a file is written through, as ffmpeg -y does: the file it names is replaced
         self._target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
         self.temp = self.path if _special(self.path) else temporary_name(self._target)
-        if self.temp != self.path and self._held is None:
+        self.completed = False
+        if self._held is not None:
+            self._held.append(self)
+        if self.temp != self.path and (self._held is None or self._held.tidy_stale):
             remove_stale([self._target])
 
     def complete(self) -> None:
-        """The file is closed and valid: it gets its final name now, or in a batch once the input
-        has ended. Raises OSError if the rename fails."""
-        if self._held is not None:
-            self._held.append(self)
-        else:
+        """The file is closed and valid: it gets its final name now, or, when the run holds its
+        outputs, once the run has decided. Raises OSError if the rename fails."""
+        self.completed = True
+        if self._held is None:
             self.commit()
 
     def commit(self) -> None:
@@ -138,20 +142,55 @@ def _special(path: Path) -> bool:
 
 
 class HeldOutputs(list):
-    def commit(self) -> None:
+    """The OutputFiles made while a run holds its outputs."""
+
+    def __init__(self, tidy_stale: bool):
+        super().__init__()
+        self.tidy_stale = tidy_stale
+
+    def commit(self) -> list[Path]:
+        """The run ended well (or was stopped): completed outputs get their final names. A sink that
+        never closed left no valid file: its temporary is treated as ``keep_partial`` treats one, and
+        the kept ones are returned. Raises OSError if a rename fails."""
         for output in self:
-            output.commit()
+            if output.completed:
+                output.commit()
+        return _keep_partial(output for output in self if not output.completed)
 
     def discard(self) -> None:
+        """The run was interrupted (a batch input): remove every temporary."""
         for output in self:
             output.discard()
 
+    def keep_partial(self) -> list[Path]:
+        """The run failed: nothing gets a final name. Empty temporaries are removed; the others
+        stay (an hour of a recording is not thrown away) and are returned, to be named to the user."""
+        return _keep_partial(self)
+
+
+def _keep_partial(outputs) -> list[Path]:
+    kept = []
+    for output in outputs:
+        if output.temp == output.path:
+            continue
+        try:
+            empty = output.temp.stat().st_size == 0
+        except OSError:  # never made, or removed by its sink
+            continue
+        if empty:
+            output.discard()
+        else:
+            kept.append(output.temp)
+    return kept
+
 
 @contextmanager
-def held_outputs() -> Iterator[HeldOutputs]:
-    """Collect the outputs completed inside (this thread and the tasks it starts); the caller then
-    calls ``commit()`` or ``discard()`` on what it yields."""
-    held = HeldOutputs()
+def held_outputs(tidy_stale: bool = True) -> Iterator[HeldOutputs]:
+    """Collect the outputs made inside (this thread and the tasks it starts); the caller then calls
+    ``commit()``, ``discard()`` or ``keep_partial()`` on what it yields. ``tidy_stale``: each
+    output removes the stale temporaries of its name as it is made (False in a batch's worker: the
+    parent has done it once per folder)."""
+    held = HeldOutputs(tidy_stale)
     token = _held.set(held)
     try:
         yield held

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import MediaError
 
 # errors that say why a file cannot be written (others, from pseudo file systems, only confuse)
-TELLING = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+TELLING = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def is_pipe(path) -> bool:

@@ -16,6 +16,7 @@ and goes to lame as s32p), or ``sample_format=``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from lkplug import (
 )
 from lkplug.convert import clip_float
 from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, video_shape
-from lkplug.paths import check_folder, is_pipe, refuse_folder
+from lkplug.paths import TELLING, check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
 from .video import to_av
@@ -331,8 +332,9 @@ class FileSink(Sink):
                     self._mux(stream.encode(None))
         finally:
             if self.container is not None:
-                self.container.close()
-                self.container = None
+                container, self.container = self.container, None
+                with self._writing():
+                    container.close()
                 self._output.complete()
 
     # writing --------------------------------------------------------------------------------
@@ -508,7 +510,18 @@ class FileSink(Sink):
 
     def _mux(self, packets) -> None:
         if packets:
-            self.container.mux(packets)
+            with self._writing():
+                self.container.mux(packets)
+
+    @contextmanager
+    def _writing(self):
+        """A write that fails (disk full, quota) as one line naming the output, not its temporary."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in TELLING:  # FFmpeg's EINVAL for a bad packet is the muxer's, not the disk's
+                raise
+            raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
 
 
 def negotiated_sample_format(given: str, takes: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,10 +112,25 @@ class WavSink(Sink):
         if data.dtype == np.float32 and self.subtype != "FLOAT":
             data, clipped = clip_float(data)  # libsndfile would wrap out-of-range floats
             self.clipped += clipped
-        if self._next is not None and frame.timestamp > self._next:
-            self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
-        self._file.write(data)
+        with self._writing():
+            if self._next is not None and frame.timestamp > self._next:
+                self._file.write(np.zeros((frame.timestamp - self._next, data.shape[1]), data.dtype))
+            self._file.write(data)
         self._next = max(self._next or 0, frame.timestamp + len(data))
+
+    @contextmanager
+    def _writing(self):
+        """libsndfile's errors as one line naming the output, with the system's reason (soundfile
+        says only "System error."; libsndfile keeps "No space left on device" per handle)."""
+        import soundfile
+
+        try:
+            yield
+        except soundfile.LibsndfileError as exc:
+            handle = self._file._file if self._file is not None else soundfile._ffi.NULL
+            said = soundfile._ffi.string(soundfile._snd.sf_strerror(handle)).decode(errors="replace")
+            reason = said.removeprefix("System error : ").rstrip(".") or exc.error_string
+            raise MediaError(f"cannot write {self.path}: {reason}") from None
 
     def _open(self, frame) -> None:
         import soundfile
@@ -126,9 +142,9 @@ class WavSink(Sink):
         channel_map = [CHANNEL_MAP.get(name) for name in names] if frame.channels > 2 else []
         extensible = len(channel_map) == frame.channels and None not in channel_map
         self._output = OutputFile(self.path)  # in a batch: written aside, renamed when complete
-        try:
-            # bytes: soundfile cannot encode a non-UTF-8 name; "./" before a relative one: libsndfile
-            # takes the name "-" (which wav:./- becomes as a Path) for standard output
+        # bytes: soundfile cannot encode a non-UTF-8 name; "./" before a relative one: libsndfile
+        # takes the name "-" (which wav:./- becomes as a Path) for standard output
+        with self._writing():
             self._file = soundfile.SoundFile(
                 os.fsencode(os.path.join(".", self._output.temp)),
                 "w",
@@ -137,8 +153,6 @@ class WavSink(Sink):
                 self.subtype,
                 format="WAVEX" if extensible else "WAV",
             )
-        except (OSError, RuntimeError) as exc:
-            raise MediaError(f"cannot write {self.path}: {exc}") from None
         snd, ffi = soundfile._snd, soundfile._ffi
         if extensible:
             # libsndfile writes the mask from this map (it answers 0 when it cannot make one)
@@ -157,8 +171,11 @@ class WavSink(Sink):
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                with self._writing():
+                    self._file.close()
+            finally:
+                self._file = None
             self._output.complete()
 
 
