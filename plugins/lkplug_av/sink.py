@@ -16,6 +16,7 @@ and goes to lame as s32p), or ``sample_format=``.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -57,8 +58,6 @@ EMPTY_OPTIONS = {"mp4": {"movflags": "empty_moov"}, "mov": {"movflags": "empty_m
 EMPTY_OPTIONS["ipod"] = EMPTY_OPTIONS["mp4"]
 NEVER_EMPTY = {"matroska": "mkv", "webm": "webm", "ogg": "ogg", "opus": "opus", "mp3": "mp3"}
 VIDEO_TIME_BASE = Fraction(1, 90000)  # fine enough for any picture's own time (MPEG's clock)
-# FFmpeg's sample formats in the order of its enum (AVSampleFormat), the order its negotiation goes
-SAMPLE_FORMAT_ORDER = ("u8", "s16", "s32", "flt", "dbl", "u8p", "s16p", "s32p", "fltp", "dblp", "s64", "s64p")
 # format=wav: the PCM codec for a sample_format=
 WAV_CODECS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
 STANDARD_LAYOUTS = tuple(name for name in LAYOUTS if name != "downmix")
@@ -415,7 +414,7 @@ class FileSink(Sink):
     def _pick_sample_format(self, given: str) -> str:
         if self.sample_format or not self.codec_formats:
             return self.sample_format or given
-        return negotiated_sample_format(given, self.codec_formats)
+        return negotiated_sample_format(given, tuple(self.codec_formats))
 
     def _add_video(self, first) -> None:
         rate = Fraction(self.fps or 30).limit_denominator(1001)
@@ -524,32 +523,30 @@ class FileSink(Sink):
             raise MediaError(f"cannot write {self.path}: {exc.strerror}") from None
 
 
-def negotiated_sample_format(given: str, takes: list[str]) -> str:
+@functools.lru_cache(maxsize=64)
+def negotiated_sample_format(given: str, takes: tuple[str, ...]) -> str:
     """The sample format of ``takes`` (an encoder's list) that libavfilter's negotiation gives the
-    encoder for audio in ``given``, as in the ffmpeg CLI (ffmpeg 5.1's avfiltergraph.c: pick_format
-    with its input as reference, get_fmt_score): the lowest score wins, a tie the later in FFmpeg's
-    order. A score is 100 per byte lost, 10 per byte added, 1 for planar against packed, 20 for s32
-    from flt, 2 for flt from s32: so 24-bit (s32) into lame is s32p, dbl into it fltp, u8 s16p."""
+    encoder for audio in ``given``, as in the ffmpeg CLI: asked of FFmpeg itself, by a filter graph
+    (abuffer in ``given`` -> aformat with ``takes`` -> abuffersink) that one frame goes through. The
+    least lost wins: 24-bit (s32) into lame is s32p, dbl into it fltp, u8 s16p (ffmpeg 5.1's
+    ``-loglevel debug``: "picking s32p out of 3 ref:s32"; the same for lame, flac, alac, wavpack,
+    libopus and aac from u8, s16, s32, flt and dbl)."""
     import av
+    from av.filter import Graph
 
-    source = av.AudioFormat(given)
-
-    def score(name: str) -> int:
-        target = av.AudioFormat(name)
-        points = int(target.is_planar != source.is_planar)
-        lost = source.bytes - target.bytes
-        points += 100 * lost if lost > 0 else -10 * lost
-        pair = (target.packed.name, source.packed.name)
-        return points + {("s32", "flt"): 20, ("flt", "s32"): 2}.get(pair, 0)
-
-    ordered = sorted(
-        takes, key=lambda name: SAMPLE_FORMAT_ORDER.index(name) if name in SAMPLE_FORMAT_ORDER else 99
-    )
-    best = ordered[0]
-    for name in ordered[1:]:
-        if score(name) <= score(best):
-            best = name
-    return best
+    graph = Graph()
+    source = graph.add_abuffer(format=given, sample_rate=48000, layout="mono")
+    pick = graph.add("aformat", "sample_fmts=" + "|".join(takes))
+    sink = graph.add("abuffersink")
+    source.link_to(pick)
+    pick.link_to(sink)
+    graph.configure()
+    frame = av.AudioFrame(format=given, layout="mono", samples=1)
+    frame.sample_rate = 48000
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    graph.push(frame)
+    return graph.pull().format.name
 
 
 def _saying(call) -> str:
