@@ -552,6 +552,26 @@ async def test_an_existing_but_unwritable_output_fails_before_joining(
     assert "joining room" not in err
 
 
+@pytest.mark.parametrize(
+    "source, procs",
+    [("track:alice", []), ("track:*", ["--proc", "mix"]), ("track:guest-*", [])],
+)
+async def test_two_sinks_into_one_file_are_refused_before_joining(livekit_server, tmp_path, source, procs):
+    """Nobody is in the room and wait= is forever: only a check before joining ends this run (before:
+    `--sink wav:x.wav --sink wav:x.wav` joined, recorded, and failed at the end with FileNotFoundError
+    on the second rename). A fan-out's template is filled alike for every stream: refused up front."""
+    out = f"{tmp_path}/{{identity}}.wav" if source.endswith("-*") else f"{tmp_path}/x.wav"
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", source, *procs, "--sink", f"wav:{out}", "--sink", f"wav:{out}",
+        timeout=30,
+    )  # fmt: skip
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "both write" in lines[0], err
+    assert "joining room" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def sine_fit(data: np.ndarray, rate: int, near: float) -> tuple[float, float]:
     """(frequency in Hz, THD+N in dB) of a sine: the frequency whose least-squares sine fits best
     (searched 0.01 Hz apart around ``near``), and the power of what that sine leaves, relative to the

@@ -188,14 +188,11 @@ class Pipeline:
         """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop
         before anything is opened. Components name their files in ``reads`` and ``writes``."""
         reads = [path for path in getattr(self.source.obj, "reads", ()) if os.path.exists(path)]
-        written: dict[str, str] = {}  # real path -> the sink writing it
         for sink in self.sinks:
             for path in getattr(sink.obj, "writes", ()):
                 if any(os.path.exists(path) and os.path.samefile(path, read) for read in reads):
                     raise UsageError(f"{sink.label}: {path} is also the input; write to another file")
-                other = written.setdefault(os.path.realpath(path), sink.label)
-                if other != sink.label:  # two sinks into one file: one of them would be lost
-                    raise UsageError(f"{sink.label} and {other} both write {path}; give each its own file")
+        refuse_shared_outputs(self.sinks)
 
     def _check_outputs(self) -> None:
         """Every sink's files (``writes``) can be written, before any sink starts: a sink that
@@ -465,6 +462,20 @@ class Pipeline:
             first_failure = first_failure or exc
         if first_failure is not None and error is None:
             raise first_failure
+
+
+def refuse_shared_outputs(sinks: Sequence[Built]) -> None:
+    """Raise UsageError when two sinks write one file (``writes``, compared by real path): one of
+    them would be lost, or the second rename would fail at the end of a recording. Sinks are told
+    apart by position: ``--sink wav:x.wav --sink wav:x.wav`` has two sinks with one label."""
+    written: dict[str, Built] = {}  # real path -> the sink writing it
+    for sink in sinks:
+        for path in getattr(sink.obj, "writes", ()):
+            other = written.setdefault(os.path.realpath(path), sink)
+            if other is not sink:
+                same = other.label == sink.label
+                both = f"the two sinks {sink.label}" if same else f"{sink.label} and {other.label}"
+                raise UsageError(f"{both} both write {path}; give each its own file")
 
 
 def _put_end(queue: asyncio.Queue) -> None:
