@@ -398,3 +398,20 @@ async def test_a_stalled_server_is_reported_where_the_receiver_made_audio_up(
     assert not outside, (outside[:5], spans)
     # the stall is in the span that covers 2.5 s and what follows (the room's latency, under a second)
     assert any(a <= 3.0 and b >= 2.8 for a, b in spans), spans
+
+
+@pytest.mark.parametrize("source", ["track:*/camera", "track:alice/camera"])
+async def test_video_tracks_into_a_mix_are_refused_up_front(livekit_server, tmp_path, source):
+    """A mix combines audio. Before: `track:*/camera --proc mix --sink wav:c6.wav` joined and waited
+    forever (every video frame was skipped; 0.00 s of media after 20 s), where `track:alice/camera`
+    into a WAV alone is refused at once. Nobody is in the room and wait= is forever: only a check
+    before joining ends this run."""
+    out = tmp_path / "c6.wav"
+    code, err = await Run(livekit_server, "run", "--source", source, "--proc", "mix", "--sink", f"wav:{out}").run(
+        timeout=30
+    )
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and f"takes none of what {source} gives (video)" in lines[0], err
+    assert "joining room" not in err
+    assert not out.exists()

@@ -153,7 +153,12 @@ class MixSource(Source):
 
     def probe(self) -> dict:
         for built, _ in self.sources:
-            call_plugin(built, built.obj.probe)
+            gives = call_plugin(built, built.obj.probe)
+            if gives and "audio" not in gives:  # its streams would be skipped: the mix would wait forever
+                raise UsageError(
+                    f"{self.mix.label} takes none of what {built.label} gives ({', '.join(gives)}); "
+                    "it mixes audio (e.g. track:*/microphone)"
+                )
         return {"audio": self.format}
 
     def describe_inputs(self) -> list[str]:
