@@ -109,11 +109,15 @@ class TrackSource(Source):
         loop = asyncio.get_running_loop()
         streams: dict[str, TrackSource] = {}
         quiet_since = loop.time()
+        hint_at = loop.time() + HINT_AFTER  # a glob or room that matches nobody waits forever without it
         try:
             while True:
                 self._changed.clear()
                 if self.connection.lost:
                     raise self.connection.lost
+                if not streams and hint_at is not None and loop.time() >= hint_at:
+                    self._notify(f"still waiting for {self.selector}: {self.who_is_there()}")
+                    hint_at = None
                 for participant in list(room.remote_participants.values()):
                     identity = participant.identity
                     if identity in streams or not self.selector.matches(identity):
@@ -266,8 +270,7 @@ class TrackSource(Source):
                 )
             if hint_at is not None:
                 if loop.time() >= hint_at:
-                    here = "lkplug is reconnecting to the server" if self.connection.reconnecting else ""
-                    self._notify(f"still waiting for {self.selector}: {here or who_is_in(room)}")
+                    self._notify(f"still waiting for {self.selector}: {self.who_is_there()}")
                     hint_at = None
                 else:
                     timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
@@ -324,6 +327,14 @@ class TrackSource(Source):
             if watch is not None:
                 self.concealed = bounded(self.concealed + await watch.stop())
             await stream.aclose()
+
+    def who_is_there(self) -> str:
+        """For a hint to someone waiting: who is in the room and what they publish (or that lkplug
+        itself is reconnecting)."""
+        if self.connection.reconnecting:
+            return "lkplug is reconnecting to the server"
+        room = self.connection.room
+        return who_is_in(room) if room is not None else "not in the room yet"
 
     def warnings_at(self, offset: float) -> list[str]:
         """The warnings, their times shifted by ``offset`` seconds (where a mix placed this stream)."""
