@@ -149,9 +149,14 @@ class FanOut:
         for pipeline in self._pipelines:
             pipeline.stop()
 
-    def finalize_now(self) -> list[str]:
+    def drop_backlog(self) -> None:
+        """See ``Pipeline.drop_backlog``."""
+        for pipeline in list(self._pipelines):
+            pipeline.drop_backlog()
+
+    def finalize_now(self, wait: float = 0.0) -> list[str]:
         """Close every running pipeline's sinks from any thread (see ``Pipeline.finalize_now``)."""
-        return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now()]
+        return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now(wait)]
 
     async def run(self, on_progress: Callable[[float, str], None] | None = None) -> RunReport:
         """Until the source finds no more streams and every pipeline ended (or ``stop()``);
