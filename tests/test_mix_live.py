@@ -32,8 +32,9 @@ class Run:
     """The CLI in a child process, its stderr read as it comes: ``started`` is the test's loop time
     at which lkplug said the mix's timeline began."""
 
-    def __init__(self, server, *args: str, room: str = "test"):
+    def __init__(self, server, *args: str, room: str = "test", interrupt_on: str | None = None):
         self.server, self.args, self.room = server, args, room
+        self.interrupt_on = interrupt_on  # Ctrl-C the run once it said this
         self.started: asyncio.Future = asyncio.get_running_loop().create_future()
         self.lines: list[str] = []
 
@@ -62,6 +63,8 @@ class Run:
                 self.lines.append(text)
                 if "mix: recording from now" in text and not self.started.done():
                     self.started.set_result(loop.time())
+                if self.interrupt_on is not None and self.interrupt_on in text:
+                    process.send_signal(signal.SIGINT)
 
         reading = asyncio.ensure_future(read())
         done, _ = await asyncio.wait({reading, asyncio.ensure_future(process.wait())}, timeout=timeout)
@@ -398,3 +401,49 @@ async def test_a_stalled_server_is_reported_where_the_receiver_made_audio_up(
     assert not outside, (outside[:5], spans)
     # the stall is in the span that covers 2.5 s and what follows (the room's latency, under a second)
     assert any(a <= 3.0 and b >= 2.8 for a, b in spans), spans
+
+
+@pytest.mark.parametrize("source", ["track:*/camera", "track:alice/camera"])
+async def test_video_tracks_into_a_mix_are_refused_up_front(livekit_server, tmp_path, source):
+    """A mix combines audio. Before: `track:*/camera --proc mix --sink wav:c6.wav` joined and waited
+    forever (every video frame was skipped; 0.00 s of media after 20 s), where `track:alice/camera`
+    into a WAV alone is refused at once. Nobody is in the room and wait= is forever: only a check
+    before joining ends this run."""
+    out = tmp_path / "c6.wav"
+    code, err = await Run(
+        livekit_server, "run", "--source", source, "--proc", "mix", "--sink", f"wav:{out}"
+    ).run(timeout=30)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and f"takes none of what {source} gives (video)" in lines[0], err
+    assert "joining room" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "room, layout, expected",
+    [
+        # a glob in a room where nobody is (before: "waiting" with no clue, forever)
+        ("tset", "mix", "still waiting for */first audio: in room tset: nobody else"),
+        # a typo in order=: alice has no channel, nobody comes (before: a 0-sample WAV, waiting forever)
+        (
+            "test",
+            "mix:channels,order='alcie,bob'",
+            "mix: still waiting for alcie, bob: in room test: alice (",
+        ),
+    ],
+)
+async def test_a_mix_that_records_nobody_says_who_is_there(
+    livekit_server, livekit_join, tmp_path, room, layout, expected
+):
+    """After 10 s of waiting, the hint a single track:alcie gets (stopped by Ctrl-C once it came)."""
+    alice = await livekit_join("alice")
+    await publish_scheduled(alice, 440, {})
+    run = Run(
+        livekit_server, "run", "--source", "track:*", "--proc", layout, "--sink", f"wav:{tmp_path}/c.wav",
+        room=room, interrupt_on="still waiting",
+    )  # fmt: skip
+    code, err = await run.run(timeout=40)
+    assert code == 130, err
+    hints = [line for line in err.splitlines() if "still waiting" in line]
+    assert len(hints) == 1 and expected in hints[0], err

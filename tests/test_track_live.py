@@ -373,6 +373,72 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
     assert_bars(pictures[-1])
 
 
+async def publish_numbered(peer, count: int, fps: int = 15) -> None:
+    """Publish ``count`` flat grey pictures, picture n at grey 40 + 4n (a VP8 round trip keeps a flat
+    level within 2), then hold the last one for a second (the encoder sends what it has) and leave."""
+    from livekit import rtc
+
+    video = rtc.VideoSource(WIDTH, HEIGHT)
+    track = rtc.LocalVideoTrack.create_video_track("camera", video)
+    options = rtc.TrackPublishOptions(
+        source=rtc.TrackSource.SOURCE_CAMERA,
+        simulcast=False,
+        video_codec=rtc.VideoCodec.VP8,
+        degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION,
+    )
+    await peer.room.local_participant.publish_track(track, options)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for index in range(count):
+        grey = np.full((HEIGHT, WIDTH, 4), 40 + 4 * index, np.uint8)
+        grey[..., 3] = 255
+        picture = rtc.VideoFrame(WIDTH, HEIGHT, rtc.VideoBufferType.RGBA, grey.tobytes())
+        video.capture_frame(picture, timestamp_us=int(index * 1e6 / fps))
+        await asyncio.sleep(max(0.0, start + (index + 1) / fps - loop.time()))
+    await asyncio.sleep(1.0)
+    await peer.close()
+
+
+async def test_a_publisher_leaving_ends_the_recording_after_the_backlog(
+    livekit_server, livekit_join, tmp_path
+):
+    """A recorder slower than real time (a stage blocks 0.25 s per picture; 15 fps come) has a backlog
+    when alice leaves: every picture received goes through the chain into the file before it ends.
+    Before: what was received but not yet through the chain was dropped (a new user's 6 s camera:
+    2.02 s, pictures 0-66 of 180 recorded, "talk left the room", exit 0)."""
+    count = 45  # 3 s at 15 fps; the recorder takes 11 s for them
+    out = tmp_path / "rec.mp4"
+    hooks = os.path.join(os.path.dirname(__file__), "live_hooks.py")
+    record = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            "run",
+            "-p",
+            hooks,
+            "--source",
+            "track:alice/camera,wait=30",
+            "--proc",
+            "slowvideo:0.25",
+            "--sink",
+            f"file:{out}",
+            timeout=90,
+        )  # fmt: skip
+    )
+    alice = await livekit_join("alice")
+    await publish_numbered(alice, count)
+    code, _, err = await record
+    assert code == 0, err
+    assert "alice left the room" in err
+    with av.open(str(out)) as container:
+        numbers = [
+            round((float(frame.to_ndarray(format="rgb24").mean()) - 40) / 4)
+            for frame in container.decode(video=0)
+        ]
+    # the last picture sent is in the file (a lossy round trip: within one), and the file is in order
+    assert numbers and numbers[-1] >= count - 2, numbers
+    assert numbers == sorted(numbers), numbers
+
+
 def blocks_db(data: np.ndarray, rate: int, ms: int = 20) -> np.ndarray:
     """The level of each ``ms`` block, in dBFS."""
     size = rate * ms // 1000
@@ -550,6 +616,26 @@ async def test_an_existing_but_unwritable_output_fails_before_joining(
     assert len(lines) == 1 and lines[0].startswith(f"lkplug: error: cannot write {path}"), err
     assert why in lines[0], err
     assert "joining room" not in err
+
+
+@pytest.mark.parametrize(
+    "source, procs",
+    [("track:alice", []), ("track:*", ["--proc", "mix"]), ("track:guest-*", [])],
+)
+async def test_two_sinks_into_one_file_are_refused_before_joining(livekit_server, tmp_path, source, procs):
+    """Nobody is in the room and wait= is forever: only a check before joining ends this run (before:
+    `--sink wav:x.wav --sink wav:x.wav` joined, recorded, and failed at the end with FileNotFoundError
+    on the second rename). A fan-out's template is filled alike for every stream: refused up front."""
+    out = f"{tmp_path}/{{identity}}.wav" if source.endswith("-*") else f"{tmp_path}/x.wav"
+    code, _, err = await lkplug(
+        livekit_server, "run", "--source", source, *procs, "--sink", f"wav:{out}", "--sink", f"wav:{out}",
+        timeout=30,
+    )  # fmt: skip
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "both write" in lines[0], err
+    assert "joining room" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def sine_fit(data: np.ndarray, rate: int, near: float) -> tuple[float, float]:

@@ -651,11 +651,13 @@ class SignalWatch:
         what = running.who if running is not None else "the run"
         self.escalated = f"stopped by a signal while {what} was still running"
         self._heard.set()
+        self.pipeline.drop_backlog()  # outputs close with what they have, now
         if self._soon(self.task.cancel) and self.finished.wait(FINAL_SECONDS):
             return
         if self.finished.is_set():
             return
-        closed = self.pipeline.finalize_now()  # the loop is blocked: close the outputs from here
+        # the loop is blocked: close the outputs from here (one it is closing is waited for)
+        closed = self.pipeline.finalize_now(FINAL_SECONDS)
         if self.outputs is not None:
             with contextlib.suppress(OSError):  # a rename that fails leaves the .part, still valid
                 self.outputs.commit()

@@ -127,6 +127,8 @@ class Pipeline:
         self._planned: list[Chain] = []  # every chain and tail that ran, for the clipping report
         self._closed: set[int] = set()  # sinks already closed (finalize_now runs on another thread)
         self._close_lock = threading.Lock()
+        self._closing = threading.Event()  # the event loop began closing the sinks (_finish)
+        self._closed_all = threading.Event()  # ... and ended
 
     @classmethod
     def from_specs(
@@ -188,14 +190,11 @@ class Pipeline:
         """A sink whose output is the source's input would destroy it (ffmpeg refuses too): stop
         before anything is opened. Components name their files in ``reads`` and ``writes``."""
         reads = [path for path in getattr(self.source.obj, "reads", ()) if os.path.exists(path)]
-        written: dict[str, str] = {}  # real path -> the sink writing it
         for sink in self.sinks:
             for path in getattr(sink.obj, "writes", ()):
                 if any(os.path.exists(path) and os.path.samefile(path, read) for read in reads):
                     raise UsageError(f"{sink.label}: {path} is also the input; write to another file")
-                other = written.setdefault(os.path.realpath(path), sink.label)
-                if other != sink.label:  # two sinks into one file: one of them would be lost
-                    raise UsageError(f"{sink.label} and {other} both write {path}; give each its own file")
+        refuse_shared_outputs(self.sinks)
 
     def _check_outputs(self) -> None:
         """Every sink's files (``writes``) can be written, before any sink starts: a sink that
@@ -271,9 +270,19 @@ class Pipeline:
         if self._producer is not None:
             self._producer.cancel()
 
-    def finalize_now(self) -> list[str]:
+    def drop_backlog(self) -> None:
+        """A second Ctrl-C: every sink closes with what it has written, dropping what waits in it (an
+        encoder's delayed pictures: x264 draining a 1280x720 backlog takes seconds). Safe from any
+        thread; sinks without a backlog have nothing to drop."""
+        for sink in self.sinks:
+            drop = getattr(sink.obj, "drop_backlog", None)
+            if drop is not None:
+                drop()
+
+    def finalize_now(self, wait: float = 0.0) -> list[str]:
         """Close every sink not yet closed, from any thread, whatever the event loop is doing: the
-        last resort of a second Ctrl-C while a stage blocks. Returns the labels closed."""
+        last resort of a second Ctrl-C while a stage blocks. A sink the event loop is closing already
+        is waited for, up to ``wait`` seconds. Returns the labels closed here."""
         done = []
         for index, sink in enumerate(self.sinks):
             close = getattr(sink.obj, "close", None)
@@ -284,6 +293,8 @@ class Pipeline:
                 done.append(sink.label)
             except BaseException:  # noqa: BLE001 - the process is about to end; close the others
                 pass
+        if self._closing.is_set():
+            self._closed_all.wait(wait)  # the loop is closing a sink: its trailer is being written
         return done
 
     def _claim(self, index: int) -> bool:
@@ -441,6 +452,24 @@ class Pipeline:
                 for frame in await tail.flush():
                     await _call(sink, sink.obj.write, frame)
         first_failure = None
+        self._closing.set()
+        try:
+            first_failure = await self._close_sinks(error)
+        finally:
+            self._closed_all.set()
+        aclose = getattr(self.source.obj, "aclose", None)
+        try:
+            if aclose is not None:
+                await _call(self.source, aclose)
+        except Exception as exc:
+            first_failure = first_failure or exc
+        if first_failure is not None and error is None:
+            raise first_failure
+
+    async def _close_sinks(self, error: BaseException | None) -> Exception | None:
+        """End (when nothing failed) and close every sink the signal watcher has not closed; the
+        first failure is returned, after every sink had its turn."""
+        first_failure = None
         for index, sink in enumerate(self.sinks):
             if not self._claim(index):
                 continue  # the signal watcher closed it already
@@ -457,14 +486,21 @@ class Pipeline:
                 await _call(sink, close)
             except Exception as exc:
                 first_failure = first_failure or exc
-        aclose = getattr(self.source.obj, "aclose", None)
-        try:
-            if aclose is not None:
-                await _call(self.source, aclose)
-        except Exception as exc:
-            first_failure = first_failure or exc
-        if first_failure is not None and error is None:
-            raise first_failure
+        return first_failure
+
+
+def refuse_shared_outputs(sinks: Sequence[Built]) -> None:
+    """Raise UsageError when two sinks write one file (``writes``, compared by real path): one of
+    them would be lost, or the second rename would fail at the end of a recording. Sinks are told
+    apart by position: ``--sink wav:x.wav --sink wav:x.wav`` has two sinks with one label."""
+    written: dict[str, Built] = {}  # real path -> the sink writing it
+    for sink in sinks:
+        for path in getattr(sink.obj, "writes", ()):
+            other = written.setdefault(os.path.realpath(path), sink)
+            if other is not sink:
+                same = other.label == sink.label
+                both = f"the two sinks {sink.label}" if same else f"{sink.label} and {other.label}"
+                raise UsageError(f"{both} both write {path}; give each its own file")
 
 
 def _put_end(queue: asyncio.Queue) -> None:

@@ -43,6 +43,7 @@ LIVE_STALL = 1.0
 #: files: how far a stream may decode ahead of the mix, in seconds
 FILE_AHEAD = 2.0
 FILE_BLOCK = 0.1  # seconds per mixed frame from files
+HINT_AFTER = 10.0  # live: seconds with streams found but none recorded before saying who is there
 OFFSET = Param("offset", float, 0.0, "seconds to shift this stream later on the mix's timeline", min=0.0)
 
 
@@ -153,7 +154,12 @@ class MixSource(Source):
 
     def probe(self) -> dict:
         for built, _ in self.sources:
-            call_plugin(built, built.obj.probe)
+            gives = call_plugin(built, built.obj.probe)
+            if gives and "audio" not in gives:  # its streams would be skipped: the mix would wait forever
+                raise UsageError(
+                    f"{self.mix.label} takes none of what {built.label} gives ({', '.join(gives)}); "
+                    "it mixes audio (e.g. track:*/microphone)"
+                )
         return {"audio": self.format}
 
     def describe_inputs(self) -> list[str]:
@@ -263,6 +269,7 @@ class MixSource(Source):
                 name = os.path.splitext(os.path.basename(reads[0]))[0] if reads else built.label
                 self._add(name, built, offset)
         loop = asyncio.get_running_loop()
+        hint_at = loop.time() + HINT_AFTER
         while True:
             self._raise_failures()
             finished = self._finders == 0 and all(s.done for s in self.streams)
@@ -270,6 +277,8 @@ class MixSource(Source):
                 if self._origin is None:
                     if finished:
                         return
+                    if hint_at is not None and loop.time() >= hint_at:
+                        hint_at = self._hint()
                     await self._data.wait(0.5)
                     continue
                 until = self._live_until(loop.time())
@@ -306,6 +315,22 @@ class MixSource(Source):
             self._position = until
             self._mixed.notify()
             yield frame
+
+    def _hint(self) -> None:
+        """Streams were found but the mix has a channel for none of them (``order=`` with a typo):
+        say whom it waits for and who is there, once (a source waiting for its own track says so
+        itself). Returns None: told."""
+        if not self.streams or any(s.channel is not None for s in self.streams):
+            return None
+        waiting = call_plugin(self.mix, getattr(self.mix.obj, "waiting_for", list))
+        wanted = ", ".join(waiting) or "a stream it has a channel for"
+        there = [
+            call_plugin(b, b.obj.who_is_there) for b, _ in self.sources if hasattr(b.obj, "who_is_there")
+        ]
+        self.context.notify(
+            f"mix: still waiting for {wanted}: {'; '.join(there) or 'no stream has a channel'}"
+        )
+        return None
 
     def _live_until(self, now: float) -> int:
         """How far the live mix may be written: up to the clock less ``LIVE_LATENCY``, but no further

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .chain import Built
 from .components import RunContext
-from .engine import Pipeline, RunReport, build
+from .engine import Pipeline, RunReport, build, refuse_shared_outputs
 from .errors import LkplugError, MediaError, UsageError
 from .paths import check_folder
 from .progress import counted
@@ -109,7 +109,8 @@ class FanOut:
                 )
         # fail on unknown components, bad parameters and unusable folders now, not when the first
         # track shows up (maybe hours later); folders without fields in them are made now
-        self._build(example, make_folders=False)
+        _, sinks = self._build(example, make_folders=False)
+        refuse_shared_outputs(sinks)  # filled alike for every stream: alike for each of them
         if self.make_folders:
             # built from the templates as written, so that a message names wav:rec/{identity}.wav,
             # not a path with the word "identity" in it where no participant is yet
@@ -148,9 +149,14 @@ class FanOut:
         for pipeline in self._pipelines:
             pipeline.stop()
 
-    def finalize_now(self) -> list[str]:
+    def drop_backlog(self) -> None:
+        """See ``Pipeline.drop_backlog``."""
+        for pipeline in list(self._pipelines):
+            pipeline.drop_backlog()
+
+    def finalize_now(self, wait: float = 0.0) -> list[str]:
         """Close every running pipeline's sinks from any thread (see ``Pipeline.finalize_now``)."""
-        return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now()]
+        return [label for pipeline in list(self._pipelines) for label in pipeline.finalize_now(wait)]
 
     async def run(self, on_progress: Callable[[float, str], None] | None = None) -> RunReport:
         """Until the source finds no more streams and every pipeline ended (or ``stop()``);

@@ -96,6 +96,10 @@ class Mix(Processor):
                     return index
         return None
 
+    def waiting_for(self) -> list[str]:
+        """The names in ``order=`` that no stream has taken yet (for a hint while nothing records)."""
+        return [name for index, name in enumerate(self.named) if index not in self._taken]
+
     def mix(self, blocks: list[tuple[int, np.ndarray]], samples: int) -> np.ndarray:
         """``blocks`` of (channel, mono float32 samples) -> (samples, channels) float32."""
         out = np.zeros((samples, self.channels), np.float32)

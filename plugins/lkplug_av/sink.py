@@ -17,6 +17,7 @@ and goes to lame as s32p), or ``sample_format=``.
 from __future__ import annotations
 
 import functools
+import time
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -46,6 +47,7 @@ VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own 
 # how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of
 # 1080p is some 900 MB of pictures)
 WAIT_SECONDS = 10.0
+DRAIN_GRACE = 0.2  # seconds an encoder may still drain after a second Ctrl-C (drop_backlog)
 # muxers that number samples rather than time them: a hole in the audio is filled with silence
 SAMPLE_COUNTING = {"wav", "flac", "mp3", "ogg", "opus"}
 # An output with no media (an input too short for one whole output sample). ffmpeg 5.1 (`ffmpeg -i
@@ -172,6 +174,7 @@ class FileSink(Sink):
         self.streams: dict = {}
         self._formats: dict = {}
         self.clipped = 0  # float samples beyond full scale, clipped on their way to an integer encoder
+        self._drop_at: float | None = None  # when a second Ctrl-C came (drop_backlog)
         self._pending: list = []  # frames held until every expected kind has shown up
         self._kinds: set[str] = set()
         self._first_time = float("inf")
@@ -322,13 +325,28 @@ class FileSink(Sink):
             return
         self._encode(frame)
 
+    def drop_backlog(self) -> None:
+        """Close without what the encoders cannot give back within ``DRAIN_GRACE`` seconds of this
+        call or of the start of draining, whichever is later: ``close`` then writes the trailer after
+        the packet it is muxing (an audio encoder's few frames come back in that time; x264's 40
+        pictures at 1280x720 take seconds). Called from the signal watcher's thread, while ``close``
+        may run."""
+        self._drop_at = time.monotonic()
+
     def close(self) -> None:
         try:
             if self.container is None and self._pending:
                 self._open_and_drain()
             if self.container is not None:
+                draining = time.monotonic()
                 for stream in self.streams.values():
-                    self._mux(stream.encode(None))
+                    # packet by packet: x264 draining a 1280x720 backlog takes seconds, and a second
+                    # Ctrl-C must still find the trailer written within one (drop_backlog)
+                    for packet in stream.encode_lazy(None):
+                        dropped = self._drop_at
+                        if dropped is not None and time.monotonic() > max(dropped, draining) + DRAIN_GRACE:
+                            break
+                        self.container.mux(packet)
         finally:
             if self.container is not None:
                 container, self.container = self.container, None

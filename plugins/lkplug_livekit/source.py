@@ -109,11 +109,15 @@ class TrackSource(Source):
         loop = asyncio.get_running_loop()
         streams: dict[str, TrackSource] = {}
         quiet_since = loop.time()
+        hint_at = loop.time() + HINT_AFTER  # a glob or room that matches nobody waits forever without it
         try:
             while True:
                 self._changed.clear()
                 if self.connection.lost:
                     raise self.connection.lost
+                if not streams and hint_at is not None and loop.time() >= hint_at:
+                    self._notify(f"still waiting for {self.selector}: {self.who_is_there()}")
+                    hint_at = None
                 for participant in list(room.remote_participants.values()):
                     identity = participant.identity
                     if identity in streams or not self.selector.matches(identity):
@@ -266,8 +270,7 @@ class TrackSource(Source):
                 )
             if hint_at is not None:
                 if loop.time() >= hint_at:
-                    here = "lkplug is reconnecting to the server" if self.connection.reconnecting else ""
-                    self._notify(f"still waiting for {self.selector}: {here or who_is_in(room)}")
+                    self._notify(f"still waiting for {self.selector}: {self.who_is_there()}")
                     hint_at = None
                 else:
                     timeout = min(timeout if timeout is not None else HINT_AFTER, hint_at - loop.time())
@@ -284,7 +287,8 @@ class TrackSource(Source):
 
     async def _receive(self, room, participant, publication):
         """The SDK's frame events until the track goes away (unpublished, participant left,
-        reconnect). Checked on every frame too: a remote track plays silence until it is torn down."""
+        reconnect), then those it had received before that and not yet handed on. Checked whenever
+        no frame is waiting: a remote track plays silence until it is torn down."""
         from livekit import rtc
 
         track = publication.track
@@ -299,23 +303,30 @@ class TrackSource(Source):
             stream = rtc.VideoStream(track, format=buffer_type)
         frames = aiter(stream)
         next_frame = None
+        gone = False  # the track went away: only what the SDK holds already is still to come
         try:
             while True:
                 next_frame = asyncio.ensure_future(anext(frames))
-                while not next_frame.done():
+                if gone:
+                    # what was received before the track went away (a chain slower than real time
+                    # leaves it queued) goes through the chain: a frame queued is taken in one step
+                    await asyncio.sleep(0)
+                while not next_frame.done() and not gone:
                     # cleared, then looked at, then waited for: a change signalled while a frame was
                     # being handed on is seen here (looking only after a wake-up lost the session's
                     # end when a frame came in the same step: frames stopped, and the run waited for
                     # them for ever; or silence went on being recorded until -t, exit 0)
                     self._changed.clear()
                     if self.connection.lost or not self._current(room, participant, publication, track):
-                        return  # unsubscribed, replaced or disconnected: subscribe again, or end
+                        gone = True  # unsubscribed, replaced or disconnected: subscribe again, or end
+                        await asyncio.sleep(0)
+                        break
                     await wait_either(next_frame, self._changed)
+                if not next_frame.done():
+                    return  # gone, and nothing more queued
                 try:
                     event = next_frame.result()
                 except (StopAsyncIteration, asyncio.CancelledError):
-                    return
-                if not self._current(room, participant, publication, track):
                     return
                 yield event
         finally:
@@ -324,6 +335,14 @@ class TrackSource(Source):
             if watch is not None:
                 self.concealed = bounded(self.concealed + await watch.stop())
             await stream.aclose()
+
+    def who_is_there(self) -> str:
+        """For a hint to someone waiting: who is in the room and what they publish (or that lkplug
+        itself is reconnecting)."""
+        if self.connection.reconnecting:
+            return "lkplug is reconnecting to the server"
+        room = self.connection.room
+        return who_is_in(room) if room is not None else "not in the room yet"
 
     def warnings_at(self, offset: float) -> list[str]:
         """The warnings, their times shifted by ``offset`` seconds (where a mix placed this stream)."""
