@@ -819,3 +819,43 @@ async def test_a_stereo_file_is_heard_as_its_mono_downmix(livekit_server, liveki
     heard = steady(data[:, 0])[RATE // 2 :]  # past the decoder's fade-in (longer here: 0.75 s)
     for freq in (440, 660):
         assert tone_peak_db(heard, rate, freq) == pytest.approx(-12.04, abs=1.0), freq
+
+
+@pytest.mark.parametrize(
+    ("sink", "sig"), [("track:t,wait=600", signal.SIGINT), ("track:t,wait_for=bobby", signal.SIGTERM)]
+)
+async def test_a_signal_ends_a_wait_for_a_listener(livekit_server, sink, sig):
+    """The first SIGINT or SIGTERM ends a publisher's wait for a listener as it ends any run: exit 130,
+    the track unpublished. Before: it was ignored (a wait=60 still ran at 34 s, wait_for waited its
+    whole time), so the run ends here only through the test's timeout."""
+    env = {
+        **os.environ,
+        "LIVEKIT_URL": livekit_server.url,
+        "LIVEKIT_API_KEY": livekit_server.api_key,
+        "LIVEKIT_API_SECRET": livekit_server.api_secret,
+        "LIVEKIT_ROOM": "test",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "lkplug", "run", "--source", "tone:duration=5", "--sink", sink),
+        *("--identity", "t"),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    said = []
+    try:
+        async with asyncio.timeout(60):
+            while not any("waiting for" in line for line in said):
+                line = await process.stderr.readline()
+                assert line, "".join(said)  # it ended before it waited
+                said.append(line.decode())
+            process.send_signal(sig)
+            said.append((await process.stderr.read()).decode())
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    err = "".join(said)
+    assert code == 130, err
+    assert "stopped by signal" in err, err  # the run's own end: its sinks closed (the track unpublished)
+    assert "Traceback" not in err, err
