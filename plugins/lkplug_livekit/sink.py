@@ -217,6 +217,11 @@ class TrackSink(Sink):
         from livekit import rtc
 
         video_source = rtc.VideoSource(width, height)
+        # the SDK sends an all-zero I420 picture (Y 0: below video black) 10 times a second from now
+        # until the first capture, and a listener got those while we waited for it and until the
+        # first frame came; a capture before the track is published reaches no encoder and ends that
+        black = rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, bytes(width * height * 3 // 2))
+        video_source.capture_frame(black)
         track = rtc.LocalVideoTrack.create_video_track(self.name, video_source)
         # the size that goes in is the size sent: libwebrtc would otherwise start a 1280x720 track at
         # 640x360 (its low first bandwidth estimate) or shrink it under CPU load, and the server
