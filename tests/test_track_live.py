@@ -25,16 +25,21 @@ SENT_RMS_DB = -6.0 - 3.01  # what peers' publish_sine sends: a sine with a -6 dB
 SINE_QUEUE_MS = 1000
 
 
-async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
-    """The CLI in a child process (the server fixture keeps serving meanwhile)."""
-    env = {
+def server_env(server, room: str = "test") -> dict:
+    """The environment of an lkplug child process that joins ``room`` of ``server``."""
+    return {
         **os.environ,
         "LIVEKIT_URL": server.url,
         "LIVEKIT_API_KEY": server.api_key,
         "LIVEKIT_API_SECRET": server.api_secret,
         "LIVEKIT_ROOM": room,
-        "PYTHONFAULTHANDLER": "1",  # SIGABRT on a hang dumps every thread's stack to stderr
     }
+
+
+async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
+    """The CLI in a child process (the server fixture keeps serving meanwhile)."""
+    # SIGABRT on a hang dumps every thread's stack to stderr
+    env = {**server_env(server, room), "PYTHONFAULTHANDLER": "1"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -838,19 +843,12 @@ async def test_a_stereo_file_is_heard_as_its_mono_downmix(livekit_server, liveki
 )
 async def test_a_signal_ends_a_wait_for_a_listener(livekit_server, sink, sig):
     """The first SIGINT or SIGTERM ends a publisher's wait for a listener as it ends any run: exit 130,
-    the track unpublished. Before: it was ignored (a wait=60 still ran at 34 s, wait_for waited its
+    its sinks closed. Before: it was ignored (a wait=60 still ran at 34 s, wait_for waited its
     whole time), so the run ends here only through the test's timeout."""
-    env = {
-        **os.environ,
-        "LIVEKIT_URL": livekit_server.url,
-        "LIVEKIT_API_KEY": livekit_server.api_key,
-        "LIVEKIT_API_SECRET": livekit_server.api_secret,
-        "LIVEKIT_ROOM": "test",
-    }
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "lkplug", "run", "--source", "tone:duration=5", "--sink", sink),
         *("--identity", "t"),
-        env=env,
+        env=server_env(livekit_server),
         stderr=asyncio.subprocess.PIPE,
     )
     said = []
