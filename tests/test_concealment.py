@@ -17,7 +17,7 @@ class Statistics:
     the test sets: ``made`` seconds of audio, ``concealed`` samples."""
 
     def __init__(self):
-        self.made, self.concealed = 0.0, 0
+        self.made, self.concealed, self.stretched = 0.0, 0, 0
 
     async def get_stats(self):
         stats = stats_pb2.RtcStats()
@@ -25,7 +25,49 @@ class Statistics:
         inbound.total_samples_duration = self.made
         inbound.total_samples_received = round(self.made * RATE)
         inbound.concealed_samples = self.concealed
+        inbound.inserted_samples_for_deceleration = self.stretched
         return [stats]
+
+
+# a receiver's jitter buffer finding its delay, as read from a clean 48 kHz tone through the dev server
+# (seconds made, samples inserted or removed so far): stretched until 1.06 s, then steady
+START_UP = [(0.30, 338), (0.55, 1210), (0.80, 2082), (1.06, 2518)]
+
+
+async def readings(track: Statistics, watch: Concealment, position: list, until: float, events=()) -> None:
+    """Readings 0.25 s apart after ``START_UP`` until ``until`` seconds made; ``events``: (seconds made,
+    samples concealed, samples stretched) added by then."""
+    steps = [*START_UP]
+    while steps[-1][0] < until:
+        steps.append((round(steps[-1][0] + 0.25, 2), steps[-1][1]))
+    for made, stretched in steps:
+        track.made = made
+        track.stretched = stretched + sum(e[2] for e in events if e[0] <= made)
+        track.concealed = sum(e[1] for e in events if e[0] <= made)
+        position[0] = made - 0.1  # handed on 100 ms after the receiver made it
+        await watch._take()
+
+
+async def test_a_jitter_buffer_finding_its_delay_is_not_damage():
+    """Before: "the receiver stretched 9 ms of audio at 0.70-1.06 s" in almost every run, of a tone whose
+    every 10 ms was whole: the start-up stretching went on past the first second (SETTLE), and a span
+    reaching past it counted whole."""
+    track, position = Statistics(), [0.0]
+    watch = Concealment(track, lambda: position[0])
+    await readings(track, watch, position, until=4.0)
+    assert await watch.stop() == []
+
+
+async def test_what_the_receiver_makes_up_after_or_during_its_start_up_is_said():
+    """Concealment is said wherever it is (its start-up stretching is not); stretching once the
+    receiver was steady is said."""
+    track, position = Statistics(), [0.0]
+    watch = Concealment(track, lambda: position[0])
+    # 20 ms concealed during the start-up; 10 ms stretched once it was steady
+    await readings(track, watch, position, until=4.0, events=[(0.80, RATE // 50, 0), (3.06, 0, RATE // 100)])
+    line = describe(await watch.stop())
+    expected = "the receiver concealed 20 ms and stretched 10 ms of audio at 0.45-0.76 s, 2.71-3.02 s"
+    assert line == expected, line
 
 
 async def test_a_long_stream_concealed_all_along_keeps_a_bounded_summary():

@@ -34,7 +34,7 @@ from .paths import check_folder
 from .progress import counted
 from .registry import Entry, Registry
 from .spec import Spec, format_spec, parse_spec
-from .waiting import wait_event
+from .waiting import wait_either, wait_event
 
 QUEUE_FRAMES = 8
 SHORT_FRAME_MS = 10.0  # a live source's frames when a real-time sink listens (WebRTC's own size)
@@ -323,7 +323,7 @@ class Pipeline:
                     tails = {
                         k: self._tails[(index, k)].out_format for k in formats if (index, k) in self._tails
                     }
-                    await _call(sink, start, tails)
+                    await self._unless_stopped(_call(sink, start, tails))
             seen: set[str] = set()  # kinds that arrived, and those that reached --duration
             finished: set[str] = set()
             self._producer = asyncio.create_task(self._produce(queue))
@@ -406,6 +406,19 @@ class Pipeline:
             raise
         except PLUGIN_FAILURES as exc:
             raise source.failure(exc) from exc
+
+    async def _unless_stopped(self, work) -> None:
+        """Await ``work`` (a sink's start, which may wait for a listener as long as it was told) unless
+        stop() comes first: then it is cancelled, and the run ends as a stopped run does."""
+        task = asyncio.ensure_future(work)
+        try:
+            await wait_either(task, self._wake)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()
 
     async def _wait_for_pace(self, frame) -> None:
         now = time.monotonic()

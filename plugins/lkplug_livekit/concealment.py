@@ -24,7 +24,7 @@ from collections.abc import Callable
 POLL = 0.25  # seconds between readings of the receiver's statistics
 READ_TIMEOUT = 1.0  # seconds a reading may take
 MARGIN = 0.05  # seconds past a frame: what the receiver made is handed on sooner, at some reading
-SETTLE = 1.0  # seconds at the start when the jitter buffer finds its delay (stretching is normal then)
+SETTLE = 3.0  # seconds at most that the jitter buffer's start-up (when stretching is normal) may last
 MAX_SPANS = 100  # spans kept per stream: a long stream that is made up again and again stays bounded
 PLACES = 30  # places named in a warning (the amounts count them all; a short run names all of its)
 
@@ -33,7 +33,13 @@ class Concealment:
     """Reads a remote audio track's receiver statistics while it is received. ``position()`` gives
     the seconds of media handed on so far, in frames of ``frame`` seconds. ``stop()`` gives (start,
     end, concealed ms, stretched ms) in those seconds: where the receiver concealed audio, or
-    stretched it past the first ``SETTLE`` s."""
+    stretched it once steady.
+
+    Stretching is normal while the receiver's jitter buffer finds its delay at the start: it inserts
+    and removes some 40 ms in the first second (read from a clean tone through the dev server: every
+    10 ms of it whole), and on a busy machine for longer. So stretching counts from the first reading
+    interval without any (the buffer is steady), or from ``SETTLE`` s at the latest; concealment,
+    audio made up for packets that did not come, counts from the start."""
 
     def __init__(self, track, position: Callable[[], float], frame: float = 0.01):
         self.track, self.position, self.frame = track, position, frame
@@ -45,6 +51,10 @@ class Concealment:
         self._began = math.inf
         self._changes: list[tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = []
         self._rate = 48000
+        # the count at which the receiver was first steady (no stretching between two readings after
+        # some), and whether it has stretched yet
+        self._steady = math.inf
+        self._started = False
         self._task = asyncio.ensure_future(self._watch())
 
     async def _read(self) -> tuple[float, float, float] | None:
@@ -79,6 +89,11 @@ class Concealment:
     def _add(self, now: tuple[float, float, float, float]) -> None:
         before, self._last = self._last, now
         self._began = min(self._began, now[0] - now[3])
+        if before is not None and self._steady == math.inf:
+            if now[2] > before[2]:
+                self._started = True
+            elif self._started:
+                self._steady = before[0]
         if before is None or (now[1] <= before[1] and now[2] <= before[2]):
             return
         if len(self._changes) < MAX_SPANS:
@@ -98,6 +113,7 @@ class Concealment:
             await self._task
         await self._take()
         began = self._began  # the count at the stream's start
+        steady = min(self._steady, began + SETTLE)
         handed = self.position()
         spans = []
         for before, now in self._changes:
@@ -105,7 +121,7 @@ class Concealment:
             if start >= handed:  # made after the last frame lkplug took (the run ended): not recorded
                 break
             concealed = (now[1] - before[1]) / self._rate * 1000
-            stretched = (now[2] - before[2]) / self._rate * 1000 if end > SETTLE else 0.0
+            stretched = (now[2] - before[2]) / self._rate * 1000 if before[0] >= steady else 0.0
             if concealed > 0 or stretched > 0:
                 spans.append((max(0.0, start), min(end, handed), concealed, stretched))
         return spans

@@ -1,7 +1,12 @@
 """The ``track`` sink: publishes what reaches it as tracks of lkplug's participant: audio through
 ``AudioSource`` + ``LocalAudioTrack``, video through ``VideoSource`` + ``LocalVideoTrack``.
 
-Audio from a file or a generator is paced by the SDK's capture queue (200 ms). Audio from a live
+Audio from a file or a generator is paced at real time by the engine and goes through the SDK's
+capture queue (200 ms), which starts full: the SDK takes 10 ms from it every 10 ms whether or not
+anything is there, and the engine hands frames on in bursts (one decoded packet of the file, 93 ms
+of a 44.1 kHz WAV, regrouped by soxr unevenly), so a queue that starts empty runs dry before a burst
+and the SDK sends nothing for 10 ms: the listener's jitter buffer then conceals a dropout and the
+tone comes back 10 ms late (a 180 degree turn of 440 Hz). Audio from a live
 source (a room's track: a relay) goes to WebRTC as it arrives, with no queue: the network already paces
 it, and a queue drained by a second real-time clock keeps every stall's backlog as latency for the
 rest of the run (estimated from the capture times: the queue climbed from 10 to 30-100 ms in 10 s on a loaded
@@ -60,6 +65,8 @@ class TrackSink(Sink):
         self.simulcast = simulcast
         self.connection: RoomConnection | None = None
         self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
+        # audio held back until the capture queue can start full (None: started, or no queue)
+        self._preroll: list | None = None
         self._tracks: set = set()  # this sink's local tracks
         self._subscriptions = 0  # subscriptions to them signalled so far (one per subscriber)
         self._changed = asyncio.Event()  # a subscription, or someone joined
@@ -96,15 +103,34 @@ class TrackSink(Sink):
             if "audio" not in self._published:
                 await self._publish_audio(frame.sample_rate, frame.channels)
             data = frame.data
-            await self._published["audio"][0].capture_frame(
-                rtc.AudioFrame(data.tobytes(), frame.sample_rate, data.shape[1], len(data))
-            )
+            if self._preroll is not None:
+                self._preroll.append(data)
+                if sum(map(len, self._preroll)) * 1000 < self.queue_ms * frame.sample_rate:
+                    return
+                data = self._end_preroll()
+            await self._capture(self._published["audio"][0], data)
         elif frame.kind == "video":
             if "video" not in self._published:
                 await self._publish_video(frame.width, frame.height)
             i420 = rtc.VideoBufferType.I420
             picture = rtc.VideoFrame(frame.width, frame.height, i420, frame.data.tobytes())
             self._published["video"][0].capture_frame(picture, timestamp_us=round(frame.time * 1e6))
+
+    def _end_preroll(self):
+        """The audio held back for the capture queue, as one (samples, channels) block."""
+        import numpy as np
+
+        held, self._preroll = self._preroll, None
+        return np.concatenate(held)
+
+    @staticmethod
+    async def _capture(audio_source, data) -> None:
+        """``data``: (samples, channels) s16 at the audio source's rate."""
+        from livekit import rtc
+
+        await audio_source.capture_frame(
+            rtc.AudioFrame(data.tobytes(), audio_source.sample_rate, data.shape[1], len(data))
+        )
 
     def _track_source(self, kind: str):
         """The TrackSource the room shows: ``source=`` if it is of this kind, else the usual one."""
@@ -182,6 +208,7 @@ class TrackSink(Sink):
         from livekit import rtc
 
         audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
+        self._preroll = [] if self.queue_ms else None
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=self._track_source("audio"))
         await self._publish("audio", audio_source, track, options)
@@ -190,6 +217,11 @@ class TrackSink(Sink):
         from livekit import rtc
 
         video_source = rtc.VideoSource(width, height)
+        # the SDK sends an all-zero I420 picture (Y 0: below video black) 10 times a second from now
+        # until the first capture, and a listener got those while we waited for it and until the
+        # first frame came; a capture before the track is published reaches no encoder and ends that
+        black = rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, bytes(width * height * 3 // 2))
+        video_source.capture_frame(black)
         track = rtc.LocalVideoTrack.create_video_track(self.name, video_source)
         # the size that goes in is the size sent: libwebrtc would otherwise start a 1280x720 track at
         # 640x360 (its low first bandwidth estimate) or shrink it under CPU load, and the server
@@ -212,6 +244,8 @@ class TrackSink(Sink):
         try:
             if self.connection.lost:
                 return  # the session is over: nothing to play out or unpublish
+            if "audio" in published and self._preroll:  # a clip shorter than the queue
+                await self._capture(published["audio"][0], self._end_preroll())
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():
