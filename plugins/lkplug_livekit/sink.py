@@ -67,6 +67,7 @@ class TrackSink(Sink):
         self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
         # audio held back until the capture queue can start full (None: started, or no queue)
         self._preroll: list | None = None
+        self._with_video = False  # a video track goes out beside the audio
         self._tracks: set = set()  # this sink's local tracks
         self._subscriptions = 0  # subscriptions to them signalled so far (one per subscriber)
         self._changed = asyncio.Event()  # a subscription, or someone joined
@@ -87,6 +88,7 @@ class TrackSink(Sink):
         # Every kind first, then one wait: a listener of either track releases the hold (holding
         # the audio while waiting for a video listener once recorded 4 s of silence, exit 0)
         audio, video = formats.get("audio"), formats.get("video")
+        self._with_video = video is not None
         if audio is not None:
             await self._publish_audio(audio.rate, audio.channels)
         if video is not None and getattr(video, "width", None):
@@ -208,7 +210,9 @@ class TrackSink(Sink):
         from livekit import rtc
 
         audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
-        self._preroll = [] if self.queue_ms else None
+        # not beside video: the queue's 200 ms would put the audio that far behind the pictures,
+        # which go out as they come (beside video the early bursts may still leave it dry)
+        self._preroll = [] if self.queue_ms and not self._with_video else None
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=self._track_source("audio"))
         await self._publish("audio", audio_source, track, options)
