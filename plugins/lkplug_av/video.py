@@ -14,10 +14,16 @@ def to_av(frame: VideoFrame):
     import av
 
     data = frame.data
+    picture = None
     # (PyAV's from_numpy_buffer reads a yuv420p picture 2 rows high, 3 rows of buffer, as one plane)
     if data.flags.c_contiguous and frame.pixel_format != "nv12" and frame.height > 2:
         picture = av.VideoFrame.from_numpy_buffer(data, format=frame.pixel_format)
-    else:
+        # ...and PyAV 18's gets the size wrong for a yuv420p picture whose height is not a multiple
+        # of 4 (480x270 became 480x268, its chroma planes read from the wrong place: every such
+        # picture went out with its colours shifted up). Those are copied
+        if (picture.width, picture.height) != (frame.width, frame.height):
+            picture = None
+    if picture is None:
         picture = av.VideoFrame.from_ndarray(data, format=frame.pixel_format)
     if frame.color is not None:  # swscale converts YUV <-> RGB with the picture's own matrix
         picture.colorspace, picture.color_primaries, picture.color_trc = frame.color
