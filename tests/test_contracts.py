@@ -255,11 +255,17 @@ def test_a_second_signal_while_the_encoder_drains_its_backlog_leaves_a_valid_mp4
     measured, unloaded). The second signal drops them: the trailer is written, the file renamed, exit
     130. Before: the process ended while closing, leaving only a 48-byte .part and no output."""
     clip = tmp_path / "clip.mp4"
-    subprocess.run(  # 10 s, 1280x720, 30 fps: what a camera recording is
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "10"]
-        + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)],
-        check=True,
-    )
+    # 10 s, 1280x720, 30 fps: what a camera recording is (FFmpeg's testsrc2 through PyAV's lavfi)
+    with (
+        av.open("testsrc2=size=1280x720:rate=30:duration=10", format="lavfi") as pattern,
+        av.open(str(clip), "w") as container,
+    ):
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for frame in pattern.decode(video=0):
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     out = tmp_path / "rec.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "lkplug", "run", "--source", f"file:{clip}", "--sink", f"file:{out}"],

@@ -125,13 +125,15 @@ async def test_async_processors_and_sinks(registry):
     assert abs(level_dbfs(data) - (-6 - 3.01 - 6.02)) < 0.05  # sine rms is peak - 3.01 dB
 
 
-def test_gain_clips_s16_instead_of_wrapping():
+def test_gain_hands_on_float_unclipped_as_ffmpegs_volume():
+    """ffmpeg -i s16.wav -af volume=20dB -c:a pcm_f32le keeps the boost (float, beyond full scale);
+    only an integer output clips it. Before: gain rounded back to s16 and clipped at 32767."""
     loud = to_s16(sine(100, 0.1, 48000, dbfs=-1))
     out, _ = lkplug.process(loud, 48000, "gain:db=20")
-    assert out.dtype == np.int16
-    peaks = np.argmax(loud[:, 0])
-    assert out[peaks, 0] == 32767  # wrapped values would be negative here
-    assert np.all(np.sign(out[:, 0]) == np.sign(loud[:, 0]))
+    assert out.dtype == np.float32
+    expected = loud.astype(np.float32) / 32768 * np.float32(10.0)  # +20 dB
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.max() > 8.8  # -1 dBFS + 20 dB: 19 dB above full scale, not clipped
 
 
 def test_python_api_numpy_in_numpy_out():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
@@ -10,9 +12,10 @@ from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_fo
 
 
 class Gain(Processor):
-    emits = "the format it takes (s16 is clipped, never wrapped)"
-    # ffmpeg's equivalent, the volume filter, takes float (its default precision): a downmix before
-    # a boost is mixed into float, unscaled, and an encoder after a gain is given float
+    emits = "float (flt) audio, whatever it takes: nothing is clipped here"
+    # ffmpeg's equivalent, the volume filter, takes float (its default precision) and hands on
+    # float: a downmix before a boost is mixed into float, unscaled; a boost of s16 is clipped (and
+    # counted) only where it is next kept in an integer format; an encoder after it is given float
     works_in = "flt"
 
     def __init__(self, db: float = 0.0, factor: float | None = None):
@@ -20,16 +23,16 @@ class Gain(Processor):
             raise UsageError("gain: give db= or factor=, not both")
         self.factor = np.float32(factor if factor is not None else 10.0 ** (db / 20.0))
         # an attenuation commutes with a downmix (the planner then runs it on fewer channels); a
-        # boost does not on s16, where each channel would clip before the mix rather than after
+        # boost does not where the mix is scaled for an integer output
         self.per_channel_linear = bool(self.factor <= 1.0)
-        self.clipped = 0  # s16 samples the gain pushed beyond full scale (the engine reports them)
+
+    def output_format(self, fmt):
+        return replace(fmt, sample_format="flt")
 
     def process(self, frame) -> list:
         data = frame.data
-        if data.dtype == np.int16:
-            self.clipped += count_s16_clips(data, self.factor)
-            return [frame.replace(data=round_to_s16(data, self.factor))]
-        return [frame.replace(data=data * self.factor)]
+        scale = self.factor / np.float32(S16_SCALE) if data.dtype == np.int16 else self.factor
+        return [frame.replace(data=np.multiply(data, np.float32(scale), dtype=np.float32))]
 
 
 class Remix(Processor):
