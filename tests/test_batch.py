@@ -179,6 +179,38 @@ def test_outputs_two_inputs_would_share_are_refused(batch_dir):
     assert nothing.returncode == 1 and "no file matches rec/*.ogg" in nothing.stderr
 
 
+def test_an_output_folder_that_is_a_link_is_checked_where_it_leads(batch_dir):
+    """A new user's cases, exit 0 before: an output folder linked to the inputs' wrote a.wav's output
+    over the input a.wav.wav; two inputs whose {relpath} folders are one folder by a link wrote one
+    file (the second lost). Outputs are compared with the inputs and each other by real path."""
+    rec = batch_dir / "rec"
+    (rec / "a.wav.wav").write_bytes((rec / "a.wav").read_bytes())
+    (batch_dir / "o").symlink_to(rec)
+    over = run_lkplug("run", "--source", "file:rec/*.wav", "--sink", "wav:o/{name}.wav", cwd=batch_dir)
+    assert over.returncode == 2, over.stderr
+    assert "o/a.wav.wav is an input of the batch" in over.stderr, over.stderr
+    for folder in ("x", "y"):
+        (batch_dir / "two" / folder).mkdir(parents=True)
+        (batch_dir / "two" / folder / "a.wav").write_bytes((rec / "a.wav").read_bytes())
+    (batch_dir / "out" / "y").mkdir(parents=True)
+    (batch_dir / "out" / "x").symlink_to("y")
+    shared = run_lkplug(
+        "run", "--source", "file:two/*/a.wav", "--sink", "wav:out/{relpath}/{stem}.wav", cwd=batch_dir
+    )
+    assert shared.returncode == 2, shared.stderr
+    assert "would both write out/y/a.wav" in shared.stderr, shared.stderr
+    assert not list((batch_dir / "out" / "y").iterdir())
+
+
+def test_two_sinks_of_one_input_into_one_file_are_named_as_such(batch_dir):
+    result = run_lkplug(
+        "run", "--source", "file:rec/*.wav", "--sink", "wav:out/{stem}.wav", "--sink", "file:out/{stem}.wav",
+        cwd=batch_dir,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "two sinks both write out/a.wav for rec/a.wav; give each its own file" in result.stderr
+
+
 def long_inputs(folder: Path, count: int, seconds: float) -> list[Path]:
     rec = folder / "long"
     rec.mkdir()

@@ -207,7 +207,9 @@ class Batch:
         templates = [_output_path(e, parse_spec(t)) for e, t in zip(sink_entries, sinks, strict=True)]
         self.jobs: list[Job] = []
         seen: dict[str, str] = {}
-        inputs = {os.path.abspath(path) for path in self.files}
+        # compared by real path: an output folder that is a link to the inputs' (or to another
+        # output's) would otherwise write over an input, or two inputs into one file, exit 0
+        inputs = {os.path.realpath(path) for path in self.files}
         for path in self.files:
             fields = file_fields(path, self.root)
             rendered = [_fill(parse_spec(text), fields) for text in sinks]
@@ -220,9 +222,11 @@ class Batch:
                 paths = [_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
             outputs = tuple(path for path in paths if path)
             for output in outputs:
-                key = os.path.abspath(output)
+                key = os.path.realpath(output)
                 if key in inputs:
                     raise UsageError(f"{output} is an input of the batch; give the sink another folder")
+                if seen.get(key) == path:
+                    raise UsageError(f"two sinks both write {output} for {path}; give each its own file")
                 if key in seen:
                     raise UsageError(
                         f"{seen[key]} and {path} would both write {output}: put a field that tells them"
