@@ -25,8 +25,7 @@ from .wavcheck import wav_reader
 # decoded audio is gathered into blocks: fewer, larger frames downstream cost less per second of
 # media (1 s against 0.5 s: 0.87-0.97 s of CPU against 0.98-1.18 s for the bench's 10-minute M4A
 # job); a run paced to real time (a file played into a room) gets short ones, for an even flow, and
-# so does audio beside video. soxr dithers int16 output with noise that depends on the chunks it is
-# fed, so s16 audio resampled after this source changes by up to 2 LSB with the block length
+# so does audio beside video
 BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
 # libsndfile subtype -> the sample format FFmpeg's PCM decoder gives for it, where it is not lkplug's
