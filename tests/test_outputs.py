@@ -202,3 +202,44 @@ def test_a_batch_on_a_full_disk_fails_each_input_in_one_line_and_leaves_nothing(
     for index in range(3):
         assert f"lkplug: failed rec/{index}.wav: cannot write disk/{index}.wav: {NO_SPACE}\n" in stderr
     assert files == {}
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended (what a killed run's temporary names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# 254 bytes (127 two-byte characters), under NAME_MAX (255): ffmpeg 5.1 writes it
+# (`ffmpeg -i in.wav out/NAME.wav` exits 0), the temporary's ".NAME.PID.part" would be 255 + 7 + 5 bytes
+LONG_STEM = "é" * 125
+
+
+def test_a_final_name_of_up_to_255_bytes_is_written_single_and_batch(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    name = f"{LONG_STEM}.wav"
+    assert len(name.encode()) == 254
+    soundfile.write(rec / name, sine(440, 1.0, 48000), 48000, "PCM_16")
+    # before: "unexpected OSError: [Errno 36] File name too long: 'out/.ééé...wav.PID.part'", exit 1
+    batch = run_lkplug("run", "--source", "file:rec/*.wav", "--sink", "wav:out/{name}", cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    assert soundfile.info(tmp_path / "out" / name).frames == 48000
+    # a killed run's temporary of a name that long (the shortened one) is found stale and removed
+    from lkplug.outputs import temporary_name
+
+    left = temporary_name(tmp_path / name)
+    left = left.with_name(left.name.replace(f".{os.getpid()}.", f".{dead_pid()}."))
+    left.write_bytes(b"RIFF")
+    assert len(left.name.encode()) <= 255
+    assert stale(tmp_path / name) == [left]
+    # before: "cannot write ééé...wav: File name too long" (the final name blamed), exit 1
+    single = run_lkplug("run", "--source", f"file:rec/{name}", "--sink", f"wav:{name}", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    assert soundfile.info(tmp_path / name).frames == 48000
+    assert not left.exists()
+    assert list(tmp_path.rglob("*.part")) == []
+    # a name over NAME_MAX is still refused, in one line
+    too_long = run_lkplug("run", "--source", f"file:{name}", "--sink", f"wav:xx{name}", cwd=tmp_path)
+    assert too_long.returncode != 0 and len(too_long.stderr.strip().splitlines()) == 1, too_long.stderr

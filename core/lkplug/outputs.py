@@ -70,9 +70,32 @@ class OutputFile:
             self.temp.unlink(missing_ok=True)
 
 
+# a file name's limit on Linux file systems (ext4, xfs, btrfs, tmpfs): bytes, not characters
+NAME_MAX = 255
+# room for ".", ".PID.part" and a PID of up to 10 digits (Linux allows 2**22): a temporary's name
+# must fit whatever the PID, so that one name has one temporary stem
+_STEM_MAX = NAME_MAX - len("..part") - 10 - 1
+_HASH_CHARS = 16  # of sha256's hex digest: what tells shortened names with one beginning apart
+
+
 def temporary_name(path: Path) -> Path:
-    """Where ``path`` is written until it is complete: ``.NAME.PID.part`` in the same folder."""
-    return path.with_name(f".{path.name}.{os.getpid()}.part")
+    """Where ``path`` is written until it is complete: ``.NAME.PID.part`` in the same folder; for a
+    name too long for that (a final name of up to 255 bytes is legal, as ffmpeg writes it), NAME
+    is its first bytes and a hash of the whole name (``_temporary_stem``)."""
+    return path.with_name(f".{_temporary_stem(path.name)}.{os.getpid()}.part")
+
+
+def _temporary_stem(name: str) -> str:
+    """``name``, or when ``.NAME.PID.part`` would exceed NAME_MAX bytes: its first bytes (whole
+    UTF-8 characters), ``~`` and 16 hex digits of the SHA-256 of the whole name."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= _STEM_MAX:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(encoded).hexdigest()[:_HASH_CHARS]
+    head = encoded[: _STEM_MAX - 1 - _HASH_CHARS].decode("utf-8", "ignore")  # a cut character dropped
+    return f"{head}~{digest}"
 
 
 def stale(path: Path) -> list[Path]:
@@ -88,9 +111,9 @@ def remove_stale(paths) -> None:
 
 
 def _stale(paths: list[Path]) -> list[Path]:
-    by_folder: dict[Path, set[str]] = {}
+    by_folder: dict[Path, set[str]] = {}  # the temporary stems of the final names, by folder
     for path in paths:
-        by_folder.setdefault(path.parent, set()).add(path.name)
+        by_folder.setdefault(path.parent, set()).add(_temporary_stem(path.name))
     found = []
     for folder, finals in by_folder.items():
         try:
@@ -111,7 +134,8 @@ def bytes_written(path: str | os.PathLike) -> int:
     goes on, the file's once it has its final name; 0 before either exists. For a script (or a
     test) that waits for a recording to get going."""
     path = Path(path)
-    for candidate in (path, *sorted(path.parent.glob(f".{glob.escape(path.name)}.*.part"))):
+    temporaries = path.parent.glob(f".{glob.escape(_temporary_stem(path.name))}.*.part")
+    for candidate in (path, *sorted(temporaries)):
         try:
             return candidate.stat().st_size
         except OSError:  # not there, or renamed in between
