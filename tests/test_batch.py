@@ -600,3 +600,39 @@ def status_and_stop(batch_dir: Path, *options: str) -> None:
     media = float(summary.split("; ")[1].split()[0])
     assert 0 < media < 2 * 8.0, summary
     assert len(inputs) == 2
+
+
+class StopsOnceRunning:
+    """A batch's stop event that is set just after the input has started: the moment a --fail-fast
+    (another input failed) or a Ctrl-C stops it before its first whole output sample."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > 1  # the first look is run_job's own, before it starts
+
+
+def test_an_input_that_fails_because_the_batch_stopped_it_is_interrupted(tmp_path, monkeypatch):
+    from lkplug import batch
+
+    soundfile.write(tmp_path / "in.flac", sine(440, 10.0, 48000, channels=2), 48000, "PCM_16")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(batch, "_stop_event", StopsOnceRunning())
+    result = batch.run_job(batch.Job("in.flac", "file:in.flac", (), ("file:out.opus",), ("out.opus",)))
+    # before: error "out.opus: the input gives no whole output sample, and an empty opus cannot be read
+    # back ...", so a good input beside a garbage one with --fail-fast was listed as failed (3 runs in 11)
+    assert (result.error, result.interrupted, result.ok) == ("", True, False), result
+    assert sorted(os.listdir(tmp_path)) == ["in.flac"]  # nothing left of it, .part included
+
+
+def test_a_ctrl_c_while_the_batch_is_set_up_is_an_interruption(batch_dir):
+    hooks = str(Path(__file__).with_name("batch_hooks.py"))
+    result = run_lkplug(
+        "run", "-p", hooks, "--source", "file:rec/*.wav", "--sink", "ctrlcsetup:out/{stem}.opus", cwd=batch_dir
+    )  # fmt: skip
+    # before: "lkplug: error: ctrlcsetup:out/a.opus (from batch_hooks (-p)) failed: KeyboardInterrupt", 1
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "lkplug: interrupted", result.stderr
+    assert not (batch_dir / "out").exists()

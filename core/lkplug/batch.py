@@ -38,6 +38,7 @@ FIELDS = ("stem", "name", "ext", "dir", "relpath")
 _GLOB_CHARS = frozenset("*?[")
 POLL_SECONDS = 0.1  # how often a worker looks whether the batch was stopped, and the parent for results
 CLUSTER_PROGRESS_SECONDS = 0.5  # how often a task on a cluster sends its progress (through the scheduler)
+_STOPS = (signal.SIGINT, signal.SIGTERM)  # what stops a batch (a second SIGINT ends its workers)
 
 
 def is_pattern(path: str) -> bool:
@@ -440,12 +441,27 @@ def run_job(job: Job) -> Result:
         result.error = " ".join(str(exc).split())
     except Exception as exc:  # a bug, ours or a plugin's: still one line, and the batch goes on
         result.error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+    if result.error and _is_set(stop_event):
+        # stopped (Ctrl-C, another input's failure with --fail-fast), it failed because it was: an
+        # opus sink stopped before its first whole sample says it has nothing to write. Its outputs
+        # are gone (held.discard above), as an interrupted input's are
+        result.error, result.interrupted = "", True
     if _progress is not None:
         _progress[_slot] = 0.0  # this input's seconds come back in the result
         _running[_slot] = -1
     result.seconds = result.seconds or done[0]  # what a stopped or failed input had done too
     result.wall = time.monotonic() - started
     return result
+
+
+def _is_set(stop_event) -> bool:
+    """Whether the batch was stopped; False with no event, or a cluster's that cannot be asked."""
+    if stop_event is None:
+        return False
+    try:
+        return stop_event.is_set()
+    except Exception:  # the scheduler is gone: nobody is there to have stopped it
+        return False
 
 
 def _make_folder(path: Path) -> None:
@@ -716,7 +732,7 @@ def run_batch(
             abandoned = pool.in_progress()
             pool.abort()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOPS}
     stopping = False
     # local workers get an input only as one of them becomes free, so that after a failure with
     # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to stop
@@ -854,7 +870,19 @@ def run_cli(
     stream,
 ) -> int:
     """``lkplug run`` on a batch source; returns the exit code."""
-    batch = Batch(registry, source, processors, sinks, plugins, pace, duration, options, bool(cluster))
+    # a Ctrl-C while the batch is set up (its sinks are built once to check them) is noted and acted
+    # on after: raised as KeyboardInterrupt inside a plugin's code, it would be that plugin's failure
+    # (exit 1, "ctrlc... failed: KeyboardInterrupt") rather than the interruption it is (130)
+    signals: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: signals.append(signum)) for sig in _STOPS}
+    try:
+        batch = Batch(registry, source, processors, sinks, plugins, pace, duration, options, bool(cluster))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signals:
+        echo("lkplug: interrupted")
+        return 130  # as print_summary's for a stopped batch
     if explain:
         print(batch.explain(registry))  # the plan goes to stdout, as a single run's
         return 0
