@@ -630,9 +630,72 @@ def test_an_input_that_fails_because_the_batch_stopped_it_is_interrupted(tmp_pat
 def test_a_ctrl_c_while_the_batch_is_set_up_is_an_interruption(batch_dir):
     hooks = str(Path(__file__).with_name("batch_hooks.py"))
     result = run_lkplug(
-        "run", "-p", hooks, "--source", "file:rec/*.wav", "--sink", "ctrlcsetup:out/{stem}.opus", cwd=batch_dir
+        "run", "-p", hooks, "--source", "file:rec/*.wav", "--sink", "ctrlcsetup:out/{stem}.opus",
+        cwd=batch_dir,
     )  # fmt: skip
     # before: "lkplug: error: ctrlcsetup:out/a.opus (from batch_hooks (-p)) failed: KeyboardInterrupt", 1
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip() == "lkplug: interrupted", result.stderr
     assert not (batch_dir / "out").exists()
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended (what a killed run's temporary names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_skip_existing_removes_a_killed_runs_temporary_beside_a_complete_output(batch_dir):
+    long_inputs(batch_dir, 2, 1.0)
+    args = ["run", "--source", "file:long/*.wav", "--sink", "wav:out/{stem}.wav"]
+    assert run_lkplug(*args, cwd=batch_dir).returncode == 0
+    left = batch_dir / "out" / f".0.wav.{dead_pid()}.part"  # a run killed while it rewrote 0.wav
+    left.write_bytes(b"RIFF")
+    rerun = run_lkplug(*args, "--skip-existing", cwd=batch_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 skipped" in rerun.stderr, rerun.stderr
+    assert hidden_parts(batch_dir) == []  # before: a skipped input's stale temporaries were kept
+
+
+def test_a_dask_worker_killed_mid_input_leaves_no_temporary(batch_dir):
+    long_inputs(batch_dir, 2, 4.0)
+    with local_cluster() as cluster:
+        process = start_long_batch(batch_dir, "--cluster", cluster.scheduler_address)
+        (part, *_) = being_written(process, batch_dir / "out")
+        os.kill(int(part.name.removesuffix(".part").rpartition(".")[2]), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    # the scheduler runs the task again on a new worker: the batch ends well (Dask's own doing)
+    assert process.returncode == 0, stderr
+    for path in (batch_dir / "out").glob("*.wav"):
+        assert soundfile.info(path).frames == 4 * 48000
+    # before: the killed task's .0.wav.PID.part stayed (and --skip-existing kept it)
+    assert hidden_parts(batch_dir) == []
+
+
+def test_a_second_ctrl_c_on_a_dask_cluster_lists_the_running_inputs_and_removes_their_temporaries(batch_dir):
+    inputs = long_inputs(batch_dir, 6, 4.0)
+    out = batch_dir / "out"
+    with local_cluster() as cluster:
+        process = start_long_batch(batch_dir, "--cluster", cluster.scheduler_address)
+        writing = being_written(process, out, 2)
+        time.sleep(0.3)  # both have told their progress (at their first frame)
+        workers = [int(part.name.removesuffix(".part").rpartition(".")[2]) for part in writing]
+        for pid in workers:  # busy (a stage that blocks): the first Ctrl-C cannot stop them
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            os.kill(process.pid, signal.SIGINT)
+            time.sleep(0.5)  # two presses, not one: signals of one kind that are pending at once merge
+            os.kill(process.pid, signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+            left = hidden_parts(batch_dir)  # as lkplug exits: before, there until the workers went on
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+    assert process.returncode == 130, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    # before: "0 ok, 0 failed, 6 not run", and the two .part files left a moment after the exit
+    assert summary.startswith("lkplug: batch: 0 ok, 0 failed, 2 interrupted, 4 not run;"), summary
+    assert left == []
+    assert list(out.iterdir()) == []
+    assert len(inputs) == 6

@@ -26,7 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
-from .outputs import held_outputs, remove_stale
+from .outputs import held_outputs, remove_stale, remove_temporaries
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -568,6 +568,11 @@ class _LocalPool:
     def ended(self, job: Job) -> None:
         pass  # its worker has zeroed its place already
 
+    def started(self) -> set[str]:
+        """The inputs being run now, for a second Ctrl-C: none here, as it kills the workers and their
+        results then say so (crashed)."""
+        return set()
+
     def submit(self, jobs: list[Job]) -> list:
         from concurrent.futures import Future
         from concurrent.futures.process import BrokenProcessPool
@@ -657,6 +662,11 @@ class _DaskPool:
         self.done.add(job.input)
         self.progress.pop(job.input, None)
 
+    def started(self) -> set[str]:
+        """The inputs being run now (those that told their progress): a second Ctrl-C cancels their
+        tasks, whose results then never come, so the caller counts them as interrupted."""
+        return set(list(self.progress))
+
     def stop(self, futures) -> None:
         """Running tasks stop and discard their outputs, and those not started return at once: their
         results still come (a cancelled task's would not: the media the running ones had done)."""
@@ -694,7 +704,8 @@ def run_batch(
     their outputs discarded), a second SIGINT ends the workers at once. ``notify`` gets a line per
     input (failures always); ``status`` is redrawn as inputs end."""
     todo, skipped = batch.pending(skip_existing)
-    remove_stale(output for job in todo for output in job.outputs)  # once here, not in every task
+    # once here, not in every task; a skipped input's too (a killed run's, beside the complete output)
+    remove_stale(output for job in batch.jobs for output in job.outputs)
     summary = Summary(skipped=len(skipped))
     started = time.monotonic()
     if batch.repeated:
@@ -722,14 +733,16 @@ def run_batch(
     interrupts = 0
     aborted = False
     abandoned = 0.0  # media seconds of the inputs a second Ctrl-C ended (no result comes from them)
+    cut_short: set[str] = set()  # ...and those of them whose tasks it cancelled (on a cluster)
 
     def on_signal(signum, frame):
-        nonlocal interrupts, aborted, abandoned
+        nonlocal interrupts, aborted, abandoned, cut_short
         interrupts += 1
         summary.interrupted = True  # the loop below stops the pool (not here: Dask's client is not
         if interrupts > 1 and signum == signal.SIGINT and not aborted:  # safe to call from a handler)
             aborted = True
             abandoned = pool.in_progress()
+            cut_short = pool.started()
             pool.abort()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOPS}
@@ -775,6 +788,8 @@ def run_batch(
             for future in finished:
                 pool.ended(job_of[future])
                 result = _result(future, job_of[future], died)
+                if result is None and job_of[future].input in cut_short:  # it ran: a second Ctrl-C
+                    result = Result(job_of[future].input, interrupted=True)  # cancelled its task
                 if result is None or result.stopped:
                     summary.not_run += 1
                     continue
@@ -800,8 +815,11 @@ def run_batch(
         pool.close()  # a second Ctrl-C while it waits for the workers to stop still ends them now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if aborted:  # the ended workers' temporaries (their processes are gone now)
-            remove_stale(output for job in todo for output in job.outputs)
+        # what ended workers left: a second Ctrl-C's (their processes are gone now), and a Dask
+        # worker's that died (killed, out of memory) and whose task the scheduler ran again elsewhere
+        remove_stale(output for job in batch.jobs for output in job.outputs)
+        if aborted and cluster:  # cancelled tasks' workers live on and remove theirs only later
+            remove_temporaries(o for job in todo if job.input in cut_short for o in job.outputs)
         summary.seconds += abandoned
         summary.wall = time.monotonic() - started
         if status is not None:

@@ -110,7 +110,15 @@ def remove_stale(paths) -> None:
         old.unlink(missing_ok=True)
 
 
-def _stale(paths: list[Path]) -> list[Path]:
+def remove_temporaries(paths) -> None:
+    """Remove every temporary of ``paths`` (final names), whatever process wrote it: those of a batch's
+    inputs that a second Ctrl-C cut short on a cluster, whose workers (elsewhere, still alive) would
+    remove them only after lkplug has exited."""
+    for old in _stale([Path(path) for path in paths], running_too=True):
+        old.unlink(missing_ok=True)
+
+
+def _stale(paths: list[Path], running_too: bool = False) -> list[Path]:
     by_folder: dict[Path, set[str]] = {}  # the temporary stems of the final names, by folder
     for path in paths:
         by_folder.setdefault(path.parent, set()).add(_temporary_stem(path.name))
@@ -124,7 +132,7 @@ def _stale(paths: list[Path]) -> list[Path]:
             if not (name.startswith(".") and name.endswith(".part")):
                 continue
             final, _, pid = name[1 : -len(".part")].rpartition(".")
-            if final in finals and pid.isdigit() and not _running(int(pid)):
+            if final in finals and pid.isdigit() and (running_too or not _running(int(pid))):
                 found.append(folder / name)
     return found
 
