@@ -70,6 +70,13 @@ def pytest_unconfigure(config):
         os._exit(status)
 
 
+def dead_pid() -> int:
+    """The PID of a process that has ended (what a killed run's temporary names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
     """A failure as users should see it: non-zero exit, one line on stderr, no traceback."""
     assert result.returncode != 0, result

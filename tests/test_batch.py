@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import run_lkplug
+from conftest import dead_pid, run_lkplug
 
 from lkplug.testing import level_dbfs, sine
 
@@ -637,13 +637,6 @@ def test_a_ctrl_c_while_the_batch_is_set_up_is_an_interruption(batch_dir):
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip() == "lkplug: interrupted", result.stderr
     assert not (batch_dir / "out").exists()
-
-
-def dead_pid() -> int:
-    """The PID of a process that has ended (what a killed run's temporary names)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def test_skip_existing_removes_a_killed_runs_temporary_beside_a_complete_output(batch_dir):

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 import soundfile
-from conftest import run_lkplug
+from conftest import dead_pid, run_lkplug
 
 from lkplug.outputs import bytes_written, stale
 from lkplug.testing import sine
@@ -202,13 +202,6 @@ def test_a_batch_on_a_full_disk_fails_each_input_in_one_line_and_leaves_nothing(
     for index in range(3):
         assert f"lkplug: failed rec/{index}.wav: cannot write disk/{index}.wav: {NO_SPACE}\n" in stderr
     assert files == {}
-
-
-def dead_pid() -> int:
-    """The PID of a process that has ended (what a killed run's temporary names)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 # 254 bytes (127 two-byte characters), under NAME_MAX (255): ffmpeg 5.1 writes it
