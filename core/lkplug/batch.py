@@ -818,8 +818,9 @@ def run_batch(
         # what ended workers left: a second Ctrl-C's (their processes are gone now), and a Dask
         # worker's that died (killed, out of memory) and whose task the scheduler ran again elsewhere
         remove_stale(output for job in batch.jobs for output in job.outputs)
-        if aborted and cluster:  # cancelled tasks' workers live on and remove theirs only later
-            remove_temporaries(o for job in todo if job.input in cut_short for o in job.outputs)
+        if aborted and cluster:  # cancelled tasks' workers live on and remove theirs only later (a
+            # task that had not told its progress yet, still setting up, has one too: all are taken)
+            remove_temporaries(output for job in todo for output in job.outputs)
         summary.seconds += abandoned
         summary.wall = time.monotonic() - started
         if status is not None:
