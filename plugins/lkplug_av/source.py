@@ -10,6 +10,7 @@ and share one clock (seconds from the start of the file, or from ``start=``)."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 from contextlib import contextmanager
 from fractions import Fraction
@@ -493,7 +494,9 @@ class FileSource(Source):
         discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
         shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
         audio_end = None  # where the last decoded audio ended, in the file's clock
-        link_shift, link_begins = 0.0, False  # a later Ogg link's clock starts again: seconds added
+        # where the links of a chained Ogg begin: a later link's timestamps say nothing of where it goes
+        links = ogg_links(self.path) if container.format.name == "ogg" else []
+        link = 0  # the link of the last packet read (0: the first, or no Ogg)
         position = 0  # byte position of the last packet read
         while True:
             logged = len(logs)
@@ -509,7 +512,6 @@ class FileSource(Source):
                     del logs[logged:]  # FFmpeg's messages about the change: no damage
                     kind_of = {stream.index: kind for kind, stream in self.streams.items()}
                     demux = container.demux(*self.streams.values())
-                    link_begins = True
                     continue
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 self.errors.append(str(exc))
@@ -521,12 +523,18 @@ class FileSource(Source):
                 continue
             kind = kind_of[packet.stream.index]
             position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
+            link_begins = False
+            if links and position >= links[min(link + 1, len(links) - 1)] > links[link]:
+                link, link_begins = bisect.bisect_right(links, position) - 1, True
             for frame in decoded:
                 seconds = frame.time
-                if seconds is not None and link_begins:  # the new link goes on where the audio ended
-                    link_shift, link_begins = (audio_end or 0.0) - seconds, False
-                if seconds is not None:
-                    seconds += link_shift
+                if link and kind == "audio":
+                    # a later link of a chained Ogg follows the audio before it, sample after sample, as
+                    # ffmpeg 5.1 plays it: FFmpeg 8 gives its first packet the time where the link
+                    # before ended and the rest the link's own clock from 0 (a hole, then a step back)
+                    if link_begins:
+                        frame = _first_of_link(frame, packet)
+                    seconds = audio_end
                 if seconds is None:
                     if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
                         seconds = audio_end  # before, as ffmpeg counts it, so start= still trims it
@@ -629,6 +637,28 @@ def _ffmpeg_layout(path: str) -> str:
             return layout_name(container.streams.audio[0].codec_context.layout)
     except (av.error.FFmpegError, IndexError):
         return ""
+
+
+def _first_of_link(frame, packet):
+    """``frame``, decoded from the first packet of a later link of a chained Ogg, cut to the samples
+    that packet holds. FFmpeg 8's Vorbis decoder gives the first packet of a link the length of the
+    last block of the link before (576 samples for a 128-sample packet: 448 zeros, then the 128 that
+    ffmpeg 5.1 gives); an Opus frame is shorter than its packet (pre-skip) and is kept whole."""
+    import av
+
+    if not packet.duration or not packet.time_base:
+        return frame
+    held = round(packet.duration * packet.time_base * frame.sample_rate)
+    if frame.samples <= held:
+        return frame
+    planes = frame.to_ndarray()
+    channels = frame.layout.nb_channels
+    kept = planes[:, -held:] if frame.format.is_planar else planes[:, -held * channels :]
+    cut = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(kept), format=frame.format.name, layout=frame.layout
+    )
+    cut.sample_rate, cut.time_base, cut.pts = frame.sample_rate, frame.time_base, frame.pts
+    return cut
 
 
 def _length(frame) -> float:
