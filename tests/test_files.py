@@ -401,6 +401,23 @@ def test_a_chained_ogg_of_one_format_is_its_links_end_to_end(tmp_path, codec, ex
     assert not np.any(np.all(data[second - 100 : second + 2000] == 0, axis=1))  # no hole at the join
 
 
+def test_libvorbis_block_switches_and_links_leave_no_hole(shared_media, tmp_path):
+    # libvorbis switches from long to short blocks: FFmpeg 8 decodes such a 128-sample packet to 576
+    # samples (the long block's overlap) and gives them the packet's time, 448 samples late.
+    # ffmpeg 5.1 -i mozfc__ting-48k-1ch.ogg -f f32le: 33297 samples; cat of it twice: 66722, the second
+    # link from 33425 on (its 128-sample first packet kept). lkplug before: 33745 and 67170 (before the
+    # link fix: 67618), a 448-sample silence in each link where the blocks switch
+    ting = shared_media / "files" / "mozfc__ting-48k-1ch.ogg"
+    alone, _ = read_through_lkplug(ting, tmp_path)
+    twice = tmp_path / "twice.ogg"
+    twice.write_bytes(ting.read_bytes() * 2)
+    data, _ = read_through_lkplug(twice, tmp_path)
+    assert len(alone) == 33297
+    assert len(data) == 66722
+    np.testing.assert_allclose(data[:33297], alone, atol=1e-6)
+    np.testing.assert_allclose(data[33425 + 4800 :], alone[4800:], atol=1e-3)
+
+
 def test_a_chained_opus_with_a_mono_link_between_is_as_long_as_its_links(tmp_path):
     # cat a.opus b.opus d.opus a.opus (d mono): ffmpeg 5.1 -i abda.opus -f f32le gives 384000 samples
     # (4 x 96000), nothing silent. lkplug before: 576936, 2 s of digital silence after b and after d
