@@ -535,7 +535,7 @@ class FileSource(Source):
                     if link_begins:
                         frame = _first_of_link(frame, packet)
                     seconds = audio_end
-                elif seconds is not None and len(decoded) == 1:
+                elif seconds is not None and packet.stream.codec_context.name == "vorbis":
                     seconds -= _beyond_packet(frame, packet)
                 if seconds is None:
                     if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
@@ -645,7 +645,8 @@ def _beyond_packet(frame, packet) -> float:
     """Seconds by which the one frame decoded from ``packet`` is longer than the packet: it ends where
     the packet ends. FFmpeg 8 gives a Vorbis frame its packet's time, but a long block followed by a
     short one decodes to more samples than the short one's packet holds (576 for 128): the frame
-    began 448 samples earlier, where the frame before ended (ffmpeg 5.1 plays them end to end)."""
+    began 448 samples earlier, where the frame before ended (ffmpeg 5.1 plays them end to end).
+    Vorbis only: other decoders' packets may say less than their frames hold (a FLAC's)."""
     if not packet.duration or not packet.time_base or not frame.sample_rate:
         return 0.0
     held = float(packet.duration * packet.time_base)
