@@ -60,6 +60,13 @@ _DIRECT = {
 }
 _KIND = {"a": "audio", "v": "video"}
 _NEVER = object()  # a pts no frame has
+# FFmpeg 8's Ogg demuxer's messages where a chained Ogg's link changes format (rate or channels)
+OGG_LINK_CHANGE = (
+    "failed to create or replace stream",
+    "Channel change is not supported",
+    "Sample rate change is not supported",
+    "Packet processing failed: Not yet implemented",
+)
 
 
 @contextmanager
@@ -267,6 +274,8 @@ class FileSource(Source):
         self.container = None
         self.streams: dict = {}  # kind -> PyAV stream (FFmpeg path)
         self.reader = None  # "soundfile": a WAV read through libsndfile (RIFX, plain PCM)
+        self.opus_decoder = None  # the first Opus link's decoder, decoding a chained Ogg's later links
+        self.links_opened = 0  # later links of a chained Ogg opened on their own (they change format)
         self.formats: dict | None = None
         self.skipped = 0
         self.errors: list[str] = []  # FFmpeg's error messages while decoding
@@ -463,6 +472,7 @@ class FileSource(Source):
         return f"{self.path}: damaged input, decoded past it: " + "; ".join(parts)
 
     def _reopen(self) -> None:
+        self.opus_decoder = None
         if self.container is not None:
             self.container.close()
             self.container = open_container(self.path)
@@ -474,12 +484,17 @@ class FileSource(Source):
         """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
-        with ffmpeg_errors(self.errors) as logs:
-            yield from self._demux_and_decode(logs)
+        try:
+            with ffmpeg_errors(self.errors):
+                yield from self._demux_and_decode()
+        finally:
+            if self.links_opened:
+                # the Ogg demuxer's words about a link that changes format are no damage; they reach
+                # the log when FFmpeg next flushes it (a page early, or in the next link's probe)
+                self.errors[:] = [text for text in self.errors if not text.startswith(OGG_LINK_CHANGE)]
 
-    def _demux_and_decode(self, logs: list):
-        """Packet by packet: a packet that fails to decode is counted and skipped. ``logs``: FFmpeg's
-        messages so far."""
+    def _demux_and_decode(self):
+        """Packet by packet: a packet that fails to decode is counted and skipped."""
         import av
 
         container = self.container
@@ -499,7 +514,6 @@ class FileSource(Source):
         link = 0  # the link of the last packet read (0: the first, or no Ogg)
         position = 0  # byte position of the last packet read
         while True:
-            logged = len(logs)
             try:
                 packet = next(demux)
             except (StopIteration, av.error.EOFError):
@@ -509,7 +523,6 @@ class FileSource(Source):
                     # a chained Ogg's next link changes rate or channels: FFmpeg 8's demuxer stops
                     # there (ffmpeg 5.1 went on); the link is opened as a file of its own
                     container = self._next_ogg_link(position, exc)
-                    del logs[logged:]  # FFmpeg's messages about the change: no damage
                     kind_of = {stream.index: kind for kind, stream in self.streams.items()}
                     demux = container.demux(*self.streams.values())
                     continue
@@ -517,7 +530,7 @@ class FileSource(Source):
                 self.errors.append(str(exc))
                 return
             try:
-                decoded = packet.decode()
+                decoded = self.opus_decoder.decode(packet) if self.opus_decoder else packet.decode()
             except av.error.FFmpegError:
                 self.skipped += 1
                 continue
@@ -563,7 +576,14 @@ class FileSource(Source):
                 f"{self.path}: FFmpeg cannot read past byte {position} of this Ogg file (a link that"
                 f" changes format): {exc.strerror}"
             )
+        first = self.streams["audio"].codec_context
+        if self.opus_decoder is None and first.name == "opus":
+            # ffmpeg 5.1 decodes every later Opus link with the first link's decoder: a mono link after
+            # a stereo one comes out on both channels at full level (an Opus decoder's mono-to-stereo),
+            # not upmixed at -3 dB; Opus is 48 kHz in every link, so the format never changes
+            self.opus_decoder = first  # kept after its container closes: its state goes on, as in 5.1
         self.container.close()
+        self.links_opened += 1
         try:
             self.container = av.open(
                 self.path, metadata_errors="replace", options={"skip_initial_bytes": str(offset)}
