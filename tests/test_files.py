@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -341,6 +342,112 @@ def test_a_chained_ogg_whose_next_link_changes_rate_is_decoded_to_the_end(tmp_pa
     assert len(data) == 88260
     assert dominant_frequency(data[:44100], rate) == pytest.approx(440, abs=2)
     assert dominant_frequency(data[44160:], rate) == pytest.approx(660, abs=2)
+
+
+def ogg_link(path, codec: str, freq: float, channels: int, rate: int = 48000, seconds: float = 2.0) -> None:
+    """One Ogg link: a sine in ``codec`` (libopus, or FFmpeg's own vorbis), made with PyAV."""
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w", format="ogg") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout, options={"strict": "experimental"})
+        fmt = stream.codec_context.codec.audio_formats[0]  # libopus: s16; vorbis: fltp
+        samples = sine(freq, seconds, rate, channels)  # (samples, channels)
+        samples = samples.T if fmt.is_planar else samples.reshape(1, -1)
+        samples = np.ascontiguousarray(to_s16(samples) if fmt.name == "s16" else samples.astype(np.float32))
+        frame = av.AudioFrame.from_ndarray(samples, format=fmt.name, layout=layout)
+        frame.sample_rate, frame.pts = rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def chained(tmp_path, name: str, links: list[tuple]) -> tuple:
+    """``cat`` of the links (codec, freq, channels) into ``name``; the paths of the links alone too."""
+    parts = []
+    for number, (codec, freq, channels) in enumerate(links):
+        part = tmp_path / f"link{number}{Path(name).suffix}"
+        ogg_link(part, codec, freq, channels, 44100 if codec == "vorbis" else 48000)
+        parts.append(part)
+    whole = tmp_path / name
+    whole.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return whole, parts
+
+
+def read_through_lkplug(path, tmp_path):
+    out = tmp_path / f"{path.name}.wav"
+    result = run_lkplug("run", "--source", f"file:{path}", "--sink", f"wav:{out},subtype=float")
+    assert result.returncode == 0, result.stderr
+    return soundfile.read(out, always_2d=True)[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "codec, ext, length, second",
+    [
+        # ffmpeg 5.1 -i ab.opus -f f32le: 192000 samples, b.opus (96000 alone) from 96000 on. lkplug
+        # before: 192312, b's first frame at the time where a ended + its 312 samples of pre-skip
+        ("libopus", "opus", 192000, 96000),
+        # ffmpeg 5.1 -i ab.ogg -f f32le: 177536 samples (a.ogg and b.ogg 88256 each), b.ogg from 89280 on:
+        # it keeps b's 1024-sample pre-roll. Right before too (FFmpeg's encoder starts a link with a long
+        # block): libvorbis's short first block is the shared-media case below
+        ("vorbis", "ogg", 177536, 89280),
+    ],
+)
+def test_a_chained_ogg_of_one_format_is_its_links_end_to_end(tmp_path, codec, ext, length, second):
+    whole, (first, later) = chained(tmp_path, f"ab.{ext}", [(codec, 440, 2), (codec, 660, 2)])
+    data, _ = read_through_lkplug(whole, tmp_path)
+    alone, _ = read_through_lkplug(later, tmp_path)
+    assert len(data) == length
+    # b's samples as when it is read alone, once the decoder has left a's state behind (0.1 s)
+    np.testing.assert_allclose(data[-len(alone) + 4800 :], alone[4800:], atol=1e-3)
+    assert len(data) - len(alone) == second
+    assert not np.any(np.all(data[second - 100 : second + 2000] == 0, axis=1))  # no hole at the join
+
+
+def test_libvorbis_block_switches_and_links_leave_no_hole(shared_media, tmp_path):
+    # libvorbis switches from long to short blocks: FFmpeg 8 decodes such a 128-sample packet to 576
+    # samples (the long block's overlap) and gives them the packet's time, 448 samples late.
+    # ffmpeg 5.1 -i mozfc__ting-48k-1ch.ogg -f f32le: 33297 samples; cat of it twice: 66722, the second
+    # link from 33425 on (its 128-sample first packet kept). lkplug before: 33745 and 67170 (before the
+    # link fix: 67618), a 448-sample silence in each link where the blocks switch
+    ting = shared_media / "files" / "mozfc__ting-48k-1ch.ogg"
+    alone, _ = read_through_lkplug(ting, tmp_path)
+    twice = tmp_path / "twice.ogg"
+    twice.write_bytes(ting.read_bytes() * 2)
+    data, _ = read_through_lkplug(twice, tmp_path)
+    assert len(alone) == 33297
+    assert len(data) == 66722
+    np.testing.assert_allclose(data[:33297], alone, atol=1e-6)
+    np.testing.assert_allclose(data[33425 + 4800 :], alone[4800:], atol=1e-3)
+
+
+def test_a_chained_opus_with_a_mono_link_between_is_as_long_as_its_links(tmp_path):
+    # cat a.opus b.opus d.opus a.opus (d mono): ffmpeg 5.1 -i abda.opus -f f32le gives 384000 samples
+    # (4 x 96000), nothing silent. lkplug before: 576936, 2 s of digital silence after b and after d
+    links = [("libopus", 440, 2), ("libopus", 660, 2), ("libopus", 880, 1), ("libopus", 440, 2)]
+    whole, _ = chained(tmp_path, "abda.opus", links)
+    data, stderr = read_through_lkplug(whole, tmp_path)
+    assert len(data) == 384000
+    # ffmpeg 5.1 reads on without a word of damage (before: "damaged input ... failed to create or
+    # replace stream", FFmpeg 8's demuxer on the change from d back to a)
+    assert "damaged" not in stderr
+    silent = np.all(np.abs(data) < 1e-4, axis=1)
+    assert silent[1000:-1000].sum() < 100  # a sine's zero crossings, not seconds of silence
+    for link, freq in enumerate((440, 660, 880, 440)):
+        piece = data[link * 96000 + 2000 : (link + 1) * 96000 - 2000]
+        assert dominant_frequency(piece, 48000) == pytest.approx(freq, abs=2)
+
+
+def test_a_mono_opus_link_after_a_stereo_one_is_at_full_level_on_both_channels(tmp_path):
+    # ffmpeg 5.1 decodes every link with the first link's decoder: cat a.opus d.opus (d mono),
+    # ffmpeg -i ad.opus -f f32le: d's part at -9.00 dB RMS on both channels, d alone -9.01 dB;
+    # lkplug equal to it sample for sample (2.4e-7). lkplug before: -12.02 dB, upmixed at -3 dB with
+    # an "audio changed mid-stream" warning
+    whole, (_, mono) = chained(tmp_path, "ad.opus", [("libopus", 440, 2), ("libopus", 880, 1)])
+    data, stderr = read_through_lkplug(whole, tmp_path)
+    alone, _ = read_through_lkplug(mono, tmp_path)
+    assert len(data) == 192000 and "changed mid-stream" not in stderr
+    # once the decoder has left the stereo link's state behind (0.2 s), the mono link as it is alone,
+    # the same on both channels
+    np.testing.assert_array_equal(data[96000 + 9600 :, 0], data[96000 + 9600 :, 1])
+    np.testing.assert_allclose(data[96000 + 9600 :, 0], alone[9600:, 0], atol=1e-3)
 
 
 def decode_all_with(path, **params):

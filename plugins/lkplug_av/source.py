@@ -10,6 +10,7 @@ and share one clock (seconds from the start of the file, or from ``start=``)."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 from contextlib import contextmanager
 from fractions import Fraction
@@ -58,6 +59,13 @@ _DIRECT = {
 }
 _KIND = {"a": "audio", "v": "video"}
 _NEVER = object()  # a pts no frame has
+# FFmpeg 8's Ogg demuxer's messages where a chained Ogg's link changes format (rate or channels)
+OGG_LINK_CHANGE = (
+    "failed to create or replace stream",
+    "Channel change is not supported",
+    "Sample rate change is not supported",
+    "Packet processing failed: Not yet implemented",
+)
 
 
 @contextmanager
@@ -265,6 +273,8 @@ class FileSource(Source):
         self.container = None
         self.streams: dict = {}  # kind -> PyAV stream (FFmpeg path)
         self.reader = None  # "soundfile": a WAV read through libsndfile (RIFX, plain PCM)
+        self.opus_decoder = None  # the first Opus link's decoder, decoding a chained Ogg's later links
+        self.links_opened = 0  # later links of a chained Ogg opened on their own (they change format)
         self.formats: dict | None = None
         self.skipped = 0
         self.errors: list[str] = []  # FFmpeg's error messages while decoding
@@ -461,6 +471,7 @@ class FileSource(Source):
         return f"{self.path}: damaged input, decoded past it: " + "; ".join(parts)
 
     def _reopen(self) -> None:
+        self.opus_decoder = None
         if self.container is not None:
             self.container.close()
             self.container = open_container(self.path)
@@ -472,12 +483,17 @@ class FileSource(Source):
         """(kind, seconds from the file's start, PyAV frame) for one pass over the file. FFmpeg's own
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
-        with ffmpeg_errors(self.errors) as logs:
-            yield from self._demux_and_decode(logs)
+        try:
+            with ffmpeg_errors(self.errors):
+                yield from self._demux_and_decode()
+        finally:
+            if self.links_opened:
+                # the Ogg demuxer's words about a link that changes format are no damage; they reach
+                # the log when FFmpeg next flushes it (a page early, or in the next link's probe)
+                self.errors[:] = [text for text in self.errors if not text.startswith(OGG_LINK_CHANGE)]
 
-    def _demux_and_decode(self, logs: list):
-        """Packet by packet: a packet that fails to decode is counted and skipped. ``logs``: FFmpeg's
-        messages so far."""
+    def _demux_and_decode(self):
+        """Packet by packet: a packet that fails to decode is counted and skipped."""
         import av
 
         container = self.container
@@ -492,10 +508,11 @@ class FileSource(Source):
         discontinuous = bool(container.format.flags & AVFMT_TS_DISCONT)
         shift, expected = 0.0, {}  # seconds added to the file's clock; kind -> where it goes on
         audio_end = None  # where the last decoded audio ended, in the file's clock
-        link_shift, link_begins = 0.0, False  # a later Ogg link's clock starts again: seconds added
+        # where the links of a chained Ogg begin: a later link's timestamps say nothing of where it goes
+        links = ogg_links(self.path) if container.format.name == "ogg" else []
+        link = 0  # the link of the last packet read (0: the first, or no Ogg)
         position = 0  # byte position of the last packet read
         while True:
-            logged = len(logs)
             try:
                 packet = next(demux)
             except (StopIteration, av.error.EOFError):
@@ -505,27 +522,33 @@ class FileSource(Source):
                     # a chained Ogg's next link changes rate or channels: FFmpeg 8's demuxer stops
                     # there (ffmpeg 5.1 went on); the link is opened as a file of its own
                     container = self._next_ogg_link(position, exc)
-                    del logs[logged:]  # FFmpeg's messages about the change: no damage
                     kind_of = {stream.index: kind for kind, stream in self.streams.items()}
                     demux = container.demux(*self.streams.values())
-                    link_begins = True
                     continue
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 self.errors.append(str(exc))
                 return
             try:
-                decoded = packet.decode()
+                decoded = self.opus_decoder.decode(packet) if self.opus_decoder else packet.decode()
             except av.error.FFmpegError:
                 self.skipped += 1
                 continue
             kind = kind_of[packet.stream.index]
             position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
+            link_begins = False
+            if links and position >= links[min(link + 1, len(links) - 1)] > links[link]:
+                link, link_begins = bisect.bisect_right(links, position) - 1, True
             for frame in decoded:
                 seconds = frame.time
-                if seconds is not None and link_begins:  # the new link goes on where the audio ended
-                    link_shift, link_begins = (audio_end or 0.0) - seconds, False
-                if seconds is not None:
-                    seconds += link_shift
+                if link and kind == "audio":
+                    # a later link of a chained Ogg follows the audio before it, sample after sample, as
+                    # ffmpeg 5.1 plays it: FFmpeg 8 gives its first packet the time where the link
+                    # before ended and the rest the link's own clock from 0 (a hole, then a step back)
+                    if link_begins:
+                        frame = _first_of_link(frame, packet)
+                    seconds = audio_end
+                elif seconds is not None and packet.stream.codec_context.name == "vorbis":
+                    seconds -= _beyond_packet(frame, packet)
                 if seconds is None:
                     if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
                         seconds = audio_end  # before, as ffmpeg counts it, so start= still trims it
@@ -552,7 +575,14 @@ class FileSource(Source):
                 f"{self.path}: FFmpeg cannot read past byte {position} of this Ogg file (a link that"
                 f" changes format): {exc.strerror}"
             )
+        first = self.streams["audio"].codec_context
+        if self.opus_decoder is None and first.name == "opus":
+            # ffmpeg 5.1 decodes every later Opus link with the first link's decoder: a mono link after
+            # a stereo one comes out on both channels at full level (an Opus decoder's mono-to-stereo),
+            # not upmixed at -3 dB; Opus is 48 kHz in every link, so the format never changes
+            self.opus_decoder = first  # kept after its container closes: its state goes on, as in 5.1
         self.container.close()
+        self.links_opened += 1
         try:
             self.container = av.open(
                 self.path, metadata_errors="replace", options={"skip_initial_bytes": str(offset)}
@@ -628,6 +658,40 @@ def _ffmpeg_layout(path: str) -> str:
             return layout_name(container.streams.audio[0].codec_context.layout)
     except (av.error.FFmpegError, IndexError):
         return ""
+
+
+def _beyond_packet(frame, packet) -> float:
+    """Seconds by which the one frame decoded from ``packet`` is longer than the packet: it ends where
+    the packet ends. FFmpeg 8 gives a Vorbis frame its packet's time, but a long block followed by a
+    short one decodes to more samples than the short one's packet holds (576 for 128): the frame
+    began 448 samples earlier, where the frame before ended (ffmpeg 5.1 plays them end to end).
+    Vorbis only: other decoders' packets may say less than their frames hold (a FLAC's)."""
+    if not packet.duration or not packet.time_base or not frame.sample_rate:
+        return 0.0
+    held = float(packet.duration * packet.time_base)
+    return max(0.0, frame.samples / frame.sample_rate - held)
+
+
+def _first_of_link(frame, packet):
+    """``frame``, decoded from the first packet of a later link of a chained Ogg, cut to the samples
+    that packet holds. FFmpeg 8's Vorbis decoder gives the first packet of a link the length of the
+    last block of the link before (576 samples for a 128-sample packet: 448 zeros, then the 128 that
+    ffmpeg 5.1 gives); an Opus frame is shorter than its packet (pre-skip) and is kept whole."""
+    import av
+
+    if not packet.duration or not packet.time_base:
+        return frame
+    held = round(packet.duration * packet.time_base * frame.sample_rate)
+    if frame.samples <= held:
+        return frame
+    planes = frame.to_ndarray()
+    channels = frame.layout.nb_channels
+    kept = planes[:, -held:] if frame.format.is_planar else planes[:, -held * channels :]
+    cut = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(kept), format=frame.format.name, layout=frame.layout
+    )
+    cut.sample_rate, cut.time_base, cut.pts = frame.sample_rate, frame.time_base, frame.pts
+    return cut
 
 
 def _length(frame) -> float:
