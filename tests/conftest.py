@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,14 @@ def pytest_terminal_summary(terminalreporter):
         for verdict, outcomes in sorted(counts.items()):
             text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
             terminalreporter.write_line(f"{verdict:<20} {sum(outcomes.values()):>4} files: {text}")
+
+
+def wait_for_bytes(out: Path, more_than: int, seconds: float = 60) -> None:
+    """Wait until a run has written more than ``more_than`` bytes of ``out`` (its temporary while it
+    is written; see lkplug.outputs.bytes_written), or ``seconds`` have passed: the moment a test sends
+    its signal."""
+    from lkplug.outputs import bytes_written
+
+    deadline = time.monotonic() + seconds
+    while bytes_written(out) <= more_than and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import assert_one_line_error, run_lkplug
+from conftest import assert_one_line_error, run_lkplug, wait_for_bytes
 from signals import write_flac
 
-from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 
 
@@ -92,9 +91,7 @@ def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while bytes_written(out) <= 48000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_bytes(out, 48000, seconds=30)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -226,9 +223,7 @@ def test_sigterm_stops_cleanly_too(tmp_path):
             f"wav:{out}",
         ],
     )
-    deadline = time.monotonic() + 30
-    while bytes_written(out) <= 4800 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_bytes(out, 4800, seconds=30)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 130
     assert soundfile.info(out).frames > 0

@@ -15,11 +15,10 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import assert_one_line_error, run_lkplug
+from conftest import assert_one_line_error, run_lkplug, wait_for_bytes
 
 import lkplug
 from lkplug import AudioFormat, Built, Pipeline, Registry, UsageError
-from lkplug.outputs import bytes_written
 from lkplug.testing import sine, to_s16
 
 HERE = Path(__file__).resolve().parent
@@ -272,9 +271,7 @@ def test_a_second_signal_while_the_encoder_drains_its_backlog_leaves_a_valid_mp4
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while bytes_written(out) < 64 * 1024 and time.monotonic() < deadline:  # packets out: lookahead full
-        time.sleep(0.05)
+    wait_for_bytes(out, 64 * 1024 - 1)  # packets out: lookahead full
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(second)
@@ -289,9 +286,7 @@ def test_a_second_signal_while_the_encoder_drains_its_backlog_leaves_a_valid_mp4
 
 def test_sigterm_ends_a_run_waiting_on_its_pace(tmp_path):
     process, out = start_run(tmp_path, "--pace", "1e-6", "--source", "tone:duration=10")
-    deadline = time.monotonic() + 30
-    while not bytes_written(out) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_bytes(out, 0, seconds=30)
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)  # before: any number of SIGTERMs were ignored

@@ -8,7 +8,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import assert_one_line_error, run_lkplug
+from conftest import assert_one_line_error, run_lkplug, wait_for_bytes
 
 from lkplug import Built, Pipeline, Registry, RunContext, Source, VideoFormat, VideoFrame, build
-from lkplug.outputs import bytes_written
 from lkplug.testing import dominant_frequency, sine, to_s16
 from lkplug_av.source import FileSource
 
@@ -534,9 +532,7 @@ def test_ctrl_c_during_a_video_encode_leaves_a_playable_file(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while bytes_written(out) <= 50_000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_bytes(out, 50_000)
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
