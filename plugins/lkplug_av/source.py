@@ -50,13 +50,19 @@ AVFMT_TS_DISCONT = 0x0200  # avformat.h: the format allows timestamp discontinui
 # ts_discontinuity_detect)
 TS_DISCONT_SECONDS = 0.1
 # sample formats copied straight from the decoder's planes: name -> (dtype, planar); any other
-# (u8 to s16; s32 of 24-bit FLAC, s64, dbl to flt) is converted by libswresample
+# (u8 to s16; s64, dbl to flt) is converted by libswresample, frame by frame
 _DIRECT = {
     "s16": (np.int16, False),
     "s16p": (np.int16, True),
     "flt": (np.float32, False),
     "fltp": (np.float32, True),
+    # s32 (24-bit FLAC and ALAC, pcm_s24le) is gathered as it is and made flt a block at a time, as
+    # libswresample makes it (x * 2^-31 in float: the same samples, bit for bit): converting each
+    # decoded frame through libswresample cost 0.07 s of a 2-minute FLAC's 0.3 s
+    "s32": (np.int32, False),
+    "s32p": (np.int32, True),
 }
+S32_SCALE = np.float32(1.0 / (1 << 31))  # libswresample's s32 -> flt: (float)x * (1.0f / (1U << 31))
 _KIND = {"a": "audio", "v": "video"}
 _NEVER = object()  # a pts no frame has
 # FFmpeg 8's Ogg demuxer's messages where a chained Ogg's link changes format (rate or channels)
@@ -950,6 +956,9 @@ class _Clock:
             channels = block.layout.nb_channels
             data = np.frombuffer(block.planes[0], dtype, count=samples * channels)
             data = data.reshape(samples, channels).copy()
+        if dtype is np.int32:
+            data = data.astype(np.float32)
+            data *= S32_SCALE
         return self._emit(data, layout_name(block.layout))
 
     def _emit(self, data: np.ndarray, layout: str) -> list:
