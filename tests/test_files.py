@@ -520,6 +520,51 @@ def test_nothing_decodable_is_one_error_and_no_output(tmp_path):
     assert not out.exists()
 
 
+# each packet in its own stream ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("media") / "short.mp4"
+    make_clip(path, seconds=1.0, width=640, height=360)
+    return path
+
+
+# Expected values from ffmpeg 5.1 on the same 1 s clip (30 pictures; `ffmpeg -i short.mp4 -f s16le -`:
+# 48128 samples, 47 AAC frames): `ffmpeg -i short.mp4 ref.mp4` -> ffprobe nb_frames h264 30, aac 48
+# (47 + the encoder's priming frame), 48128 samples decoded; `-c:a libopus ref.mkv` -> 48128 samples;
+# `ffmpeg -stream_loop 1 -i short.mp4 ref.mp4` -> aac 95, 96256 samples (its h264 61 is a picture it
+# repeats at the seam; each pass here gives its 30). -t 2 stops the loop=0 source on its seam, after
+# 2 s x 48 kHz = 96000 samples: AAC carries them in 94 whole frames (96256), Opus in Matroska cut to
+# the sample.
+@pytest.mark.parametrize(
+    "extension, loop, stop, pictures, samples, header",
+    [
+        ("mp4", 1, [], 30, 48128, (30, 48)),
+        ("mp4", 2, [], 60, 96256, (60, 95)),
+        ("mp4", 0, ["-t", "2"], 60, 96256, (60, 95)),
+        ("mkv", 1, [], 30, 48128, None),
+        ("mkv", 0, ["-t", "2"], 60, 96000, None),
+    ],
+)
+def test_each_encoders_packets_go_into_its_own_stream(
+    extension, loop, stop, pictures, samples, header, short_clip, tmp_path
+):
+    # the audio encoder's last packets, drained at close, went into the video stream (index 0): the
+    # mp4 of one pass had 32 video samples and 46 audio, the demuxer hiding 2, or showing the last
+    # as a broken picture ("missing picture in access unit"), as a Ctrl-C left it now and then
+    out = tmp_path / f"out.{extension}"
+    result = run_lkplug("run", "--source", f"file:{short_clip},loop={loop}", "--sink", f"file:{out}", *stop)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        if header:  # the sample tables (stsz) count every packet, shown or not
+            assert (video.frames, audio.frames) == header
+        assert sum(1 for _ in container.decode(video)) == pictures  # each decodes as a picture
+    with av.open(str(out)) as container:
+        assert sum(frame.samples for frame in container.decode(audio=0)) == samples
+
+
 # Ctrl-C ---------------------------------------------------------------------------------------
 
 
@@ -541,7 +586,8 @@ def test_ctrl_c_during_a_video_encode_leaves_a_playable_file(tmp_path):
     with av.open(str(out)) as container:  # the trailer (moov) is written: the file opens and plays
         video = container.streams.video[0]
         pictures = sum(1 for _ in container.decode(video))
-    assert pictures >= 30
+        samples = video.frames  # the sample table's count: a packet of the audio's would be one more
+    assert pictures >= 30 and samples == pictures
     data, rate = audio_of(out)  # the audio is there too; how far it got depends on the interleaving
     assert abs(len(data) / rate - pictures / 30) < 0.6
 

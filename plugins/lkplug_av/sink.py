@@ -346,7 +346,7 @@ class FileSink(Sink):
                         dropped = self._drop_at
                         if dropped is not None and time.monotonic() > max(dropped, draining) + DRAIN_GRACE:
                             break
-                        self.container.mux(packet)
+                        self._mux(stream, [packet])
         finally:
             if self.container is not None:
                 container, self.container = self.container, None
@@ -503,7 +503,7 @@ class FileSink(Sink):
                 picture = self._rescale(picture, frame.time)
             picture.pts = pts
             picture.time_base = VIDEO_TIME_BASE
-        self._mux(stream.encode(picture))
+        self._mux(stream, stream.encode(picture))
 
     def _rescale(self, picture, when: float):
         """A picture whose size changed mid-stream (a live track adapting to bandwidth), scaled to the
@@ -525,7 +525,13 @@ class FileSink(Sink):
             interpolation=Interpolation.BICUBIC,
         )
 
-    def _mux(self, packets) -> None:
+    def _mux(self, stream, packets: list) -> None:
+        """Write ``packets``, which ``stream``'s encoder gave, into ``stream``: the one way a packet
+        reaches the container. Each is bound to ``stream`` here because PyAV's ``encode_lazy`` (a
+        CodecContext method that the stream passes through) leaves a packet's stream index at 0:
+        the audio encoder's last packets, drained at close, went into the video stream."""
+        for packet in packets:
+            packet.stream = stream
         if packets:
             with self._writing():
                 self.container.mux(packets)
