@@ -508,6 +508,7 @@ class FileSource(Source):
             self._seek(origin + self.start)
             container = self.container  # opened again where the seek failed
         kind_of = {stream.index: kind for kind, stream in self.streams.items()}
+        vorbis = {s.index for s in self.streams.values() if s.codec_context.name == "vorbis"}
         demux = container.demux(*self.streams.values())
         # formats whose timestamps may start again (MPEG-TS): a stream going back in time is a new
         # piece that continues where the last ended, for every stream, as ffmpeg's demuxer offsets it
@@ -529,6 +530,7 @@ class FileSource(Source):
                     # there (ffmpeg 5.1 went on); the link is opened as a file of its own
                     container = self._next_ogg_link(position, exc)
                     kind_of = {stream.index: kind for kind, stream in self.streams.items()}
+                    vorbis = {s.index for s in self.streams.values() if s.codec_context.name == "vorbis"}
                     demux = container.demux(*self.streams.values())
                     continue
                 self.skipped += 1  # a broken container structure: nothing more can be read
@@ -539,7 +541,8 @@ class FileSource(Source):
             except av.error.FFmpegError:
                 self.skipped += 1
                 continue
-            kind = kind_of[packet.stream.index]
+            index = packet.stream.index  # (not stream_index: 0 in the flushing packets PyAV adds)
+            kind = kind_of[index]
             position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
             link_begins = False
             if links and position >= links[min(link + 1, len(links) - 1)] > links[link]:
@@ -553,7 +556,7 @@ class FileSource(Source):
                     if link_begins:
                         frame = _first_of_link(frame, packet)
                     seconds = audio_end
-                elif seconds is not None and packet.stream.codec_context.name == "vorbis":
+                elif seconds is not None and index in vorbis:
                     seconds -= _beyond_packet(frame, packet)
                 if seconds is None:
                     if kind == "audio":  # no timestamp (laced Matroska blocks): it follows the frame
