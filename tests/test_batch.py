@@ -156,6 +156,19 @@ def test_all_ok_exits_0_and_a_list_file_keeps_its_order(batch_dir):
     assert "lkplug: batch: 2 ok, 0 failed;" in result.stderr
 
 
+def test_a_globs_largest_input_starts_first(tmp_path):
+    # the glob lists z.wav last; started last, a long input runs alone at the end while the other
+    # workers idle (longest processing time first); inputs of one size keep the glob's order
+    for name, seconds in (("a", 1.0), ("b", 1.0), ("z", 4.0)):
+        soundfile.write(tmp_path / f"{name}.wav", sine(440, seconds, 48000), 48000, "PCM_16")
+    result = run_lkplug(
+        "run", "--source", "file:*.wav", *CHAIN, "--sink", "wav:out/{stem}.wav", "-j", "1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    done = [line.split()[2] for line in result.stderr.splitlines() if line.startswith("lkplug: ok ")]
+    assert done == ["z.wav", "a.wav", "b.wav"], result.stderr
+
+
 def test_one_file_fills_the_templates_too(batch_dir):
     # a new user's `--source file:hex.flac --sink 'wav:out_{stem}.wav'` wrote a file named
     # "out_{stem}.wav" (exit 0); a name with glob characters in it is that file, not a pattern

@@ -199,6 +199,8 @@ class Batch:
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
         self.pattern = pattern
+        # a list's order is its writer's, and is kept; a glob's (by name) is no one's choice
+        self.in_order = pattern.startswith("@")
         listed, self.root = expand(pattern)
         # a list may name a file that is gone (one failed input, not a refused batch) or one file twice
         # (a list made by hand, a link and its target reached by a glob): each file runs once
@@ -750,7 +752,9 @@ def run_batch(
     # local workers get an input only as one of them becomes free, so that after a failure with
     # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to stop
     window = len(todo) if cluster else workers
-    queue = list(todo)
+    # a glob's largest inputs first (longest processing time first): a long recording that the glob
+    # lists last would otherwise start last and run alone at the end, the other workers idle
+    queue = list(todo) if batch.in_order else sorted(todo, key=_input_size, reverse=True)
     job_of: dict = {}
     retried: set[int] = set()  # inputs run again after a worker's death took their pool down
     try:
@@ -826,6 +830,14 @@ def run_batch(
         if status is not None:
             status.finish()
     return summary
+
+
+def _input_size(job: Job) -> int:
+    """Bytes of ``job``'s input: the estimate of its work (0 where it cannot be read: it fails soon)."""
+    try:
+        return os.path.getsize(job.input)
+    except OSError:
+        return 0
 
 
 def _result(future, job: Job, died: dict[int, str]) -> Result | None:
