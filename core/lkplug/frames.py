@@ -8,7 +8,8 @@ Every frame knows its media ``kind`` and its start ``time`` in seconds, so a mux
 
 Video is a numpy array in FFmpeg's layout for its pixel format (what PyAV's ``to_ndarray`` gives):
 ``yuv420p`` and ``nv12`` are (height * 3 / 2, width) uint8 planes stacked, ``rgb24`` (height, width, 3),
-``rgba``/``bgra`` (height, width, 4), ``gray`` (height, width).
+``rgba``/``bgra`` (height, width, 4), ``gray`` (height, width). A picture's pixels need not be square:
+its sample aspect ratio (FFmpeg's SAR, the shape of one pixel) says how wide it shows.
 """
 
 from __future__ import annotations
@@ -200,16 +201,19 @@ def video_shape(pixel_format: str, width: int, height: int) -> tuple[int, ...]:
 @dataclass(frozen=True, slots=True)
 class VideoFormat:
     """What a video stream carries. ``fps`` is the nominal rate (None: unknown or variable); it
-    informs encoders but is not part of the contract, since timestamps carry the timing."""
+    informs encoders but is not part of the contract, since timestamps carry the timing. ``sar`` is
+    the pictures' sample aspect ratio (see ``VideoFrame``), not part of the contract either."""
 
     width: int
     height: int
     pixel_format: str = "yuv420p"
     fps: float | None = field(default=None, compare=False)
+    sar: tuple[int, int] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         fps = f", {self.fps:g} fps" if self.fps else ""
-        return f"video {self.width}x{self.height} {self.pixel_format}{fps}"
+        sar = f", SAR {self.sar[0]}:{self.sar[1]}" if self.sar and self.sar[0] != self.sar[1] else ""
+        return f"video {self.width}x{self.height} {self.pixel_format}{sar}{fps}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -218,7 +222,9 @@ class VideoFrame(Frame):
     ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown).
     ``color`` is the colour description as (matrix, primaries, transfer) code points of ITU-T H.273,
     as H.264 and FFmpeg number them (1: BT.709, 6: SMPTE 170M, 9: BT.2020), None when not stated;
-    YUV is always limited range."""
+    YUV is always limited range. ``sar`` is the sample aspect ratio, the width of one pixel to its
+    height as a reduced (num, den) pair, as FFmpeg's SAR: (32, 27) for 720x480 shown at 16:9, (1, 1)
+    for square pixels stated; None when not stated (FFmpeg's 0:1), which players show square."""
 
     data: np.ndarray
     pixel_format: str
@@ -227,6 +233,7 @@ class VideoFrame(Frame):
     time: float = 0.0
     duration: float = 0.0
     color: tuple[int, int, int] | None = None
+    sar: tuple[int, int] | None = None
     kind: ClassVar[str] = "video"
 
     def __post_init__(self):
@@ -242,4 +249,4 @@ class VideoFrame(Frame):
 
     @property
     def format(self) -> VideoFormat:
-        return VideoFormat(self.width, self.height, self.pixel_format)
+        return VideoFormat(self.width, self.height, self.pixel_format, sar=self.sar)
