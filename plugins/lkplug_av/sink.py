@@ -480,9 +480,10 @@ class FileSink(Sink):
             return
         width, height = first.width, first.height
         shown = _derived(width, sar.numerator, sar.denominator)  # as scale=-2 rounds a side
+        container = self.path.suffix[1:] or self.muxer
         self._notify(
-            f"{self.path}: {self.video_codec} in {self.path.suffix[1:] or self.muxer} keeps no pixel aspect"
-            f" ratio here (PyAV cannot set Matroska's display size): the {width}x{height} pictures of"
+            f"warning: {self.path}: {self.video_codec} in {container} keeps no pixel aspect ratio"
+            f" here (PyAV cannot set Matroska's display size): the {width}x{height} pictures of"
             f" SAR {sar.numerator}:{sar.denominator} will show as {width}x{height}, not {shown}x{height};"
             f" put scale:width={shown},height={height} before this sink for square pixels, or write mp4"
         )
