@@ -113,3 +113,20 @@ def test_webm_says_it_cannot_keep_non_square_pixels(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "pixel aspect ratio" not in result.stderr  # 1280:1281 is square within FFmpeg's 0.4%
+
+
+@pytest.mark.shared_media
+@pytest.mark.parametrize(
+    "name, procs, expected",
+    # ffmpeg -i NAME out.mp4 (-vf scale=10:6 for the 10x5 one, whose odd height libx264 refuses);
+    # lkplug before: the sizes alike, SAR N/A
+    [
+        ("fc__matroska.mkv", (), (16, 8, "7:8")),  # Matroska's display size over the VUI's 9:10
+        ("fc__flash.flv", (), (16, 8, "9:10")),  # from the H.264 VUI
+        ("fc__xvid.avi", ("--proc", "scale:width=10,height=6"), (10, 6, "27:25")),  # 9:10 * 6/5
+    ],
+)
+def test_real_files_keep_their_sar_as_ffmpeg(shared_media, name, procs, expected, tmp_path):
+    out = tmp_path / "out.mp4"
+    run("--source", f"file:{shared_media / 'files' / name}", *procs, "--sink", f"file:{out}")
+    assert written(out) == expected
