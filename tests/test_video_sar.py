@@ -130,3 +130,16 @@ def test_real_files_keep_their_sar_as_ffmpeg(shared_media, name, procs, expected
     out = tmp_path / "out.mp4"
     run("--source", f"file:{shared_media / 'files' / name}", *procs, "--sink", f"file:{out}")
     assert written(out) == expected
+
+
+@pytest.mark.live
+def test_a_track_says_it_shows_non_square_pixels_square(tmp_path):
+    source = tmp_path / "ana.mp4"
+    clip(source, 720, 480, Fraction(32, 27))
+    result = run_lkplug("run", "--devserver", "--source", f"file:{source}", "--sink", "track:cam")
+    assert result.returncode == 0, result.stderr
+    # WebRTC carries no SAR: a receiver shows the 720x480 pictures 3:2 (ffmpeg shows them 16:9: 854
+    # wide, 853.3 to an even number as scale=-2 rounds); said once (before: silent)
+    told = [line for line in result.stderr.splitlines() if "pixel aspect ratio" in line]
+    assert len(told) == 1
+    assert "SAR 32:27" in told[0] and "scale:width=854,height=480" in told[0]

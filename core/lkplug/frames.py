@@ -198,6 +198,37 @@ def video_shape(pixel_format: str, width: int, height: int) -> tuple[int, ...]:
     return (height, width)
 
 
+def even_size(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` pixels to the nearest even number, halves up (at least 2), as
+    FFmpeg's scale=-2 rounds a side (av_rescale(.., .., 2 * denominator) * 2)."""
+    return max(2, (numerator + denominator) // (denominator * 2) * 2)
+
+
+def square_width(width: int, sar: tuple[int, int] | None) -> int:
+    """The width at which ``width`` pixels of sample aspect ratio ``sar`` show with square pixels,
+    as ``even_size`` rounds it (720 at 32:27: 853.3, so 854); ``width`` itself for an unstated SAR
+    or one within 0.4% of square (FFmpeg's tolerance between two SARs that disagree)."""
+    if sar is None or abs(sar[0] - sar[1]) * 250 <= sar[1]:
+        return width
+    return even_size(width * sar[0], sar[1])
+
+
+def square_pixels_advice(frame: VideoFrame) -> str:
+    """For a sink that cannot store a picture's SAR, whose pixels players will then show square:
+    how the picture will look and the ``scale:`` that keeps its shape ("the 720x480 pictures of SAR
+    32:27 will show as 720x480, not 854x480; put scale:width=854,height=480 before this sink for
+    square pixels"); empty when squaring would not change its width."""
+    width, height = frame.width, frame.height
+    shown = square_width(width, frame.sar)
+    if shown == width:
+        return ""
+    num, den = frame.sar
+    return (
+        f"the {width}x{height} pictures of SAR {num}:{den} will show as {width}x{height}, not"
+        f" {shown}x{height}; put scale:width={shown},height={height} before this sink for square pixels"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VideoFormat:
     """What a video stream carries. ``fps`` is the nominal rate (None: unknown or variable); it

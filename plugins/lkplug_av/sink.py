@@ -37,11 +37,11 @@ from lkplug import (
     VideoFrame,
 )
 from lkplug.convert import clip_float
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, video_shape
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, square_pixels_advice, video_shape
 from lkplug.paths import TELLING, check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
-from .video import _derived, to_av
+from .video import to_av
 
 VIDEO_BITRATES = {"libvpx": 2_000_000, "libvpx-vp9": 2_000_000}  # libvpx's own default (256k) smears
 # how much media is held while a stream that has not shown up yet is waited for (memory: 10 s of
@@ -470,23 +470,16 @@ class FileSink(Sink):
         self._rate = rate  # nominal, for the encoder's rate control and the container's header
 
     def _tell_lost_sar(self, first) -> None:
-        """Told once: non-square pixels that this file cannot say are not square (VP8 in WebM), so
-        players will show them square. Within 0.4% of square (FFmpeg's own tolerance for two SARs
-        that disagree) is square enough."""
-        sar = Fraction(*first.sar)
+        """Told once: non-square pixels that this file cannot say are not square (VP8 in WebM)."""
         if self.muxer not in ("matroska", "webm") or self.video_codec in SAR_IN_BITSTREAM:
             return
-        if abs(sar - 1) <= Fraction(1, 250):
-            return
-        width, height = first.width, first.height
-        shown = _derived(width, sar.numerator, sar.denominator)  # as scale=-2 rounds a side
-        container = self.path.suffix[1:] or self.muxer
-        self._notify(
-            f"warning: {self.path}: {self.video_codec} in {container} keeps no pixel aspect ratio"
-            f" here (PyAV cannot set Matroska's display size): the {width}x{height} pictures of"
-            f" SAR {sar.numerator}:{sar.denominator} will show as {width}x{height}, not {shown}x{height};"
-            f" put scale:width={shown},height={height} before this sink for square pixels, or write mp4"
-        )
+        advice = square_pixels_advice(first)
+        if advice:
+            container = self.path.suffix[1:] or self.muxer
+            self._notify(
+                f"warning: {self.path}: {self.video_codec} in {container} keeps no pixel aspect ratio"
+                f" here (PyAV cannot set Matroska's display size): {advice}, or write mp4"
+            )
 
     def _encode(self, frame) -> None:
         import av

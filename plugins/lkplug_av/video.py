@@ -7,6 +7,7 @@ import math
 from fractions import Fraction
 
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
+from lkplug.frames import even_size
 
 
 def to_av(frame: VideoFrame):
@@ -116,7 +117,7 @@ class Scale(Processor):
 def _derived(given: int, side: int, other: int) -> int:
     """The side left out, ``given * side / other`` to the nearest even number, halves up: FFmpeg's
     scale=-2 (av_rescale(given, side, other * 2) * 2, which rounds halves away from zero)."""
-    return max(2, (given * side + other) // (other * 2) * 2)
+    return even_size(given * side, other)
 
 
 class PixelFormat(Processor):
