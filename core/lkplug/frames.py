@@ -8,7 +8,8 @@ Every frame knows its media ``kind`` and its start ``time`` in seconds, so a mux
 
 Video is a numpy array in FFmpeg's layout for its pixel format (what PyAV's ``to_ndarray`` gives):
 ``yuv420p`` and ``nv12`` are (height * 3 / 2, width) uint8 planes stacked, ``rgb24`` (height, width, 3),
-``rgba``/``bgra`` (height, width, 4), ``gray`` (height, width).
+``rgba``/``bgra`` (height, width, 4), ``gray`` (height, width). A picture's pixels need not be square:
+its sample aspect ratio (FFmpeg's SAR, the shape of one pixel) says how wide it shows.
 """
 
 from __future__ import annotations
@@ -197,19 +198,53 @@ def video_shape(pixel_format: str, width: int, height: int) -> tuple[int, ...]:
     return (height, width)
 
 
+def even_size(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` pixels to the nearest even number, halves up (at least 2), as
+    FFmpeg's scale=-2 rounds a side (av_rescale(.., .., 2 * denominator) * 2)."""
+    return max(2, (numerator + denominator) // (denominator * 2) * 2)
+
+
+def square_width(width: int, sar: tuple[int, int] | None) -> int:
+    """The width at which ``width`` pixels of sample aspect ratio ``sar`` show with square pixels,
+    as ``even_size`` rounds it (720 at 32:27: 853.3, so 854); ``width`` itself for an unstated SAR
+    or one within 0.4% of square (FFmpeg's tolerance between two SARs that disagree)."""
+    if sar is None or abs(sar[0] - sar[1]) * 250 <= sar[1]:
+        return width
+    return even_size(width * sar[0], sar[1])
+
+
+def square_pixels_advice(frame: VideoFrame) -> str:
+    """For a sink that cannot store a picture's SAR, whose pixels players will then show square:
+    how the picture will look and the ``scale:`` that keeps its shape ("the 720x480 pictures of SAR
+    32:27 will show as 720x480, not 854x480; put scale:width=854,height=480 before this sink for
+    square pixels"); empty when squaring would not change its width."""
+    width, height = frame.width, frame.height
+    shown = square_width(width, frame.sar)
+    if shown == width:
+        return ""
+    num, den = frame.sar
+    return (
+        f"the {width}x{height} pictures of SAR {num}:{den} will show as {width}x{height}, not"
+        f" {shown}x{height}; put scale:width={shown},height={height} before this sink for square pixels"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VideoFormat:
     """What a video stream carries. ``fps`` is the nominal rate (None: unknown or variable); it
-    informs encoders but is not part of the contract, since timestamps carry the timing."""
+    informs encoders but is not part of the contract, since timestamps carry the timing. ``sar`` is
+    the pictures' sample aspect ratio (see ``VideoFrame``), not part of the contract either."""
 
     width: int
     height: int
     pixel_format: str = "yuv420p"
     fps: float | None = field(default=None, compare=False)
+    sar: tuple[int, int] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         fps = f", {self.fps:g} fps" if self.fps else ""
-        return f"video {self.width}x{self.height} {self.pixel_format}{fps}"
+        sar = f", SAR {self.sar[0]}:{self.sar[1]}" if self.sar and self.sar[0] != self.sar[1] else ""
+        return f"video {self.width}x{self.height} {self.pixel_format}{sar}{fps}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -218,7 +253,9 @@ class VideoFrame(Frame):
     ``time`` is its presentation time in seconds, ``duration`` how long it shows (0: unknown).
     ``color`` is the colour description as (matrix, primaries, transfer) code points of ITU-T H.273,
     as H.264 and FFmpeg number them (1: BT.709, 6: SMPTE 170M, 9: BT.2020), None when not stated;
-    YUV is always limited range."""
+    YUV is always limited range. ``sar`` is the sample aspect ratio, the width of one pixel to its
+    height as a reduced (num, den) pair, as FFmpeg's SAR: (32, 27) for 720x480 shown at 16:9, (1, 1)
+    for square pixels stated; None when not stated (FFmpeg's 0:1), which players show square."""
 
     data: np.ndarray
     pixel_format: str
@@ -227,6 +264,7 @@ class VideoFrame(Frame):
     time: float = 0.0
     duration: float = 0.0
     color: tuple[int, int, int] | None = None
+    sar: tuple[int, int] | None = None
     kind: ClassVar[str] = "video"
 
     def __post_init__(self):
@@ -242,4 +280,4 @@ class VideoFrame(Frame):
 
     @property
     def format(self) -> VideoFormat:
-        return VideoFormat(self.width, self.height, self.pixel_format)
+        return VideoFormat(self.width, self.height, self.pixel_format, sar=self.sar)

@@ -37,7 +37,7 @@ from lkplug import (
     VideoFrame,
 )
 from lkplug.convert import clip_float
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, video_shape
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, is_integer_format, square_pixels_advice, video_shape
 from lkplug.paths import TELLING, check_folder, is_pipe, refuse_folder
 
 from . import CONTAINERS
@@ -59,6 +59,11 @@ SAMPLE_COUNTING = {"wav", "flac", "mp3", "ogg", "opus"}
 EMPTY_OPTIONS = {"mp4": {"movflags": "empty_moov"}, "mov": {"movflags": "empty_moov"}}
 EMPTY_OPTIONS["ipod"] = EMPTY_OPTIONS["mp4"]
 NEVER_EMPTY = {"matroska": "mkv", "webm": "webm", "ogg": "ogg", "opus": "opus", "mp3": "mp3"}
+# the encoders that write a picture's sample aspect ratio into their bitstream (H.264's and H.265's
+# VUI, MPEG-4's and MPEG-2's aspect, JPEG's density), found by writing 32:27 into mkv through PyAV
+# 18.1; for the others (libvpx, libvpx-vp9, libsvtav1, ffv1, prores_ks) Matroska's display size must
+# hold it, which its muxer takes from the AVStream, a field PyAV cannot set (PyAV-Org/PyAV#1001)
+SAR_IN_BITSTREAM = {"libx264", "libx265", "mpeg4", "mpeg2video", "mjpeg"}
 VIDEO_TIME_BASE = Fraction(1, 90000)  # fine enough for any picture's own time (MPEG's clock)
 # format=wav: the PCM codec for a sample_format=
 WAV_CODECS = {"s16": "pcm_s16le", "s32": "pcm_s32le", "flt": "pcm_f32le", "dbl": "pcm_f64le", "u8": "pcm_u8"}
@@ -307,7 +312,9 @@ class FileSink(Sink):
         if video is not None and "video" in self.accepts:
             shape = video_shape(video.pixel_format, video.width, video.height)
             self._pending.append(
-                VideoFrame(np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height)
+                VideoFrame(
+                    np.zeros(shape, np.uint8), video.pixel_format, video.width, video.height, sar=video.sar
+                )
             )
         if self._pending:  # opening writes the header: no packet will come to write it
             self._open_and_drain(encode=False, options=EMPTY_OPTIONS.get(self.muxer, {}))
@@ -443,6 +450,9 @@ class FileSink(Sink):
         if first.color is not None:  # carried into the bitstream and the container, as ffmpeg does
             context = stream.codec_context
             context.colorspace, context.color_primaries, context.color_trc = first.color
+        if first.sar is not None:  # into the bitstream (H.264's VUI) and MP4's pasp, as ffmpeg does
+            stream.codec_context.sample_aspect_ratio = Fraction(*first.sar)
+            self._tell_lost_sar(first)
         stream.thread_type = "AUTO"
         options = {}
         if self.video_bitrate or self.video_codec in VIDEO_BITRATES:
@@ -458,6 +468,18 @@ class FileSink(Sink):
         self.streams["video"] = stream
         self._size = (first.width, first.height)
         self._rate = rate  # nominal, for the encoder's rate control and the container's header
+
+    def _tell_lost_sar(self, first) -> None:
+        """Told once: non-square pixels that this file cannot say are not square (VP8 in WebM)."""
+        if self.muxer not in ("matroska", "webm") or self.video_codec in SAR_IN_BITSTREAM:
+            return
+        advice = square_pixels_advice(first)
+        if advice:
+            container = self.path.suffix[1:] or self.muxer
+            self._notify(
+                f"warning: {self.path}: {self.video_codec} in {container} keeps no pixel aspect ratio"
+                f" here (PyAV cannot set Matroska's display size): {advice}, or write mp4"
+            )
 
     def _encode(self, frame) -> None:
         import av

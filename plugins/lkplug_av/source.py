@@ -132,6 +132,20 @@ def layout_name(layout) -> str:
     return name
 
 
+def sample_aspect(stream) -> tuple[int, int] | None:
+    """A video stream's sample aspect ratio as the ffmpeg CLI takes it: the container's (MP4's pasp,
+    Matroska's display size) over the bitstream's (H.264's VUI), as av_guess_sample_aspect_ratio
+    decides; None when neither states one (0:1)."""
+    sar = stream.sample_aspect_ratio
+    return (sar.numerator, sar.denominator) if sar else None
+
+
+def turned_sar(sar: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The SAR of a picture turned a quarter round: its inverse, as FFmpeg's transpose filter sets
+    it (ffmpeg's autorotate of a 720x480 32:27 picture gives 480x720 27:32)."""
+    return None if sar is None else (sar[1], sar[0])
+
+
 UNSPECIFIED = 2  # H.273's code point for matrix, primaries and transfer alike
 
 
@@ -331,10 +345,10 @@ class FileSource(Source):
                 fps = float(stream.average_rate or stream.guessed_rate or 0) or None
                 pixel = pixel_format_for(ctx.format, ctx.width, ctx.height) if ctx.format else "yuv420p"
                 ok = ctx.width and ctx.height
-                width, height = ctx.width, ctx.height
+                width, height, sar = ctx.width, ctx.height, sample_aspect(stream)
                 if ok and self._turned(stream):  # shown a quarter turn round: as displayed
-                    width, height = height, width
-                formats[kind] = VideoFormat(width, height, pixel, fps) if ok else None
+                    width, height, sar = height, width, turned_sar(sar)
+                formats[kind] = VideoFormat(width, height, pixel, fps, sar) if ok else None
         self.duration = self._header_duration()
         return formats
 
@@ -421,6 +435,8 @@ class FileSource(Source):
             block = min(block, PACED_BLOCK_SECONDS)
         layout = self.formats["audio"].layout if self.reader else ""
         clock = _Clock(self.limit, block, set(self.streams) or {"audio"}, layout)
+        if "video" in self.streams:
+            clock.sar = sample_aspect(self.streams["video"])
         plays = 0
         while not self.loop or plays < self.loop:
             if plays:
@@ -752,6 +768,7 @@ class _Clock:
         self.converter_time: float | None = None  # seconds of the next sample out of the converter
         self.changes: list[str] = []  # warnings: the first mid-stream change of the audio format, HDR
         self.emitted_video = False
+        self.sar: tuple[int, int] | None = None  # the video stream's, as stored (before a turn)
         self.video_end = 0.0
         self.file_end = 0.0  # end of the last decoded frame in the file's own time (before start=)
         self.emitted = 0
@@ -998,11 +1015,14 @@ class _Clock:
         elif pixel != frame.format.name:
             frame = frame.reformat(format=pixel)
         data = frame.to_ndarray()
+        sar = self.sar
         if any(how):
             data, width, height = orient(data, pixel, width, height, how)
+            if how[0]:
+                sar = turned_sar(sar)
         self.video_end = max(self.video_end, when + length)
         self.emitted += 1
-        yield VideoFrame(data, pixel, width, height, when, length, color_of(frame))
+        yield VideoFrame(data, pixel, width, height, when, length, color_of(frame), sar)
 
     def end_pass(self):
         """After a pass: the last audio block, and the clock moved past everything this pass gave."""

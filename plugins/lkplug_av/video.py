@@ -7,6 +7,7 @@ import math
 from fractions import Fraction
 
 from lkplug import Processor, UsageError, VideoContract, VideoFormat, VideoFrame
+from lkplug.frames import even_size
 
 
 def to_av(frame: VideoFrame):
@@ -42,9 +43,21 @@ class _Reformatter:
 
             self._reformatter = VideoReformatter()
         out = self._reformatter.reformat(to_av(frame), width=width, height=height, format=pixel_format)
+        sar = scaled_sar(frame.sar, frame.width, frame.height, width, height)
         return VideoFrame(
-            out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration, frame.color
+            out.to_ndarray(), pixel_format, width, height, frame.time, frame.duration, frame.color, sar
         )
+
+
+def scaled_sar(sar: tuple[int, int] | None, width: int, height: int, out_width: int, out_height: int):
+    """The sample aspect ratio of a ``width`` x ``height`` picture of ``sar`` scaled to ``out_width``
+    x ``out_height``, so that it shows at the same display aspect, as FFmpeg's scale filter sets it
+    (sar * out_height*width / (out_width*height), reduced): 720x480 at 32:27 scaled to 640x360 is
+    1:1, to 640x426 is 71:60. An unstated SAR (None) stays unstated, as in FFmpeg."""
+    if sar is None:
+        return None
+    out = Fraction(*sar) * Fraction(out_height * width, out_width * height)
+    return out.numerator, out.denominator
 
 
 # FFmpeg's av_image_check_size: (w+128)*(h+128) must stay below INT_MAX/8
@@ -91,7 +104,8 @@ class Scale(Processor):
                 f"scale:{given} makes {width}x{height} of {fmt.width}x{fmt.height}, beyond FFmpeg's largest"
                 f" picture ((width+128)*(height+128) < {MAX_PICTURE}, e.g. 16000x16000)"
             )
-        return VideoFormat(width, height, fmt.pixel_format, fmt.fps)
+        sar = scaled_sar(fmt.sar, fmt.width, fmt.height, width, height)
+        return VideoFormat(width, height, fmt.pixel_format, fmt.fps, sar)
 
     def process(self, frame: VideoFrame) -> list:
         width, height = self.size(frame.width, frame.height, frame.pixel_format)
@@ -103,7 +117,7 @@ class Scale(Processor):
 def _derived(given: int, side: int, other: int) -> int:
     """The side left out, ``given * side / other`` to the nearest even number, halves up: FFmpeg's
     scale=-2 (av_rescale(given, side, other * 2) * 2, which rounds halves away from zero)."""
-    return max(2, (given * side + other) // (other * 2) * 2)
+    return even_size(given * side, other)
 
 
 class PixelFormat(Processor):
@@ -117,7 +131,7 @@ class PixelFormat(Processor):
     def output_format(self, fmt):
         if fmt is None:
             return None
-        return VideoFormat(fmt.width, fmt.height, self.pixel_format, fmt.fps)
+        return VideoFormat(fmt.width, fmt.height, self.pixel_format, fmt.fps, fmt.sar)
 
     def process(self, frame: VideoFrame) -> list:
         if frame.pixel_format == self.pixel_format:
@@ -152,7 +166,7 @@ class Fps(Processor):
     def output_format(self, fmt):
         if fmt is None:
             return None
-        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, float(self.rate))
+        return VideoFormat(fmt.width, fmt.height, fmt.pixel_format, float(self.rate), fmt.sar)
 
     def process(self, frame: VideoFrame) -> list:
         slot = self._slot(frame.time)

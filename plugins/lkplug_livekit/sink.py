@@ -23,6 +23,7 @@ import asyncio
 import fnmatch
 
 from lkplug import AudioContract, MediaError, Sink, UsageError, VideoContract
+from lkplug.frames import square_pixels_advice
 
 from .connection import DISCONNECT_TIMEOUT, RoomConnection
 from .selector import SOURCES
@@ -68,6 +69,7 @@ class TrackSink(Sink):
         # audio held back until the capture queue can start full (None: started, or no queue)
         self._preroll: list | None = None
         self._with_video = False  # a video track goes out beside the audio
+        self._sar_told = False  # the first picture's pixel shape was looked at
         self._tracks: set = set()  # this sink's local tracks
         self._subscriptions = 0  # subscriptions to them signalled so far (one per subscriber)
         self._changed = asyncio.Event()  # a subscription, or someone joined
@@ -114,6 +116,11 @@ class TrackSink(Sink):
         elif frame.kind == "video":
             if "video" not in self._published:
                 await self._publish_video(frame.width, frame.height)
+            if not self._sar_told:  # once: WebRTC has no SAR, a receiver shows every pixel square
+                self._sar_told = True
+                advice = square_pixels_advice(frame)
+                if advice:
+                    self._notify(f"warning: {self.name}: a track carries no pixel aspect ratio: {advice}")
             i420 = rtc.VideoBufferType.I420
             picture = rtc.VideoFrame(frame.width, frame.height, i420, frame.data.tobytes())
             self._published["video"][0].capture_frame(picture, timestamp_us=round(frame.time * 1e6))
