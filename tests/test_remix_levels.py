@@ -393,3 +393,18 @@ def test_streams_downmixed_for_a_float_mix_keep_a_fold_beyond_full_scale(tmp_pat
     assert np.abs(got).max() == pytest.approx(0.989924, abs=1e-6)
     expected = (ffmpeg_ac(a, "mono", "flt") + ffmpeg_ac(b, "mono", "flt")) / 2
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout, channels", [("22.2", 24), ("hexadecagonal", 16)])
+@pytest.mark.parametrize("sink, stored", [("wav:{},subtype=float", "flt"), ("wav:{}", "s16")])
+def test_remix_into_a_layout_of_more_than_8_channels_is_ffmpegs(layout, channels, sink, stored, tmp_path):
+    # before: exit 1, nothing written ("remix:22.2 failed: ValueError: cannot reshape array of size
+    # 0", the channel count of a name outside lkplug's table taken as 0). ffmpeg 5.1 -i in.wav -af
+    # aformat=channel_layouts=22.2 -c:a pcm_f32le out.wav (and pcm_s16le) writes 24 channels with
+    # libswresample's one conversion's samples (compared sample for sample: equal)
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(source, "s16", "5.1")
+    run(f"file:{source}", [f"remix:{layout}"], sink.format(out))
+    got = decode(out)
+    assert got.shape[1] == channels
+    np.testing.assert_allclose(got, ffmpeg_ac(source, layout, stored), rtol=0, atol=1e-6)

@@ -8,7 +8,7 @@ import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
 from lkplug.convert import S16_SCALE
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_format, layout_channels
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_format
 
 
 class Gain(Processor):
@@ -49,8 +49,10 @@ class Remix(Processor):
     channel_mix = True
 
     def __init__(self, channels: str):
+        import av
+
         self.layout = layout_name(channels)
-        self.channels = layout_channels(self.layout) or 0
+        self.channels = av.AudioLayout(self.layout).nb_channels  # FFmpeg's count: 22.2 is 24
         self.kept_as = ""  # the sample format the output is next kept in ("": the frame's own)
         self._resampler = None
         self._key: tuple | None = None
