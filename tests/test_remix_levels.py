@@ -46,10 +46,11 @@ def sines(samples: int, channels: int) -> np.ndarray:
     return np.stack([AMPLITUDE * np.sin(2 * np.pi * (300 + 50 * k) * t + k) for k in range(channels)], 1)
 
 
-def write_wav(path, sample_format: str, layout: str, seconds: float = 0.25) -> None:
-    """A WAV in ``sample_format`` (FFmpeg's name) and ``layout``, written by PyAV's PCM encoders."""
+def write_wav(path, sample_format: str, layout: str, seconds: float = 0.25, data=None) -> None:
+    """A WAV in ``sample_format`` (FFmpeg's name) and ``layout``, written by PyAV's PCM encoders:
+    ``data`` ((samples, channels) float64, full scale 1.0), else ``sines`` for ``seconds``."""
     channels = av.AudioLayout(layout).nb_channels
-    data = sines(round(seconds * RATE), channels)
+    data = sines(round(seconds * RATE), channels) if data is None else data
     scale = {"s16": 32767, "s32": 2147483647, "u8": 127}.get(sample_format)
     if scale:
         data = np.round(data * scale) + (128 if sample_format == "u8" else 0)
@@ -314,16 +315,10 @@ def test_a_gain_works_in_float_as_ffmpegs_volume_filter(processors, extension, f
 
 def in_phase_wav(path, layout: str, peak: float, seconds: float = 1.0) -> None:
     """An s16 WAV in ``layout``: every channel the same 440 Hz sine at ``peak``, in phase, so a fold
-    of them goes beyond full scale (made with PyAV's pcm_s16le, as write_wav)."""
+    of them goes beyond full scale."""
     channels = av.AudioLayout(layout).nb_channels
     tone = peak * np.sin(2 * np.pi * 440 * np.arange(round(seconds * RATE)) / RATE)
-    data = np.round(np.repeat(tone[:, None], channels, 1) * 32767).astype(np.int16)
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=RATE, layout=layout)
-        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
-        frame.sample_rate, frame.pts = RATE, 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    write_wav(path, "s16", layout, data=np.repeat(tone[:, None], channels, 1))
 
 
 # ffmpeg 5.1 -i in.wav -ac 1 -c:a pcm_f32le out.wav, then ffmpeg -i out.wav -af astats: "Max level"
