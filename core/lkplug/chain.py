@@ -168,17 +168,18 @@ class Chain:
         audio chain is then settled (see ``settle``) for ``kept``, the sample format its output is
         next kept in, else for what ``sink`` stores."""
         chain = cls._planned(kind, fmt, stages, registry, sink)
-        if kind != "audio" or fmt is None:
+        if kind != "audio":
             return chain
-        end = kept if kept is not None else stored_sample_format(sink, chain.out_format) if sink else None
-        if end is None:
+        if kept is None and sink is not None and fmt is not None:
+            kept = stored_sample_format(sink, chain.out_format)
+        if kept is None:
             return chain
-        told = chain.settle(end)
+        told = chain.settle(kept)
         if chain.follows_settling():
             # a stage's output format follows what it was told (a remix of s16 kept as float mixes
             # into flt): plan again, each channel mix told first, so the steps after it fit
             chain = cls._planned(kind, fmt, stages, registry, sink, told)
-            chain.settle(end)
+            chain.settle(kept)
         return chain
 
     @classmethod
