@@ -46,10 +46,11 @@ def sines(samples: int, channels: int) -> np.ndarray:
     return np.stack([AMPLITUDE * np.sin(2 * np.pi * (300 + 50 * k) * t + k) for k in range(channels)], 1)
 
 
-def write_wav(path, sample_format: str, layout: str, seconds: float = 0.25) -> None:
-    """A WAV in ``sample_format`` (FFmpeg's name) and ``layout``, written by PyAV's PCM encoders."""
+def write_wav(path, sample_format: str, layout: str, seconds: float = 0.25, data=None) -> None:
+    """A WAV in ``sample_format`` (FFmpeg's name) and ``layout``, written by PyAV's PCM encoders:
+    ``data`` ((samples, channels) float64, full scale 1.0), else ``sines`` for ``seconds``."""
     channels = av.AudioLayout(layout).nb_channels
-    data = sines(round(seconds * RATE), channels)
+    data = sines(round(seconds * RATE), channels) if data is None else data
     scale = {"s16": 32767, "s32": 2147483647, "u8": 127}.get(sample_format)
     if scale:
         data = np.round(data * scale) + (128 if sample_format == "u8" else 0)
@@ -310,3 +311,95 @@ def test_a_gain_works_in_float_as_ffmpegs_volume_filter(processors, extension, f
     write_wav(source, "s16", "stereo", seconds=1.0)
     run(f"file:{source}", processors, f"file:{out}")
     assert dbfs(decode(out)[:, 0]) == pytest.approx(ffmpeg_dbfs, abs=0.05)
+
+
+def in_phase_wav(path, layout: str, peak: float, seconds: float = 1.0) -> None:
+    """An s16 WAV in ``layout``: every channel the same 440 Hz sine at ``peak``, in phase, so a fold
+    of them goes beyond full scale."""
+    channels = av.AudioLayout(layout).nb_channels
+    tone = peak * np.sin(2 * np.pi * 440 * np.arange(round(seconds * RATE)) / RATE)
+    write_wav(path, "s16", layout, data=np.repeat(tone[:, None], channels, 1))
+
+
+# ffmpeg 5.1 -i in.wav -ac 1 -c:a pcm_f32le out.wav, then ffmpeg -i out.wav -af astats: "Max level"
+# for in_phase_wav(layout, 0.9). lkplug before: 0.999969, with "remix:1 clipped 20400 samples"
+# (37840 for 5.1): s16 was mixed into float, then rounded back to s16 at remix:
+FFMPEG_UNCLIPPED_PEAK = {"stereo": 1.272740, "5.1": 3.072667}
+
+
+@pytest.mark.parametrize("layout", list(FFMPEG_UNCLIPPED_PEAK))
+def test_s16_folded_beyond_full_scale_for_a_float_output_is_kept_as_ffmpeg_keeps_it(layout, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    in_phase_wav(source, layout, 0.9)
+    result = run_lkplug(
+        "run", "--source", f"file:{source}", "--proc", "remix:1", "--sink", f"wav:{out},subtype=float"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "clipped" not in result.stderr
+    got = decode(out)
+    assert np.abs(got).max() == pytest.approx(FFMPEG_UNCLIPPED_PEAK[layout], abs=1e-6)
+    # ffmpeg's samples: libswresample's one conversion from s16 to flt (same within float rounding)
+    np.testing.assert_allclose(got, ffmpeg_ac(source, "mono", "flt"), rtol=0, atol=1e-6)
+
+
+def test_s16_folded_beyond_full_scale_into_aac_is_kept_as_ffmpeg_keeps_it(tmp_path):
+    # native aac takes fltp: ffmpeg 5.1 -i in.wav -ac 1 out.m4a, astats "Max level" of the decoded
+    # output: 1.301760 (lkplug before: 1.047220, the fold clipped before the encoder)
+    source, out = tmp_path / "in.wav", tmp_path / "out.m4a"
+    in_phase_wav(source, "stereo", 0.9)
+    run(f"file:{source}", ["remix:1"], f"file:{out}")
+    assert np.abs(decode(out)).max() == pytest.approx(1.301760, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    "peak, db, ffmpeg_peak",
+    [
+        # ffmpeg 5.1 -i in.wav -af aresample=ochl=mono,volume=-3dB -c:a pcm_f32le out.wav, astats
+        # "Max level": 0.901031 (lkplug before: 0.707924, the fold clipped at remix:, then lowered)
+        (0.9, -3, 0.901031),
+        # -af aresample=ochl=mono,volume=6dB: 1.410863 (before: 1.410835, the fold rounded to s16)
+        (0.5, 6, 1.410863),
+    ],
+)
+def test_a_gain_after_a_downmix_of_s16_takes_it_in_float_for_a_float_output(peak, db, ffmpeg_peak, tmp_path):
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    in_phase_wav(source, "stereo", peak)
+    run(f"file:{source}", ["remix:1", f"gain:{db}"], f"wav:{out},subtype=float")
+    got = decode(out)
+    assert np.abs(got).max() == pytest.approx(ffmpeg_peak, abs=1e-6)
+    expected = ffmpeg_ac(source, "mono", "flt") * np.float32(10 ** (db / 20))  # volume: float math
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_streams_downmixed_for_a_float_mix_keep_a_fold_beyond_full_scale(tmp_path):
+    # ffmpeg 5.1 -i a.wav -i b.wav -filter_complex "[0]aformat=channel_layouts=mono[a];
+    # [1]aformat=channel_layouts=mono[b];[a][b]amix" -c:a pcm_f32le out.wav: amix takes float, so
+    # each stream is folded into float unscaled; astats "Max level" 0.989924 (lkplug before:
+    # 0.853531, stream a's fold clipped at its inserted remix)
+    a, b, out = tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "out.wav"
+    in_phase_wav(a, "stereo", 0.9)
+    in_phase_wav(b, "stereo", 0.5)
+    sink = f"wav:{out},subtype=float"
+    result = run_lkplug(
+        "run", "-q", "--source", f"file:{a}", "--source", f"file:{b}", "--proc", "mix", "--sink", sink
+    )
+    assert result.returncode == 0, result.stderr
+    got = decode(out)
+    assert np.abs(got).max() == pytest.approx(0.989924, abs=1e-6)
+    expected = (ffmpeg_ac(a, "mono", "flt") + ffmpeg_ac(b, "mono", "flt")) / 2
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout, channels", [("22.2", 24), ("hexadecagonal", 16)])
+@pytest.mark.parametrize("sink, stored", [("wav:{},subtype=float", "flt"), ("wav:{}", "s16")])
+def test_remix_into_a_layout_of_more_than_8_channels_is_ffmpegs(layout, channels, sink, stored, tmp_path):
+    # before: exit 1, nothing written ("remix:22.2 failed: ValueError: cannot reshape array of size
+    # 0", the channel count of a name outside lkplug's table taken as 0). ffmpeg 5.1 -i in.wav -af
+    # aformat=channel_layouts=22.2 -c:a pcm_f32le out.wav (and pcm_s16le) writes 24 channels with
+    # libswresample's one conversion's samples (compared sample for sample: equal)
+    source, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(source, "s16", "5.1")
+    run(f"file:{source}", [f"remix:{layout}"], sink.format(out))
+    got = decode(out)
+    assert got.shape[1] == channels
+    np.testing.assert_allclose(got, ffmpeg_ac(source, layout, stored), rtol=0, atol=1e-6)

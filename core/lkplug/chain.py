@@ -154,53 +154,102 @@ class Chain:
         self.kept_format: str | None = None
 
     @classmethod
-    def plan(cls, kind: str, fmt: Any, stages: list[Built], registry=None, sink: Built | None = None):
+    def plan(
+        cls,
+        kind: str,
+        fmt: Any,
+        stages: list[Built],
+        registry=None,
+        sink: Built | None = None,
+        kept: str | None = None,
+    ):
         """Plan ``stages`` for a ``kind`` stream in format ``fmt`` (None: not known yet, so no
-        converters can be planned). With ``sink``, add only the converters that sink needs."""
+        converters can be planned). With ``sink``, add only the converters that sink needs. An
+        audio chain is then settled (see ``settle``) for ``kept``, the sample format its output is
+        next kept in, else for what ``sink`` stores."""
+        chain = cls._planned(kind, fmt, stages, registry, sink)
+        if kind != "audio":
+            return chain
+        if kept is None and sink is not None and fmt is not None:
+            kept = stored_sample_format(sink, chain.out_format)
+        if kept is None:
+            return chain
+        told = chain.settle(kept)
+        if chain.follows_settling():
+            # a stage's output format follows what it was told (a remix of s16 kept as float mixes
+            # into flt): plan again, each channel mix told first, so the steps after it fit
+            chain = cls._planned(kind, fmt, stages, registry, sink, told)
+            chain.settle(kept)
+        return chain
+
+    @classmethod
+    def _planned(cls, kind, fmt, stages, registry, sink, told: list | None = None):
+        """The steps for ``stages`` (and ``sink``'s converters); ``told``: the sample format each
+        channel mix, in order, was told by an earlier ``settle`` (see ``Chain.plan``)."""
         in_format, steps = fmt, []
+        told = list(told or [])
         if kind == "audio" and fmt is not None:
             stages = downmix_first(stages, fmt)
         targets = [(b, accepts_of(b.obj).get(kind), True) for b in stages]
         if sink is not None:
             targets.append((sink, accepts_of(sink.obj).get(kind), False))
+
+        def add(built: Built, given):
+            """Append ``built`` given ``given``; the format after it."""
+            if getattr(built.obj, "channel_mix", False) and told:
+                kept, mixes_into = told.pop(0), getattr(built.obj, "mixes_into", None)
+                if kept is not None and mixes_into is not None:
+                    call_plugin(built, mixes_into, kept)
+            obj = built.obj
+            if isinstance(obj, SampleFormatConverter) and given.sample_format == obj.sample_format:
+                return given  # planned from the stream's format; a remix before it already gave flt
+            out = call_plugin(built, output_format_of, obj, given) if given is not None else None
+            steps.append(Step(built, given, carried(obj, given, out)))
+            return steps[-1].out_format
+
         for built, contract, runs in targets:
             if contract is None:
                 continue  # a stage that does not take this kind lets it pass untouched
             if fmt is not None:
                 for converter in _converters(kind, fmt, contract, built.label, registry):
-                    steps.append(
-                        Step(converter, fmt, carried(converter.obj, fmt, converter.obj.output_format(fmt)))
-                    )
-                    fmt = steps[-1].out_format
+                    fmt = add(converter, fmt)
             if runs:
-                out = call_plugin(built, output_format_of, built.obj, fmt) if fmt is not None else None
-                steps.append(Step(built, fmt, carried(built.obj, fmt, out)))
-                fmt = steps[-1].out_format
-        chain = cls(kind, in_format, steps)
-        if sink is not None and fmt is not None and kind == "audio":
-            chain.settle(stored_sample_format(sink, fmt))
-        return chain
+                fmt = add(built, fmt)
+        return cls(kind, in_format, steps)
 
-    def settle(self, end: str | None) -> None:
+    def settle(self, end: str | None) -> list[str | None]:
         """Tell each channel-mixing stage (``channel_mix`` with a ``mixes_into`` method) the sample
         format its output is next kept in, which decides FFmpeg's scaling of a downmix: the format
         the next stage works in (``works_in``, as a gain's flt: FFmpeg's volume filter takes float;
         else the one it is given, as in an ``-af`` filter chain, where that stage's input keeps the
         format), else ``end``, what the sink stores (as ``-ac``; None: unknown). Converters the
         planner inserted and stages that commute with a channel mix (``per_channel_linear``: a
-        resampler, an attenuating gain) decide nothing: FFmpeg would convert in the same step."""
-        after = end
+        resampler, an attenuating gain) decide nothing: FFmpeg would convert in the same step.
+        Returns what each channel mix was told, in the chain's order (None: nothing)."""
+        after, told = end, []
         for step in reversed(self.steps):
             obj = step.built.obj
-            if getattr(obj, "channel_mix", False) and after is not None:
+            if getattr(obj, "channel_mix", False):
                 mixes_into = getattr(obj, "mixes_into", None)
-                if mixes_into is not None:
+                told.append(after if mixes_into is not None else None)
+                if mixes_into is not None and after is not None:
                     call_plugin(step.built, mixes_into, after)
             passes = step.built.inserted or getattr(obj, "per_channel_linear", False)
             if not passes and step.in_format is not None:
                 given = step.in_format.ffmpeg_format or step.in_format.sample_format
                 after = getattr(obj, "works_in", None) or given
         self.kept_format = after
+        return told[::-1]
+
+    def follows_settling(self) -> bool:
+        """True when a step would now give another sample format than planned (see ``Chain.plan``)."""
+        for step in self.steps:
+            if step.in_format is None or step.out_format is None:
+                continue
+            out = call_plugin(step.built, output_format_of, step.built.obj, step.in_format)
+            if getattr(out, "sample_format", None) != step.out_format.sample_format:
+                return True
+        return False
 
     async def push(self, frame) -> list:
         return await self.push_all([frame])

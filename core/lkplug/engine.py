@@ -207,22 +207,33 @@ class Pipeline:
     def _plan(self, kind: str, fmt: Any) -> Chain:
         stages = self._stages.setdefault(kind, list(self.processors))
         chain = Chain.plan(kind, fmt, stages, self.registry)
+        kept = self._plan_tails(kind, chain)
+        if kind == "audio":
+            # one chain feeds every sink: a downmix in it is scaled for an integer sink (none clips)
+            end = next((name for name in kept if is_integer_format(name)), kept[0] if kept else None)
+            if end is None:
+                chain.settle(None)
+            else:
+                settled = Chain.plan(kind, fmt, stages, self.registry, kept=end)
+                if settled.out_format != chain.out_format:  # a remix of s16 kept as float gives flt
+                    self._plan_tails(kind, settled)
+                chain = settled
+            mixes_into = getattr(self.source.obj, "mixes_into", None)
+            if mixes_into is not None:  # a fan-in: its streams' downmixes are scaled for the same end
+                call_plugin(self.source, mixes_into, chain.kept_format)
         self._chains[kind] = chain
-        self._planned.append(chain)
+        self._planned += [chain, *(tail for (_, of), tail in self._tails.items() if of == kind)]
+        return chain
+
+    def _plan_tails(self, kind: str, chain: Chain) -> list[str | None]:
+        """Plan each sink's converters after ``chain``; the sample format each one keeps audio in."""
         kept: list[str | None] = []
         for index, sink in enumerate(self.sinks):
             if kind in accepts_of(sink.obj):  # a sink gets only the kinds it accepts
                 tail = Chain.plan(kind, chain.out_format, [], self.registry, sink)
                 self._tails[(index, kind)] = tail
-                self._planned.append(tail)
                 kept.append(tail.kept_format)
-        if kind == "audio":
-            # one chain feeds every sink: a downmix in it is scaled for an integer sink (none clips)
-            chain.settle(next((name for name in kept if is_integer_format(name)), kept[0] if kept else None))
-            mixes_into = getattr(self.source.obj, "mixes_into", None)
-            if mixes_into is not None:  # a fan-in: its streams' downmixes are scaled for the same end
-                call_plugin(self.source, mixes_into, chain.kept_format)
-        return chain
+        return kept
 
     def _check_sinks(self, formats: dict) -> None:
         """Every sink must take some kind the source gives (else it would silently get nothing)."""

@@ -176,7 +176,7 @@ class MixSource(Source):
                 lines.append("  audio: format known once frames flow")
                 continue
             lines.append(f"  audio: {fmt}")
-            for label, out in Chain.plan("audio", fmt, [], self.registry, self.mix).describe():
+            for label, out in Chain.plan("audio", fmt, [], self.registry, self.mix, self._kept).describe():
                 lines.append(f"    -> {label:<40} {out}")
         return lines
 
@@ -219,9 +219,7 @@ class MixSource(Source):
                 if chain is None or not chain.accepts_frame(frame):
                     if chain is not None and chain.used:  # a format change: end that stretch
                         self._place(stream, await chain.flush(), arrived)
-                    chain = Chain.plan("audio", frame.format, [], self.registry, self.mix)
-                    if self._kept is not None:
-                        chain.settle(self._kept)
+                    chain = Chain.plan("audio", frame.format, [], self.registry, self.mix, self._kept)
                 self._place(stream, await chain.push(frame), arrived)
                 if not self.live:
                     while stream.end is not None and stream.end - self._position > FILE_AHEAD * self.rate:

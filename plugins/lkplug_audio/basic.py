@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 
 from lkplug import AudioContract, AudioFrame, Processor, Sink, UsageError, VideoContract
-from lkplug.convert import S16_SCALE, count_s16_clips, round_to_s16
-from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_format, layout_channels
+from lkplug.convert import S16_SCALE
+from lkplug.frames import LAYOUTS, SAMPLE_FORMATS, default_layout, is_integer_format
 
 
 class Gain(Processor):
@@ -41,25 +41,36 @@ class Remix(Processor):
     into the nearest ones (centre and surrounds at -3 dB), LFE is dropped in a downmix. As in FFmpeg,
     the matrix is scaled so the sum cannot clip when the audio is next kept in an integer format
     (an s16 WAV, s32 FLAC, an s16 encoder), and is not when it is kept as float (AAC, a float WAV):
-    the engine says which (``mixes_into``); without a word, the frame's own format decides."""
+    the engine says which (``mixes_into``); without a word, the frame's own format decides. s16
+    kept as float is mixed into flt, as ffmpeg's one conversion from s16 to the float it keeps:
+    a fold beyond full scale stays beyond it (a 0.9 in-phase stereo to mono peaks at 1.27)."""
 
-    emits = "audio in the layout channels= gives, same rate and sample format"
+    emits = "audio in the layout channels= gives, same rate and sample format (s16 kept as float: flt)"
     channel_mix = True
 
     def __init__(self, channels: str):
+        import av
+
         self.layout = layout_name(channels)
-        self.channels = layout_channels(self.layout) or 0
+        self.channels = av.AudioLayout(self.layout).nb_channels  # FFmpeg's count: 22.2 is 24
         self.kept_as = ""  # the sample format the output is next kept in ("": the frame's own)
-        self.clipped = 0  # s16 samples of an unscaled (float-bound) mix beyond full scale
         self._resampler = None
         self._key: tuple | None = None
 
     def output_format(self, fmt):
-        return type(fmt)(fmt.rate, self.channels, fmt.sample_format, fmt.frame_size, self.layout)
+        return type(fmt)(fmt.rate, self.channels, self._mixed_as(fmt), fmt.frame_size, self.layout)
 
     def mixes_into(self, sample_format: str) -> None:
         """The engine's word: the output is next kept in ``sample_format`` (FFmpeg's name)."""
         self.kept_as = sample_format
+
+    def _mixed_as(self, fmt) -> str:
+        """The sample format a frame in ``fmt`` leaves in: flt for s16 that is mixed and kept as
+        float (libswresample's s16 to flt conversion, unscaled), else its own."""
+        mixed = fmt.layout != self.layout
+        if mixed and fmt.sample_format == "s16" and self.kept_as and not is_integer_format(self.kept_as):
+            return "flt"
+        return fmt.sample_format
 
     def process(self, frame) -> list:
         layout = frame.format.layout
@@ -67,12 +78,11 @@ class Remix(Processor):
             return [frame]
         import av
 
-        fmt = frame.sample_format
-        scaled = is_integer_format(self.kept_as or fmt)
+        fmt, out_fmt = frame.sample_format, self._mixed_as(frame.format)
         # libswresample scales the matrix when its output format is integer (rematrix.c): float
         # frames bound for integer take rematrix_maxval=1, the scaling an s16 output gets; s16
-        # frames bound for float are mixed into float, unscaled, and rounded back to s16 here
-        out_fmt = fmt if scaled or fmt != "s16" else "flt"
+        # frames bound for float are mixed into float, unscaled
+        scaled = is_integer_format(self.kept_as or fmt)
         key = (layout, frame.sample_rate, fmt, out_fmt, scaled)
         if key != self._key:
             options = {"rematrix_maxval": "1"} if scaled and fmt == "flt" else None
@@ -94,9 +104,6 @@ class Remix(Processor):
             data = np.zeros((0, self.channels), dtype)
         else:
             data = out[0] if len(out) == 1 else np.concatenate(out)
-        if out_fmt != fmt:
-            self.clipped += count_s16_clips(data, S16_SCALE)
-            data = round_to_s16(data, S16_SCALE)
         return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
 
 
