@@ -49,9 +49,7 @@ def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml), the live tests run one after
     another on one worker, in real time, and the rest share the other: never two live tests side by
     side, whose media would compete for the machine's two cores. A live test that names its own group
-    (``@pytest.mark.xdist_group``) runs beside them: "live-faults", the tests of faults and hand-overs
-    whose checks are coarse (a tone's frequency and level, a gap of a second), some 4 of the live
-    tests' 12 minutes, which alone made the whole suite's time."""
+    (``@pytest.mark.xdist_group``) runs beside them."""
     for item in items:
         if item.get_closest_marker("live") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group("live"))

@@ -26,9 +26,7 @@ from lkplug.testing import dominant_frequency, level_dbfs
 from lkplug_livekit.devserver.peers import RATE
 from lkplug_livekit.worker import WorkerSettings, job_fields, job_source
 
-# faults, hand-overs and waits, checked coarsely (a tone's frequency and level, gaps of a second):
-# they run beside the media-timing live tests, in a group of their own (tests/conftest.py)
-pytestmark = [pytest.mark.live, pytest.mark.xdist_group("live-faults")]
+pytestmark = pytest.mark.live
 SENT_RMS_DB = -6.0 - 3.01  # what peers' publish_sine sends: a sine with a -6 dBFS peak
 HERE = Path(__file__).resolve().parent
 JOB_LINE = re.compile(r"lkplug: job (AJ_\w+) \(room ([\w-]+)\): (.*)")

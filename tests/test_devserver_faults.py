@@ -26,9 +26,7 @@ from lkplug_livekit.devserver.peers import RATE
 from lkplug_livekit.devserver.process import DevServerProcess
 from lkplug_livekit.devserver.server import DevServer
 
-# faults, hand-overs and waits, checked coarsely (a tone's frequency and level, gaps of a second):
-# they run beside the media-timing live tests, in a group of their own (tests/conftest.py)
-pytestmark = [pytest.mark.live, pytest.mark.xdist_group("live-faults")]
+pytestmark = pytest.mark.live
 SINE_RMS_DB = -6.0 - 3.01  # peers' publish_sine: a sine with a -6 dBFS peak
 
 

@@ -521,7 +521,6 @@ async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_serve
     assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before
 
 
-@pytest.mark.xdist_group("live-faults")  # waits for a fault, coarse checks (tests/conftest.py)
 @pytest.mark.parametrize("sink", ["track:alice-processed", "wav:{tmp_path}/out.wav"])
 async def test_a_server_that_goes_away_is_blamed_not_the_participant(
     livekit_server, livekit_join, tmp_path, sink
