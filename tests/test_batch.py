@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import dead_pid, run_lkplug
+from conftest import assert_one_line_error, dead_pid, run_lkplug
 
 from lkplug.testing import level_dbfs, sine
 
@@ -705,3 +705,40 @@ def test_a_second_ctrl_c_on_a_dask_cluster_lists_the_running_inputs_and_removes_
     assert left == []
     assert list(out.iterdir()) == []
     assert len(inputs) == 6
+
+
+# what a new user met (session 6): each fails before its fix ------------------------------------
+
+
+@pytest.mark.parametrize("field", ["{stem.upper}", "{stem[0]}", "{stem!r}", "{stem:>20}", "{0}", "{}"])
+def test_a_template_takes_plain_fields_only(tmp_path, field):
+    # before: {stem.upper} wrote "<built-in method upper of str object at 0x...>.wav", exit 0, and
+    # {stem[0]}, {stem!r}, {stem:>20} were filled by Python's format syntax; a shell's "${stem}.wav"
+    # or ffmpeg's output name has no such syntax: the field is refused before anything runs
+    soundfile.write(tmp_path / "a.flac", sine(440, 0.5, 8000), 8000)
+    result = run_lkplug(
+        "run", "--source", f"file:{tmp_path}/*.flac", "--sink", f"wav:{tmp_path}/k5/{field}.wav"
+    )
+    line = assert_one_line_error(result)
+    assert result.returncode == 2
+    assert f"unknown field {field}; known fields: {{stem}}, {{name}}, {{ext}}, {{dir}}, {{relpath}}" in line
+    assert not (tmp_path / "k5").exists()
+
+
+def test_a_bad_template_in_a_file_batch_names_the_file_fields(tmp_path):
+    # before: the hint was "write fields as {identity}", a room's field that a file batch does not fill
+    soundfile.write(tmp_path / "a.flac", sine(440, 0.5, 8000), 8000)
+    line = assert_one_line_error(
+        run_lkplug("run", "--source", f"file:{tmp_path}/*.flac", "--sink", f"wav:{tmp_path}/{{stem.wav")
+    )
+    assert "bad template" in line and "{stem}, {name}, {ext}, {dir}, {relpath}" in line
+    assert "identity" not in line
+
+
+def test_an_empty_batch_still_checks_its_templates(tmp_path):
+    # a list whose files are all gone still refuses a field nothing fills, as a batch with files does
+    (tmp_path / "list.txt").write_text(f"{tmp_path}/gone.flac\n")
+    line = assert_one_line_error(
+        run_lkplug("run", "--source", f"file:@{tmp_path}/list.txt", "--sink", f"wav:{tmp_path}/{{who}}.wav")
+    )
+    assert "unknown field {who}" in line

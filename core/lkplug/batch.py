@@ -25,11 +25,12 @@ from .children import end_with_parent
 from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
-from .fanout import field_list, render, template_fields
+from .fanout import render
 from .outputs import held_outputs, remove_stale, remove_temporaries
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
+from .templates import field_list, used_fields
 
 # glob, multiprocessing and uuid are imported where a batch uses them: every run of the file source
 # imports this module (to ask batch_source) and most runs are one file
@@ -207,6 +208,8 @@ class Batch:
         self.missing = [path for path in listed if not os.path.isfile(path)]
         self.files, self.repeated = _once(path for path in listed if os.path.isfile(path))
         sink_entries = [registry.get("sink", parse_spec(text).name) for text in sinks]
+        for text in sinks:  # refused now, even where no file is there to fill it (a list of missing files)
+            _fill(parse_spec(text), dict.fromkeys(FIELDS, "x"))
         templates = [_output_path(e, parse_spec(t)) for e, t in zip(sink_entries, sinks, strict=True)]
         self.jobs: list[Job] = []
         seen: dict[str, str] = {}
@@ -304,7 +307,7 @@ def _batch_param(
     value = spec.params.get(param, value)
     if value is None:
         return spec, param, None
-    one_file = os.path.isfile(value) and any(template_fields(sink) & set(FIELDS) for sink in sinks)
+    one_file = os.path.isfile(value) and any(used_fields(sink) & set(FIELDS) for sink in sinks)
     return spec, param, value if is_pattern(value) or one_file else None
 
 

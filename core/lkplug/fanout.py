@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import string
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,34 +19,18 @@ from .paths import check_folder
 from .progress import counted
 from .registry import Registry
 from .spec import parse_spec
+from .templates import field_list, fill, used_fields
 
 # characters that must not reach a path from a participant's identity
 _UNSAFE = re.compile(r"[^\w.@+=-]")
 
 
 def render(template: str, fields: dict[str, str], raw: bool = False) -> str:
-    """Fill ``{field}`` placeholders; values are made safe to use in a file name (a participant's
-    identity), unless ``raw`` (a batch's file names and folders, which come from the file system)."""
+    """Fill ``{field}`` placeholders (:func:`lkplug.templates.fill`); values are made safe to use in a
+    file name (a participant's identity), unless ``raw`` (a batch's file names and folders, which come
+    from the file system). Raises UsageError for a field not in ``fields`` or in format syntax."""
     safe = fields if raw else {key: _UNSAFE.sub("_", str(value)) or "_" for key, value in fields.items()}
-    try:
-        return template.format_map(safe)
-    except KeyError as exc:
-        raise UsageError(
-            f"{template}: unknown field {{{exc.args[0]}}}; known fields: {field_list(fields)}"
-        ) from None
-    except (ValueError, IndexError) as exc:
-        raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
-
-
-def field_list(fields) -> str:
-    return ", ".join(f"{{{name}}}" for name in fields)
-
-
-def template_fields(template: str) -> set[str]:
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as exc:
-        raise UsageError(f"{template}: bad template ({exc}); write fields as {{identity}}") from None
+    return fill(template, safe)
 
 
 def make_folder(path: Path) -> None:
@@ -100,7 +83,7 @@ class FanOut:
     def _check_templates(self) -> None:
         example = {field: field for field in self.fields}
         for template in self.sink_templates:
-            used = template_fields(template)
+            used = used_fields(template)
             spec = parse_spec(render(template, example))
             if (spec.value is not None or spec.params) and not used & {"identity", "sid"}:
                 raise UsageError(
