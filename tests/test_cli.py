@@ -246,3 +246,18 @@ def test_duration_cuts_an_endless_source_exactly(tmp_path):
     result = run_lkplug("run", "--source", "tone:duration=0", "--sink", f"wav:{out}", "--duration", "1.5")
     assert result.returncode == 0, result.stderr
     assert soundfile.info(out).frames == 72000
+
+
+@pytest.mark.parametrize(
+    "sink", ["wav:{out}/{stem}.wav", "wav:{out}/{identity}.wav", "wav:{out}/{stem:>9}.wav"]
+)
+def test_a_single_run_refuses_a_field_that_nothing_fills(tmp_path, sink):
+    # before: tone into wav:out/{stem}.wav wrote a file literally named "{stem}.wav", exit 0; one input
+    # that is not a file (nor a room's tracks) has no fields to fill
+    result = run_lkplug(
+        "run", "--source", "tone:duration=0.1", "--sink", sink.replace("{out}", str(tmp_path))
+    )
+    line = assert_one_line_error(result)
+    assert result.returncode == 2
+    assert "nothing fills {" in line
+    assert list(tmp_path.iterdir()) == []

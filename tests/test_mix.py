@@ -235,3 +235,26 @@ def test_two_speakers_at_full_scale_do_not_clip_a_sum_kept_as_s16(tmp_path, ster
     assert "clipped" not in result.stderr
     data = soundfile.read(out, dtype="int16", always_2d=True)[0]
     assert int(data.max()) >= 32600  # within 0.02 dB of full scale
+
+
+@pytest.mark.parametrize("field", ["{stem}", "{identity}", "{stem.upper}"])
+def test_a_mix_refuses_a_field_that_nothing_fills(tmp_path, inputs, field):
+    # before: `--proc mix --sink 'wav:k3/{stem}.wav'` wrote a file literally named "{stem}.wav", exit 0;
+    # a mix writes one output for all its inputs, so no input's name can fill it
+    result = run_lkplug(
+        "run", "--source", f"file:{tmp_path}/[ab].wav", "--proc", "mix:channels",
+        "--sink", f"wav:{tmp_path}/k3/{field}.wav",
+    )  # fmt: skip
+    line = assert_one_line_error(result)
+    assert result.returncode == 2
+    assert f"nothing fills {field} here" in line
+    assert not (tmp_path / "k3").exists()
+
+
+def test_a_doubled_brace_is_a_brace_in_a_mix_as_in_a_batch(tmp_path, inputs):
+    result = run_lkplug(
+        "run", "--source", f"file:{tmp_path}/[ab].wav", "--proc", "mix:channels",
+        "--sink", f"wav:{tmp_path}/{{{{x}}}}.wav",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "{x}.wav").exists()

@@ -26,6 +26,9 @@ ENV = {"LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_API_KEY": "key", "LIVEKIT_API
             "only {identity} (per publisher)",
         ),
         (["--proc", "nope", "--sink", "wav:rec/{room}/{identity}.wav"], {}, "unknown processor 'nope'"),
+        # a job's one stream (not a fan-out) fills {room} and {job} only: before, {stem} was written as it is
+        (["--source", "tone:440", "--sink", "wav:rec/{room}-{stem}.wav"], {}, "nothing fills {stem} here"),
+        (["--sink", "wav:rec/{room}/{identity.upper}.wav"], {}, "unknown field {identity.upper}"),
     ],
 )
 def test_bad_settings_fail_at_start(args, env, message):

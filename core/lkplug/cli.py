@@ -445,6 +445,7 @@ def _run(
     from .fanout import FanOut
     from .outputs import held_outputs
     from .progress import StatusLine, summary
+    from .templates import fill
 
     context = RunContext(options=plugin_options, notify=_notifier(quiet))
     if fan_in:
@@ -461,7 +462,7 @@ def _run(
             pipeline = FanOut(built_source, procs, sinks, registry, context=context)
         else:
             built_procs = [build(registry, "processor", p) for p in procs]
-            built_sinks = [build(registry, "sink", s) for s in sinks]
+            built_sinks = [build(registry, "sink", fill(s, {})) for s in sinks]  # one input: no fields
             if skip_existing and not explain and _all_written(built_sinks, quiet):
                 return
             pipeline = Pipeline(built_source, built_procs, built_sinks, registry, context=context)

@@ -32,6 +32,7 @@ from .errors import LkplugError, UsageError
 from .frames import AudioFrame
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
+from .templates import fill
 from .waiting import wait_event
 
 #: live streams: how long the mix waits for a block's frames before it is written without them (a
@@ -433,6 +434,10 @@ def expand_globs(registry: Registry, texts: Sequence[str]) -> list[str]:
     return out
 
 
+# why a mix's sink has no fields: "wav:out/{stem}.wav: nothing fills {stem} here: ..."
+ONE_OUTPUT = "--proc mix writes one output for all its inputs; name it in full"
+
+
 def mix_pipeline(
     sources: Sequence[str],
     processors: Sequence[str],
@@ -448,6 +453,7 @@ def mix_pipeline(
         raise UsageError(
             "several --source options need --proc mix (e.g. --proc mix:channels) to combine them"
         )
+    sinks = [fill(text, {}, ONE_OUTPUT) for text in sinks]  # before any input is opened
     built = [build(registry, "processor", p) for p in processors]
     inputs = [source_with_offset(registry, text) for text in expand_globs(registry, sources)]
     mix = built[0]

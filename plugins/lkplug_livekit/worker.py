@@ -24,7 +24,7 @@ from functools import partial
 
 import click
 
-from lkplug import LkplugError, MediaError, UsageError
+from lkplug import LkplugError, MediaError, UsageError, templates
 from lkplug.components import RunContext
 from lkplug.engine import Pipeline, build
 from lkplug.fanout import FanOut, make_sink_folders, render
@@ -110,7 +110,8 @@ def build_chain(
     sinks = [fill(t, fields) for t in settings.sinks]
     if getattr(source.obj, "fans_out", False):  # output folders (rec/{room}/) made per stream
         return FanOut(source, settings.procs, sinks, registry, context=context, make_folders=make_dirs)
-    built_sinks = [build(registry, "sink", s) for s in sinks]
+    # one stream, not a fan-out: {room} and {job} are all it fills; a field left is refused
+    built_sinks = [build(registry, "sink", templates.fill(s, {})) for s in sinks]
     if make_dirs:
         make_sink_folders(built_sinks)
     return Pipeline(
