@@ -742,3 +742,70 @@ def test_an_empty_batch_still_checks_its_templates(tmp_path):
         run_lkplug("run", "--source", f"file:@{tmp_path}/list.txt", "--sink", f"wav:{tmp_path}/{{who}}.wav")
     )
     assert "unknown field {who}" in line
+
+
+def test_a_glob_match_that_is_not_a_regular_file_is_one_failed_input(batch_dir):
+    links = batch_dir / "links"
+    links.mkdir()
+    (links / "a.wav").symlink_to("../rec/a.wav")
+    (links / "broken.wav").symlink_to("nowhere.wav")
+    os.mkfifo(links / "pipe.wav")
+    (links / "folder").mkdir()  # a folder matched by * stays skipped, said nothing of
+    result = run_lkplug("run", "--source", "file:links/*", "--sink", "wav:e4/{stem}.wav", cwd=batch_dir)
+    # before: exit 0, "1 ok, 0 failed", broken.wav and pipe.wav neither counted nor said. A shell loop
+    # of ffmpeg 5.1: `ffmpeg -i links/broken.wav` says "links/broken.wav: No such file or directory",
+    # exit 1; `ffmpeg -i links/pipe.wav` waits for a writer forever (so it must not be run)
+    assert result.returncode == 1, result.stderr
+    assert set((batch_dir / "e4").iterdir()) == {batch_dir / "e4" / "a.wav"}
+    failed = sorted(line for line in result.stderr.splitlines() if line.startswith("lkplug: failed "))
+    assert failed == [
+        "lkplug: failed links/broken.wav: no such file: links/broken.wav is a link to nowhere.wav",
+        "lkplug: failed links/pipe.wav: not a regular file: links/pipe.wav is a FIFO",
+    ], result.stderr
+    assert "lkplug: batch: 1 ok, 2 failed;" in result.stderr
+    assert "folder" not in result.stderr
+    # the same from a list: a FIFO is not "no such file"
+    (batch_dir / "list.txt").write_text("links/pipe.wav\nrec/a.wav\n")
+    listed = run_lkplug("run", "--source", "file:@list.txt", "--sink", "wav:e5/{stem}.wav", cwd=batch_dir)
+    assert listed.returncode == 1, listed.stderr
+    assert "lkplug: failed links/pipe.wav: not a regular file: links/pipe.wav is a FIFO" in listed.stderr
+
+
+def test_a_final_double_star_is_every_file_below(tmp_path, monkeypatch):
+    from lkplug.batch import expand
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("rec/a.wav", "rec/sub/b.flac", "rec/sub/deep/c.m4a", "rec/.hidden/d.wav", "rec/.e.wav"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    os.symlink("..", "rec/sub/up")  # a link to a folder (rec): not entered
+    # before: "no file matches rec/**". `shopt -s globstar; ls -d rec/**` (bash 5.2) lists these three
+    # files and the folders rec/, rec/sub, rec/sub/deep, as Python's glob.glob('rec/**', recursive=True)
+    # does (folders aside, nothing hidden, nothing through the link)
+    expected = ["rec/a.wav", "rec/sub/b.flac", "rec/sub/deep/c.m4a"]
+    assert expand("rec/**") == (expected, "rec")
+    assert expand("rec/**/**") == (expected, "rec")
+    # before: "unexpected ValueError: Invalid pattern: '**' can only be an entire path component";
+    # bash's globstar takes a ** inside a name as a *: `ls rec/**/c**.m4a` lists rec/sub/deep/c.m4a
+    assert expand("rec/**/c**.m4a") == (["rec/sub/deep/c.m4a"], "rec")
+    monkeypatch.chdir(tmp_path / "rec")
+    assert expand("**") == (["a.wav", "sub/b.flac", "sub/deep/c.m4a"], ".")
+
+
+def test_an_empty_list_name_and_a_template_that_leads_out_by_itself_are_told_plainly(batch_dir):
+    result = run_lkplug("run", "--source", "file:@", "--sink", "wav:out/{stem}.wav", cwd=batch_dir)
+    # before: "lkplug: error: cannot read the list of inputs : Is a directory", exit 1
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "lkplug: error: @ names no list of inputs: give the list file after it (file:@inputs.txt)"
+    )
+    (batch_dir / "list.txt").write_text("rec/a.wav\n")
+    out = run_lkplug(
+        "run", "--source", "file:@list.txt", "--sink", "wav:t5/{stem}/../../{stem}.wav", cwd=batch_dir
+    )
+    # before: "... would write t5/a/../../a.wav, outside t5/ (); use {relpath}, ..."
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        "lkplug: error: t5/{stem}/../../{stem}.wav would write t5/a/../../a.wav, outside t5/: the"
+        " template's own '..' leads out of it"
+    )

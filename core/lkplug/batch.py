@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,12 +53,18 @@ def expand(pattern: str) -> tuple[list[str], str]:
     ``{relpath}`` is relative to: the glob's folder before its first wildcard; for a list, the
     folder all its files share. A list holds one path per line (relative to the current folder, as
     ``find`` prints them); blank lines and lines starting with ``#`` are skipped; its paths are
-    returned as they are, missing ones too (each is then one failed input). ``**`` does not enter
+    returned as they are, missing ones too (each is then one failed input). A glob's matches that
+    are folders are left out; its other matches are returned, regular files or not (a link to
+    nothing, a FIFO: each is then one failed input, see ``not_a_file``). ``**`` does not enter
     folders that are symbolic links (as ``find`` and pathlib do not: a link to a parent folder would
-    give every file again at each depth); ``*`` and ``**`` skip hidden names, as the shell's do.
-    Raises MediaError when nothing matches or the list cannot be read."""
+    give every file again at each depth); a final ``**`` is every file below (as bash's globstar and
+    ``glob(recursive=True)``); ``*`` and ``**`` skip hidden names, as the shell's do.
+    Raises UsageError for an ``@`` with no name, MediaError when nothing matches or the list cannot
+    be read."""
     if pattern.startswith("@"):
         list_file = pattern[1:]
+        if not list_file:  # Path("") is the current folder: "cannot read ... : Is a directory"
+            raise UsageError("@ names no list of inputs: give the list file after it (file:@inputs.txt)")
         try:
             lines = Path(list_file).read_text().splitlines()
         except OSError as exc:
@@ -73,27 +80,57 @@ def expand(pattern: str) -> tuple[list[str], str]:
     fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
     root = str(Path(*parts[:fixed])) if fixed else "."
     if "**" in parts[fixed:]:
-        files = sorted(_walk_glob(root, parts[fixed:]))
+        # a ** inside a name (a**.wav) is a * there, as in bash (pathlib raises ValueError for it)
+        below = tuple(part if part == "**" else _single_stars(part) for part in parts[fixed:])
+        if below[-1] == "**":  # pathlib's final ** gives folders only
+            below += ("*",)
+        files = sorted(_walk_glob(root, below))
     else:  # no recursion, no loop: the shell's glob (a link to a folder is entered, as ls rec/*/ does)
         import glob
 
-        files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+        files = sorted(path for path in glob.glob(pattern) if not os.path.isdir(path))
     if not files:
         raise MediaError(f"no file matches {pattern}")
     return files, root
 
 
+def _single_stars(part: str) -> str:
+    while "**" in part:
+        part = part.replace("**", "*")
+    return part
+
+
 def _walk_glob(root: str, pattern: Sequence[str]) -> list[str]:
-    """The files under ``root`` whose path below it matches ``pattern`` (its parts, ``**`` among
-    them): pathlib's glob, whose ``**`` does not enter links to folders; names starting with ``.``
-    are left out unless the pattern itself names hidden ones (as glob's ``*`` leaves them out)."""
+    """The paths under ``root`` that are not folders and whose path below it matches ``pattern``
+    (its parts, ``**`` among them): pathlib's glob, whose ``**`` does not enter links to folders;
+    names starting with ``.`` are left out unless the pattern itself names hidden ones (as glob's
+    ``*`` leaves them out)."""
     hidden_asked = any(part.startswith(".") for part in pattern)
     found = []
     for path in Path(root).glob(os.path.join(*pattern)):
         hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if (hidden_asked or not hidden) and path.is_file():
+        if (hidden_asked or not hidden) and not path.is_dir():
             found.append(str(path))
     return found
+
+
+def not_a_file(path: str) -> str | None:
+    """Why ``path`` cannot be a batch input, in one line, or None for a regular file: it is missing,
+    a link to nothing, a folder, a FIFO, a socket or a device (``ffmpeg -i`` on a FIFO waits for a
+    writer forever; on a link to nothing it says "No such file or directory")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"no such file: {path} is a link to {os.readlink(path)}"
+        return f"no such file: {path}"
+    except OSError as exc:  # a link loop, a file taken for a folder (a.wav/x)
+        return f"cannot read {path}: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "a device")
+    return f"not a regular file: {path} is {kind}"
 
 
 def file_fields(path: str, root: str) -> dict[str, str]:
@@ -134,6 +171,11 @@ def _check_output(template: str, output: str, fields: dict[str, str]) -> None:
                 for name in FIELDS
                 if f"{{{name}}}" in template and ".." in Path(fields[name]).parts
             )
+            if not used:  # no field holds a "..": the template's own (out/{stem}/../../x.wav) does it
+                raise UsageError(
+                    f"{template} would write {output}, outside {fixed}/: the template's own '..'"
+                    " leads out of it"
+                )
             raise UsageError(
                 f"{template} would write {output}, outside {fixed}/ ({used}); use {{relpath}}, which stays"
                 " below the inputs' root"
@@ -203,10 +245,12 @@ class Batch:
         # a list's order is its writer's, and is kept; a glob's (by name) is no one's choice
         self.in_order = pattern.startswith("@")
         listed, self.root = expand(pattern)
-        # a list may name a file that is gone (one failed input, not a refused batch) or one file twice
-        # (a list made by hand, a link and its target reached by a glob): each file runs once
-        self.missing = [path for path in listed if not os.path.isfile(path)]
-        self.files, self.repeated = _once(path for path in listed if os.path.isfile(path))
+        # a list may name a file that is gone, a glob match a link to nothing or a FIFO (each one failed
+        # input, not a refused batch, nor one dropped unsaid) or one file twice (a list made by hand, a
+        # link and its target reached by a glob): each file runs once
+        reasons = {path: not_a_file(path) for path in listed}
+        self.missing = [(path, reasons[path]) for path in listed if reasons[path]]
+        self.files, self.repeated = _once(path for path in listed if not reasons[path])
         sink_entries = [registry.get("sink", parse_spec(text).name) for text in sinks]
         for text in sinks:  # refused now, even where no file is there to fill it (a list of missing files)
             _fill(parse_spec(text), dict.fromkeys(FIELDS, "x"))
@@ -266,7 +310,7 @@ class Batch:
 
     def explain(self, registry: Registry) -> str:
         if not self.jobs:
-            return f"batch   none of the {counted(len(self.missing), 'input')} of {self.pattern} exists"
+            return f"batch   none of the {counted(len(self.missing), 'input')} of {self.pattern} is a file"
         first = self.jobs[0]
         lines = [
             f"batch   {counted(len(self.jobs), 'input')} from {self.pattern} (root {self.root}); for each,"
@@ -718,9 +762,9 @@ def run_batch(
             f"{counted(len(batch.repeated), 'input')} named a file already in the batch (each file runs"
             f" once): {', '.join(batch.repeated[:3])}" + (", ..." if len(batch.repeated) > 3 else "")
         )
-    for path in batch.missing:  # a list's line naming no file: that input fails, the batch goes on
-        summary.failed.append(Result(path, error=f"no such file: {path}"))
-        notify(f"failed {path}: no such file: {path}")
+    for path, reason in batch.missing:  # no regular file there: that input fails, the batch goes on
+        summary.failed.append(Result(path, error=reason))
+        notify(f"failed {path}: {reason}")
     if status is not None:
         status.start(len(todo) + len(batch.missing))
         status.update(0, len(summary.failed), 0.0)
