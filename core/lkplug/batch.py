@@ -26,6 +26,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import field_list, render, template_fields
+from .manager import portable_plugins
 from .outputs import held_outputs, remove_stale, remove_temporaries
 from .progress import BatchStatus, counted
 from .registry import Registry
@@ -154,7 +155,7 @@ class Job:
     processors: tuple[str, ...]
     sinks: tuple[str, ...]
     outputs: tuple[str, ...]  # the sinks' final paths
-    plugins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()  # $LKPLUG_PLUGINS's and -p's, .py paths absolute (portable_plugins)
     pace: float | None = None
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
@@ -194,7 +195,9 @@ class Batch:
     ):
         """``absolute``: write the inputs' and outputs' paths absolute in the jobs, for workers that
         run in another folder (a cluster's, on storage every worker sees under the same path)."""
-        _registries.setdefault(tuple(plugins), registry)  # a forked worker uses it as it is
+        # what the workers load, wherever they run ($LKPLUG_PLUGINS's too): a forked one uses it as it is
+        plugins = portable_plugins(plugins)
+        _registries.setdefault(plugins, registry)
         spec, param, pattern = _batch_param(registry, source, sinks)
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
@@ -244,7 +247,7 @@ class Batch:
                     tuple(processors),
                     tuple(format_spec(s) for s in rendered),
                     outputs,
-                    tuple(plugins),
+                    plugins,
                     pace,
                     duration,
                     dict(options or {}),
@@ -355,7 +358,7 @@ _slot = 0
 def _registry(plugins: tuple[str, ...]) -> Registry:
     """Plugins are loaded once per worker process, not per file."""
     if plugins not in _registries:
-        _registries[plugins] = Registry.load(plugins)
+        _registries[plugins] = Registry.load(plugins, environment=False)  # Job.plugins hold them
     return _registries[plugins]
 
 
@@ -615,6 +618,22 @@ class _LocalPool:
 def _death(code: int) -> str:
     """How a worker process ended, from its exit code: "SIGKILL", "exit code 3"."""
     return signal.Signals(-code).name if code < 0 else f"exit code {code}"
+
+
+def check_cluster(address: str) -> None:
+    """Raise UsageError, one line, for a ``--cluster`` that is no scheduler address Dask can use
+    (``bogus``: no port; ``foo://h:1``: no such protocol), or when Dask is not installed."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        raise UsageError("--cluster needs Dask: pip install 'lkplug[cluster]'") from None
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        parse_host_port(location)
+    except ValueError:  # Dask's reasons ("invalid literal for int() with base 10") tell less
+        raise UsageError(f"--cluster {address}: give the scheduler's address as tcp://HOST:PORT") from None
 
 
 class _DaskPool:
@@ -904,6 +923,12 @@ def run_cli(
     # a Ctrl-C while the batch is set up (its sinks are built once to check them) is noted and acted
     # on after: raised as KeyboardInterrupt inside a plugin's code, it would be that plugin's failure
     # (exit 1, "ctrlc... failed: KeyboardInterrupt") rather than the interruption it is (130)
+    if cluster:  # before the inputs are read and checked: the address is wrong whatever they are
+        check_cluster(cluster)
+        if jobs is not None:  # a cluster runs as many at once as it has workers' threads
+            raise UsageError(
+                "-j is for local worker processes; with --cluster the scheduler's workers run the files"
+            )
     signals: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: signals.append(signum)) for sig in _STOPS}
     try:
