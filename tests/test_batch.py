@@ -775,3 +775,39 @@ def test_relative_and_environment_plugins_reach_cluster_workers_in_another_folde
         # `ffmpeg -i long/0.wav -af volume=-6dB,volume=-6dB,astats -f null -`: RMS level -21.01 dB
         # (the input's -9.01: a sine of peak -6 dBFS)
         assert level_dbfs(data) == pytest.approx(-21.01, abs=0.01)
+
+
+def test_a_ctrl_c_on_a_cluster_whose_workers_are_busy_ends_the_inputs_not_started_at_once(batch_dir):
+    long_inputs(batch_dir, 2, 4.0)  # a first batch: one input for each of the two workers
+    second = batch_dir / "second"
+    second.mkdir()
+    long_inputs(second, 3, 1.0)
+    with local_cluster() as cluster:
+        first = start_long_batch(batch_dir, "--cluster", cluster.scheduler_address)
+        writing = being_written(first, batch_dir / "out", 2)
+        workers = [int(part.name.removesuffix(".part").rpartition(".")[2]) for part in writing]
+        for pid in workers:  # busy (a stage that blocks) for as long as the test needs
+            os.kill(pid, signal.SIGSTOP)
+        process = None
+        try:
+            process = start_long_batch(second, "--cluster", cluster.scheduler_address)
+            deadline = time.monotonic() + 60
+            while len(cluster.scheduler.tasks) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(cluster.scheduler.tasks) == 5  # the second batch's three wait for a worker
+            os.killpg(process.pid, signal.SIGINT)
+            # before: no end (the queued tasks returned only once a worker took them: 18 min later
+            # for a user whose workers were in a blocking stage); now they are cancelled
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            for batch in (first, process):
+                if batch is not None and batch.poll() is None:
+                    batch.kill()
+                    batch.wait()
+    assert process.returncode == 130, stderr
+    summary = next(line for line in stderr.splitlines() if line.startswith("lkplug: batch: "))
+    assert summary.startswith("lkplug: batch: 0 ok, 0 failed, 3 not run;"), summary
+    assert "stopped by signal" in summary
+    assert not (second / "out").exists() or list((second / "out").iterdir()) == []

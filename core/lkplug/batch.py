@@ -424,6 +424,9 @@ def run_job(job: Job) -> Result:
             done[1] = time.monotonic() + CLUSTER_PROGRESS_SECONDS
             worker.log_event(job.progress_topic, [job.input, seconds])
 
+    if worker is not None:  # at once, not at its first frame: a stop then lets it run (see _DaskPool.stop)
+        on_progress(0.0)
+
     try:
         pipeline = _pipeline(job, _registry(job.plugins))
         for output in job.outputs:
@@ -655,8 +658,9 @@ class _DaskPool:
         self.aborted = False
         # the tasks log [input, media seconds] under this topic; the client's thread hands them here
         self.topic = f"lkplug-batch-progress-{uuid.uuid4().hex}"
-        self.progress: dict[str, float] = {}
+        self.progress: dict[str, float] = {}  # by input, from its task's start
         self.done: set[str] = set()
+        self.inputs: dict[str, str] = {}  # the input of each task, by its key
         self.client.subscribe_topic(self.topic, self._heard)
 
     def _heard(self, event) -> None:
@@ -669,7 +673,9 @@ class _DaskPool:
 
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
-        return self.client.map(run_job, jobs, pure=False)
+        futures = self.client.map(run_job, jobs, pure=False)
+        self.inputs.update((future.key, job.input) for future, job in zip(futures, jobs, strict=True))
+        return futures
 
     def wait(self, futures: list) -> None:
         if self.aborted:  # a second Ctrl-C: drop them (running ones stop by the event, results unseen)
@@ -684,14 +690,18 @@ class _DaskPool:
         self.progress.pop(job.input, None)
 
     def started(self) -> set[str]:
-        """The inputs being run now (those that told their progress): a second Ctrl-C cancels their
-        tasks, whose results then never come, so the caller counts them as interrupted."""
+        """The inputs being run now (those whose tasks told their start): a second Ctrl-C cancels
+        their tasks, whose results then never come, so the caller counts them as interrupted."""
         return set(list(self.progress))
 
     def stop(self, futures) -> None:
-        """Running tasks stop and discard their outputs, and those not started return at once: their
-        results still come (a cancelled task's would not: the media the running ones had done)."""
+        """Running tasks stop and discard their outputs (their results come: the media they had done);
+        those not started are cancelled, as a queued task would otherwise wait for a free worker
+        before it saw the event (with every worker in a long input, minutes). A task that started
+        but has not been heard of yet is cancelled too: it sees the event, set first, and discards."""
         self.stop_event.set()
+        started = self.started()
+        self.client.cancel([f for f in futures if not f.done() and self.inputs[f.key] not in started])
 
     def abort(self) -> None:
         self.aborted = True  # acted on in wait(): a client is not to be used from a signal handler
@@ -841,8 +851,10 @@ def run_batch(
         # what ended workers left: a second Ctrl-C's (their processes are gone now), and a Dask
         # worker's that died (killed, out of memory) and whose task the scheduler ran again elsewhere
         remove_stale(output for job in batch.jobs for output in job.outputs)
-        if aborted and cluster:  # cancelled tasks' workers live on and remove theirs only later (a
-            # task that had not told its progress yet, still setting up, has one too: all are taken)
+        if (
+            stopping or aborted
+        ) and cluster:  # cancelled tasks' workers live on and remove theirs only later (a
+            # task that had not told its start yet, still setting up, has one too: all are taken)
             remove_temporaries(output for job in todo for output in job.outputs)
         summary.seconds += abandoned
         summary.wall = time.monotonic() - started
