@@ -777,7 +777,8 @@ def test_relative_and_environment_plugins_reach_cluster_workers_in_another_folde
         assert level_dbfs(data) == pytest.approx(-21.01, abs=0.01)
 
 
-def test_a_ctrl_c_on_a_cluster_whose_workers_are_busy_ends_the_inputs_not_started_at_once(batch_dir):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_on_a_cluster_whose_workers_are_busy_ends_the_inputs_not_started_at_once(batch_dir, stop):
     long_inputs(batch_dir, 2, 4.0)  # a first batch: one input for each of the two workers
     second = batch_dir / "second"
     second.mkdir()
@@ -795,7 +796,7 @@ def test_a_ctrl_c_on_a_cluster_whose_workers_are_busy_ends_the_inputs_not_starte
             while len(cluster.scheduler.tasks) < 5 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(cluster.scheduler.tasks) == 5  # the second batch's three wait for a worker
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, stop)
             # before: no end (the queued tasks returned only once a worker took them: 18 min later
             # for a user whose workers were in a blocking stage); now they are cancelled
             _, stderr = process.communicate(timeout=30)
