@@ -27,6 +27,7 @@ from .components import RunContext
 from .engine import Pipeline, build, build_entry
 from .errors import LkplugError, MediaError, UsageError
 from .fanout import render
+from .manager import portable_plugins
 from .outputs import held_outputs, remove_stale, remove_temporaries
 from .progress import BatchStatus, counted
 from .registry import Registry
@@ -197,7 +198,7 @@ class Job:
     processors: tuple[str, ...]
     sinks: tuple[str, ...]
     outputs: tuple[str, ...]  # the sinks' final paths
-    plugins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()  # $LKPLUG_PLUGINS's and -p's, .py paths absolute (portable_plugins)
     pace: float | None = None
     duration: float | None = None
     options: dict = field(default_factory=dict)  # values of plugin-added run options
@@ -237,7 +238,9 @@ class Batch:
     ):
         """``absolute``: write the inputs' and outputs' paths absolute in the jobs, for workers that
         run in another folder (a cluster's, on storage every worker sees under the same path)."""
-        _registries.setdefault(tuple(plugins), registry)  # a forked worker uses it as it is
+        # what the workers load, wherever they run ($LKPLUG_PLUGINS's too): a forked one uses it as it is
+        plugins = portable_plugins(plugins)
+        _registries.setdefault(plugins, registry)
         spec, param, pattern = _batch_param(registry, source, sinks)
         if pattern is None:
             raise UsageError(f"{source}: not a batch (give the file source a glob or @list)")
@@ -291,7 +294,7 @@ class Batch:
                     tuple(processors),
                     tuple(format_spec(s) for s in rendered),
                     outputs,
-                    tuple(plugins),
+                    plugins,
                     pace,
                     duration,
                     dict(options or {}),
@@ -402,7 +405,7 @@ _slot = 0
 def _registry(plugins: tuple[str, ...]) -> Registry:
     """Plugins are loaded once per worker process, not per file."""
     if plugins not in _registries:
-        _registries[plugins] = Registry.load(plugins)
+        _registries[plugins] = Registry.load(plugins, environment=False)  # Job.plugins hold them
     return _registries[plugins]
 
 
@@ -467,6 +470,9 @@ def run_job(job: Job) -> Result:
         elif worker is not None and time.monotonic() >= done[1]:  # the parent's progress line
             done[1] = time.monotonic() + CLUSTER_PROGRESS_SECONDS
             worker.log_event(job.progress_topic, [job.input, seconds])
+
+    if worker is not None:  # at once, not at its first frame: a stop then lets it run (see _DaskPool.stop)
+        on_progress(0.0)
 
     try:
         pipeline = _pipeline(job, _registry(job.plugins))
@@ -664,6 +670,22 @@ def _death(code: int) -> str:
     return signal.Signals(-code).name if code < 0 else f"exit code {code}"
 
 
+def check_cluster(address: str) -> None:
+    """Raise UsageError, one line, for a ``--cluster`` that is no scheduler address Dask can use
+    (``bogus``: no port; ``foo://h:1``: no such protocol), or when Dask is not installed."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        raise UsageError("--cluster needs Dask: pip install 'lkplug[cluster]'") from None
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        parse_host_port(location)
+    except ValueError:  # Dask's reasons ("invalid literal for int() with base 10") tell less
+        raise UsageError(f"--cluster {address}: give the scheduler's address as tcp://HOST:PORT") from None
+
+
 class _DaskPool:
     """Per-file tasks on an existing Dask distributed scheduler; every worker must see the files."""
 
@@ -683,8 +705,9 @@ class _DaskPool:
         self.aborted = False
         # the tasks log [input, media seconds] under this topic; the client's thread hands them here
         self.topic = f"lkplug-batch-progress-{uuid.uuid4().hex}"
-        self.progress: dict[str, float] = {}
+        self.progress: dict[str, float] = {}  # by input, from its task's start
         self.done: set[str] = set()
+        self.inputs: dict[str, str] = {}  # the input of each task, by its key
         self.client.subscribe_topic(self.topic, self._heard)
 
     def _heard(self, event) -> None:
@@ -697,7 +720,9 @@ class _DaskPool:
 
     def submit(self, jobs: list[Job]) -> list:
         jobs = [replace(job, stop_event=self.stop_event.name, progress_topic=self.topic) for job in jobs]
-        return self.client.map(run_job, jobs, pure=False)
+        futures = self.client.map(run_job, jobs, pure=False)
+        self.inputs.update((future.key, job.input) for future, job in zip(futures, jobs, strict=True))
+        return futures
 
     def wait(self, futures: list) -> None:
         if self.aborted:  # a second Ctrl-C: drop them (running ones stop by the event, results unseen)
@@ -712,14 +737,18 @@ class _DaskPool:
         self.progress.pop(job.input, None)
 
     def started(self) -> set[str]:
-        """The inputs being run now (those that told their progress): a second Ctrl-C cancels their
-        tasks, whose results then never come, so the caller counts them as interrupted."""
+        """The inputs being run now (those whose tasks told their start): a second Ctrl-C cancels
+        their tasks, whose results then never come, so the caller counts them as interrupted."""
         return set(list(self.progress))
 
     def stop(self, futures) -> None:
-        """Running tasks stop and discard their outputs, and those not started return at once: their
-        results still come (a cancelled task's would not: the media the running ones had done)."""
+        """Running tasks stop and discard their outputs (their results come: the media they had done);
+        those not started are cancelled, as a queued task would otherwise wait for a free worker
+        before it saw the event (with every worker in a long input, minutes). A task that started
+        but has not been heard of yet is cancelled too: it sees the event, set first, and discards."""
         self.stop_event.set()
+        started = self.started()
+        self.client.cancel([f for f in futures if not f.done() and self.inputs[f.key] not in started])
 
     def abort(self) -> None:
         self.aborted = True  # acted on in wait(): a client is not to be used from a signal handler
@@ -869,8 +898,10 @@ def run_batch(
         # what ended workers left: a second Ctrl-C's (their processes are gone now), and a Dask
         # worker's that died (killed, out of memory) and whose task the scheduler ran again elsewhere
         remove_stale(output for job in batch.jobs for output in job.outputs)
-        if aborted and cluster:  # cancelled tasks' workers live on and remove theirs only later (a
-            # task that had not told its progress yet, still setting up, has one too: all are taken)
+        if (
+            stopping or aborted
+        ) and cluster:  # cancelled tasks' workers live on and remove theirs only later (a
+            # task that had not told its start yet, still setting up, has one too: all are taken)
             remove_temporaries(output for job in todo for output in job.outputs)
         summary.seconds += abandoned
         summary.wall = time.monotonic() - started
@@ -951,6 +982,12 @@ def run_cli(
     # a Ctrl-C while the batch is set up (its sinks are built once to check them) is noted and acted
     # on after: raised as KeyboardInterrupt inside a plugin's code, it would be that plugin's failure
     # (exit 1, "ctrlc... failed: KeyboardInterrupt") rather than the interruption it is (130)
+    if cluster:  # before the inputs are read and checked: the address is wrong whatever they are
+        check_cluster(cluster)
+        if jobs is not None:  # a cluster runs as many at once as it has workers' threads
+            raise UsageError(
+                "-j is for local worker processes; with --cluster the scheduler's workers run the files"
+            )
     signals: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: signals.append(signum)) for sig in _STOPS}
     try:

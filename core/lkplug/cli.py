@@ -319,7 +319,8 @@ def batch_options(command):
             "--jobs",
             type=click.IntRange(min=1),
             metavar="N",
-            help="Batch: run N files at once in worker processes [default: the number of cores].",
+            help="Batch: run N files at once in worker processes [default: the number of cores]; not"
+            " with --cluster.",
         ),
         click.option("--fail-fast", is_flag=True, help="Batch: stop at the first file that fails."),
         click.option(

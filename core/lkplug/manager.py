@@ -44,22 +44,23 @@ class PluginInfo:
 
 
 def make_plugin_manager(
-    plugins: Iterable[str] = (), load_entrypoints: bool = True
+    plugins: Iterable[str] = (), load_entrypoints: bool = True, environment: bool = True
 ) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """A fresh plugin manager with every plugin loaded.
 
     ``plugins`` are ``-p`` arguments: a module name, a path to a ``.py`` file, or ``no:NAME`` to
     block a plugin by its name (the entry point's) or every plugin of a distribution by the
-    distribution's name. ``$LKPLUG_PLUGINS`` adds more, comma-separated. A ``no:NAME`` that matches
-    nothing raises UsageError with the closest name.
+    distribution's name. ``$LKPLUG_PLUGINS`` adds more, comma-separated, unless ``environment`` is
+    False (a batch's worker, whose ``plugins`` hold them already: see ``portable_plugins``). A
+    ``no:NAME`` that matches nothing raises UsageError with the closest name.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    requested = [p for p in (os.environ.get(ENV_PLUGINS, "").split(",")) if p.strip()]
+    requested = env_plugins() if environment else []
     origins = {p: ENV_PLUGINS for p in requested}
     for arg in plugins:
-        requested.append(arg)
-        origins[arg] = "-p"
+        requested.append(arg.strip())
+        origins[arg.strip()] = "-p"
     blocked = {arg.strip()[3:].strip() for arg in requested if arg.strip().startswith("no:")}
     used: set[str] = set()  # blocked names that matched a plugin
     infos: list[PluginInfo] = []
@@ -97,6 +98,21 @@ def make_plugin_manager(
             "`lkplug list` shows plugin names in its PLUGIN column"
         )
     return pm, infos
+
+
+def env_plugins() -> list[str]:
+    """The plugins ``$LKPLUG_PLUGINS`` names (comma-separated; blanks around a name dropped)."""
+    return [arg.strip() for arg in os.environ.get(ENV_PLUGINS, "").split(",") if arg.strip()]
+
+
+def portable_plugins(plugins: Iterable[str]) -> tuple[str, ...]:
+    """``$LKPLUG_PLUGINS``'s plugins then the ``-p`` ones, each ``.py`` file's path made absolute: what
+    ``make_plugin_manager(..., environment=False)`` loads the same in a process that runs in another
+    folder, with another environment (a Dask worker)."""
+    return tuple(
+        os.path.abspath(os.path.expanduser(arg)) if arg.endswith(".py") else arg
+        for arg in (*env_plugins(), *(arg.strip() for arg in plugins))
+    )
 
 
 _scan: list | None = None  # the installed entry points while ``scan_once`` holds them

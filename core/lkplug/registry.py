@@ -51,9 +51,11 @@ class Registry:
                     self._add(Entry(component, role, info))
 
     @classmethod
-    def load(cls, plugins: Iterable[str] = (), load_entrypoints: bool = True) -> Registry:
+    def load(
+        cls, plugins: Iterable[str] = (), load_entrypoints: bool = True, environment: bool = True
+    ) -> Registry:
         """Load every installed plugin plus the ``-p`` ones (see ``make_plugin_manager``)."""
-        return cls(*make_plugin_manager(plugins, load_entrypoints))
+        return cls(*make_plugin_manager(plugins, load_entrypoints, environment))
 
     def _add(self, entry: Entry) -> None:
         key = (entry.role, entry.name)
