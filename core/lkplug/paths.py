@@ -6,10 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from .errors import MediaError
+from .outputs import temporary_name
 
 # errors that say why a file cannot be written (others, from pseudo file systems, only confuse)
 TELLING = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
@@ -57,8 +57,17 @@ def check_folder(path: Path) -> None:
             with open(path, "ab"):  # appending nothing: the file is left as it is
                 pass
         else:
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".lkplug-check-"):
+            # the probe is named as this output's temporary (.NAME.PID.part): a run killed while it
+            # exists leaves a stale temporary that the next run (or the batch) removes, not a stray
+            # file (CI saw a batch worker SIGKILLed here leave .lkplug-check-053al7bw in out/)
+            probe = temporary_name(path)
+            try:
+                with open(probe, "xb"):
+                    pass
+            except FileExistsError:  # this process's own temporary: the folder takes files
                 pass
+            else:
+                probe.unlink()
     except OSError as exc:
         where = f"{path}" if path.is_file() else f"folder {folder}"
         # the system's reason when it says why (permission denied, read-only file system, disk full);
