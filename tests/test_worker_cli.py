@@ -50,3 +50,11 @@ def test_help_names_the_dispatch_options():
         "{job}",
     ):
         assert option in result.stdout
+
+
+def test_a_job_fills_its_fields_and_leaves_the_rest_for_its_streams():
+    from lkplug_livekit.worker import fill
+
+    # before: text replacement made "{{room}}" (a literal "{room}" in the path) "{r1}", a field
+    written = fill("wav:rec/{{room}}/{room}-{job}/{identity}.wav", {"room": "r1", "job": "AJ_1"})
+    assert written == "wav:rec/{{room}}/r1-AJ_1/{identity}.wav"

@@ -31,15 +31,40 @@ def _parts(template: str, known: Collection[str], why: str) -> list[tuple[str, s
     parts = []
     for text, name, spec, conversion in parsed:
         if name is not None:
-            written = (
-                "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            )
+            written = _written(name, conversion, spec)
             if not known:
                 raise UsageError(f"{template}: nothing fills {written} here: {hint}")
             if name not in known or conversion or spec:
                 raise UsageError(f"{template}: unknown field {written}; known fields: {field_list(known)}")
         parts.append((text, name))
     return parts
+
+
+def _written(name: str, conversion: str | None, spec: str | None) -> str:
+    """A field as the template wrote it: ``{stem}``, ``{stem!r}``, ``{stem:>20}``."""
+    return "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+
+
+def _braced(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def fill_some(template: str, fields: Mapping[str, str]) -> str:
+    """``template`` with the plain fields that ``fields`` holds filled in, and the rest left as written
+    (other fields, doubled braces), for a later :func:`fill`: a worker fills its job's ``{room}`` and
+    ``{job}`` before a fan-out fills each stream's ``{identity}``. A template that does not parse is
+    returned as it is: its ``fill`` refuses it."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return template
+    out = []
+    for text, name, spec, conversion in parsed:
+        out.append(_braced(text))
+        if name is not None:
+            plain = name in fields and not spec and not conversion
+            out.append(_braced(fields[name]) if plain else _written(name, conversion, spec))
+    return "".join(out)
 
 
 def fill(template: str, fields: Mapping[str, str], why: str = "") -> str:

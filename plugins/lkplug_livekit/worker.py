@@ -60,9 +60,9 @@ def job_fields(settings: WorkerSettings, room: str, job: str, identity: str | No
 def fill(template: str, fields: dict[str, str]) -> str:
     """Fill the job's own fields into a template, leaving the source's (``{identity}`` of a fan-out)
     for the fan-out to fill per stream."""
-    for name, value in fields.items():
-        template = template.replace("{" + name + "}", render("{x}", {"x": value}))
-    return template
+    return templates.fill_some(
+        template, {name: render("{x}", {"x": value}) for name, value in fields.items()}
+    )
 
 
 class JobRoomConnection(RoomConnection):
