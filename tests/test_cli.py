@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +105,47 @@ def test_sigint_leaves_a_valid_wav_with_every_processed_frame(tmp_path):
     assert info.frames > 0 and abs(info.frames / 48000 - processed) <= 0.01
     data, _ = soundfile.read(out, dtype="int16")
     assert abs(level_dbfs(data) - (-6 - 6.02 - 3.01)) < 0.1  # gain applied to every frame written
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does for a job it starts with `&`
+
+
+@pytest.mark.parametrize(
+    "command", [["lkplug"], [sys.executable, "-m", "lkplug"]], ids=["lkplug", "python-m"]
+)
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_a_ctrl_c_at_any_moment_of_start_up_is_an_interruption(command, background):
+    """A SIGINT while lkplug starts: importing the CLI (click's decorators, the plugin manager), loading
+    the plugins, the run's imports, before the run's own handler. Before: Python's traceback and exit 1
+    (or -2) in the first ~0.1 s; a job a shell started in the background (SIGINT ignored) ran on to its
+    end, exit 0. Timed from the moment click is imported (Python's -X importtime line says when), so
+    that a slow start under load moves the moments with it; before that, Python's own start-up (its
+    site module) is no code of ours."""
+    if command[0] == "lkplug":
+        command = [str(Path(sys.executable).with_name("lkplug"))]  # the console script of this venv
+    run = [*command, "run", "--pace", "1x", "--source", "tone:duration=5", "--sink", "null"]
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3):
+        process = subprocess.Popen(
+            run, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ignore_sigint if background else None
+        )
+        said = []
+        for line in process.stderr:
+            said.append(line)
+            if line.startswith("import time:") and line.rsplit("|", 1)[-1].strip() == "click":
+                break
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        killer = threading.Timer(30, process.kill)  # a run that took no signal fails, not hangs
+        killer.start()
+        rest = process.stderr.read()  # after what the loop above read ahead (communicate() would lose it)
+        process.wait()
+        killer.cancel()
+        lines = [line for line in [*said, *rest.splitlines(True)] if not line.startswith("import time:")]
+        lines = [line for line in lines if line.strip()]  # click ends a terminal's "^C" with a newline
+        assert process.returncode == 130, (delay, process.returncode, "".join(lines))
+        assert lines and all(line.startswith("lkplug: ") for line in lines), (delay, "".join(lines))
 
 
 @pytest.mark.parametrize(

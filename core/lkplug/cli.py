@@ -710,7 +710,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click took a Ctrl-C in a command (and ended the terminal's ^C line)
+        click.echo("lkplug: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except _interruptions():
         click.echo("lkplug: interrupted", err=True)
