@@ -369,6 +369,48 @@ def chained(tmp_path, name: str, links: list[tuple]) -> tuple:
     return whole, parts
 
 
+def mp3_file(path, freq: float, rate: int, seconds: float = 2.0) -> bytes:
+    """A mono sine as an MP3 made with PyAV (libmp3lame; FFmpeg's muxer starts it with an ID3v2 tag)."""
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(sine(freq, seconds, rate).T.astype(np.float32)), format="fltp", layout="mono"
+        )
+        frame.sample_rate, frame.pts = rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+# an ID3v1 tag as taggers append it: "TAG", title, artist, album (30 bytes each), year, comment, genre
+ID3V1 = b"TAG" + b"a tone".ljust(30, b"\0") + b"lkplug".ljust(60, b"\0") + b"2026" + bytes(30) + b"\xff"
+
+
+@pytest.mark.parametrize(
+    "b_rate, between, length",
+    [
+        # ffmpeg 5.1 -i ab.mp3 -f f32le: 178808 samples, b converted to 44.1 kHz; the same samples as
+        # lkplug's (compared). Before: 179960, a frame of silence (1152 samples) where b's ID3v2 tag is,
+        # and "damaged input ... Header missing"
+        (48000, b"", 178808),
+        # ffmpeg 5.1: 178607 samples, both; before: 179759 (an ID3v1 tag decodes to nothing, silently)
+        (44100, b"", 178607),
+        (44100, ID3V1, 178607),
+    ],
+    ids=["rate-change", "id3v2", "id3v1-and-v2"],
+)
+def test_mp3_files_joined_end_to_end_play_without_a_hole_for_their_tags(tmp_path, b_rate, between, length):
+    a = mp3_file(tmp_path / "a.mp3", 440, 44100)
+    b = mp3_file(tmp_path / "b.mp3", 660, b_rate)
+    whole = tmp_path / "ab.mp3"
+    whole.write_bytes(a + between + b)
+    data, stderr = read_through_lkplug(whole, tmp_path)
+    assert len(data) == length, stderr
+    assert "damaged" not in stderr
+    assert dominant_frequency(data[4410:88200, 0], 44100) == pytest.approx(440, abs=2)
+    assert dominant_frequency(data[-88200:-4410, 0], 44100) == pytest.approx(660, abs=2)
+
+
 def read_through_lkplug(path, tmp_path):
     out = tmp_path / f"{path.name}.wav"
     result = run_lkplug("run", "--source", f"file:{path}", "--sink", f"wav:{out},subtype=float")

@@ -506,16 +506,17 @@ class FileSource(Source):
         error messages are captured (from every thread: decoders run frame threads), not printed:
         the run ends with one warning line instead."""
         try:
-            with ffmpeg_errors(self.errors):
-                yield from self._demux_and_decode()
+            with ffmpeg_errors(self.errors) as logs:
+                yield from self._demux_and_decode(logs)
         finally:
             if self.links_opened:
                 # the Ogg demuxer's words about a link that changes format are no damage; they reach
                 # the log when FFmpeg next flushes it (a page early, or in the next link's probe)
                 self.errors[:] = [text for text in self.errors if not text.startswith(OGG_LINK_CHANGE)]
 
-    def _demux_and_decode(self):
-        """Packet by packet: a packet that fails to decode is counted and skipped."""
+    def _demux_and_decode(self, logs: list):
+        """Packet by packet: a packet that fails to decode is counted and skipped. ``logs``: FFmpeg's
+        messages so far (``ffmpeg_errors``'s)."""
         import av
 
         container = self.container
@@ -535,6 +536,7 @@ class FileSource(Source):
         links = ogg_links(self.path) if container.format.name == "ogg" else []
         link = 0  # the link of the last packet read (0: the first, or no Ogg)
         position = 0  # byte position of the last packet read
+        tags: dict[int, float] = {}  # stream index -> seconds the tags inside it were given (see _is_tag)
         while True:
             try:
                 packet = next(demux)
@@ -552,12 +554,20 @@ class FileSource(Source):
                 self.skipped += 1  # a broken container structure: nothing more can be read
                 self.errors.append(str(exc))
                 return
+            said = len(logs)
             try:
                 decoded = self.opus_decoder.decode(packet) if self.opus_decoder else packet.decode()
             except av.error.FFmpegError:
+                decoded = None
+            index = packet.stream.index  # (not stream_index: 0 in the flushing packets PyAV adds)
+            if not decoded and _is_tag(packet, container):
+                del logs[said:]  # its "Header missing" is no damage
+                if packet.duration and packet.time_base:
+                    tags[index] = tags.get(index, 0.0) + float(packet.duration * packet.time_base)
+                continue
+            if decoded is None:
                 self.skipped += 1
                 continue
-            index = packet.stream.index  # (not stream_index: 0 in the flushing packets PyAV adds)
             kind = kind_of[index]
             position = packet.pos if packet.pos is not None and packet.pos >= 0 else position
             link_begins = False
@@ -565,6 +575,8 @@ class FileSource(Source):
                 link, link_begins = bisect.bisect_right(links, position) - 1, True
             for frame in decoded:
                 seconds = frame.time
+                if seconds is not None and index in tags:
+                    seconds -= tags[index]  # the audio after a tag follows the audio before it
                 if link and kind == "audio":
                     # a later link of a chained Ogg follows the audio before it, sample after sample, as
                     # ffmpeg 5.1 plays it: FFmpeg 8 gives its first packet the time where the link
@@ -683,6 +695,18 @@ def _ffmpeg_layout(path: str) -> str:
             return layout_name(container.streams.audio[0].codec_context.layout)
     except (av.error.FFmpegError, IndexError):
         return ""
+
+
+def _is_tag(packet, container) -> bool:
+    """Whether a packet of an MP3 file that gave no audio is an ID3 tag: MP3 files joined end to end
+    (``cat a.mp3 b.mp3``) carry the second one's ID3v2 tag (and the first one's ID3v1 tag) inside the
+    stream. FFmpeg's MP3 demuxer gives it the time of a frame; its decoder says "Header missing" (an
+    ID3v2 tag) or gives nothing (ID3v1). It holds no audio and no time: the ffmpeg CLI (and every
+    player) plays what follows right after what came before, so it is no hole and no damage."""
+    if container.format.name != "mp3":
+        return False
+    head = bytes(packet)[:3]
+    return head in (b"ID3", b"TAG")
 
 
 def _beyond_packet(frame, packet) -> float:
