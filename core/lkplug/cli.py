@@ -706,13 +706,16 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         with scan_once():  # make_cli() and the command load the plugins: read entry points once
-            make_cli().main(args, prog_name="lkplug", standalone_mode=False)
+            group = make_cli()
+            # what click's own main() does, less its handling of a Ctrl-C (a blank line on stderr,
+            # then Abort): an interruption is one line, below, wherever it comes
+            with group.make_context("lkplug", list(args)) as ctx:
+                group.invoke(ctx)
+    except click.exceptions.Exit as exc:  # --help, --version: they have said what they had to
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:  # click took a Ctrl-C in a command (and ended the terminal's ^C line)
-        click.echo("lkplug: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     except _interruptions():
         click.echo("lkplug: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
