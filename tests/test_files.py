@@ -369,13 +369,13 @@ def chained(tmp_path, name: str, links: list[tuple]) -> tuple:
     return whole, parts
 
 
-def mp3_file(path, freq: float, rate: int, seconds: float = 2.0) -> bytes:
-    """A mono sine as an MP3 made with PyAV (libmp3lame; FFmpeg's muxer starts it with an ID3v2 tag)."""
+def mp3_file(path, freq: float, rate: int, seconds: float = 2.0, channels: int = 1) -> bytes:
+    """A sine as an MP3 made with PyAV (libmp3lame; FFmpeg's muxer starts it with an ID3v2 tag)."""
+    layout = "stereo" if channels == 2 else "mono"
     with av.open(str(path), "w", format="mp3") as container:
-        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(sine(freq, seconds, rate).T.astype(np.float32)), format="fltp", layout="mono"
-        )
+        stream = container.add_stream("libmp3lame", rate=rate, layout=layout)
+        samples = sine(freq, seconds, rate, channels).T.astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
         frame.sample_rate, frame.pts = rate, 0
         container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -409,6 +409,19 @@ def test_mp3_files_joined_end_to_end_play_without_a_hole_for_their_tags(tmp_path
     assert "damaged" not in stderr
     assert dominant_frequency(data[4410:88200, 0], 44100) == pytest.approx(440, abs=2)
     assert dominant_frequency(data[-88200:-4410, 0], 44100) == pytest.approx(660, abs=2)
+
+
+def test_a_joined_mp3_that_changes_rate_and_channels_is_told_as_it_changes(tmp_path):
+    """44.1 kHz stereo, then 16 kHz mono. Before: "(44100 Hz stereo -> 44100 Hz mono)": the first
+    frame of the second file carries the first file's rate (FFmpeg's decoder sets the new one after
+    it), and the warning was made from that frame."""
+    whole = tmp_path / "ab.mp3"
+    whole.write_bytes(
+        mp3_file(tmp_path / "a.mp3", 440, 44100, channels=2) + mp3_file(tmp_path / "b.mp3", 660, 16000)
+    )
+    _, stderr = read_through_lkplug(whole, tmp_path)
+    assert "audio changed mid-stream at 2.0" in stderr
+    assert "(44100 Hz stereo -> 16000 Hz mono)" in stderr
 
 
 def read_through_lkplug(path, tmp_path):

@@ -75,7 +75,7 @@ def test_a_format_change_with_continuing_timestamps_is_converted_to_the_first_fo
     made += [decoded(i * FRAME, seed=i, **other) for i in range(5, 10)]
     blocks, clock = run_clock([frame for frame, _ in made])
     assert {b.channels for b in blocks} == {2} and {b.layout for b in blocks} == {"stereo"}
-    assert "audio changed mid-stream" in clock.changes[0]
+    assert "audio changed mid-stream" in clock.notes()[0]
     first = np.concatenate([b.data for b in blocks])[: 5 * FRAME]
     assert np.array_equal(first, np.concatenate([s for _, s in made[:5]]))
     if change == "layout":  # same rate: libswresample upmixes mono to both channels, sample for sample

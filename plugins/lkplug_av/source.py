@@ -467,7 +467,7 @@ class FileSource(Source):
                 break
         if self.skipped or self.errors:
             self.warnings.append(self._damage_report())
-        self.warnings += [f"{self.path}: {change}" for change in clock.changes]
+        self.warnings += [f"{self.path}: {note}" for note in clock.notes()]
         if not clock.emitted and self.start and (clock.file_end or self.length):
             length = clock.file_end or self.length
             raise MediaError(f"{self.path}: start={self.start:g} is past the end: the file is {length:.2f} s")
@@ -790,7 +790,9 @@ class _Clock:
         self.converter = None  # libswresample (PyAV) for audio not in the first format
         self.converter_key: tuple | None = None
         self.converter_time: float | None = None  # seconds of the next sample out of the converter
-        self.changes: list[str] = []  # warnings: the first mid-stream change of the audio format, HDR
+        self.changes: list[str] = []  # warnings: HDR (and ``audio_change``'s, see ``notes``)
+        # the first mid-stream change of the audio format: [media seconds, rate, layout, settled]
+        self.audio_change: list | None = None
         self.emitted_video = False
         self.sar: tuple[int, int] | None = None  # the video stream's, as stored (before a turn)
         self.video_end = 0.0
@@ -893,13 +895,19 @@ class _Clock:
         if self.first is None:
             self.first = (rate, layout)
             self.target = "s16" if name in _S16 else "flt"
-        if (rate, layout) != self.first and not self.changes:
-            # media time, as the output has it (loop= passes and start= counted)
-            when = self.offset + seconds if seconds is not None else self.position / self.rate
-            self.changes.append(
-                f"audio changed mid-stream at {max(0.0, when):.2f} s ({self.first[0]} Hz {self.first[1]}"
-                f" -> {rate} Hz {layout}); the rest is converted to the first format, as ffmpeg does"
-            )
+        change = self.audio_change
+        if (rate, layout) != self.first:
+            if change is None:
+                # media time, as the output has it (loop= passes and start= counted)
+                when = self.offset + seconds if seconds is not None else self.position / self.rate
+                self.audio_change = [when, rate, layout, False]
+            elif not change[3]:
+                # the format the frames after it settle on: the first frame of an MP3 joined to one of
+                # another rate still carries the old rate (FFmpeg's decoder sets the new one after it)
+                change[3] = change[1:3] == [rate, layout]
+                change[1:3] = [rate, layout]
+        elif change is not None:
+            change[3] = True
         direct = (rate, layout) == self.first and name in _DIRECT
         key = (name, rate, layout)
         out = []
@@ -927,6 +935,17 @@ class _Clock:
             if self.converter_time is not None:
                 self.converter_time += piece.samples / piece.sample_rate
         return out
+
+    def notes(self) -> list[str]:
+        """The warnings of the pass: how the audio format changed mid-stream, HDR."""
+        notes = []
+        if self.audio_change is not None:
+            when, rate, layout, _ = self.audio_change
+            notes.append(
+                f"audio changed mid-stream at {max(0.0, when):.2f} s ({self.first[0]} Hz {self.first[1]}"
+                f" -> {rate} Hz {layout}); the rest is converted to the first format, as ffmpeg does"
+            )
+        return notes + self.changes
 
     def _drain_converter(self) -> list:
         if self.converter is None:
