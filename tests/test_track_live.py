@@ -390,6 +390,78 @@ async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livek
         assert_bars(picture)
 
 
+async def test_a_file_with_pictures_goes_out_without_dropouts_and_in_sync(
+    livekit_server, livekit_join, tmp_path
+):
+    """A 44.1 kHz tone beside 15 fps pictures: bob hears the tone without a break, and its end (3.0 s)
+    comes with the picture that turns white at 3.0 s. Before: beside video the audio went out without
+    the capture queue's start (the queue would have put it 200 ms behind the pictures) and ran dry
+    between the bursts the decoder and soxr hand on (README: 10 ms dropouts 0.2-0.4 s and 1.9-2.5 s
+    in). Now the queue starts full and each picture waits as long as the audio does."""
+    from livekit import rtc
+
+    clip = tmp_path / "talk.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        sound = container.add_stream("aac", rate=44100)
+        tone = np.zeros(round(3.6 * 44100), np.int16)
+        tone[: 3 * 44100] = to_s16(sine(440, 3.0, 44100))[:, 0]
+        for start in range(0, len(tone) - 1023, 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 44100, start
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))
+        bars = colour_bars()[..., :3].copy()
+        white = np.full_like(bars, 255)
+        for index in range(54):  # 3.6 s; white from 3.0 s (picture 45)
+            frame = av.VideoFrame.from_ndarray(bars if index < 45 else white, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:talk,simulcast=false,wait=10"),
+            *("--identity", "talk"),
+        )
+    )
+    sound_track = await bob.remote_track("talk", "audio")
+    picture_track = await bob.remote_track("talk", "video")
+    heard: list[tuple[float, np.ndarray]] = []  # (arrival, 10 ms of samples)
+    seen: list[tuple[float, float]] = []  # (arrival, mean level of the picture)
+
+    async def listen():
+        async for event in rtc.AudioStream(sound_track, sample_rate=RATE, num_channels=1):
+            heard.append((time.monotonic(), np.frombuffer(event.frame.data, np.int16).astype(np.float64)))
+
+    async def watch():
+        async for event in rtc.VideoStream(picture_track, format=rtc.VideoBufferType.RGBA):
+            picture = np.frombuffer(event.frame.data, np.uint8).reshape(event.frame.height, -1, 4)
+            seen.append((time.monotonic(), float(picture[..., :3].mean())))
+
+    tasks = [asyncio.ensure_future(listen()), asyncio.ensure_future(watch())]
+    code, _, err = await publish
+    await asyncio.sleep(1.0)  # what is still on the way
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert code == 0, err
+    levels = np.array([np.sqrt(np.mean(chunk**2)) for _, chunk in heard])
+    sounding = np.flatnonzero(levels > 1000)
+    first, last = sounding[0], sounding[-1]  # the tone's first and last 10 ms that sound
+    tone = np.concatenate([chunk for _, chunk in heard[first + 1 : last]])
+    breaks = tone_breaks(tone, RATE, 440.0)
+    assert breaks == [], err
+    white = next(arrival for arrival, level in seen if level > 200)
+    offset = heard[last + 1][0] - white  # the first 10 ms after the tone, against the white picture
+    print(f"tone {len(tone) / RATE:.2f} s, its end {offset * 1000:+.0f} ms from the white picture")
+    # in sync as lip sync goes (ITU-R BT.1359: sound at most 45 ms early, 125 ms late); before the
+    # fix the pictures would have been 200 ms early had the audio alone waited for its queue
+    assert -0.045 <= offset <= 0.125, (offset, err)
+
+
 async def publish_numbered(peer, count: int, fps: int = 15) -> None:
     """Publish ``count`` flat grey pictures, picture n at grey 40 + 4n (a VP8 round trip keeps a flat
     level within 2), then hold the last one for a second (the encoder sends what it has) and leave."""
@@ -549,9 +621,11 @@ async def test_a_server_that_goes_away_is_blamed_not_the_participant(
 
 async def test_a_session_ended_between_two_frames_ends_the_source(livekit_server, livekit_join):
     """The SDK tells of the session's end (replaced, removed, the server gone) while lkplug hands a
-    frame on: the source must see it at its next frame (before: the signal was cleared unseen at the
-    next wait; with frames still coming, silence was recorded until -t and exit 0, and once they
-    stopped, the run waited for ever: the replaced-participant test's hang)."""
+    frame on: the source must see it once the frames the SDK had already received are handed on
+    (before: the signal was cleared unseen at the next wait; with frames still coming, silence was
+    recorded until -t and exit 0, and once they stopped, the run waited for ever: the
+    replaced-participant test's hang). Here the session's end is only told, so alice's frames go on
+    coming: those queued while this process was held up (a loaded machine) still come first."""
     from livekit import rtc
 
     from lkplug import MediaError, RunContext
@@ -573,8 +647,12 @@ async def test_a_session_ended_between_two_frames_ends_the_source(livekit_server
         await asyncio.wait_for(anext(frames), 30)
         # what the SDK's "disconnected" event calls, here between two frames
         source.connection._on_disconnected(rtc.DisconnectReason.DUPLICATE_IDENTITY)
+        queued = 0
         with pytest.raises(MediaError, match="replaced lkplug"):
-            await asyncio.wait_for(anext(frames), 10)
+            while queued <= 50:  # 0.5 s of 10 ms frames: more than a held-up process had queued
+                await asyncio.wait_for(anext(frames), 10)
+                queued += 1
+        print(f"{queued} frames queued before the end")
     finally:
         await frames.aclose()
         await source.aclose()
@@ -743,6 +821,37 @@ async def test_a_tone_at_any_rate_is_published_cleanly(livekit_server, livekit_j
     print(f"{rate} Hz: {freq:.2f} Hz, THD+N {thd_n:.1f} dB")
     assert freq == pytest.approx(440.0, abs=0.2)
     assert thd_n < -30
+
+
+async def test_audio_sent_late_is_reported_where_listeners_heard_silence(
+    livekit_server, livekit_join, tmp_path
+):
+    """The publishing process held up 0.6 s at 1 s of a tone (a stage blocks the event loop, as a busy
+    machine does), longer than the 0.2 s capture queue lasts: the SDK sent nothing for some 0.4 s, and
+    bob heard the tone break there. Before: exit 0 and not a word of it."""
+    clip = tmp_path / "tone.wav"
+    soundfile.write(clip, to_s16(sine(440, 4.0, RATE)), RATE)
+    hooks = os.path.join(os.path.dirname(__file__), "live_hooks.py")
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "-p", hooks, "--source", f"file:{clip}", "--proc", "holdup:at=1,seconds=0.6"),
+            *("--sink", "track:tts,wait=10", "--identity", "tts"),
+        )
+    )
+    heard = await bob.receive_audio("tts", seconds=3.5)
+    code, _, err = await publish
+    assert code == 0, err
+    dry = [line for line in err.splitlines() if "ran dry" in line]
+    assert len(dry) == 1 and dry[0].startswith("lkplug: warning: tts: "), err
+    total = float(dry[0].split("ran dry for ")[1].split(" ms")[0])
+    assert 300 <= total <= 600, err  # 0.6 s held up less the 0.2 s queue, and what the hold-up delayed
+    assert "before 1.0" in dry[0], err  # the frame of 1.0 s (or one 10 ms later) came after the silence
+    heard = heard.astype(np.float64)
+    tone = heard[np.flatnonzero(np.abs(heard) > 1e-3)[0] + RATE // 100 :]
+    breaks = tone_breaks(tone, RATE, 440.0)
+    assert breaks and 0.9 <= breaks[0][0] <= 1.6, (breaks, err)  # bob heard it there first
 
 
 async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server, livekit_join, tmp_path):

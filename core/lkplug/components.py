@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,6 +245,9 @@ class Sink(Stage):
 
     #: the files this sink writes (the engine refuses to run when one is the source's input)
     writes: tuple[str, ...] = ()
+    #: what went wrong without ending the run, one line each, read once the sink is closed: the run
+    #: ends with them as "lkplug: warning: ..." (as ``Source.warnings``)
+    warnings: Sequence[str] = ()
 
     def write(self, frame) -> None:
         raise NotImplementedError
@@ -266,6 +269,9 @@ class Source:
     live: bool = False
     #: the files this source reads (see ``Sink.writes``)
     reads: tuple[str, ...] = ()
+    #: what went wrong without ending the run (damage decoded past, audio a receiver made up), one
+    #: line each, read once the run ended: it ends with them as "lkplug: warning: ..."
+    warnings: Sequence[str] = ()
     #: stands for many streams (``track:*``): the engine runs one pipeline per stream that
     #: ``instances()`` yields, instead of calling ``frames()``
     fans_out: bool = False

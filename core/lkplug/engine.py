@@ -382,6 +382,8 @@ class Pipeline:
             report.stopped = self._stopping
             report.wall = time.monotonic() - started
             report.warnings += list(getattr(self.source.obj, "warnings", ()))
+            for sink in self.sinks:  # read once closed: a sink may only know then
+                report.warnings += list(getattr(sink.obj, "warnings", ()))
             report.warnings += self._clipping()
         return report
 

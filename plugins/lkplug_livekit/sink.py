@@ -6,12 +6,17 @@ capture queue (200 ms), which starts full: the SDK takes 10 ms from it every 10 
 anything is there, and the engine hands frames on in bursts (one decoded packet of the file, 93 ms
 of a 44.1 kHz WAV, regrouped by soxr unevenly), so a queue that starts empty runs dry before a burst
 and the SDK sends nothing for 10 ms: the listener's jitter buffer then conceals a dropout and the
-tone comes back 10 ms late (a 180 degree turn of 440 Hz). Audio from a live
-source (a room's track: a relay) goes to WebRTC as it arrives, with no queue: the network already paces
-it, and a queue drained by a second real-time clock keeps every stall's backlog as latency for the
-rest of the run (estimated from the capture times: the queue climbed from 10 to 30-100 ms in 10 s on a loaded
-machine, in the bare SDK's relay as in lkplug's), while the listener's jitter buffer absorbs the
-jitter and shrinks again.
+tone comes back 10 ms late (a 180 degree turn of 440 Hz). Pictures beside such audio go out as late
+as the queue holds the audio (each one that much after it came), so the two stay together. When the
+queue runs dry all the same (this process held up longer than the queue lasts: a busy machine, a
+stage slower than real time), the run ends with a warning saying how long and where, since every
+listener heard silence there.
+
+Audio from a live source (a room's track: a relay) goes to WebRTC as it arrives, with no queue: the
+network already paces it, and a queue drained by a second real-time clock keeps every stall's
+backlog as latency for the rest of the run (estimated from the capture times: the queue climbed from
+10 to 30-100 ms in 10 s on a loaded machine, in the bare SDK's relay as in lkplug's), while the
+listener's jitter buffer absorbs the jitter and shrinks again.
 
 With ``wait=S`` it holds the first frame until someone subscribes to one of its tracks (up to S
 seconds), so a file played into a room is heard from its first second rather than from whenever the
@@ -21,6 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
+import time
+from collections.abc import Callable
 
 from lkplug import AudioContract, MediaError, Sink, UsageError, VideoContract
 from lkplug.frames import square_pixels_advice
@@ -31,6 +39,8 @@ from .selector import SOURCES
 PLAYOUT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 20.0  # seconds publishing a track may take
 QUEUE_MS = 200  # the capture queue for a source that is not live (it paces a file at real time)
+DRY_SECONDS = 0.010  # the queue ran dry when a whole 10 ms the SDK takes found it empty
+DRY_PLACES = 10  # places named in the warning (the amounts count them all)
 
 
 class TrackSink(Sink):
@@ -68,7 +78,19 @@ class TrackSink(Sink):
         self._published: dict[str, tuple] = {}  # kind -> (AudioSource or VideoSource, publication sid)
         # audio held back until the capture queue can start full (None: started, or no queue)
         self._preroll: list | None = None
+        self._preroll_at = 0.0  # media seconds of its first sample
+        # with a capture queue: when it runs dry (the monotonic clock; None before the first capture),
+        # and where it did, as (media seconds, seconds of silence sent)
+        self._dry_at: float | None = None
+        self._dry: list[tuple[float, float]] = []
         self._with_video = False  # a video track goes out beside the audio
+        # pictures beside queued audio go out as the audio of their time plays out: at the audio's
+        # origin (the monotonic clock at which media time 0 plays) plus their time. Until the first
+        # capture tells it, the origin is the first frame's arrival plus the queue (the audio would
+        # start then, were it paced as the frames come). Pictures wait in _due as [time, send, timer]
+        self._with_queued_audio = False
+        self._audio_origin: float | None = None
+        self._due: list[list] = []
         self._sar_told = False  # the first picture's pixel shape was looked at
         self._tracks: set = set()  # this sink's local tracks
         self._subscriptions = 0  # subscriptions to them signalled so far (one per subscriber)
@@ -91,6 +113,7 @@ class TrackSink(Sink):
         # the audio while waiting for a video listener once recorded 4 s of silence, exit 0)
         audio, video = formats.get("audio"), formats.get("video")
         self._with_video = video is not None
+        self._with_queued_audio = audio is not None and bool(self.queue_ms)
         if audio is not None:
             await self._publish_audio(audio.rate, audio.channels)
         if video is not None and getattr(video, "width", None):
@@ -103,16 +126,21 @@ class TrackSink(Sink):
 
         if self.connection.lost:  # the server ended our session: nobody hears what we send
             raise self.connection.lost
+        if self._audio_origin is None:  # the first frame: the audio would start a queue later
+            self._audio_origin = time.monotonic() - frame.time + self.queue_ms / 1000
         if frame.kind == "audio":
             if "audio" not in self._published:
                 await self._publish_audio(frame.sample_rate, frame.channels)
-            data = frame.data
+            data, at = frame.data, frame.time
             if self._preroll is not None:
+                if not self._preroll:
+                    self._preroll_at = frame.time
                 self._preroll.append(data)
                 if sum(map(len, self._preroll)) * 1000 < self.queue_ms * frame.sample_rate:
                     return
-                data = self._end_preroll()
-            await self._capture(self._published["audio"][0], data)
+                data, at = self._end_preroll(), self._preroll_at
+            self._note_dry(frame.time)
+            await self._capture(self._published["audio"][0], data, at)
         elif frame.kind == "video":
             if "video" not in self._published:
                 await self._publish_video(frame.width, frame.height)
@@ -123,7 +151,28 @@ class TrackSink(Sink):
                     self._notify(f"warning: {self.name}: a track carries no pixel aspect ratio: {advice}")
             i420 = rtc.VideoBufferType.I420
             picture = rtc.VideoFrame(frame.width, frame.height, i420, frame.data.tobytes())
-            self._published["video"][0].capture_frame(picture, timestamp_us=round(frame.time * 1e6))
+            send = functools.partial(
+                self._published["video"][0].capture_frame, picture, timestamp_us=round(frame.time * 1e6)
+            )
+            if self._with_queued_audio:
+                self._send_at(frame.time, send)
+            else:
+                send()
+
+    def _send_at(self, at: float, send: Callable[[], None]) -> None:
+        """``send`` the picture of ``at`` media seconds as the audio of that time plays out (at once
+        if it does already)."""
+        delay = self._audio_origin + at - time.monotonic()
+        if delay <= 0:
+            send()
+            return
+        entry: list = [at, send, None]
+        entry[2] = asyncio.get_running_loop().call_later(delay, self._send_due, entry)
+        self._due.append(entry)
+
+    def _send_due(self, entry: list) -> None:
+        self._due.remove(entry)
+        entry[1]()
 
     def _end_preroll(self):
         """The audio held back for the capture queue, as one (samples, channels) block."""
@@ -132,14 +181,47 @@ class TrackSink(Sink):
         held, self._preroll = self._preroll, None
         return np.concatenate(held)
 
-    @staticmethod
-    async def _capture(audio_source, data) -> None:
-        """``data``: (samples, channels) s16 at the audio source's rate."""
+    def _note_dry(self, at: float) -> None:
+        """Before a capture of audio from ``at`` media seconds: whether the queue ran dry before it.
+        The SDK takes 10 ms from it every 10 ms from the first capture on, so it runs dry when the
+        audio captured so far has been taken (its own ``queued_duration`` is an estimate that a dry
+        spell leaves behind, as it counts the silence as audio taken)."""
+        if self.queue_ms and self._dry_at is not None:
+            late = time.monotonic() - self._dry_at
+            if late >= DRY_SECONDS:
+                self._dry.append((at, late))
+                self._audio_origin += late  # what comes now plays that much later
+
+    async def _capture(self, audio_source, data, at: float) -> None:
+        """``data``: (samples, channels) s16 at the audio source's rate, from ``at`` media seconds."""
         from livekit import rtc
 
+        if self.queue_ms:
+            now = time.monotonic()
+            if self._dry_at is None:  # the first: the SDK plays the queue out from now on
+                self._audio_origin = now - at
+                due, self._due = self._due, []
+                for picture_at, send, timer in due:  # timed by the first frame's arrival: again
+                    timer.cancel()
+                    self._send_at(picture_at, send)
+            self._dry_at = max(self._dry_at or now, now) + len(data) / audio_source.sample_rate
         await audio_source.capture_frame(
             rtc.AudioFrame(data.tobytes(), audio_source.sample_rate, data.shape[1], len(data))
         )
+
+    @property
+    def warnings(self) -> list[str]:
+        """Where the capture queue ran dry: what every listener heard as silence."""
+        if not self._dry:
+            return []
+        where = ", ".join(f"{at:.2f} s ({late * 1000:.0f} ms)" for at, late in self._dry[:DRY_PLACES])
+        more = f" and {len(self._dry) - DRY_PLACES} more places" if len(self._dry) > DRY_PLACES else ""
+        total = sum(late for _, late in self._dry)
+        return [
+            f"{self.name}: the audio sent ran dry for {total * 1000:.0f} ms in all, before {where}{more}:"
+            " listeners heard silence there (this process was held up: a busy machine, or a stage"
+            " slower than real time)"
+        ]
 
     def _track_source(self, kind: str):
         """The TrackSource the room shows: ``source=`` if it is of this kind, else the usual one."""
@@ -217,9 +299,7 @@ class TrackSink(Sink):
         from livekit import rtc
 
         audio_source = rtc.AudioSource(rate, channels, queue_size_ms=self.queue_ms)
-        # not beside video: the queue's 200 ms would put the audio that far behind the pictures,
-        # which go out as they come (beside video the early bursts may still leave it dry)
-        self._preroll = [] if self.queue_ms and not self._with_video else None
+        self._preroll = [] if self.queue_ms else None
         track = rtc.LocalAudioTrack.create_audio_track(self.name, audio_source)
         options = rtc.TrackPublishOptions(source=self._track_source("audio"))
         await self._publish("audio", audio_source, track, options)
@@ -256,7 +336,9 @@ class TrackSink(Sink):
             if self.connection.lost:
                 return  # the session is over: nothing to play out or unpublish
             if "audio" in published and self._preroll:  # a clip shorter than the queue
-                await self._capture(published["audio"][0], self._end_preroll())
+                await self._capture(published["audio"][0], self._end_preroll(), self._preroll_at)
+            if self._due:  # the last pictures go out with the audio beside them
+                await asyncio.sleep(max(0.0, self._audio_origin + self._due[-1][0] - time.monotonic()))
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():
@@ -267,6 +349,9 @@ class TrackSink(Sink):
                 except asyncio.TimeoutError:
                     self._notify(f"warning: unpublishing {self.name} took over {DISCONNECT_TIMEOUT:g} s")
         finally:
+            for _, _, timer in self._due:  # the session ended: nobody would see them
+                timer.cancel()
+            self._due.clear()
             for media_source, _ in published.values():
                 await media_source.aclose()
             await self.connection.release()
