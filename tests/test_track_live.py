@@ -352,28 +352,33 @@ async def test_alices_camera_is_recorded_to_a_file_with_its_colours(
     assert_bars(pictures[-1])
 
 
+def write_clip(path, tone: np.ndarray, rate: int, pictures: dict, audio_codec: str = "aac") -> None:
+    """An MP4 made with PyAV: ``tone`` (int16 mono samples at ``rate``) and ``pictures`` (picture
+    number at 15 fps -> rgb24 image (HEIGHT, WIDTH, 3)) in H.264."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=15)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        audio = container.add_stream(audio_codec, rate=rate, layout="mono")
+        for start in range(0, len(tone) - 1023, 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(audio.encode(frame))
+        for number, image in sorted(pictures.items()):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = number
+            container.mux(video.encode(frame))
+        for stream in (video, audio):
+            container.mux(stream.encode(None))
+
+
 async def test_a_video_file_is_published_as_a_camera_track(livekit_server, livekit_join, tmp_path):
     """Every picture received is the file's, the first one too. Before: the first ones were all black
     (Y 0, below video black): the SDK sends an empty I420 picture 10 times a second from the moment a
     VideoSource exists until its first capture, and a listener got those until the first picture came
     (here at 1 s, after a tone alone, as a file whose picture starts late)."""
     clip = tmp_path / "bars.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=15)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        sound = container.add_stream("aac", rate=RATE)
-        tone = to_s16(sine(440, 3.0, RATE)).reshape(1, -1)
-        for start in range(0, tone.shape[1] - 1023, 1024):
-            frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="s16", layout="mono")
-            frame.sample_rate, frame.pts = RATE, start
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode(None))
-        bars = colour_bars()[..., :3].copy()
-        for index in range(15, 45):  # 1-3 s
-            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    bars = colour_bars()[..., :3].copy()
+    write_clip(clip, to_s16(sine(440, 3.0, RATE))[:, 0], RATE, dict.fromkeys(range(15, 45), bars))  # 1-3 s
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
         lkplug(
@@ -401,24 +406,11 @@ async def test_a_file_with_pictures_goes_out_without_dropouts_and_in_sync(
     from livekit import rtc
 
     clip = tmp_path / "talk.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=15)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        sound = container.add_stream("aac", rate=44100)
-        tone = np.zeros(round(3.6 * 44100), np.int16)
-        tone[: 3 * 44100] = to_s16(sine(440, 3.0, 44100))[:, 0]
-        for start in range(0, len(tone) - 1023, 1024):
-            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 44100, start
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode(None))
-        bars = colour_bars()[..., :3].copy()
-        white = np.full_like(bars, 255)
-        for index in range(54):  # 3.6 s; white from 3.0 s (picture 45)
-            frame = av.VideoFrame.from_ndarray(bars if index < 45 else white, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    tone = np.zeros(round(3.6 * 44100), np.int16)
+    tone[: 3 * 44100] = to_s16(sine(440, 3.0, 44100))[:, 0]
+    bars = colour_bars()[..., :3].copy()
+    white = np.full_like(bars, 255)
+    write_clip(clip, tone, 44100, {n: bars if n < 45 else white for n in range(54)})  # 3.6 s; white from 3 s
     bob = await livekit_join("bob")
     publish = asyncio.ensure_future(
         lkplug(
@@ -961,22 +953,9 @@ async def test_a_listener_of_either_track_releases_an_audio_and_video_file(
     waited there again, holding the audio: a recorder of the audio got 4 s of silence, exit 0."""
     seconds = 4.0
     clip = tmp_path / "av.mp4"
-    with av.open(str(clip), "w") as container:
-        video = container.add_stream("libx264", rate=15)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        audio = container.add_stream("pcm_s16le", rate=RATE)
-        audio.layout = "mono"
-        bars = colour_bars()[..., :3].copy()
-        for index in range(round(seconds * 15)):
-            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
-            frame.pts = index
-            container.mux(video.encode(frame))
-        tone = to_s16(sine(660, seconds, RATE))
-        block = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
-        block.sample_rate, block.pts = RATE, 0
-        container.mux(audio.encode(block))
-        for stream in (video, audio):
-            container.mux(stream.encode(None))
+    bars = colour_bars()[..., :3].copy()
+    tone = to_s16(sine(660, seconds, RATE))[:, 0]
+    write_clip(clip, tone, RATE, dict.fromkeys(range(round(seconds * 15)), bars), audio_codec="pcm_s16le")
     carol = await livekit_join("carol", auto_subscribe=False)
     publish = asyncio.ensure_future(
         lkplug(
