@@ -6,8 +6,8 @@ capture queue (200 ms), which starts full: the SDK takes 10 ms from it every 10 
 anything is there, and the engine hands frames on in bursts (one decoded packet of the file, 93 ms
 of a 44.1 kHz WAV, regrouped by soxr unevenly), so a queue that starts empty runs dry before a burst
 and the SDK sends nothing for 10 ms: the listener's jitter buffer then conceals a dropout and the
-tone comes back 10 ms late (a 180 degree turn of 440 Hz). Pictures beside such audio go out as late
-as the queue holds the audio (each one that much after it came), so the two stay together. When the
+tone comes back 10 ms late (a 180 degree turn of 440 Hz). Pictures beside such audio go out as the
+audio of their time plays out (the queue holds it back), so the two stay together. When the
 queue runs dry all the same (this process held up longer than the queue lasts: a busy machine, a
 stage slower than real time), the run ends with a warning saying how long and where, since every
 listener heard silence there.
@@ -83,7 +83,6 @@ class TrackSink(Sink):
         # and where it did, as (media seconds, seconds of silence sent)
         self._dry_at: float | None = None
         self._dry: list[tuple[float, float]] = []
-        self._with_video = False  # a video track goes out beside the audio
         # pictures beside queued audio go out as the audio of their time plays out: at the audio's
         # origin (the monotonic clock at which media time 0 plays) plus their time. Until the first
         # capture tells it, the origin is the first frame's arrival plus the queue (the audio would
@@ -112,7 +111,6 @@ class TrackSink(Sink):
         # Every kind first, then one wait: a listener of either track releases the hold (holding
         # the audio while waiting for a video listener once recorded 4 s of silence, exit 0)
         audio, video = formats.get("audio"), formats.get("video")
-        self._with_video = video is not None
         self._with_queued_audio = audio is not None and bool(self.queue_ms)
         if audio is not None:
             await self._publish_audio(audio.rate, audio.channels)
