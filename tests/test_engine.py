@@ -265,3 +265,24 @@ def test_a_live_source_is_told_the_frame_length_the_chain_needs(registry, procs,
     track = TrackSource("alice")
     track.bind(run.context)
     assert track.frame_ms == frame_ms  # what it asks the SDK's AudioStream for
+
+
+def test_a_frame_older_than_one_paced_neither_waits_nor_moves_the_pace():
+    """A video decoder gives its last pictures only at the end of the file, after the audio beside
+    them: frames already due, not a sign that the run fell behind. Before: a picture 1.9 s older
+    than the audio paced before it was taken for a run 1.9 s behind, and the pace moved on by that
+    much: 1.9 s of silence before the last audio of a file whose video ends 2 s before its audio
+    (published to a room, every listener heard it; the run took 8.96 s for 7.02 s)."""
+    from types import SimpleNamespace
+
+    run = Pipeline.from_specs("tone:duration=5", [], ["null"], lkplug.Registry.load(), pace=1.0)
+
+    async def pace(times):
+        for at in times:
+            await run._wait_for_pace(SimpleNamespace(time=at))
+
+    asyncio.run(pace([0.0]))
+    origin = run._pace_origin
+    run._pace_origin -= 7.0  # as if media time 0 was due 7 s ago: the audio of 6.9 s is due now
+    asyncio.run(pace([6.9, 4.9, 4.95, 6.95]))  # the last pictures (4.9, 4.95) come after the audio
+    assert run._pace_origin == origin - 7.0

@@ -18,6 +18,7 @@ import asyncio
 import difflib
 import functools
 import inspect
+import math
 import os
 import threading
 import time
@@ -116,6 +117,7 @@ class Pipeline:
         self.registry = registry
         self.pace = pace  # None: as fast as possible; 1.0: real time
         self._pace_origin: float | None = None  # wall time at which media time 0 is due
+        self._paced_to = -math.inf  # media time of the latest frame paced
         self.context = context or RunContext()
         self.duration = duration  # stop after this many seconds of media, like ffmpeg's -t
         self._producer: asyncio.Task | None = None
@@ -437,6 +439,13 @@ class Pipeline:
         now = time.monotonic()
         if self._pace_origin is None:
             self._pace_origin = now - frame.time / self.pace
+        if frame.time < self._paced_to:
+            # older than a frame already paced (a video decoder's last pictures, which it gives only at
+            # the end of the file, after the audio beside them): due already, and no sign that the
+            # run fell behind. Taken as one, it moved the pace on by the audio's lead (1.9 s of
+            # silence before the last audio of a file whose video ends 2 s before its audio)
+            return
+        self._paced_to = frame.time
         delay = self._pace_origin + frame.time / self.pace - now
         if delay < -MAX_PACE_LAG:
             # far behind (a sink stalled: joining a room, waiting for a listener): go on at the pace
