@@ -454,6 +454,49 @@ async def test_a_file_with_pictures_goes_out_without_dropouts_and_in_sync(
     assert -0.045 <= offset <= 0.125, (offset, err)
 
 
+async def test_a_file_whose_video_ends_first_goes_out_whole(livekit_server, livekit_join, tmp_path):
+    """Before (a new user's try): video shorter than the audio: silence before the last audio (1.87 s
+    for a 7 s file whose video ends at 5 s: the decoder's last pictures, given at the end of the file,
+    moved the engine's pace on), and a "ran dry" warning blaming the machine."""
+    audio, video = 3.07, 1.5  # 83 ms of audio after the last pictures (blocks of 5120)
+    clip = tmp_path / "apart.mp4"
+    bars = colour_bars()[..., :3].copy()
+    write_clip(
+        clip, to_s16(sine(440, audio, RATE))[:, 0], RATE, dict.fromkeys(range(round(video * 15)), bars)
+    )
+    bob = await livekit_join("bob")
+    publish = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", f"file:{clip}", "--sink", "track:apart,simulcast=false,wait=10"),
+            *("--identity", "apart"),
+        )
+    )
+    from livekit import rtc
+
+    track = await bob.remote_track("apart", "audio")
+    chunks: list[np.ndarray] = []
+
+    async def listen():  # to the track's end, whenever that is
+        async for event in rtc.AudioStream(track, sample_rate=RATE, num_channels=1):
+            chunks.append(np.frombuffer(event.frame.data, np.int16).astype(np.float64))
+
+    listening = asyncio.ensure_future(listen())
+    code, _, err = await publish
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert code == 0, err
+    assert "ran dry" not in err
+    heard = np.concatenate(chunks)
+    sounding = np.flatnonzero(np.abs(heard) > 1000)
+    tone = heard[sounding[0] : sounding[-1] + 1]
+    windows = np.sqrt(np.mean(tone[: len(tone) // 480 * 480].reshape(-1, 480) ** 2, axis=1))
+    quiet = windows < 100  # 10 ms windows 40 dB below the tone (-9 dBFS)
+    longest = max((len(run) for run in "".join("q" if q else "." for q in quiet).split(".")), default=0)
+    print(f"tone {len(tone) / RATE:.2f} s of {audio} s, longest silence in it {longest * 10} ms")
+    assert longest * 10 < 50, err  # before: 1.87 s before the last audio
+
+
 async def publish_numbered(peer, count: int, fps: int = 15) -> None:
     """Publish ``count`` flat grey pictures, picture n at grey 40 + 4n (a VP8 round trip keeps a flat
     level within 2), then hold the last one for a second (the encoder sends what it has) and leave."""

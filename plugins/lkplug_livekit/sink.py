@@ -40,6 +40,10 @@ PLAYOUT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 20.0  # seconds publishing a track may take
 QUEUE_MS = 200  # the capture queue for a source that is not live (it paces a file at real time)
 DRY_SECONDS = 0.010  # the queue ran dry when a whole 10 ms the SDK takes found it empty
+# ...and that was a gap when this much audio came after it (the end of the stream is no gap: the
+# engine hands on the last part of a 10 ms frame only when the whole stream ends, which is later
+# than the audio's end where the pictures go on)
+DRY_FOLLOWED_SECONDS = 0.05
 DRY_PLACES = 10  # places named in the warning (the amounts count them all)
 
 
@@ -83,10 +87,11 @@ class TrackSink(Sink):
         # and where it did, as (media seconds, seconds of silence sent)
         self._dry_at: float | None = None
         self._dry: list[tuple[float, float]] = []
+        self._dry_after = 0.0  # seconds of audio captured since the last dry spell began
         # pictures beside queued audio go out as the audio of their time plays out: at the audio's
         # origin (the monotonic clock at which media time 0 plays) plus their time. Until the first
         # capture tells it, the origin is the first frame's arrival plus the queue (the audio would
-        # start then, were it paced as the frames come). Pictures wait in _due as [time, send, timer]
+        # start then, were it paced as the frames come). Pictures wait in _due as [time, send, timer, when]
         self._with_queued_audio = False
         self._audio_origin: float | None = None
         self._due: list[list] = []
@@ -164,7 +169,7 @@ class TrackSink(Sink):
         if delay <= 0:
             send()
             return
-        entry: list = [at, send, None]
+        entry: list = [at, send, None, time.monotonic() + delay]
         entry[2] = asyncio.get_running_loop().call_later(delay, self._send_due, entry)
         self._due.append(entry)
 
@@ -187,7 +192,10 @@ class TrackSink(Sink):
         if self.queue_ms and self._dry_at is not None:
             late = time.monotonic() - self._dry_at
             if late >= DRY_SECONDS:
+                if self._dry and self._dry_after < DRY_FOLLOWED_SECONDS:
+                    self._dry.pop()  # the one before had hardly any audio after it: no gap
                 self._dry.append((at, late))
+                self._dry_after = 0.0
                 self._audio_origin += late  # what comes now plays that much later
 
     async def _capture(self, audio_source, data, at: float) -> None:
@@ -199,10 +207,11 @@ class TrackSink(Sink):
             if self._dry_at is None:  # the first: the SDK plays the queue out from now on
                 self._audio_origin = now - at
                 due, self._due = self._due, []
-                for picture_at, send, timer in due:  # timed by the first frame's arrival: again
+                for picture_at, send, timer, _ in due:  # timed by the first frame's arrival: again
                     timer.cancel()
                     self._send_at(picture_at, send)
             self._dry_at = max(self._dry_at or now, now) + len(data) / audio_source.sample_rate
+            self._dry_after += len(data) / audio_source.sample_rate
         await audio_source.capture_frame(
             rtc.AudioFrame(data.tobytes(), audio_source.sample_rate, data.shape[1], len(data))
         )
@@ -210,11 +219,12 @@ class TrackSink(Sink):
     @property
     def warnings(self) -> list[str]:
         """Where the capture queue ran dry: what every listener heard as silence."""
-        if not self._dry:
+        dry = self._dry if self._dry_after >= DRY_FOLLOWED_SECONDS else self._dry[:-1]
+        if not dry:
             return []
-        where = ", ".join(f"{at:.2f} s ({late * 1000:.0f} ms)" for at, late in self._dry[:DRY_PLACES])
-        more = f" and {len(self._dry) - DRY_PLACES} more places" if len(self._dry) > DRY_PLACES else ""
-        total = sum(late for _, late in self._dry)
+        where = ", ".join(f"{at:.2f} s ({late * 1000:.0f} ms)" for at, late in dry[:DRY_PLACES])
+        more = f" and {len(dry) - DRY_PLACES} more places" if len(dry) > DRY_PLACES else ""
+        total = sum(late for _, late in dry)
         return [
             f"{self.name}: the audio sent ran dry for {total * 1000:.0f} ms in all, before {where}{more}:"
             " listeners heard silence there (this process was held up: a busy machine, or a stage"
@@ -336,7 +346,7 @@ class TrackSink(Sink):
             if "audio" in published and self._preroll:  # a clip shorter than the queue
                 await self._capture(published["audio"][0], self._end_preroll(), self._preroll_at)
             if self._due:  # the last pictures go out with the audio beside them
-                await asyncio.sleep(max(0.0, self._audio_origin + self._due[-1][0] - time.monotonic()))
+                await asyncio.sleep(max(0.0, max(entry[3] for entry in self._due) - time.monotonic()))
             if "audio" in published:  # nothing queued is lost
                 await asyncio.wait_for(published["audio"][0].wait_for_playout(), PLAYOUT_TIMEOUT)
             for _, sid in published.values():
@@ -347,7 +357,7 @@ class TrackSink(Sink):
                 except asyncio.TimeoutError:
                     self._notify(f"warning: unpublishing {self.name} took over {DISCONNECT_TIMEOUT:g} s")
         finally:
-            for _, _, timer in self._due:  # the session ended: nobody would see them
+            for _, _, timer, _ in self._due:  # the session ended: nobody would see them
                 timer.cancel()
             self._due.clear()
             for media_source, _ in published.values():
