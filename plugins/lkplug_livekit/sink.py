@@ -87,7 +87,8 @@ class TrackSink(Sink):
         # and where it did, as (media seconds, seconds of silence sent)
         self._dry_at: float | None = None
         self._dry: list[tuple[float, float]] = []
-        self._dry_after = 0.0  # seconds of audio captured since the last dry spell began
+        # the last spell, until DRY_FOLLOWED_SECONDS of audio came after it: (at, late, audio since)
+        self._dry_pending: list | None = None
         # pictures beside queued audio go out as the audio of their time plays out: at the audio's
         # origin (the monotonic clock at which media time 0 plays) plus their time. Until the first
         # capture tells it, the origin is the first frame's arrival plus the queue (the audio would
@@ -192,10 +193,7 @@ class TrackSink(Sink):
         if self.queue_ms and self._dry_at is not None:
             late = time.monotonic() - self._dry_at
             if late >= DRY_SECONDS:
-                if self._dry and self._dry_after < DRY_FOLLOWED_SECONDS:
-                    self._dry.pop()  # the one before had hardly any audio after it: no gap
-                self._dry.append((at, late))
-                self._dry_after = 0.0
+                self._dry_pending = [at, late, 0.0]  # one before it, hardly followed, was no gap
                 self._audio_origin += late  # what comes now plays that much later
 
     async def _capture(self, audio_source, data, at: float) -> None:
@@ -211,7 +209,12 @@ class TrackSink(Sink):
                     timer.cancel()
                     self._send_at(picture_at, send)
             self._dry_at = max(self._dry_at or now, now) + len(data) / audio_source.sample_rate
-            self._dry_after += len(data) / audio_source.sample_rate
+            pending = self._dry_pending
+            if pending is not None:
+                pending[2] += len(data) / audio_source.sample_rate
+                if pending[2] >= DRY_FOLLOWED_SECONDS:
+                    self._dry.append((pending[0], pending[1]))
+                    self._dry_pending = None
         await audio_source.capture_frame(
             rtc.AudioFrame(data.tobytes(), audio_source.sample_rate, data.shape[1], len(data))
         )
@@ -219,8 +222,8 @@ class TrackSink(Sink):
     @property
     def warnings(self) -> list[str]:
         """Where the capture queue ran dry: what every listener heard as silence."""
-        dry = self._dry if self._dry_after >= DRY_FOLLOWED_SECONDS else self._dry[:-1]
-        if not dry:
+        dry = self._dry
+        if not dry:  # (a spell still pending had too little audio after it: the stream's end)
             return []
         where = ", ".join(f"{at:.2f} s ({late * 1000:.0f} ms)" for at, late in dry[:DRY_PLACES])
         more = f" and {len(dry) - DRY_PLACES} more places" if len(dry) > DRY_PLACES else ""
