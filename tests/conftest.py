@@ -46,13 +46,17 @@ def lkplug_cli():
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml), the live tests run one after
-    another on one worker, in real time, and the rest share the other: never two live tests side by
-    side, whose media would compete for the machine's two cores. A live test that names its own group
-    (``@pytest.mark.xdist_group``) runs beside them."""
+    """Under pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml), the live tests that measure
+    media in time (levels, edges, lengths, latency) run one after another on one worker, in real time:
+    never two side by side, whose media would compete for the machine's two cores. Those marked
+    ``untimed`` (errors, hints, the dev server's faults and process: nothing measured in time) are a
+    second group, which xdist starts on the other worker, beside the first; the rest fill in after.
+    Before, every live test was in the one group, the run's long pole (720 s of 1260 s of tests on two
+    workers). A live test that names its own group (``@pytest.mark.xdist_group``) keeps it."""
     for item in items:
         if item.get_closest_marker("live") and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group("live"))
+            group = "live-untimed" if item.get_closest_marker("untimed") else "live"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -20,7 +20,11 @@ from lkplug_livekit.devserver.cli import PARENT_ENV
 from lkplug_livekit.devserver.peers import Peer
 from lkplug_livekit.devserver.process import DevServerProcess
 
-pytestmark = [pytest.mark.live, pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.untimed,  # the server as a process: addresses, secrets, memory, exits
+    pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"),
+]
 
 
 async def test_everything_the_dev_server_with_demo_listens_on_is_loopback():

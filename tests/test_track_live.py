@@ -605,6 +605,7 @@ async def test_two_recorders_without_identity_share_a_room(livekit_server, livek
     assert len(identities) == 2 and all(i.startswith("'lkplug-recorder-") for i in identities), identities
 
 
+@pytest.mark.untimed
 async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_server, livekit_join, tmp_path):
     """Two processes given one --identity: the one replaced exits non-zero, in one line, with the hint
     (before: "alice left the room", exit 0, a short file; a publisher: UnpublishTrackError)."""
@@ -628,6 +629,7 @@ async def test_a_replaced_participant_fails_with_the_identity_hint(livekit_serve
     assert 0 < soundfile.info(f"{tmp_path}/1.wav").duration < 8  # valid, holding what came before
 
 
+@pytest.mark.untimed
 @pytest.mark.parametrize("sink", ["track:alice-processed", "wav:{tmp_path}/out.wav"])
 async def test_a_server_that_goes_away_is_blamed_not_the_participant(
     livekit_server, livekit_join, tmp_path, sink
@@ -889,6 +891,7 @@ async def test_audio_sent_late_is_reported_where_listeners_heard_silence(
     assert breaks and 0.9 <= breaks[0][0] <= 1.6, (breaks, err)  # bob heard it there first
 
 
+@pytest.mark.untimed
 async def test_a_typo_in_the_identity_gets_a_hint_of_who_is_there(livekit_server, livekit_join, tmp_path):
     """After 10 s of waiting, once: who is in the room and what they publish; the wait goes on as
     wait= says (before: "waiting for alcie/first audio" and nothing more, forever with wait=0)."""
