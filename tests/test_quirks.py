@@ -929,6 +929,30 @@ def test_a_wav_whose_sizes_were_never_filled_in_is_read_to_its_end(tmp_path):
     assert soundfile.info(out).frames == 48000
 
 
+@pytest.mark.parametrize("sizes", [None, (0xFFFFFFFF, 0xFFFFFFFF)], ids=["sizes-given", "sizes-unset"])
+def test_a_wav_cut_short_is_read_to_its_end_and_told_so_where_its_header_said_more(tmp_path, sizes):
+    source, out = tmp_path / "cut.wav", tmp_path / "out.wav"
+    samples = (half_scale_sine() * 32767).astype("<i2").tobytes()
+    whole = wav_bytes(samples, 1, RATE, 16, sizes=sizes)
+    source.write_bytes(whole[:50037])  # half a second and a byte: an unfinished copy
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i cut.wav out.wav: 24996 samples, and "cut.wav: corrupt input packet in stream 0", both
+    # ways (its last read is short of a sample). lkplug tells where the header said more (before: nothing)
+    assert soundfile.info(out).frames == 24996
+    told = [line for line in result.stderr.splitlines() if "header announces" in line]
+    if sizes is None:
+        assert told == [
+            f"lkplug: warning: {source}: the file ends before the audio its header announces:"
+            " 49993 of 96000 bytes (52%) are there"
+        ], result.stderr
+    else:  # sizes a writer could not fill in announce nothing
+        assert told == [], result.stderr
+    source.write_bytes(whole)  # the whole file: nothing to tell
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
 def mp3_part(rate: int, seconds: float, freq: float) -> bytes:
     """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream."""
     buffer = io.BytesIO()

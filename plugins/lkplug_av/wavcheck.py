@@ -20,15 +20,10 @@ def wav_reader(path: str) -> str | None:
     """ "soundfile" for a WAV that must be read through libsndfile, None for FFmpeg; raises
     MediaError for a layout no reader here gets right. The whole chunk list is read (a ``fmt ``
     chunk may follow a large ``LIST`` or ``JUNK`` chunk)."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-                return None
-            order = "<" if head[:4] == b"RIFF" else ">"
-            chunks = _chunks(file, order, Path(path).stat().st_size)
-    except OSError:
-        return None  # FFmpeg's open reports it
+    header = _header(path)
+    if header is None:
+        return None  # no WAV, or one that cannot be read: FFmpeg's open reports it
+    order, _riff_size, _file_size, chunks = header
     fmt = chunks.get(b"fmt ")
     if fmt is None or len(fmt) < 16:
         return None
@@ -57,14 +52,54 @@ def wav_reader(path: str) -> str | None:
     return "soundfile" if tag in (1, 3) and bits in (16, 24, 32) else None
 
 
+def cut_short(path: str) -> str | None:
+    """A note when a WAV file ends before the audio its header announces (a copy or a recording that
+    did not finish): "... announces: 499922 of 960000 bytes (52%) are there". Only where the RIFF
+    size and the data size agree (the data ends inside the RIFF chunk) and the file is shorter
+    than both say; a size a writer left unset (0, or all ones where it could not seek back) is no
+    announcement. ffmpeg decodes what is there, as lkplug does, and says "corrupt input packet"."""
+    header = _header(path)
+    if header is None:
+        return None
+    _order, riff_size, file_size, chunks = header
+    data = chunks.get(b"data")
+    if data is None or _UNSET in (riff_size, data[1]):
+        return None
+    start, announced = data
+    ends = start + announced
+    if not announced or ends > 8 + riff_size or file_size >= ends:
+        return None
+    there = max(0, file_size - start)
+    return (
+        f"the file ends before the audio its header announces: {there} of {announced} bytes"
+        f" ({100 * there // announced}%) are there"
+    )
+
+
+def _header(path: str) -> tuple[str, int, int, dict] | None:
+    """(byte order "<" or ">", the RIFF chunk's size, the file's size, ``_chunks``) of a WAV file;
+    None for another kind of file or one that cannot be read."""
+    try:
+        file_size = Path(path).stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            return order, struct.unpack(order + "I", head[4:8])[0], file_size, _chunks(file, order, file_size)
+    except OSError:
+        return None
+
+
+_UNSET = 0xFFFFFFFF  # a size left for a writer that could not seek back to fill it in
 _DATA_SIZE_OK = b"data size ok"  # a key no chunk has: whether the data chunk's size is believable
 _FMT_LIMIT = 1 << 16  # a fmt chunk is tens of bytes; more is a damaged header, not read into memory
 
 
 def _chunks(file, order: str, file_size: int) -> dict:
-    """The fmt chunk's bytes under ``b"fmt "`` and whether the data chunk's size is believable (not
-    0, as a recorder stopped before closing leaves it) under ``_DATA_SIZE_OK``; other chunks are
-    skipped without reading them."""
+    """The fmt chunk's bytes under ``b"fmt "``, the data chunk's (offset of its samples, size it
+    gives) under ``b"data"`` and whether that size is believable (not 0, as a recorder stopped before
+    closing leaves it) under ``_DATA_SIZE_OK``; other chunks are skipped without reading them."""
     found: dict = {}
     position = 12
     while position + 8 <= file_size:
@@ -77,6 +112,7 @@ def _chunks(file, order: str, file_size: int) -> dict:
             found[chunk_id] = file.read(min(size, _FMT_LIMIT))
         elif chunk_id == b"data":
             found[_DATA_SIZE_OK] = 0 < size
+            found[chunk_id] = (position + 8, size)  # where the samples start, how many bytes it says
             break  # what follows the samples does not change how they are read
         position += 8 + size + (size & 1)
     return found
