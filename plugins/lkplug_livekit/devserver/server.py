@@ -643,6 +643,11 @@ class DevServer:
                 participant.senders[sid] = sender
                 change.subscribers.add(participant)
                 added.append(change)
+                # logged as made, not as asked: requests that undo each other before the offer make
+                # one (CI logged bob's one subscription twice, 2 ms apart: subscribe, unsubscribe, subscribe)
+                log.info(
+                    "%s subscribed to %s/%s", participant.identity, change.owner.identity, change.info.name
+                )
         for sender in retired:
             await stop_sending(pc, sender)
         await self._send_offer(participant)
@@ -652,8 +657,8 @@ class DevServer:
             await track.owner.send(track_subscribed=rtc.TrackSubscribed(track_sid=track.info.sid))
 
     def _subscribe(self, room: Room, participant: Participant, track: Track) -> None:
-        # auto-subscribe and the SDK's own request both ask: one subscription, logged once. A
-        # removal still pending is undone by subscribing again
+        # auto-subscribe and the SDK's own request both ask: one subscription (logged when the next
+        # offer makes it). A removal still pending is undone by subscribing again
         sid = track.info.sid
         pending = participant.changes.get(sid, False)
         if participant.gone or pending is track or (sid in participant.senders and pending is False):
@@ -664,7 +669,6 @@ class DevServer:
             return
         participant.changes[track.info.sid] = track
         participant.need_offer.set()
-        log.info("%s subscribed to %s/%s", participant.identity, track.owner.identity, track.info.name)
 
     def _unsubscribe(self, participant: Participant, sid: str) -> None:
         if not participant.gone and (sid in participant.senders or sid in participant.changes):
