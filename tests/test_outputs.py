@@ -46,16 +46,17 @@ def media_seconds(path: Path) -> float:
 
 
 # the mp4 at 128k: libavformat's mov muxer writes its mdat in 256 KiB pieces (the first at 17 s of
-# 20), and at aac's own default for mono (69k, 178 kB in all) nothing before the end
+# media), and at aac's own default for mono (69k) nothing before the end of a 20 s input; the FLAC's
+# first 20 kB come near 17 s too. Paced at 4x, the kill comes some 4 s into a 10 s run
 @pytest.mark.parametrize("sink", ["wav:out.wav", "file:out.flac", "file:out.mp4,bitrate=128000"])
 def test_a_killed_single_run_leaves_nothing_under_its_final_name(tmp_path, sink):
-    soundfile.write(tmp_path / "in.wav", sine(440, 20.0, 48000), 48000, "PCM_16")
+    soundfile.write(tmp_path / "in.wav", sine(440, 40.0, 48000), 48000, "PCM_16")
     out = tmp_path / sink.split(":")[1].split(",")[0]
     args = ["--source", "file:in.wav", "--sink", sink]
-    process = start(["--pace", "1x", *args], tmp_path)
+    process = start(["--pace", "4x", *args], tmp_path)
     kill_when_written(process, [out], 20_000)
     # before: the single run wrote the final name itself, and --skip-existing took the killed run's
-    # 1-2 s for the 20 s input as done (exit 0, nothing run)
+    # first seconds of the input as done (exit 0, nothing run)
     assert not out.exists()
     (part,) = tmp_path.glob(f".{out.name}.*.part")
     if sink.startswith("wav"):  # libsndfile keeps a WAV's header current: what was written is readable
@@ -63,7 +64,7 @@ def test_a_killed_single_run_leaves_nothing_under_its_final_name(tmp_path, sink)
     rerun = run_lkplug("run", *args, "--skip-existing", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "skipped" not in rerun.stderr
-    assert media_seconds(out) == pytest.approx(20.0, abs=0.05)  # mp4: AAC's frames of 1024, give or take
+    assert media_seconds(out) == pytest.approx(40.0, abs=0.05)  # mp4: AAC's frames of 1024, give or take
     assert list(tmp_path.glob(".*.part")) == []  # the killed run's temporary was removed
 
 
