@@ -944,7 +944,7 @@ def test_a_wav_cut_short_is_read_to_its_end_and_told_so_where_its_header_said_mo
     if sizes is None:
         assert told == [
             f"lkplug: warning: {source}: the file ends before the audio its header announces:"
-            " 49993 of 96000 bytes (52%) are there"
+            " 0.52 s of 1.00 s are there"
         ], result.stderr
     else:  # sizes a writer could not fill in announce nothing
         assert told == [], result.stderr
@@ -953,10 +953,33 @@ def test_a_wav_cut_short_is_read_to_its_end_and_told_so_where_its_header_said_mo
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
-def mp3_part(rate: int, seconds: float, freq: float) -> bytes:
-    """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream."""
+def test_an_mp3_cut_short_between_two_frames_is_told_so(tmp_path):
+    whole, source, out = tmp_path / "whole.mp3", tmp_path / "cut.mp3", tmp_path / "out.wav"
+    whole.write_bytes(mp3_part(RATE, 10.0, 440, whole=True))  # its Xing header counts 10 s of frames
+    with av.open(str(whole)) as container:
+        frames = [packet.pos for packet in container.demux(audio=0) if packet.size]
+    source.write_bytes(
+        whole.read_bytes()[: frames[len(frames) // 2]]
+    )  # no frame cut: nothing to decode wrongly
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    # ffmpeg -i cut.mp3 out.wav: 239663 samples, and "[mp3] filesize and duration do not match (growing
+    # file?)" (before: lkplug said nothing)
+    assert soundfile.info(out).frames == 239663
+    assert (
+        f"lkplug: warning: {source}: the file ends before the audio its header announces: 4.99 s of 10.00 s"
+        " are there"
+    ) in result.stderr.splitlines(), result.stderr
+    result = run("--source", f"file:{whole}", "--sink", f"wav:{out}")  # the whole file: nothing to tell
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
+def mp3_part(rate: int, seconds: float, freq: float, whole: bool = False) -> bytes:
+    """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream; ``whole``:
+    with the ID3 tag and the Xing header (its count of frames) that FFmpeg writes into a file."""
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp3", options={"id3v2_version": "0", "write_xing": "0"}) as container:
+    options = {} if whole else {"id3v2_version": "0", "write_xing": "0"}
+    with av.open(buffer, "w", format="mp3", options=options) as container:
         stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
         count = round(seconds * rate)
         data = (0.5 * np.sin(2 * np.pi * freq * np.arange(count) / rate) * 32767).astype(np.int16)

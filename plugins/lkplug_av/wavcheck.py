@@ -52,28 +52,23 @@ def wav_reader(path: str) -> str | None:
     return "soundfile" if tag in (1, 3) and bits in (16, 24, 32) else None
 
 
-def cut_short(path: str) -> str | None:
-    """A note when a WAV file ends before the audio its header announces (a copy or a recording that
-    did not finish): "... announces: 499922 of 960000 bytes (52%) are there". Only where the RIFF
-    size and the data size agree (the data ends inside the RIFF chunk) and the file is shorter
-    than both say; a size a writer left unset (0, or all ones where it could not seek back) is no
-    announcement. ffmpeg decodes what is there, as lkplug does, and says "corrupt input packet"."""
+def announced_seconds(path: str) -> float | None:
+    """Seconds of audio a PCM WAV file's header announces (its data chunk's size), where the RIFF size
+    and the data size agree (the data ends inside the RIFF chunk); None where a writer left them
+    unset (0, or all ones where it could not seek back), for another layout, or another kind of file.
+    A file cut short (a copy or a recording that did not finish) holds less than this."""
     header = _header(path)
     if header is None:
         return None
-    _order, riff_size, file_size, chunks = header
-    data = chunks.get(b"data")
-    if data is None or _UNSET in (riff_size, data[1]):
+    order, riff_size, _file_size, chunks = header
+    fmt, data = chunks.get(b"fmt "), chunks.get(b"data")
+    if fmt is None or len(fmt) < 16 or data is None or _UNSET in (riff_size, data[1]):
         return None
-    start, announced = data
-    ends = start + announced
-    if not announced or ends > 8 + riff_size or file_size >= ends:
+    _tag, _channels, rate, _byte_rate, block_align = struct.unpack(order + "HHIIH", fmt[:14])
+    start, size = data
+    if not size or not rate or not block_align or start + size > 8 + riff_size:
         return None
-    there = max(0, file_size - start)
-    return (
-        f"the file ends before the audio its header announces: {there} of {announced} bytes"
-        f" ({100 * there // announced}%) are there"
-    )
+    return size // block_align / rate
 
 
 def _header(path: str) -> tuple[str, int, int, dict] | None:
