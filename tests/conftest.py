@@ -52,7 +52,9 @@ def pytest_collection_modifyitems(items):
     ``untimed`` (errors, hints, the dev server's faults and process: nothing measured in time) are a
     second group, which xdist starts on the other worker, beside the first; the rest fill in after.
     Before, every live test was in the one group, the run's long pole (720 s of 1260 s of tests on two
-    workers). A live test that names its own group (``@pytest.mark.xdist_group``) keeps it."""
+    workers). Untimed tests that load the machine stay with the timed ones (agents workers starting,
+    a 1280x720 video: beside the mix tests they made those fail). A live test that names its own
+    group (``@pytest.mark.xdist_group``) keeps it."""
     for item in items:
         if item.get_closest_marker("live") and not item.get_closest_marker("xdist_group"):
             group = "live-untimed" if item.get_closest_marker("untimed") else "live"
