@@ -16,6 +16,14 @@ from .selector import SOURCES
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
 
 
+def video_kbps(width: int, height: int, fps: float = 30.0) -> int:
+    """kbit/s for video of ``width`` x ``height`` pixels at ``fps``: 1 per 300 pixels at 30 fps (300 at
+    least), in proportion to the frame rate. Near what LiveKit's SDK picks by size at its own rates
+    (1280x720: 3000 at 30 fps; 640x360: 800 at 25), and what kept 1280x720 at its size through
+    libwebrtc's bandwidth estimate in the dev server (1000 gave 960x540)."""
+    return round(max(300, width * height // 300) * fps / 30)
+
+
 @hookimpl
 def lkplug_sources():
     return [

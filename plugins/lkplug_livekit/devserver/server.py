@@ -38,6 +38,7 @@ from livekit import api
 from livekit.protocol import models, rtc
 from livekit.protocol import room as room_proto
 
+from .. import video_kbps
 from .agents import AgentService
 from .forward import Fanout, forward_receiver, forward_to
 from .page import add_page
@@ -961,13 +962,13 @@ def video_bitrate_floor(sdp: str, sizes: dict[str, tuple[int, int]]) -> str:
     the published width and height). aiortc's bandwidth estimate (REMB) stays near 100 kbit/s, and
     libwebrtc then sends 1280x720 as 640x360 (quality limitation: bandwidth); on 127.0.0.1 there is
     no reason to, and subscribers are to get the size that was published. libwebrtc reads
-    ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines;
-    1 kbit/s per 300 pixels kept 1280x720 at its size (measured: 1000 kbit/s gave 960x540)."""
+    ``x-google-min-bitrate`` and ``x-google-start-bitrate`` (kbit/s) from the remote fmtp lines:
+    ``video_kbps`` of the size at 30 fps."""
     sections = sdp_sections(sdp)
     for section in sections[1:]:
         mid = next((x[6:].strip() for x in section if x.startswith("a=mid:")), None)
         if mid in sizes:
-            kbps = max(300, sizes[mid][0] * sizes[mid][1] // 300)
+            kbps = video_kbps(*sizes[mid])
             add_fmtp(section, VIDEO_CODECS, f"x-google-min-bitrate={kbps};x-google-start-bitrate={kbps}")
     return "\r\n".join(line for section in sections for line in section) + "\r\n"
 
