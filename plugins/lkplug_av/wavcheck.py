@@ -53,10 +53,11 @@ def wav_reader(path: str) -> str | None:
 
 
 def announced_seconds(path: str) -> float | None:
-    """Seconds of audio a PCM WAV file's header announces (its data chunk's size), where the RIFF size
-    and the data size agree (the data ends inside the RIFF chunk); None where a writer left them
-    unset (0, or all ones where it could not seek back), for another layout, or another kind of file.
-    A file cut short (a copy or a recording that did not finish) holds less than this."""
+    """Seconds of audio a PCM or float WAV file's header announces (its data chunk's size over the
+    fmt chunk's bytes per sample frame and rate: the files ``wav_reader`` gives to libsndfile),
+    where the RIFF size and the data size agree (the data ends inside the RIFF chunk); None where a
+    writer left them unset (0, or all ones where it could not seek back) or for another kind of
+    file. A file cut short (a copy or a recording that did not finish) holds less than this."""
     header = _header(path)
     if header is None:
         return None
