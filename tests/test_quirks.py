@@ -974,13 +974,16 @@ def test_an_mp3_cut_short_between_two_frames_is_told_so(tmp_path):
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
-def mp3_part(rate: int, seconds: float, freq: float, whole: bool = False) -> bytes:
+def mp3_part(rate: int, seconds: float, freq: float, whole: bool = False, kbps: int = 0) -> bytes:
     """Bare MP3 frames (no ID3 tag, no Xing header), so two parts joined make one stream; ``whole``:
-    with the ID3 tag and the Xing header (its count of frames) that FFmpeg writes into a file."""
+    with the ID3 tag and the Xing header (its count of frames) that FFmpeg writes into a file.
+    ``kbps``: a constant bitrate (0: libmp3lame's default)."""
     buffer = io.BytesIO()
     options = {} if whole else {"id3v2_version": "0", "write_xing": "0"}
     with av.open(buffer, "w", format="mp3", options=options) as container:
         stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        if kbps:
+            stream.bit_rate = kbps * 1000
         count = round(seconds * rate)
         data = (0.5 * np.sin(2 * np.pi * freq * np.arange(count) / rate) * 32767).astype(np.int16)
         for start in range(0, count, 1152):
@@ -991,6 +994,20 @@ def mp3_part(rate: int, seconds: float, freq: float, whole: bool = False) -> byt
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()
+
+
+def test_a_length_ffmpeg_guessed_from_the_bitrate_is_no_header_announcing_one(tmp_path):
+    # an MP3 without a Xing frame (a stream recorded off the air) whose bitrate rises after a quiet
+    # start: FFmpeg has no length from any header and guesses one from the first packets' bitrate
+    source, out = tmp_path / "radio.mp3", tmp_path / "out.wav"
+    source.write_bytes(mp3_part(RATE, 2.0, 440, kbps=32) + mp3_part(RATE, 8.0, 440, kbps=256))
+    # ffprobe radio.mp3: "Estimating duration from bitrate, this may be inaccurate", Duration: 00:01:06.36;
+    # ffmpeg -i radio.mp3 out.wav: 483840 samples, nothing more said with -loglevel error
+    result = run("--source", f"file:{source}", "--sink", f"wav:{out}")
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(out).frames == 483840
+    # before: "the file ends before the audio its header announces: 10.08 s of 66.36 s are there"
+    assert "warning" not in result.stderr, result.stderr
 
 
 def test_an_mp3_whose_rate_changes_midway_is_converted_to_the_first_rate(tmp_path):

@@ -34,6 +34,8 @@ PACED_BLOCK_SECONDS = 0.1
 # shared media's 200 readable files it told 4, each holding far less than its header claims
 CUT_SHORT_SECONDS = 0.25
 CUT_SHORT_SHARE = 0.01
+# FFmpeg's warning (libavformat's estimate_timings_from_bit_rate) where it made a length up
+BITRATE_GUESS = "Estimating duration from bitrate"
 # libsndfile subtype -> the sample format FFmpeg's PCM decoder gives for it, where it is not lkplug's
 # (pcm_s24le and pcm_s32le decode to s32, pcm_s8 to u8, the G.711 laws to s16)
 SOUNDFILE_AS_FFMPEG = {
@@ -80,23 +82,24 @@ OGG_LINK_CHANGE = (
 
 
 @contextmanager
-def ffmpeg_errors(errors: list[str]):
+def ffmpeg_errors(errors: list[str], level: int | None = None):
     """FFmpeg's error messages while inside (from every thread: decoders run frame threads) are
     added to ``errors`` at the end, not printed, each one counted (not collapsed into "repeated N
-    times"). Gives the list of (level, name, text) that they gather in as they come."""
+    times"). Gives the list of (level, name, text) that they gather in as they come: down to
+    ``level`` (``av.logging.WARNING``: warnings too; only errors go into ``errors``)."""
     import av.logging
 
-    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
-    av.logging.set_level(av.logging.ERROR)
+    before, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR if level is None else level)
     av.logging.set_skip_repeated(False)
     capture = av.logging.Capture(local=False)
     try:
         with capture as logs:
             yield logs
     finally:
-        av.logging.set_level(level)
+        av.logging.set_level(before)
         av.logging.set_skip_repeated(skip)
-        errors += [text.strip() for _level, _name, text in logs]
+        errors += [text.strip() for said, _name, text in logs if said <= av.logging.ERROR]
 
 
 def open_container(path: str):
@@ -331,15 +334,22 @@ class FileSource(Source):
         return self.formats
 
     def _open(self) -> dict:
-        with ffmpeg_errors(self.errors):  # opening reads the first packets: damage there counts too
+        import av.logging
+
+        # opening reads the first packets: damage there counts too
+        with ffmpeg_errors(self.errors, av.logging.WARNING) as said:
             self.container = open_container(self.path)
+        # where no header gives the length (raw AAC, an MP3 without a Xing frame), FFmpeg guesses it
+        # from the bitrate of the first packets, which a VBR stream starting quietly overstates
+        guessed = any(text.startswith(BITRATE_GUESS) for _level, _name, text in said)
         self.streams = self._select(self.container)
         formats = {}
         for kind, stream in self.streams.items():
             decoder_threads(stream)
             ctx = stream.codec_context
             if kind == "audio":
-                if stream.duration and stream.time_base:  # the header's (Xing, STREAMINFO, moov, fact)
+                # the header's (Xing, STREAMINFO, moov, fact), not FFmpeg's guess
+                if stream.duration and stream.time_base and not guessed:
                     # where the stream starts on the clock of the decoded frames (the container's start is 0)
                     origin = float((stream.start_time or 0) * stream.time_base) - self._origin()
                     self.announced = (origin, float(stream.duration * stream.time_base))
