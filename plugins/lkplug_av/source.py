@@ -31,7 +31,7 @@ BLOCK_SECONDS = 1.0
 PACED_BLOCK_SECONDS = 0.1
 # audio that ends this much before its header says is told as a file cut short: whole files made
 # here ended within 0.05 s of their headers (ADPCM WAV 0.042 s short, AAC and MP3 longer), and of the
-# shared media's 200 readable files it told 4, each holding far less than its header claims
+# shared media's 200 readable files it tells 3, each holding far less than its header claims
 CUT_SHORT_SECONDS = 0.25
 CUT_SHORT_SHARE = 0.01
 # FFmpeg's warning (libavformat's estimate_timings_from_bit_rate) where it made a length up
