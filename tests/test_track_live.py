@@ -433,6 +433,44 @@ async def test_a_30_fps_file_goes_out_at_30_fps(livekit_server, livekit_join, tm
     assert 57 <= len(received) <= 60, (len(received), err)
 
 
+async def test_a_relayed_30_fps_camera_goes_on_at_30_fps(livekit_server, livekit_join):
+    """A relayed camera names no frame rate. Before, the relay's track went out at the SDK's default
+    for 320x240, 20 fps: bob got two pictures from the relay for every three from alice. Counted
+    over the same stretch of time at bob, from alice directly and through the relay."""
+    from livekit import rtc
+
+    alice = await livekit_join("alice")
+    await alice.publish_bars(fps=30)
+    bob = await livekit_join("bob")
+    relay = asyncio.ensure_future(
+        lkplug(
+            livekit_server,
+            *("run", "--source", "track:alice/camera", "--sink", "track:relay,simulcast=false"),
+            *("-t", "6", "--identity", "relay"),
+        )
+    )
+    arrivals: dict[str, list[float]] = {"alice": [], "relay": []}
+
+    async def watch(identity: str):
+        track = await bob.remote_track(identity, "video")
+        async for _event in rtc.VideoStream(track):
+            arrivals[identity].append(asyncio.get_running_loop().time())
+
+    watching = [asyncio.ensure_future(watch(identity)) for identity in arrivals]
+    code, _, err = await relay
+    for task in watching:
+        task.cancel()
+    await asyncio.gather(*watching, return_exceptions=True)
+    assert code == 0, err
+    relayed = arrivals["relay"]
+    assert len(relayed) > 60, (len(relayed), err)
+    begin, end = relayed[0] + 1.0, relayed[-1] - 0.5  # past the relay's start, before its end
+    counts = {who: sum(begin <= t <= end for t in times) for who, times in arrivals.items()}
+    print(f"pictures at bob over {end - begin:.1f} s: {counts}")
+    # alice sends 30 a second (colour bars at 320x240); the relay sends each one on (before: 2 in 3)
+    assert counts["relay"] >= 0.9 * counts["alice"] > 0, (counts, err)
+
+
 async def test_a_file_with_pictures_goes_out_without_dropouts_and_in_sync(
     livekit_server, livekit_join, tmp_path
 ):

@@ -5,6 +5,8 @@ The livekit SDK is imported only when a room is joined, so listing plugins stays
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from lkplug import Component, Param, hookimpl, lazy
@@ -14,6 +16,22 @@ from .selector import SOURCES
 # lkplug's pixel format -> the SDK's VideoBufferType name (here, not in source.py: the track source's
 # pixel_format= choices come from it, and listing imports no component module)
 SDK_PIXEL_FORMATS = {"yuv420p": "I420", "nv12": "NV12", "rgb24": "RGB24", "rgba": "RGBA", "bgra": "BGRA"}
+
+
+# the lowest frame-rate cap a video track is published with: the SDK's default for a size is meant
+# for cameras (320x240: 20 fps, 640x360: 25), and a source that names no rate (a relayed track) or
+# averages below its peaks (a variable-rate recording) may well send 30
+LEAST_MAX_FPS = 30
+
+
+def video_encoding(width: int, height: int, fps: float | None = None):
+    """The SDK's ``VideoEncoding`` for pictures of ``width`` x ``height`` at ``fps`` a second (None:
+    not known): capped at that rate rounded up (29.97 -> 30) and at no less than 30 fps, with
+    ``video_kbps`` at the cap."""
+    from livekit import rtc
+
+    cap = max(LEAST_MAX_FPS, math.ceil(fps or 0))
+    return rtc.VideoEncoding(max_framerate=cap, max_bitrate=video_kbps(width, height, cap) * 1000)
 
 
 def video_kbps(width: int, height: int, fps: float = 30.0) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from lkplug import AudioContract, MediaError, Sink, UsageError, VideoContract
 from lkplug.frames import square_pixels_advice
 
-from . import video_kbps
+from . import video_encoding
 from .connection import DISCONNECT_TIMEOUT, RoomConnection
 from .selector import SOURCES
 
@@ -317,9 +317,9 @@ class TrackSink(Sink):
         await self._publish("audio", audio_source, track, options)
 
     async def _publish_video(self, width: int, height: int, fps: float | None = None) -> None:
-        """``fps``: the pictures' nominal rate, sent at that rate; None: the SDK's default for the size
-        (it caps sizes under 960x540 at 15-25 fps, for cameras: a 30 fps 320x240 file lost every
-        third picture)."""
+        """``fps``: the pictures' nominal rate (None: not known, a relayed track's), sent in full
+        (``video_encoding``: the SDK's default for the size capped a 30 fps 320x240 file and a relayed
+        camera at 20 fps, every third picture lost)."""
         from livekit import rtc
 
         video_source = rtc.VideoSource(width, height)
@@ -336,10 +336,8 @@ class TrackSink(Sink):
             source=self._track_source("video"),
             simulcast=self.simulcast,
             degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION,
+            video_encoding=video_encoding(width, height, fps),
         )
-        if fps:
-            options.video_encoding.max_framerate = fps
-            options.video_encoding.max_bitrate = video_kbps(width, height, fps) * 1000
         await self._publish("video", video_source, track, options)
 
     async def close(self) -> None:

@@ -9,6 +9,8 @@ import contextlib
 import numpy as np
 from livekit import rtc
 
+from .. import video_encoding
+
 RATE = 48000
 FRAME = RATE // 100  # 10 ms, what WebRTC works in
 WIDTH, HEIGHT = 320, 240
@@ -120,6 +122,7 @@ class Peer:
             simulcast=False,
             video_codec=rtc.VideoCodec.VP8,
             degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION,
+            video_encoding=video_encoding(width, height, fps),  # at its rate, as lkplug's track sink
         )
         publication = await self.room.local_participant.publish_track(track, options)
         frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, colour_bars(width, height).tobytes())
