@@ -99,7 +99,7 @@ def ffmpeg_errors(errors: list[str], level: int | None = None):
     finally:
         av.logging.set_level(before)
         av.logging.set_skip_repeated(skip)
-        errors += [text.strip() for said, _name, text in logs if said <= av.logging.ERROR]
+        errors += [text.strip() for severity, _name, text in logs if severity <= av.logging.ERROR]
 
 
 def open_container(path: str):
