@@ -152,6 +152,39 @@ def test_a_signal_at_any_moment_of_start_up_is_an_interruption(command, stop, ba
         assert lines and all(line.startswith("lkplug: ") for line in lines), (delay, "".join(lines))
 
 
+INTERRUPTED_WHILE_DEFINING = """
+class Interrupting:  # a Ctrl-C landing while Python names a descriptor, as a dataclass field() is named
+    def __set_name__(self, owner, name):
+        raise KeyboardInterrupt
+
+class Step:
+    is_async = Interrupting()
+"""
+
+
+def test_a_ctrl_c_that_python_wraps_while_a_plugin_loads_is_an_interruption(tmp_path):
+    """Python 3.11 turns a KeyboardInterrupt raised while a class body's descriptors are named into
+    RuntimeError("Error calling __set_name__ ..."): seen in CI when SIGINT landed as lkplug.chain
+    defined its dataclass Step (exit 1, "unexpected RuntimeError"). In a plugin's module, the plugin was
+    listed as broken and the run went on without it. Both are the interruption they are."""
+    plugin = tmp_path / "slow_plugin.py"
+    plugin.write_text(INTERRUPTED_WHILE_DEFINING)
+    result = run_lkplug("run", "-p", str(plugin), "--source", "tone:duration=0.1", "--sink", "null")
+    assert (result.returncode, result.stderr) == (130, "lkplug: interrupted\n")
+
+
+def test_a_ctrl_c_that_python_wraps_while_lkplug_starts_is_an_interruption(monkeypatch, capsys):
+    from lkplug import cli
+
+    def start():  # the import of one of lkplug's own modules, interrupted as in CI
+        exec(INTERRUPTED_WHILE_DEFINING, {})
+
+    monkeypatch.setattr(cli, "make_cli", start)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["list"])
+    assert (exit.value.code, capsys.readouterr().err) == (130, "lkplug: interrupted\n")
+
+
 @pytest.mark.parametrize(
     "args, expected, code",
     [

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .components import FLOAT_LIMIT, RunContext
-from .errors import LkplugError, UsageError
+from .errors import LkplugError, UsageError, interruption
 from .manager import scan_once
 from .registry import ROLES, Registry
 
@@ -716,15 +716,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except _interruptions():
-        click.echo("lkplug: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     except LkplugError as exc:
         _report(exc, debug)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # a bug, ours or a plugin's: still one line unless --debug
-        _report(exc, debug)
-        sys.exit(1)
+    except (*_interruptions(), Exception) as exc:
+        # a Ctrl-C may come wrapped, e.g. by Python when it lands while a module defines a dataclass
+        if not isinstance(exc, _interruptions()) and not interruption(exc):
+            _report(exc, debug)  # a bug, ours or a plugin's: still one line unless --debug
+            sys.exit(1)
+        click.echo("lkplug: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _interruptions() -> tuple[type[BaseException], ...]:

@@ -36,3 +36,17 @@ class MediaError(LkplugError):
 
 class PluginError(LkplugError):
     """An exception raised inside a plugin's component; names the plugin."""
+
+
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``exc`` (``exc`` itself, or one it was raised from or while
+    handling), if there is one: a Ctrl-C, or a SIGTERM while lkplug starts. Python 3.11 wraps one
+    that lands while a module defines a class with descriptors (a dataclass ``field()``) in
+    ``RuntimeError("Error calling __set_name__ ...")``; a library may wrap one in an error of its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

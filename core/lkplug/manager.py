@@ -21,7 +21,7 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
-from .errors import UsageError
+from .errors import UsageError, interruption
 
 ENTRY_POINT_GROUP = "lkplug"
 ENV_PLUGINS = "LKPLUG_PLUGINS"
@@ -165,6 +165,11 @@ def _load(pm: pluggy.PluginManager, info: PluginInfo, load) -> None:
 
 
 def record_failure(info: PluginInfo, exc: BaseException) -> None:
+    """Mark ``info``'s plugin broken by ``exc``, unless ``exc`` wraps a Ctrl-C: that is raised (the
+    plugin is not at fault, and the run must stop, not go on without it)."""
+    stop = interruption(exc)
+    if stop is not None:
+        raise stop
     info.error = f"{type(exc).__name__}: {exc}"
     import traceback  # only for a failure: listing plugins needs none of it
 
