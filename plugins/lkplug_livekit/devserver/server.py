@@ -141,6 +141,13 @@ class Participant:
     reason: int = 0  # the DisconnectReason of its departure, once gone
     departure: asyncio.TimerHandle | None = None  # removal, while the signalling is down
 
+    def peer_closed(self) -> bool:
+        """The client closed a peer connection of this session: aiortc closes our end when the DTLS
+        close arrives, which can come before the leave that follows it, or the answer sent just before."""
+        return any(
+            pc is not None and pc.signalingState == "closed" for pc in (self.publisher, self.subscriber)
+        )
+
     def can_publish_source(self, source: int) -> bool:
         """LiveKit's rule: canPublish, and the source among canPublishSources when the token lists any."""
         if self.grants.can_publish is False:
@@ -458,7 +465,7 @@ class DevServer:
                     try:
                         await self._handle(room, participant, request_message)
                     except Exception:  # one bad request must not end the session
-                        if participant.gone:  # it ended while the request was handled (its peers closed)
+                        if participant.gone or participant.peer_closed():  # it ended meanwhile
                             log.info("%s: a request cut short by its session's end", participant.identity)
                         else:
                             log.exception("%s: failed to handle %s", participant.identity, request_message)
