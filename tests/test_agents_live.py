@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile
+from heard import sounding_level, steady
 from livekit import api, rtc
 
 from lkplug.registry import Registry
-from lkplug.testing import dominant_frequency, level_dbfs
+from lkplug.testing import dominant_frequency
 from lkplug_livekit.devserver.peers import RATE
 from lkplug_livekit.worker import WorkerSettings, job_fields, job_source
 
@@ -145,12 +145,6 @@ async def until(condition, timeout: float = 30, what: str = "condition"):
     return result
 
 
-def steady(data: np.ndarray) -> np.ndarray:
-    """Past the first packets (silence, then the decoder's fade-in)."""
-    sound = np.flatnonzero(np.abs(data) > 1e-3)
-    return data[sound[0] + RATE // 4 :] if len(sound) else data
-
-
 def check_recording(path: Path, freq: float) -> float:
     """A valid WAV of ``freq`` at the sent level, 6 dB down; returns its length in seconds."""
     data, rate = soundfile.read(path)
@@ -158,7 +152,7 @@ def check_recording(path: Path, freq: float) -> float:
     heard = steady(data)
     assert len(heard) > RATE, f"{path}: {len(data) / rate:.2f} s"
     assert dominant_frequency(heard, rate) == pytest.approx(freq, abs=2), path
-    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5), path
+    assert sounding_level(heard, rate) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5), path
     return len(data) / rate
 
 
@@ -330,7 +324,7 @@ async def test_per_publisher_jobs_make_processed_twins(livekit_server, livekit_j
         assert owner.startswith("lkplug-AJ_")
         heard = steady(await carol.receive_audio(owner, seconds=3.0))
         assert dominant_frequency(heard, RATE) == pytest.approx(freq, abs=2)
-        assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+        assert sounding_level(heard, RATE) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
     assert len({twin_owner(f"{i}-processed") for i in freqs}) == 2  # a job (participant) each
     assert sum(len(jobs) for jobs in worker.jobs().values()) == 2  # carol publishes nothing: no job
     assert await worker.stop() == 0, "\n".join(worker.lines)  # the publishers stay: drained for 2 s

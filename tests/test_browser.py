@@ -21,10 +21,11 @@ import pytest
 import pytest_asyncio
 import soundfile
 from aiohttp import web
-from test_track_live import assert_bars, lkplug, steady
+from heard import dropouts, sounding_level, steady
+from test_track_live import assert_bars, lkplug
 
 from lkplug.outputs import bytes_written
-from lkplug.testing import dominant_frequency, level_dbfs, sine
+from lkplug.testing import dominant_frequency, sine
 from lkplug_livekit.devserver.page import CLIENT_JS, CLIENT_JS_VERSION
 from lkplug_livekit.devserver.peers import HEIGHT, WIDTH, colour_bars
 from lkplug_livekit.source import DEPARTURE_TIMEOUT
@@ -120,24 +121,6 @@ async def sdk_page(browser, site):
     yield page
     await page.close()
     assert not errors, errors
-
-
-def sounding_level(data: np.ndarray, rate: int) -> float:
-    """The level (dBFS) a signal arrives at: the 90th percentile of its 50 ms windows' levels. A gain
-    error moves every window; a dropout (Opus's concealment fading out a lost packet) lowers a few,
-    which this leaves out: dropouts are counted by ``dropouts`` and reported, not hidden here."""
-    return float(np.percentile(window_levels(data, rate), 90))
-
-
-def window_levels(data: np.ndarray, rate: int) -> np.ndarray:
-    size = rate // 20
-    return np.array([level_dbfs(data[i : i + size]) for i in range(0, len(data) - size + 1, size)])
-
-
-def dropouts(data: np.ndarray, rate: int, sent_db: float) -> int:
-    """How many times a steady tone fell more than 3 dB below ``sent_db`` (50 ms windows)."""
-    low = window_levels(data, rate) < sent_db - 3
-    return int(np.count_nonzero(low[1:] & ~low[:-1]) + low[0])
 
 
 async def join(page, server, identity: str = "browser", room: str = "test") -> dict:

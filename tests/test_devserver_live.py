@@ -7,9 +7,10 @@ import asyncio
 
 import numpy as np
 import pytest
+from heard import sounding_level
 from livekit import rtc
 
-from lkplug.testing import dominant_frequency, level_dbfs
+from lkplug.testing import dominant_frequency
 from lkplug_livekit.devserver import server_errors
 from lkplug_livekit.devserver.peers import BARS, RATE, Peer, bar_colours
 from lkplug_livekit.devserver.process import DevServerProcess
@@ -21,7 +22,7 @@ SINE_RMS_DB = -6.0 - 3.01  # a sine with a -6 dBFS peak
 def assert_sine(audio: np.ndarray, freq: float) -> None:
     steady = audio[len(audio) // 4 :]  # past the decoder's fade-in
     assert dominant_frequency(steady, RATE) == pytest.approx(freq, abs=2)
-    assert level_dbfs(steady) == pytest.approx(SINE_RMS_DB, abs=1.0)  # Opus is lossy
+    assert sounding_level(steady, RATE) == pytest.approx(SINE_RMS_DB, abs=1.0)  # Opus is lossy
 
 
 async def events(room: rtc.Room, name: str) -> asyncio.Queue:

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from heard import sounding_level, steady, window_levels
 
 from lkplug.testing import dominant_frequency, level_dbfs, sine, to_s16
 from lkplug_livekit.devserver.peers import BARS, HEIGHT, RATE, WIDTH, bar_colours, colour_bars
@@ -66,12 +67,6 @@ async def lkplug(server, *args: str, timeout: float = 60, room: str = "test"):
     return process.returncode, out.decode(), err.decode()
 
 
-def steady(data: np.ndarray) -> np.ndarray:
-    """Past the first packets (silence, then the decoder's fade-in)."""
-    sound = np.flatnonzero(np.abs(data) > 1e-3)
-    return data[sound[0] + RATE // 4 :] if len(sound) else data
-
-
 async def test_recording_a_participant(livekit_server, livekit_join, tmp_path):
     alice = await livekit_join("alice")
     await alice.publish_sine(440, queue_ms=SINE_QUEUE_MS)
@@ -93,7 +88,7 @@ async def test_recording_a_participant(livekit_server, livekit_join, tmp_path):
     assert (rate, len(data)) == (48000, 3 * 48000)
     heard = steady(data)
     assert dominant_frequency(heard, rate) == pytest.approx(440, abs=2)
-    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+    assert sounding_level(heard, RATE) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
 
 
 async def test_processed_audio_is_published_back(livekit_server, livekit_join):
@@ -121,7 +116,7 @@ async def test_processed_audio_is_published_back(livekit_server, livekit_join):
     assert code == 0, err
     heard = steady(heard)
     assert dominant_frequency(heard, RATE) == pytest.approx(440, abs=2)
-    assert level_dbfs(heard) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
+    assert sounding_level(heard, RATE) == pytest.approx(SENT_RMS_DB - 6.0, abs=0.5)
 
 
 async def packets_received(track) -> int:
@@ -325,7 +320,7 @@ async def test_a_recording_goes_on_through_a_disruption(livekit_server, livekit_
     assert len(data) == 6 * rate
     tail = data[-rate:]  # the last second came after the disruption
     assert dominant_frequency(tail, rate) == pytest.approx(440, abs=2)
-    assert level_dbfs(tail) == pytest.approx(SENT_RMS_DB, abs=1.0)
+    assert sounding_level(tail, rate) == pytest.approx(SENT_RMS_DB, abs=1.0)
 
 
 def assert_bars(image: np.ndarray) -> None:
@@ -639,13 +634,6 @@ async def test_a_publisher_leaving_ends_the_recording_after_the_backlog(
     assert numbers == sorted(numbers), numbers
 
 
-def blocks_db(data: np.ndarray, rate: int, ms: int = 20) -> np.ndarray:
-    """The level of each ``ms`` block, in dBFS."""
-    size = rate * ms // 1000
-    blocks = data[: len(data) // size * size].reshape(-1, size)
-    return 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-20)
-
-
 async def test_two_recorders_without_identity_share_a_room(livekit_server, livekit_join, tmp_path):
     """Each process joins under an identity of its own (before: both were 'lkplug', the second replaced
     the first, which came back and replaced the second: 0.29 s of 3 s, "alice left the room")."""
@@ -673,7 +661,7 @@ async def test_two_recorders_without_identity_share_a_room(livekit_server, livek
         data, rate = soundfile.read(out)
         assert len(data) >= 7.9 * rate
         # no gap: every 20 ms block past the fade-in has the tone at its level
-        levels = blocks_db(steady(data), rate)
+        levels = window_levels(steady(data), rate, ms=20)
         # (on failure: the dips' 20 ms blocks, and lkplug's stderr, which says where the receiver
         # concealed or stretched audio: packets late or lost before it, not lkplug's doing)
         dips = np.flatnonzero(levels <= SENT_RMS_DB - 3)
