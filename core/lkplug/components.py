@@ -289,6 +289,12 @@ class Source:
     def frames(self):
         raise NotImplementedError
 
+    # optional: ``take_channel_mix(stage, fmt) -> format | None``. The audio chain starts with
+    # ``stage``, a processor that mixes audio in ``fmt`` (what ``probe`` gave) into fewer channels
+    # (``channel_mix``): a source that can make that mix from what it holds (a file source, from
+    # FFmpeg's planar frames) returns the format it will now give, and ``stage`` passes its frames
+    # on as they are; None: it cannot, and gives ``fmt``. Called once, after ``probe``.
+
     def instances(self):
         """Fan-out sources only: an async iterator of ``(fields, source)``, one per stream found;
         ``fields`` fill the sink templates (``wav:rec/{identity}.wav``)."""

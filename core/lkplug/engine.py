@@ -206,7 +206,9 @@ class Pipeline:
             for path in getattr(sink.obj, "writes", ()):
                 check_folder(Path(path))
 
-    def _plan(self, kind: str, fmt: Any) -> Chain:
+    def _plan(self, kind: str, fmt: Any, probed: bool = False) -> Chain:
+        """The chain for ``kind`` in ``fmt``, and each sink's converters after it. ``probed``: ``fmt``
+        is what the source's ``probe`` gave, before any frame (it may take on a downmix then)."""
         stages = self._stages.setdefault(kind, list(self.processors))
         chain = Chain.plan(kind, fmt, stages, self.registry)
         kept = self._plan_tails(kind, chain)
@@ -223,9 +225,25 @@ class Pipeline:
             mixes_into = getattr(self.source.obj, "mixes_into", None)
             if mixes_into is not None:  # a fan-in: its streams' downmixes are scaled for the same end
                 call_plugin(self.source, mixes_into, chain.kept_format)
+            mixed = self._mixed_by_source(chain) if probed else None
+            if mixed is not None:  # the stage passes the source's mix on: planned again from it
+                return self._plan(kind, mixed)
         self._chains[kind] = chain
         self._planned += [chain, *(tail for (_, of), tail in self._tails.items() if of == kind)]
         return chain
+
+    def _mixed_by_source(self, chain: Chain):
+        """The format the source gives once it takes on the downmix that comes first in ``chain``
+        (``Source.take_channel_mix``), or None: it does not, or the chain does not start with one."""
+        take = getattr(self.source.obj, "take_channel_mix", None)
+        if take is None or not chain.steps or chain.in_format is None:
+            return None
+        first = chain.steps[0]
+        if not getattr(first.built.obj, "channel_mix", False) or first.built.inserted:
+            return None
+        if first.out_format is None or first.out_format.channels >= chain.in_format.channels:
+            return None
+        return call_plugin(self.source, take, first.built.obj, chain.in_format)
 
     def _plan_tails(self, kind: str, chain: Chain) -> list[str | None]:
         """Plan each sink's converters after ``chain``; the sample format each one keeps audio in."""
@@ -257,7 +275,9 @@ class Pipeline:
         lines = [f"source  {self.source.label}  ({self.source.provider})"]
         for kind, fmt in formats.items():
             lines.append(f"  {kind}: {fmt if fmt is not None else 'format known once frames flow'}")
-            chain = self._plan(kind, fmt)
+            chain = self._plan(kind, fmt, probed=True)
+            if chain.in_format != fmt:  # the source took on the chain's first downmix
+                lines.append(f"    -> {'mixed in the source':<40} {chain.in_format}")
             for label, out in chain.describe():
                 lines.append(f"    -> {label:<40} {out}")
         for index, sink in enumerate(self.sinks):
@@ -328,7 +348,7 @@ class Pipeline:
             formats = call_plugin(self.source, self.source.obj.probe)
             self._check_sinks(formats)
             for kind, fmt in formats.items():
-                self._plan(kind, fmt)
+                self._plan(kind, fmt, probed=True)
             self._check_outputs()
             for index, sink in enumerate(self.sinks):
                 start = getattr(sink.obj, "start", None)

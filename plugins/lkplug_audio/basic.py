@@ -54,7 +54,7 @@ class Remix(Processor):
         self.layout = layout_name(channels)
         self.channels = av.AudioLayout(self.layout).nb_channels  # FFmpeg's count: 22.2 is 24
         self.kept_as = ""  # the sample format the output is next kept in ("": the frame's own)
-        self._resampler = None
+        self._mix = None  # ``mixer``'s function for the frames' format (``_key``)
         self._key: tuple | None = None
 
     def output_format(self, fmt):
@@ -78,33 +78,51 @@ class Remix(Processor):
             return [frame]
         import av
 
-        fmt, out_fmt = frame.sample_format, self._mixed_as(frame.format)
+        key = (layout, frame.sample_rate, frame.sample_format, self.kept_as)
+        if key != self._key:
+            self._mix, self._key = self.mixer(frame.format), key
+        packed = np.ascontiguousarray(frame.data).reshape(1, -1)
+        mixed = av.AudioFrame.from_ndarray(packed, format=frame.sample_format, layout=layout)
+        mixed.sample_rate = frame.sample_rate
+        return [AudioFrame(self._mix(mixed), frame.sample_rate, frame.timestamp, self.layout)]
+
+    def mixer(self, fmt):
+        """The mix ``process`` makes of audio in ``fmt``, as a function of a PyAV AudioFrame (its
+        samples in ``fmt``'s sample format, planar or packed; its channels in its own layout) that
+        returns the samples, (samples, channels) in ``output_format(fmt)``'s sample format. For a
+        source that holds FFmpeg's decoded frames (the file source): it mixes them as they are,
+        rather than interleave them for this stage to make a PyAV frame of again."""
+        import av
+
+        out_fmt = self._mixed_as(fmt)
         # libswresample scales the matrix when its output format is integer (rematrix.c): float
         # frames bound for integer take rematrix_maxval=1, the scaling an s16 output gets; s16
         # frames bound for float are mixed into float, unscaled
-        scaled = is_integer_format(self.kept_as or fmt)
-        key = (layout, frame.sample_rate, fmt, out_fmt, scaled)
-        if key != self._key:
-            options = {"rematrix_maxval": "1"} if scaled and fmt == "flt" else None
-            self._resampler = av.AudioResampler(
-                format=out_fmt, layout=self.layout, rate=frame.sample_rate, options=options
-            )
-            self._key = key
-        packed = np.ascontiguousarray(frame.data).reshape(1, -1)
-        mixed = av.AudioFrame.from_ndarray(packed, format=fmt, layout=layout)
-        mixed.sample_rate = frame.sample_rate
-        # same rate in and out: libswresample only rematrixes, sample for sample, holding nothing back
-        dtype = SAMPLE_FORMATS[out_fmt]
-        # the output frames' own buffers, not copies (to_ndarray copies): a view keeps its frame alive
-        out = [
-            np.frombuffer(f.planes[0], dtype, count=f.samples * self.channels).reshape(-1, self.channels)
-            for f in self._resampler.resample(mixed)
-        ]
-        if not out:
-            data = np.zeros((0, self.channels), dtype)
-        else:
-            data = out[0] if len(out) == 1 else np.concatenate(out)
-        return [AudioFrame(data, frame.sample_rate, frame.timestamp, self.layout)]
+        scaled = is_integer_format(self.kept_as or fmt.sample_format)
+        options = {"rematrix_maxval": "1"} if scaled and fmt.sample_format == "flt" else None
+        dtype, channels = SAMPLE_FORMATS[out_fmt], self.channels
+        resamplers: dict[tuple, av.AudioResampler] = {}  # by the frames' own format (flt, fltp) and layout
+
+        def mix(decoded) -> np.ndarray:
+            # channels in no stated order ("2 channels": PCM in Matroska) are mixed as FFmpeg's default
+            # layout for their count, by libswresample as by the ffmpeg CLI, which guesses it
+            key = (decoded.format.name, decoded.layout.name)
+            resampler = resamplers.get(key)
+            if resampler is None:
+                resampler = resamplers[key] = av.AudioResampler(
+                    format=out_fmt, layout=self.layout, rate=decoded.sample_rate, options=options
+                )
+            # same rate in and out: libswresample only rematrixes, sample for sample, holding nothing
+            # back; the output frames' own buffers, not copies (a view keeps its frame alive)
+            out = [
+                np.frombuffer(f.planes[0], dtype, count=f.samples * channels).reshape(-1, channels)
+                for f in resampler.resample(decoded)
+            ]
+            if not out:
+                return np.zeros((0, channels), dtype)
+            return out[0] if len(out) == 1 else np.concatenate(out)
+
+        return mix
 
 
 def layout_name(text: str) -> str:

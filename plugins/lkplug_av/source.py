@@ -310,6 +310,7 @@ class FileSource(Source):
         self.length: float | None = None  # the header's length of the file, in seconds
         # (start, length) in seconds of the audio the header announces, where it says (see _cut_short)
         self.announced: tuple[float, float] | None = None
+        self.mix: tuple | None = None  # (function, layout) of a downmix taken on (take_channel_mix)
 
     def bind(self, context) -> None:
         self.kinds = context.kinds
@@ -332,6 +333,19 @@ class FileSource(Source):
                     length = min(length, self.limit)
                 self.duration = length * self.loop if self.loop else None
         return self.formats
+
+    def take_channel_mix(self, stage, fmt):
+        """The chain starts with a downmix: made here, from each block as FFmpeg's FIFO holds it
+        (planar for most decoders), by the stage's own libswresample set-up (``stage.mixer``), saving
+        the interleaved copy the stage would make a PyAV frame of again (a 2-minute MP3 to mono:
+        0.04 s of 0.40). Audio that FFmpeg decodes to s16 or flt only: libsndfile's blocks are
+        interleaved already, and s32 is made flt a block at a time here."""
+        mixer = getattr(stage, "mixer", None)
+        if mixer is None or self.reader is not None or fmt.ffmpeg_format not in ("s16", "flt"):
+            return None
+        mixed = stage.output_format(fmt)
+        self.mix = (mixer(fmt), mixed.layout)
+        return mixed
 
     def _open(self) -> dict:
         import av.logging
@@ -461,7 +475,7 @@ class FileSource(Source):
         if "video" in self.streams:
             block = min(block, PACED_BLOCK_SECONDS)
         layout = self.formats["audio"].layout if self.reader else ""
-        clock = _Clock(self.limit, block, set(self.streams) or {"audio"}, layout)
+        clock = _Clock(self.limit, block, set(self.streams) or {"audio"}, layout, self.mix)
         if "video" in self.streams:
             clock.sar = sample_aspect(self.streams["video"])
         plays = 0
@@ -818,8 +832,11 @@ class _Clock:
     and is ignored. Decoded audio that changes format mid-stream (an MP3 going from 44.1 to 48 kHz)
     is converted to the first format with libswresample, as the ffmpeg CLI does."""
 
-    def __init__(self, limit: float | None, block_seconds: float, kinds: set[str], layout: str = ""):
+    def __init__(
+        self, limit: float | None, block_seconds: float, kinds: set[str], layout: str = "", mix=None
+    ):
         self.limit = limit
+        self.mix = mix  # (function, layout): the chain's downmix, made of each FIFO block
         self.kinds = kinds
         self.finished: set[str] = set()  # kinds that reached duration=
         self.block_seconds = block_seconds
@@ -1054,6 +1071,9 @@ class _Clock:
         block = fifo.read() if fifo is not None else None
         if block is None:
             return []
+        if self.mix is not None:  # straight from FFmpeg's planes (s16 or flt: see take_channel_mix)
+            mix, layout = self.mix
+            return self._emit(mix(block), layout)
         samples = block.samples
         dtype, planar = _DIRECT[block.format.name]
         if planar:  # one plane per channel, interleaved here in one pass per channel
