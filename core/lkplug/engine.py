@@ -239,9 +239,9 @@ class Pipeline:
         if take is None or not chain.steps or chain.in_format is None:
             return None
         first = chain.steps[0]
-        if not getattr(first.built.obj, "channel_mix", False) or first.built.inserted:
+        if not getattr(first.built.obj, "channel_mix", False) or first.out_format is None:
             return None
-        if first.out_format is None or first.out_format.channels >= chain.in_format.channels:
+        if first.out_format.channels >= chain.in_format.channels:
             return None
         return call_plugin(self.source, take, first.built.obj, chain.in_format)
 
