@@ -349,7 +349,7 @@ async def test_a_request_for_a_peer_connection_the_client_closed_is_dropped_with
     DTLS close arrives, which can overtake the client's last answer on the signalling socket: in CI,
     "Cannot handle answer in signaling state closed", a traceback, as lkplug left a room. Here the
     server's subscriber PC is closed as aiortc closes it (the participant is not gone yet), then
-    the answer and a candidate arrive. Server in this process: a bare WebSocket client, no media."""
+    the answer arrives. Server in this process: a bare WebSocket client, no media."""
     caplog.set_level(logging.INFO, logger="lkplug.devserver")
     server = await DevServer().start()
     try:
