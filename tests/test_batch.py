@@ -192,6 +192,26 @@ def test_outputs_two_inputs_would_share_are_refused(batch_dir):
     assert nothing.returncode == 1 and "no file matches rec/*.ogg" in nothing.stderr
 
 
+def test_outputs_the_glob_would_take_for_inputs_on_a_rerun_are_refused(batch_dir):
+    """A new user's case: `file:rec/**/*` into `wav:rec/out/{relpath}/{stem}.wav` ran (exit 0), and
+    every rerun, --skip-existing too, was refused: the glob now matched the outputs ("rec/out/./a.wav
+    is an input of the batch"), so the batch could not be resumed. Refused on the first run now, before
+    anything is written; outputs beside the inputs that the glob does not match still run."""
+    caught = run_lkplug(
+        "run", "--source", "file:rec/**/*", "--sink", "wav:rec/out/{relpath}/{stem}.wav", cwd=batch_dir
+    )
+    assert caught.returncode == 2, caught.stderr
+    assert "would be an input of this batch when it runs again (rec/**/* matches it)" in caught.stderr
+    assert not (batch_dir / "rec" / "out").exists()
+    beside = run_lkplug("run", "--source", "file:rec/*.wav", "--sink", "file:rec/{stem}.flac", cwd=batch_dir)
+    assert beside.returncode == 0, beside.stderr
+    again = run_lkplug(
+        "run", "--source", "file:rec/*.wav", "--sink", "file:rec/{stem}.flac", "--skip-existing",
+        cwd=batch_dir,
+    )  # fmt: skip
+    assert again.returncode == 0 and "skipped" in again.stderr, again.stderr
+
+
 def test_an_output_folder_that_is_a_link_is_checked_where_it_leads(batch_dir):
     """A new user's cases, exit 0 before: an output folder linked to the inputs' wrote a.wav's output
     over the input a.wav.wav; two inputs whose {relpath} folders are one folder by a link wrote one
@@ -251,22 +271,28 @@ def test_fail_fast_stops_at_the_first_failure(batch_dir):
     assert hidden_parts(batch_dir) == []
 
 
-def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir):
+@pytest.mark.parametrize("where", ["-j 2", "--cluster"])
+def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir, where):
     # FLAC, so that every worker's first input loads FFmpeg, as the failing one does
     inputs = [batch_dir / "rec" / f"{index}.flac" for index in range(24)]
     for index, path in enumerate(inputs):
         soundfile.write(path, sine(300 + 100 * index, 0.2, 48000), 48000, "PCM_16")
-    (batch_dir / "rec" / "notes.wav").write_bytes(b"not a recording\n" * 64)
+    # random bytes without an MPEG sync byte as an MP3: FFmpeg searches them for frames before it
+    # gives up (0.1 s more than a good file's run), while the other worker gets through small files
+    noise = np.random.default_rng(7).integers(0, 255, 200_000, dtype=np.uint8)  # 0-254: no 0xff
+    (batch_dir / "rec" / "notes.mp3").write_bytes(noise.tobytes())
     (batch_dir / "inputs.txt").write_text(
-        "\n".join(["rec/notes.wav", *(str(p.relative_to(batch_dir)) for p in inputs)])
+        "\n".join(["rec/notes.mp3", *(str(p.relative_to(batch_dir)) for p in inputs)])
     )
-    result = run_lkplug(
-        "run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "-j", "2", "--fail-fast",
-        cwd=batch_dir,
-    )  # fmt: skip
+    run = ["run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "--fail-fast"]
+    if where == "--cluster":  # two workers of one thread each; before, the scheduler was given every
+        with local_cluster() as cluster:  # input at once: 20 of 20 small files ran after the failure
+            result = run_lkplug(*run, "--cluster", cluster.scheduler_address, cwd=batch_dir)
+    else:
+        result = run_lkplug(*run, "-j", "2", cwd=batch_dir)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
-    failed = next(n for n, line in enumerate(lines) if line.startswith("lkplug: failed rec/notes.wav"))
+    failed = next(n for n, line in enumerate(lines) if line.startswith("lkplug: failed rec/notes.mp3"))
     after = [line for line in lines[failed:] if line.startswith("lkplug: ok ")]
     # inputs go to a worker only as one becomes free, and the parent hears of the failure at once:
     # after it, only the input the other worker had in hand may still complete. Before: the parent

@@ -95,6 +95,32 @@ def expand(pattern: str) -> tuple[list[str], str]:
     return files, root
 
 
+def glob_matches(pattern: str, path: str) -> bool:
+    """Whether the glob ``pattern`` (as ``expand`` reads it: ``**`` any depth of folders, ``*``, ``?``
+    and ``[abc]`` within a name) matches ``path``, a file that may not exist yet."""
+    import fnmatch
+
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), None)
+    if fixed is None:  # one file, named
+        return os.path.abspath(pattern) == os.path.abspath(path)
+    root = str(Path(*parts[:fixed])) if fixed else "."
+    below = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if below.startswith(os.pardir):
+        return False
+
+    def match(names: tuple, rest: tuple) -> bool:
+        if not names:
+            return not rest
+        if names[0] == "**":  # none or any folders, or (last) any file below
+            return any(match(names[1:], rest[i:]) for i in range(len(rest) + 1))
+        return bool(rest) and fnmatch.fnmatchcase(rest[0], names[0]) and match(names[1:], rest[1:])
+
+    return match(
+        tuple(part if part == "**" else _single_stars(part) for part in parts[fixed:]), Path(below).parts
+    )
+
+
 def _single_stars(part: str) -> str:
     while "**" in part:
         part = part.replace("**", "*")
@@ -286,6 +312,12 @@ class Batch:
                         f" apart in the sink's path ({field_list(FIELDS)}, e.g. out/{{relpath}}/{{stem}}.wav)"
                     )
                 seen[key] = path
+                if not self.in_order and glob_matches(pattern, output):
+                    raise UsageError(
+                        f"{output} would be an input of this batch when it runs again ({pattern} matches"
+                        " it), so the batch could not be resumed; give the sink a folder the glob does not"
+                        " reach"
+                    )
             source_spec = _with_param(spec, param, os.path.abspath(path) if absolute else path)
             self.jobs.append(
                 Job(
@@ -620,6 +652,10 @@ class _LocalPool:
         """Media seconds done of the inputs being run now."""
         return sum(self.progress)
 
+    def slots(self) -> int:
+        """How many inputs run at once."""
+        return self.workers
+
     def ended(self, job: Job) -> None:
         pass  # its worker has zeroed its place already
 
@@ -732,6 +768,10 @@ class _DaskPool:
     def in_progress(self) -> float:
         return sum(list(self.progress.values()))
 
+    def slots(self) -> int:
+        """How many inputs run at once: the threads of the workers the scheduler has now."""
+        return max(1, sum(self.client.nthreads().values()))
+
     def ended(self, job: Job) -> None:
         self.done.add(job.input)
         self.progress.pop(job.input, None)
@@ -826,8 +866,10 @@ def run_batch(
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOPS}
     stopping = False
     # local workers get an input only as one of them becomes free, so that after a failure with
-    # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to stop
-    window = len(todo) if cluster else workers
+    # --fail-fast (or a Ctrl-C) nothing more starts; a Dask scheduler gets them all and is told to
+    # stop, unless --fail-fast: then as many as its workers have threads, one more as each ends
+    # (given all, its workers ran on through small files before the failure was heard of)
+    window = pool.slots() if fail_fast or not cluster else len(todo)
     # a glob's largest inputs first (longest processing time first): a long recording that the glob
     # lists last would otherwise start last and run alone at the end, the other workers idle
     queue = list(todo) if batch.in_order else sorted(todo, key=_input_size, reverse=True)
