@@ -77,12 +77,8 @@ def expand(pattern: str) -> tuple[list[str], str]:
         return files, root
     if os.path.isfile(pattern):  # one file (a batch of one), whatever its name holds ([1], *)
         return [pattern], os.path.dirname(pattern) or "."
-    parts = Path(pattern).parts
-    fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
-    root = str(Path(*parts[:fixed])) if fixed else "."
-    if "**" in parts[fixed:]:
-        # a ** inside a name (a**.wav) is a * there, as in bash (pathlib raises ValueError for it)
-        below = tuple(part if part == "**" else _single_stars(part) for part in parts[fixed:])
+    root, below = _glob_parts(pattern)
+    if "**" in below:
         if below[-1] == "**":  # pathlib's final ** gives folders only
             below += ("*",)
         files = sorted(_walk_glob(root, below))
@@ -95,16 +91,21 @@ def expand(pattern: str) -> tuple[list[str], str]:
     return files, root
 
 
+def _glob_parts(pattern: str) -> tuple[str, tuple[str, ...]]:
+    """A glob's root (its folder before the first wildcard) and its parts below it; a ``**`` inside a
+    name (``a**.wav``) is a ``*`` there, as in bash (pathlib raises ValueError for it)."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+    root = str(Path(*parts[:fixed])) if fixed else "."
+    return root, tuple(part if part == "**" else _single_stars(part) for part in parts[fixed:])
+
+
 def glob_matches(pattern: str, path: str) -> bool:
     """Whether the glob ``pattern`` (as ``expand`` reads it: ``**`` any depth of folders, ``*``, ``?``
     and ``[abc]`` within a name) matches ``path``, a file that may not exist yet."""
     import fnmatch
 
-    parts = Path(pattern).parts
-    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), None)
-    if fixed is None:  # one file, named
-        return os.path.abspath(pattern) == os.path.abspath(path)
-    root = str(Path(*parts[:fixed])) if fixed else "."
+    root, names = _glob_parts(pattern)
     below = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     if below.startswith(os.pardir):
         return False
@@ -116,9 +117,7 @@ def glob_matches(pattern: str, path: str) -> bool:
             return any(match(names[1:], rest[i:]) for i in range(len(rest) + 1))
         return bool(rest) and fnmatch.fnmatchcase(rest[0], names[0]) and match(names[1:], rest[1:])
 
-    return match(
-        tuple(part if part == "**" else _single_stars(part) for part in parts[fixed:]), Path(below).parts
-    )
+    return match(names, Path(below).parts)
 
 
 def _single_stars(part: str) -> str:
