@@ -288,6 +288,7 @@ class Batch:
         # compared by real path: an output folder that is a link to the inputs' (or to another
         # output's) would otherwise write over an input, or two inputs into one file, exit 0
         inputs = {os.path.realpath(path) for path in self.files}
+        globbed = not self.in_order and not os.path.isfile(pattern)  # not a list, nor one file named
         for path in self.files:
             fields = file_fields(path, self.root)
             rendered = [_fill(parse_spec(text), fields) for text in sinks]
@@ -311,7 +312,7 @@ class Batch:
                         f" apart in the sink's path ({field_list(FIELDS)}, e.g. out/{{relpath}}/{{stem}}.wav)"
                     )
                 seen[key] = path
-                if not self.in_order and glob_matches(pattern, output):
+                if globbed and glob_matches(pattern, output):
                     raise UsageError(
                         f"{output} would be an input of this batch when it runs again ({pattern} matches"
                         " it), so the batch could not be resumed; give the sink a folder the glob does not"
