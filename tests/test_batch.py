@@ -188,6 +188,10 @@ def test_outputs_two_inputs_would_share_are_refused(batch_dir):
     assert result.returncode == 2
     assert "would both write out/m4a.wav" in result.stderr, result.stderr
     assert not (batch_dir / "out").exists()
+    for pipe in ("wav:-", "file:-,format=matroska"):  # before: "... would both write -: put a field"
+        piped = run_lkplug("run", "--source", "file:rec/**/*.*", "--sink", pipe, cwd=batch_dir)
+        assert piped.returncode == 2, piped.stderr
+        assert "a batch writes an output per input, and - (a pipe) takes one" in piped.stderr, piped.stderr
     nothing = run_lkplug("run", "--source", "file:rec/*.ogg", "--sink", "wav:{stem}.wav", cwd=batch_dir)
     assert nothing.returncode == 1 and "no file matches rec/*.ogg" in nothing.stderr
 

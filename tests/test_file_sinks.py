@@ -129,6 +129,17 @@ def test_a_file_named_dash_is_a_file(tmp_path):
         (tmp_path / "-").unlink()
 
 
+@pytest.mark.parametrize("sink", ["wav:{}.wav", "file:{}.flac"])
+def test_an_output_name_too_long_for_the_file_system_is_refused_before_the_run(sink, tmp_path):
+    """A new user's 252-byte stem: the run went to its end under the shorter temporary name, then
+    failed to rename it: "unexpected OSError: [Errno 36] File name too long", exit 1."""
+    name = "x" * (256 - len(sink.rpartition(".")[2]) - 1)  # with its extension: 256 bytes
+    result = run_lkplug("run", "--source", "tone:440,duration=0.2", "--sink", sink.format(name), cwd=tmp_path)
+    line = assert_one_line_error(result)
+    assert result.returncode == 1 and "its name is 256 bytes; the file system takes 255" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 # options and codecs the file sink cannot honour ------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from .errors import LkplugError, MediaError, UsageError
 from .fanout import render
 from .manager import portable_plugins
 from .outputs import held_outputs, remove_stale, remove_temporaries
+from .paths import is_pipe
 from .progress import BatchStatus, counted
 from .registry import Registry
 from .spec import Spec, format_spec, parse_spec
@@ -301,6 +302,11 @@ class Batch:
                 paths = [_output_path(e, s) for e, s in zip(sink_entries, rendered, strict=True)]
             outputs = tuple(path for path in paths if path)
             for output in outputs:
+                if is_pipe(output):  # no field can tell inputs apart there
+                    raise UsageError(
+                        f"a batch writes an output per input, and {output} (a pipe) takes one: give the sink"
+                        f" a file path with a field ({field_list(FIELDS)}, e.g. out/{{stem}}.wav)"
+                    )
                 key = os.path.realpath(output)
                 if key in inputs:
                     raise UsageError(f"{output} is an input of the batch; give the sink another folder")

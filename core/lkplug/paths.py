@@ -24,7 +24,7 @@ def is_pipe(path) -> bool:
 
 def refuse_folder(path: Path, example: str = "out.wav") -> None:
     """Raise MediaError when ``path`` is an existing folder (``wav:adir``): an output is a file."""
-    if Path(path).is_dir():
+    if os.path.isdir(path):  # False for a name too long to look up (pathlib's is_dir raises then)
         raise MediaError(
             f"cannot write {path}: it is a folder; name a file in it, e.g. {Path(path) / example}"
         )
@@ -39,7 +39,6 @@ def check_folder(path: Path) -> None:
     system or in /sys), and an output found unwritable only at the first frame fails after joining a
     room and waiting for a participant."""
     path = Path(path)
-    refuse_folder(path, f"out{path.suffix or '.wav'}")
     folder = path.parent
     if not folder.is_dir():
         for parent in (folder, *folder.parents):  # a file where a folder should be says so
@@ -48,6 +47,12 @@ def check_folder(path: Path) -> None:
                     raise MediaError(f"cannot write {path}: {parent} is a file, not a folder")
                 break
         raise MediaError(f"cannot write {path}: folder {folder} does not exist")
+    # the output is written under a shorter temporary name and renamed at the end: a name too long
+    # for the file system failed only then, after the whole run ("unexpected OSError: [Errno 36]")
+    size, limit = len(os.fsencode(path.name)), os.pathconf(folder, "PC_NAME_MAX")
+    if size > limit:
+        raise MediaError(f"cannot write {path}: its name is {size} bytes; the file system takes {limit}")
+    refuse_folder(path, f"out{path.suffix or '.wav'}")
     if path.exists() and not path.is_file():  # a device or a pipe (/dev/null): opening may block
         if not os.access(path, os.W_OK):
             raise MediaError(f"cannot write {path}: it is not writable")
