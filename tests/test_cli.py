@@ -249,6 +249,8 @@ def test_list_and_inspect(lkplug_cli):
 def test_help_teaches_with_examples(lkplug_cli):
     text = lkplug_cli("run", "--help").stdout
     assert "--source" in text and "wav:out.wav" in text and "--explain" in text
+    # a batch too: a new user found no word of globs, @LIST or the output fields in --help
+    assert "file:rec/**/*.m4a" in text and "@LIST" in text and "{relpath}" in text
 
 
 def test_silence_is_written_as_digital_silence(tmp_path):

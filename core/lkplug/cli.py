@@ -391,11 +391,15 @@ def run_command(sources, procs, sinks, pace, explain, duration, quiet, plugins, 
                --proc remix:channels=1 --sink wav:out.wav
     lkplug run --source tone:freq=440,duration=10 --sink wav:tone.wav --sink null
     lkplug run --source file:clip.mp4 --proc scale:height=360 --sink file:small.mp4
+    lkplug run --source 'file:rec/**/*.m4a' --proc resample:rate=16000 \\
+               --sink 'wav:out/{relpath}/{stem}.wav' -j 2 --skip-existing
 
     A SPEC is NAME, NAME:VALUE or NAME:KEY=VALUE,...; `lkplug list` shows every component and
     `lkplug inspect NAME` its parameters. Converters (sample rate, channels, sample format, frame
     size, pixel format) are inserted where a stage needs them; --explain shows where. Ctrl-C stops
-    the source, flushes and closes every output.
+    the source, flushes and closes every output. A file source given a glob or @LIST (a file of
+    paths) is a batch: a run per input, the sinks' paths filled per input ({stem}, {name}, {ext},
+    {dir}, {relpath}), outputs renamed into place when complete.
     """
     from .batch import batch_source
     from .batch import run_cli as run_batch_cli
