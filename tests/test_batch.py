@@ -281,12 +281,18 @@ def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir, where):
     inputs = [batch_dir / "rec" / f"{index}.flac" for index in range(24)]
     for index, path in enumerate(inputs):
         soundfile.write(path, sine(300 + 100 * index, 0.2, 48000), 48000, "PCM_16")
-    # random bytes without an MPEG sync byte as an MP3: FFmpeg searches them for frames before it
-    # gives up (0.1 s more than a good file's run), while the other worker gets through small files
-    noise = np.random.default_rng(7).integers(0, 255, 200_000, dtype=np.uint8)  # 0-254: no 0xff
-    (batch_dir / "rec" / "notes.mp3").write_bytes(noise.tobytes())
+    if where == "--cluster":
+        # random bytes without an MPEG sync byte as an MP3: FFmpeg searches them for frames before it
+        # gives up (0.1 s more than a good file's run), while the other worker goes on (given every
+        # file at once, a cluster's workers ran all 24 before the failure was heard of)
+        noise = np.random.default_rng(7).integers(0, 255, 200_000, dtype=np.uint8)  # 0-254: no 0xff
+        bad = batch_dir / "rec" / "notes.mp3"
+        bad.write_bytes(noise.tobytes())
+    else:  # fails at once: a local worker gets through 24 such small files in 0.3 s, all of them
+        bad = batch_dir / "rec" / "notes.wav"  # started before a slower failure was known
+        bad.write_bytes(b"not a recording\n" * 64)
     (batch_dir / "inputs.txt").write_text(
-        "\n".join(["rec/notes.mp3", *(str(p.relative_to(batch_dir)) for p in inputs)])
+        "\n".join([f"rec/{bad.name}", *(str(p.relative_to(batch_dir)) for p in inputs)])
     )
     run = ["run", "--source", "file:@inputs.txt", "--sink", "wav:out/{stem}.wav", "--fail-fast"]
     if where == "--cluster":  # two workers of one thread each; before, the scheduler was given every
@@ -296,7 +302,7 @@ def test_fail_fast_with_two_workers_and_small_files_stops(batch_dir, where):
         result = run_lkplug(*run, "-j", "2", cwd=batch_dir)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
-    failed = next(n for n, line in enumerate(lines) if line.startswith("lkplug: failed rec/notes.mp3"))
+    failed = next(n for n, line in enumerate(lines) if line.startswith(f"lkplug: failed rec/{bad.name}"))
     after = [line for line in lines[failed:] if line.startswith("lkplug: ok ")]
     # inputs go to a worker only as one becomes free, and the parent hears of the failure at once:
     # after it, only the input the other worker had in hand may still complete. Before: the parent
